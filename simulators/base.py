@@ -1,0 +1,410 @@
+"""The simulator protocol: parameters, field declarations, invariants and ``run``.
+
+Every reference system is a subclass of :class:`Simulator`. A subclass declares
+
+* ``name``: registry name (``"navier_stokes2d"``),
+* ``parameters``: a tuple of :class:`Parameter` (name, default, declared range, units),
+* ``fields``: a tuple of :class:`FieldSpec` (scalar fields are rank 0, vectors rank 1),
+* ``invariants``: a tuple of :class:`Invariant` (what is conserved or bounded), used by
+  the validation library and by the GAN's constrained output heads,
+
+and implements :meth:`Simulator.simulate`, which integrates a *batch* of trajectories
+(one parameter vector and one seed each) and returns arrays of shape
+``(B, T, Nx, Ny)`` for scalar fields and ``(B, T, Nx, Ny, 2)`` for vector fields.
+
+:meth:`Simulator.run` is the one-trajectory convenience wrapper of DESIGN.md section 4;
+it validates its input and returns an :class:`xarray.Dataset`.
+
+Conventions: the domain is the periodic square ``[0, L)^2`` with ``L = box_size``;
+array axis ``-2`` is ``x`` and axis ``-1`` is ``y`` (``field[..., ix, iy]``); grid
+points sit at ``x_i = i L / N``. Trajectory seeds are plain non-negative integers; a
+trajectory's random numbers come from ``numpy.random.default_rng(seed)`` only, so its
+result does not depend on which batch it was integrated in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import xarray as xr
+
+from simulators.grid import PeriodicGrid
+
+MIN_RESOLUTION = 8
+MAX_RESOLUTION = 4096
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A physical parameter of a simulator and its declared range.
+
+    Attributes:
+        name: identifier used in the API, the CLI (``--sweep name=lo:hi``) and the
+            HDF5 ``scalars/`` group.
+        default: value used when the caller does not give one.
+        low, high: inclusive declared range; values outside raise ``ValueError``.
+        units: physical units (``"1"`` for dimensionless).
+        doc: one-line meaning.
+        log: sample this parameter log-uniformly in sweeps. ``None`` (default) means:
+            log-uniform when ``low > 0`` and the range spans at least two decades
+            (``high / low >= 100``).
+        integer: the parameter only takes integer values (e.g. a forcing mode number).
+    """
+
+    name: str
+    default: float
+    low: float
+    high: float
+    units: str
+    doc: str
+    log: bool | None = None
+    integer: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.low <= self.default <= self.high:
+            raise ValueError(f"parameter {self.name}: default {self.default} outside "
+                             f"[{self.low}, {self.high}]")
+
+    @property
+    def log_scale(self) -> bool:
+        """Whether sweeps sample this parameter uniformly in ``log(value)``."""
+        if self.log is not None:
+            return self.log
+        return self.low > 0 and self.high / self.low >= 100.0
+
+    @property
+    def range_text(self) -> str:
+        """The declared range as ``[low, high]`` text for messages."""
+        return f"[{self.low:g}, {self.high:g}]"
+
+    def check(self, value: Any, *, low: float | None = None,
+              high: float | None = None) -> float:
+        """Return ``value`` as a float after checking it against the declared range.
+
+        Raises:
+            ValueError: naming the parameter and its range if the value is not a
+                finite number inside ``[low, high]`` (or not an integer when
+                ``integer`` is set).
+        """
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"parameter {self.name!r}: {value!r} is not a number") from None
+        low = self.low if low is None else low
+        high = self.high if high is None else high
+        if not math.isfinite(number) or not low <= number <= high:
+            raise ValueError(f"parameter {self.name!r} = {value!r} is outside its declared "
+                             f"range [{low:g}, {high:g}] ({self.units})")
+        if self.integer and number != round(number):
+            raise ValueError(f"parameter {self.name!r} = {value!r} must be an integer")
+        return number
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """Declaration of an output field.
+
+    Attributes:
+        name: dataset name in the HDF5 store and data variable name in ``run``'s Dataset.
+        units: physical units (CF style, ``"1"`` for dimensionless).
+        long_name: human-readable description.
+        rank: 0 for scalar fields ``(…, Nx, Ny)``, 1 for vector fields
+            ``(…, Nx, Ny, 2)`` whose last axis holds the (x, y) components.
+    """
+
+    name: str
+    units: str
+    long_name: str
+    rank: int = 0
+
+
+@dataclass(frozen=True)
+class Invariant:
+    """A property that the true dynamics keep, declared by each simulator.
+
+    ``kind`` is one of:
+
+    * ``"conserved_mean"``: the domain mean of ``field`` is constant in time.
+    * ``"zero_mean"``: the domain mean of ``field`` is zero at every time.
+    * ``"bounded"``: ``low <= field <= high`` everywhere (``None`` for an open side);
+      ``low=0`` with ``high=None`` states positivity.
+    * ``"divergence_free"``: the vector ``field`` satisfies ``div field = 0``.
+    * ``"curl_of"``: the scalar ``field`` equals ``curl(of) = d(of_y)/dx - d(of_x)/dy``.
+    * ``"energy_budget"``: ``dE/dt = -2 nu Z + P`` for the vector ``field`` with
+      ``E = <|u|^2>/2``, ``Z = <(curl u)^2>/2`` and ``P`` the forcing work
+      (Navier–Stokes); checked only where the simulator provides the terms.
+    * ``"discrete_values"``: ``field`` only takes the values in ``values``.
+    """
+
+    kind: str
+    field: str
+    low: float | None = None
+    high: float | None = None
+    of: str | None = None
+    values: tuple[float, ...] | None = None
+    doc: str = ""
+
+    KINDS: ClassVar[tuple[str, ...]] = ("conserved_mean", "zero_mean", "bounded",
+                                        "divergence_free", "curl_of", "energy_budget",
+                                        "discrete_values")
+
+    def __post_init__(self) -> None:
+        if self.kind not in self.KINDS:
+            raise ValueError(f"unknown invariant kind {self.kind!r}; expected one of "
+                             f"{', '.join(self.KINDS)}")
+
+
+def check_resolution(resolution: Any) -> int:
+    """Validate a grid resolution: a power of two between 8 and 4096 points per side."""
+    try:
+        number = int(resolution)
+    except (TypeError, ValueError):
+        raise ValueError(f"resolution {resolution!r} is not an integer") from None
+    if number != resolution or number < MIN_RESOLUTION or number > MAX_RESOLUTION \
+            or number & (number - 1):
+        raise ValueError(f"resolution {resolution!r} must be a power of two between "
+                         f"{MIN_RESOLUTION} and {MAX_RESOLUTION}")
+    return number
+
+
+class Simulator:
+    """Base class of the reference simulators (see the module docstring).
+
+    Subclasses keep their constructors small: only numerical options that are not
+    physical parameters (e.g. a CFL number) belong there.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    parameters: ClassVar[tuple[Parameter, ...]] = ()
+    fields: ClassVar[tuple[FieldSpec, ...]] = ()
+    invariants: ClassVar[tuple[Invariant, ...]] = ()
+    inits: ClassVar[tuple[str, ...]] = ("random",)
+    #: static systems (no dynamics) produce exactly one snapshot at t = 0
+    static: ClassVar[bool] = False
+    default_box_size: ClassVar[float] = 2.0 * math.pi
+    default_t_end: ClassVar[float] = 1.0
+    default_snapshots: ClassVar[int] = 11
+    time_units: ClassVar[str] = "1"
+    length_units: ClassVar[str] = "1"
+
+    # ------------------------------------------------------------------ metadata
+    def parameter(self, name: str) -> Parameter:
+        """The declared :class:`Parameter` called ``name`` (``ValueError`` if unknown)."""
+        for parameter in self.parameters:
+            if parameter.name == name:
+                return parameter
+        known = ", ".join(p.name for p in self.parameters) or "none"
+        raise ValueError(f"{self.name} has no parameter {name!r} (known: {known})")
+
+    def field(self, name: str) -> FieldSpec:
+        """The declared :class:`FieldSpec` called ``name`` (``ValueError`` if unknown)."""
+        for spec in self.fields:
+            if spec.name == name:
+                return spec
+        known = ", ".join(f.name for f in self.fields)
+        raise ValueError(f"{self.name} has no field {name!r} (known: {known})")
+
+    def resolve_parameters(self, values: Mapping[str, Any] | None) -> dict[str, float]:
+        """Fill in defaults and check every value against its declared range.
+
+        Returns:
+            ``{name: float}`` for every declared parameter, in declaration order.
+        Raises:
+            ValueError: for unknown names or values outside the declared range.
+        """
+        values = dict(values or {})
+        for name in values:
+            self.parameter(name)
+        return {p.name: p.check(values.get(p.name, p.default)) for p in self.parameters}
+
+    def snapshot_times(self, t_end: Any, n_snapshots: Any) -> np.ndarray:
+        """Snapshot times ``linspace(0, t_end, n_snapshots)`` (float64, shape (T,)).
+
+        Static systems accept only ``n_snapshots == 1`` and return ``[0.0]``.
+        """
+        try:
+            count = int(n_snapshots)
+        except (TypeError, ValueError):
+            raise ValueError(f"n_snapshots {n_snapshots!r} is not an integer") from None
+        if count != n_snapshots or count < 1:
+            raise ValueError(f"n_snapshots must be a positive integer, got {n_snapshots!r}")
+        if self.static:
+            if count != 1:
+                raise ValueError(f"{self.name} is static: n_snapshots must be 1, "
+                                 f"got {count}")
+            return np.zeros(1)
+        try:
+            end = float(t_end)
+        except (TypeError, ValueError):
+            raise ValueError(f"t_end {t_end!r} is not a number") from None
+        if not math.isfinite(end) or end <= 0.0:
+            raise ValueError(f"t_end must be a positive finite time, got {t_end!r}")
+        if count == 1:
+            return np.array([end])
+        return np.linspace(0.0, end, count)
+
+    def make_grid(self, resolution: Any, box_size: float | None = None) -> PeriodicGrid:
+        """The periodic grid for ``resolution`` points per side (checked)."""
+        size = self.default_box_size if box_size is None else float(box_size)
+        if not math.isfinite(size) or size <= 0:
+            raise ValueError(f"box_size must be positive, got {box_size!r}")
+        return PeriodicGrid(check_resolution(resolution), size)
+
+    def check_initial_state(self, initial_state: Mapping[str, Any] | None,
+                            grid: PeriodicGrid) -> dict[str, np.ndarray] | None:
+        """Validate a user initial state ``{field name: (Nx, Ny) array}``.
+
+        Only the fields named in :attr:`initial_fields` are accepted; each must be a
+        finite 2-D array of the grid's shape. Subclasses add physical bound checks in
+        :meth:`validate_initial_state`.
+        """
+        if initial_state is None:
+            return None
+        if not isinstance(initial_state, Mapping):
+            raise ValueError("initial_state must be a dict of field name -> 2-D array")
+        expected = set(self.initial_fields)
+        unknown = set(initial_state) - expected
+        if unknown:
+            raise ValueError(f"initial_state: {self.name} does not take field(s) "
+                             f"{', '.join(sorted(unknown))} (expected {', '.join(sorted(expected))})")
+        missing = expected - set(initial_state)
+        if missing:
+            raise ValueError(f"initial_state: missing field(s) {', '.join(sorted(missing))}")
+        state = {}
+        for name, value in initial_state.items():
+            array = np.asarray(value, dtype=np.float64)
+            if array.shape != grid.shape:
+                raise ValueError(f"initial_state[{name!r}] has shape {array.shape}, "
+                                 f"expected {grid.shape}")
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f"initial_state[{name!r}] contains NaN or Inf")
+            state[name] = array
+        self.validate_initial_state(state)
+        return state
+
+    #: fields an ``initial_state`` must give (default: all rank-0 fields)
+    @property
+    def initial_fields(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields if f.rank == 0)
+
+    def validate_initial_state(self, state: dict[str, np.ndarray]) -> None:
+        """Hook for subclasses: raise ``ValueError`` if ``state`` breaks physical bounds."""
+
+    # ---------------------------------------------------------------- integration
+    def simulate(self, parameters: Mapping[str, np.ndarray], grid: PeriodicGrid,
+                 times: np.ndarray, seeds: Sequence[int], init: str = "random",
+                 initial_state: Mapping[str, np.ndarray] | None = None
+                 ) -> dict[str, np.ndarray]:
+        """Integrate a batch of ``B`` trajectories.
+
+        Args:
+            parameters: ``{name: array of shape (B,)}``, already range-checked.
+            grid: the periodic grid.
+            times: snapshot times, shape (T,), non-decreasing, ``times[0] >= 0``.
+            seeds: one integer seed per trajectory (length B).
+            init: name of the initial condition, one of :attr:`inits`.
+            initial_state: optional checked initial fields ``{name: (Nx, Ny)}``, shared
+                by the whole batch (overrides ``init``).
+
+        Returns:
+            ``{field name: float64 array (B, T, Nx, Ny) or (B, T, Nx, Ny, 2)}``.
+        """
+        raise NotImplementedError
+
+    def run(self, parameters: Mapping[str, Any] | None = None, resolution: int = 64,
+            t_end: float | None = None, n_snapshots: int | None = None, seed: int = 0,
+            init: str = "random", initial_state: Mapping[str, Any] | None = None,
+            box_size: float | None = None) -> xr.Dataset:
+        """Run one trajectory and return it as an :class:`xarray.Dataset`.
+
+        Args:
+            parameters: ``{name: value}``; missing names take their defaults.
+            resolution: grid points per side (a power of two, 8 to 4096).
+            t_end: final time (system units); default :attr:`default_t_end`.
+            n_snapshots: number of snapshots, equally spaced on ``[0, t_end]``;
+                default :attr:`default_snapshots` (1 for static systems).
+            seed: integer seed of the random initial condition / noise.
+            init: initial condition name (:attr:`inits`).
+            initial_state: ``{field: (Nx, Ny) array}`` overriding ``init``.
+            box_size: side ``L`` of the periodic square (default :attr:`default_box_size`).
+
+        Returns:
+            Dataset with data variables named after :attr:`fields` (dims
+            ``time, x, y`` and ``component`` for vectors), coordinates ``time``, ``x``,
+            ``y`` in physical units, and attrs ``system``, ``seed``, ``init``,
+            ``box_size`` and every parameter value. The same arguments give the same
+            bytes.
+        """
+        parameters = self.resolve_parameters(parameters)
+        grid = self.make_grid(resolution, box_size)
+        if t_end is None:
+            t_end = self.default_t_end
+        if n_snapshots is None:
+            n_snapshots = 1 if self.static else self.default_snapshots
+        times = self.snapshot_times(t_end, n_snapshots)
+        seed = check_seed(seed)
+        self.check_init(init)
+        state = self.check_initial_state(initial_state, grid)
+        batch = {name: np.array([value]) for name, value in parameters.items()}
+        fields = self.simulate(batch, grid, times, [seed], init=init, initial_state=state)
+        return self.to_dataset({name: array[0] for name, array in fields.items()},
+                               grid, times, parameters, seed=seed,
+                               init="initial_state" if state is not None else init)
+
+    def check_init(self, init: str) -> str:
+        """Check that ``init`` names a known initial condition of this system."""
+        if init not in self.inits:
+            raise ValueError(f"{self.name}: unknown init {init!r} (known: "
+                             f"{', '.join(self.inits)})")
+        return init
+
+    def to_dataset(self, fields: Mapping[str, np.ndarray], grid: PeriodicGrid,
+                   times: np.ndarray, parameters: Mapping[str, float], *, seed: int,
+                   init: str) -> xr.Dataset:
+        """Wrap one trajectory's arrays ``(T, Nx, Ny[, 2])`` as a Dataset (float32)."""
+        data_vars = {}
+        for spec in self.fields:
+            dims = ("time", "x", "y") + (("component",) if spec.rank == 1 else ())
+            data_vars[spec.name] = xr.Variable(
+                dims, np.asarray(fields[spec.name], dtype=np.float32),
+                attrs={"units": spec.units, "long_name": spec.long_name})
+        coords = {
+            "time": ("time", np.asarray(times, dtype=np.float64),
+                     {"units": self.time_units, "long_name": "time"}),
+            "x": ("x", grid.x, {"units": self.length_units, "long_name": "x coordinate"}),
+            "y": ("y", grid.y, {"units": self.length_units, "long_name": "y coordinate"}),
+        }
+        if any(spec.rank == 1 for spec in self.fields):
+            coords["component"] = ("component", np.array(["x", "y"]))
+        attrs = {"system": self.name, "seed": int(seed), "init": init,
+                 "box_size": float(grid.box_size), **{k: float(v) for k, v in parameters.items()}}
+        return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-serialisable description (name, parameters, fields, invariants)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "static": self.static,
+            "inits": list(self.inits),
+            "parameters": [vars(p) | {"log_scale": p.log_scale} for p in self.parameters],
+            "fields": [vars(f) for f in self.fields],
+            "invariants": [{k: v for k, v in vars(i).items() if v not in (None, "")}
+                           for i in self.invariants],
+        }
+
+
+def check_seed(seed: Any) -> int:
+    """Validate a seed: a non-negative integer below 2**63."""
+    try:
+        number = int(seed)
+    except (TypeError, ValueError):
+        raise ValueError(f"seed {seed!r} is not an integer") from None
+    if number != seed or not 0 <= number < 2**63:
+        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    return number

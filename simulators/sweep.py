@@ -1,0 +1,261 @@
+"""Parameter sweeps: Sobol designs, parallel resumable runs streamed into one HDF5 file.
+
+A sweep draws ``n`` parameter vectors from a scrambled Sobol sequence
+(``scipy.stats.qmc.Sobol``; Owen scrambling seeded by the master seed) over the swept
+ranges, holds the ``fixed`` parameters constant and leaves the others at their defaults.
+Parameters whose range spans at least two decades (or that declare ``log=True``) are
+sampled uniformly in ``log(value)``; integer parameters are rounded down after a
+uniform draw over ``[low, high + 1)``.
+
+Every trajectory ``i`` gets its own seed, derived from the master seed by
+``numpy.random.SeedSequence(seed).spawn(n)[i]``, so its content depends on ``i`` and
+the master seed only: the same seed gives the same bytes whatever the number of
+workers, the batching, or an interruption followed by ``resume``.
+
+Trajectories run in batches (one simulator call, batched FFTs) on a process pool or on
+a Dask distributed cluster; results are written in index order as they arrive, with at
+most ``2 * workers`` batches in flight, so memory does not grow with ``n``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Mapping
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import qmc
+
+from simulators.base import Simulator, check_seed
+from simulators.registry import get
+from simulators.store import FieldStoreWriter, Provenance, StoreSchema, check_output_path
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A sweep: which system, how many trajectories, on which grid, over which ranges.
+
+    Attributes:
+        system: simulator name.
+        n_trajectories: number of trajectories ``n``.
+        resolution: grid points per side.
+        t_end: final time (``None``: the system's default).
+        n_snapshots: snapshots per trajectory (``None``: the system's default).
+        ranges: ``{parameter: (low, high)}`` swept by the Sobol design.
+        fixed: ``{parameter: value}`` held constant.
+        seed: master seed (design scrambling and trajectory seeds).
+        init: initial-condition name.
+        box_size: domain side (``None``: the system's default).
+        options: numerical options of the simulator's constructor.
+    """
+
+    system: str
+    n_trajectories: int
+    resolution: int = 64
+    t_end: float | None = None
+    n_snapshots: int | None = None
+    ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    fixed: Mapping[str, float] = field(default_factory=dict)
+    seed: int = 0
+    init: str = "random"
+    box_size: float | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def key(self) -> str:
+        """Canonical JSON of the spec (identifies the job for ``resume``)."""
+        data = asdict(self)
+        data["ranges"] = {k: list(v) for k, v in sorted(self.ranges.items())}
+        data["fixed"] = dict(sorted(self.fixed.items()))
+        return json.dumps(data, sort_keys=True)
+
+
+def check_spec(spec: SweepSpec) -> tuple[Simulator, Any, np.ndarray]:
+    """Validate a spec before any work; return ``(simulator, grid, times)``.
+
+    Raises:
+        ValueError: unknown system or parameter, a parameter both swept and fixed, a
+            range outside the declared one or with ``low > high``, bad resolution,
+            snapshots, ``t_end``, seed, count or init.
+    """
+    simulator = get(spec.system, **dict(spec.options))
+    if not isinstance(spec.n_trajectories, int) or spec.n_trajectories < 1:
+        raise ValueError(f"number of trajectories must be a positive integer, got "
+                         f"{spec.n_trajectories!r}")
+    check_seed(spec.seed)
+    simulator.check_init(spec.init)
+    both = set(spec.ranges) & set(spec.fixed)
+    if both:
+        raise ValueError(f"parameter(s) {', '.join(sorted(both))} both swept and fixed")
+    for name, (low, high) in spec.ranges.items():
+        parameter = simulator.parameter(name)
+        parameter.check(low)
+        parameter.check(high)
+        if low > high:
+            raise ValueError(f"sweep range for {name!r} has low {low:g} > high {high:g}")
+    simulator.resolve_parameters(spec.fixed)
+    grid = simulator.make_grid(spec.resolution, spec.box_size)
+    n_snapshots = spec.n_snapshots
+    if n_snapshots is None:
+        n_snapshots = 1 if simulator.static else simulator.default_snapshots
+    t_end = simulator.default_t_end if spec.t_end is None else spec.t_end
+    times = simulator.snapshot_times(t_end, n_snapshots)
+    return simulator, grid, times
+
+
+def sobol_design(simulator: Simulator, n: int, ranges: Mapping[str, tuple[float, float]],
+                 fixed: Mapping[str, float], seed: int) -> dict[str, np.ndarray]:
+    """Parameter values for ``n`` trajectories: ``{name: (n,) float64}`` for every parameter.
+
+    Swept parameters follow a scrambled Sobol design (dimension = number of swept
+    parameters, in declaration order); see the module docstring for the mapping.
+    """
+    values = {p.name: np.full(n, float(fixed.get(p.name, p.default)))
+              for p in simulator.parameters}
+    swept = [p for p in simulator.parameters if p.name in ranges]
+    if not swept:
+        return values
+    sampler = qmc.Sobol(d=len(swept), scramble=True, seed=np.random.default_rng([seed, 0x50B]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)   # balance warning for n != 2^m
+        unit = sampler.random(n)
+    for column, parameter in enumerate(swept):
+        low, high = (float(v) for v in ranges[parameter.name])
+        u = unit[:, column]
+        if parameter.integer:
+            drawn = np.floor(low + u * (high - low + 1.0))
+            values[parameter.name] = np.clip(drawn, low, high)
+        elif parameter.log_scale and low > 0:
+            values[parameter.name] = np.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+        else:
+            values[parameter.name] = low + u * (high - low)
+        values[parameter.name] = np.clip(values[parameter.name], low, high)
+    return values
+
+
+def trajectory_seeds(seed: int, n: int) -> np.ndarray:
+    """Seed of each trajectory, ``SeedSequence(seed).spawn(n)``, as (n,) uint64 < 2**63."""
+    children = np.random.SeedSequence(seed).spawn(n)
+    return np.array([int(child.generate_state(1, np.uint64)[0]) >> 1 for child in children],
+                    dtype=np.uint64)
+
+
+def _run_batch(system: str, options: Mapping[str, Any], parameters: Mapping[str, np.ndarray],
+               resolution: int, box_size: float | None, times: np.ndarray, seeds: list[int],
+               init: str) -> dict[str, np.ndarray]:
+    """Worker entry point: integrate one batch and return float32 arrays."""
+    simulator = get(system, **dict(options))
+    grid = simulator.make_grid(resolution, box_size)
+    fields = simulator.simulate(parameters, grid, times, seeds, init=init)
+    return {name: np.asarray(array, dtype=np.float32) for name, array in fields.items()}
+
+
+class _InlineExecutor(Executor):
+    """Runs submitted calls immediately in this process (``workers=1``)."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # propagated through future.result()
+            future.set_exception(error)
+        return future
+
+
+def _executor(workers: int, dask_address: str | None) -> tuple[Executor, Any]:
+    if dask_address:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise ValueError("--dask needs the optional dependency: pip install "
+                             "'physics-surrogate[dask]'") from None
+        try:
+            client = Client(dask_address, timeout="10s")
+        except (OSError, TimeoutError) as error:
+            raise ValueError(f"cannot connect to the Dask scheduler at {dask_address}: "
+                             f"{error}") from None
+        return client.get_executor(), client
+    if workers == 1:
+        return _InlineExecutor(), None
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")), None
+
+
+def run_sweep(spec: SweepSpec, path: str | os.PathLike, *, workers: int = 1,
+              batch_size: int | None = None, overwrite: bool = False, resume: bool = False,
+              progress: bool = True, dask_address: str | None = None,
+              dataset_name: str = "") -> Path:
+    """Run a sweep and write it to one field-store file (atomic; resumable).
+
+    Args:
+        spec: the sweep.
+        path: output ``.h5`` file; it appears only when every trajectory is written.
+        workers: worker processes (``1``: run in this process).
+        batch_size: trajectories per simulator call (default: the system's
+            ``sweep_batch_size`` or 8); does not change any output byte.
+        overwrite: replace an existing output file.
+        resume: continue from ``<path>.partial`` left by an interrupted run of the same
+            spec (without it, a stale partial file is replaced).
+        progress: show a tqdm progress bar on stderr.
+        dask_address: run the batches on the Dask scheduler at this address instead.
+        dataset_name: ``dataset_name`` root attribute (default: the system name).
+
+    Returns:
+        The path of the finished file.
+    """
+    from tqdm.auto import tqdm
+
+    simulator, grid, times = check_spec(spec)
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    check_output_path(path, overwrite)
+    batch_size = batch_size or getattr(simulator, "sweep_batch_size", 8)
+    n = spec.n_trajectories
+    design = sobol_design(simulator, n, spec.ranges, spec.fixed, spec.seed)
+    seeds = trajectory_seeds(spec.seed, n)
+    schema = StoreSchema.from_simulator(simulator, grid, times, dataset_name=dataset_name)
+    provenance = Provenance(producer=f"simulator:{spec.system}", seed=spec.seed)
+    extra = {"init": spec.init}
+    writer = FieldStoreWriter(path, schema, n, provenance, overwrite=overwrite, resume=resume,
+                              resume_key=spec.key(), extra_attrs=extra)
+    pending = writer.pending
+    batches = [pending[i:i + batch_size] for i in range(0, len(pending), batch_size)]
+    executor, client = _executor(workers, dask_address)
+    bar = tqdm(total=n, initial=n - len(pending), desc=f"simulate {spec.system}",
+               unit="traj", disable=not progress)
+    in_flight: dict[int, Future] = {}
+    window = 2 * workers
+    try:
+        next_submit = 0
+        for position, batch in enumerate(batches):
+            while next_submit < len(batches) and next_submit < position + window:
+                indices = batches[next_submit]
+                in_flight[next_submit] = executor.submit(
+                    _run_batch, spec.system, dict(spec.options),
+                    {name: values[indices] for name, values in design.items()},
+                    grid.resolution, spec.box_size, times,
+                    [int(seeds[i]) for i in indices], spec.init)
+                next_submit += 1
+            result = in_flight.pop(position).result()
+            for offset, index in enumerate(batch):
+                writer.write(index, {name: float(values[index]) for name, values in design.items()},
+                             {name: array[offset] for name, array in result.items()},
+                             seed=int(seeds[index]))
+            bar.update(len(batch))
+        bar.close()
+        return writer.finalize()
+    except BaseException:
+        for future in in_flight.values():
+            future.cancel()
+        writer.close()
+        raise
+    finally:
+        bar.close()
+        executor.shutdown(wait=True, cancel_futures=True)
+        if client is not None:
+            client.close()
