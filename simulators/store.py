@@ -323,7 +323,8 @@ class FieldStoreWriter:
                                     "time_varying": False})
                 mask = group.create_dataset("mask", data=np.zeros(grid.resolution, dtype=bool))
                 mask.dims[0].attach_scale(handle[axis])
-                group.create_dataset("values", data=np.zeros(0, dtype=np.float32))
+                values = group.create_dataset("values", data=np.zeros(0, dtype=np.float32))
+                values.make_scale("values")   # its own (empty) dimension: no phony dims
 
             n_times = len(schema.times)
             for rank in (0, 1):

@@ -79,21 +79,28 @@ from scipy.special import ndtr
 __all__ = ["gaussian_expectations", "minkowski_functionals"]
 
 MIN_GRID = 4
-# Cells processed per chunk: bounds the temporary memory (about 60 bytes per cell).
-_CHUNK_CELLS = 1 << 21
+# Cells processed per chunk (whole fields, at least one): keeps the temporaries cache-sized
+# (measured fastest for 1000 x 128^2 fields; about 100 bytes of temporaries per cell).
+_CHUNK_CELLS = 1 << 16
 
-# Corner k of a cell, in cell units relative to its lower-left grid point (ix, iy):
-#   0: (0, 0)   1: (1, 0)   2: (1, 1)   3: (0, 1)
-# Edge k runs counter-clockwise from corner k to corner k+1 (mod 4). The 4-bit case
-# code has bit k set when corner k is inside (f >= nu).
-#
+# Corner k of a cell, relative to the cell centre in cell units:
+#   0: (-1/2, -1/2)   1: (1/2, -1/2)   2: (1/2, 1/2)   3: (-1/2, 1/2),
+# where corner 0 is grid point (ix, iy). Edge k runs counter-clockwise from corner k to
+# corner k+1 (mod 4); its crossing point is corner_k + t (corner_{k+1} - corner_k) with
+# t = (f_k - nu) / (f_k - f_{k+1}). The 4-bit case code has bit k set when corner k is
+# inside (f >= nu).
+_CORNER_X = np.array([-0.5, 0.5, 0.5, -0.5])
+_CORNER_Y = np.array([-0.5, -0.5, 0.5, 0.5])
+_EDGE_DX = np.array([1.0, 0.0, -1.0, 0.0])
+_EDGE_DY = np.array([0.0, 1.0, 0.0, -1.0])
+
 # Every boundary cell holds one contour segment (two in a saddle cell), running from an
-# "exit" crossing (edge k with corner k inside, corner k+1 outside) to an "entry"
-# crossing (corner k outside, corner k+1 inside), so that the set lies on its left.
-_SEG_START = np.zeros((16, 2), dtype=np.intp)
-_SEG_END = np.zeros((2, 16, 2), dtype=np.intp)  # [joined, code, segment]
-# 4 * (bit-quad Euler weight); index [joined, code].
-_CHI4 = np.zeros((2, 16), dtype=np.int64)
+# "exit" crossing (edge k with corner k inside, corner k+1 outside) to an "entry" crossing
+# (corner k outside, corner k+1 inside), so that the set lies on its left.
+_SEG_START = np.zeros((16, 2), dtype=np.intp)  # [code, segment] -> exit edge
+_SEG_END = np.zeros((2, 16, 2), dtype=np.intp)  # [joined, code, segment] -> entry edge
+_FULL_EDGES = np.zeros(16)  # number of cell edges with both ends inside
+_CHI4 = np.zeros((2, 16), dtype=np.int64)  # 4 * bit-quad Euler weight, [joined, code]
 
 
 def _build_tables() -> None:
@@ -102,6 +109,7 @@ def _build_tables() -> None:
         exits = [k for k in range(4) if inside[k] and not inside[(k + 1) % 4]]
         entries = [k for k in range(4) if not inside[k] and inside[(k + 1) % 4]]
         n_in = sum(inside)
+        _FULL_EDGES[code] = sum(inside[k] and inside[(k + 1) % 4] for k in range(4))
         if code in (5, 10):  # saddle: exits k and k+2
             k0 = exits[0]
             _SEG_START[code] = (k0, (k0 + 2) % 4)
@@ -174,13 +182,13 @@ def minkowski_functionals(field: ArrayLike, thresholds: ArrayLike, box_size: flo
         length per unit area :math:`|\partial A_\nu|/L^2` (1/length), column 2 the Euler
         characteristic per unit area :math:`\chi(A_\nu)/L^2` (1/length^2), where
         :math:`\chi` = components minus holes on the torus (so ``column 2 * L**2`` is an
-        integer).
+        integer up to floating-point rounding).
 
     The set is the marching-squares polygon of the linearly interpolated level set, with
     saddle cells decided by the cell-centre average (joined if it is ``>= nu``); see the
     module docstring for the estimator, its :math:`O(dx^2)` accuracy and its connectivity
     convention. Fully vectorised; thresholds are processed one at a time and the batch in
-    chunks of about two million cells.
+    chunks of about 65 000 cells.
 
     Raises:
         ValueError: on NaN/inf, non-square or ``N < 4`` fields, non-1-D thresholds or a
@@ -207,16 +215,18 @@ def minkowski_functionals(field: ArrayLike, thresholds: ArrayLike, box_size: flo
 
 
 def _chunk_functionals(f: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Area (cells), boundary length (cell units) and chi of a (B, N, N) chunk."""
+    """Area (cells), boundary length (cell widths) and chi of a (B, N, N) chunk."""
     b, n, _ = f.shape
     ncell = n * n
-    # Corner values of cell (ix, iy): corners 0..3 counter-clockwise from (ix, iy).
-    corners = (
-        f.ravel(),
-        np.roll(f, -1, axis=1).ravel(),
-        np.roll(f, (-1, -1), axis=(1, 2)).ravel(),
-        np.roll(f, -1, axis=2).ravel(),
-    )
+    # corners[k, cell]: value at corner k of cell (ix, iy), flattened over (B, N, N).
+    corners = np.stack(
+        [
+            f,
+            np.roll(f, -1, axis=1),
+            np.roll(f, (-1, -1), axis=(1, 2)),
+            np.roll(f, -1, axis=2),
+        ]
+    ).reshape(4, -1)
     res = np.zeros((b, thresholds.size, 3), dtype=np.float64)
     for it, nu in enumerate(thresholds):
         inside = (f >= nu).view(np.uint8)
@@ -225,78 +235,57 @@ def _chunk_functionals(f: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
         code |= np.roll(in1, -1, axis=2) << 2
         code |= np.roll(inside, -1, axis=2) << 3
         code = code.ravel()
-        # Full cells: one cell area each. Boundary cells: codes 1..14, i.e. (code-1) < 14
-        # in uint8 arithmetic (0 wraps to 255).
+        # Full cells count one cell area each. Boundary cells have codes 1..14, i.e.
+        # (code - 1) < 14 in uint8 arithmetic (0 wraps round to 255).
         full = np.count_nonzero(code.reshape(b, ncell) == 15, axis=1)
         idx = np.flatnonzero((code - np.uint8(1)) < 14)
         owner = idx // ncell
-        area, perim, chi4 = _boundary_cells(code[idx], [c[idx] for c in corners], nu)
-        res[:, it, 0] = full + np.bincount(owner, weights=area, minlength=b)
-        res[:, it, 1] = np.bincount(owner, weights=perim, minlength=b)
-        chi4_tot = np.bincount(owner, weights=chi4, minlength=b)
-        res[:, it, 2] = np.rint(chi4_tot) / 4.0
+        fc = corners[:, idx]
+        code = code[idx].astype(np.intp)
+        area, perim, seg_owner, chi4 = _boundary_cells(code, fc, owner, nu)
+        res[:, it, 0] = full + np.bincount(seg_owner, weights=area, minlength=b)
+        res[:, it, 1] = np.bincount(seg_owner, weights=perim, minlength=b)
+        res[:, it, 2] = np.rint(np.bincount(owner, weights=chi4, minlength=b)) / 4.0
     return res
 
 
-def _boundary_cells(code: np.ndarray, fc: list[np.ndarray], nu: float):
-    """Per-cell polygon area, contour length (cell units) and 4*chi weight."""
+def _boundary_cells(code: np.ndarray, fc: np.ndarray, owner: np.ndarray, nu: float):
+    """Per-segment area and length (cell units), segment owners, per-cell 4*chi weights.
+
+    ``code``: case codes (1..14) of the m boundary cells; ``fc``: (4, m) corner values;
+    ``owner``: field index of each cell.
+    """
     m = code.size
-    # Crossing point on each edge, in cell coordinates (safe where the edge is uncrossed).
-    xs = np.empty((4, m))
-    ys = np.empty((4, m))
-    lin = np.empty((2, m))  # inside length of edges 1 and 2 (needed by Green's theorem)
-    ins = [(code >> k) & 1 for k in range(4)]
-    for k in range(4):
-        a, c = fc[k], fc[(k + 1) % 4]
-        crossed = ins[k] != ins[(k + 1) % 4]
-        denom = np.where(crossed, a - c, 1.0)
-        t = np.where(crossed, (a - nu) / denom, 0.0)
-        if k == 0:
-            xs[0], ys[0] = t, 0.0
-        elif k == 1:
-            xs[1], ys[1] = 1.0, t
-        elif k == 2:
-            xs[2], ys[2] = 1.0 - t, 1.0
-        else:
-            xs[3], ys[3] = 0.0, 1.0 - t
-        if k in (1, 2):
-            # inside length along edge k: 1 if both ends in, t if only the start is in,
-            # 1 - t if only the end is in, 0 if neither.
-            lin[k - 1] = np.where(
-                crossed, np.where(ins[k] == 1, t, 1.0 - t), ins[k].astype(np.float64)
-            )
-
-    saddle = (code == 5) | (code == 10)
+    # Saddle cells: joined when the centre value (f0 + f1 + f2 + f3)/4 >= nu. Pairing the
+    # diagonals makes the rounded sum exactly invariant under the square's symmetries.
+    sad = np.flatnonzero((code == 5) | (code == 10))
     joined = np.zeros(m, dtype=np.intp)
-    if saddle.any():
-        s = np.flatnonzero(saddle)
-        centre = 0.25 * (fc[0][s] + fc[1][s] + fc[2][s] + fc[3][s])
-        joined[s] = centre >= nu
-
-    cols = np.arange(m)
-    start = _SEG_START[code]
-    end = _SEG_END[joined, code]
-    px, py = xs[start[:, 0], cols], ys[start[:, 0], cols]
-    qx, qy = xs[end[:, 0], cols], ys[end[:, 0], cols]
-    cross = px * qy - py * qx
+    joined[sad] = 0.25 * ((fc[0, sad] + fc[2, sad]) + (fc[1, sad] + fc[3, sad])) >= nu
+    # One segment per boundary cell, plus the second segment of each saddle cell.
+    cell = np.concatenate([np.arange(m), sad])
+    start = np.concatenate([_SEG_START[code, 0], _SEG_START[code[sad], 1]])
+    end = np.concatenate([_SEG_END[joined, code, 0], _SEG_END[joined[sad], code[sad], 1]])
+    flat = fc.ravel()
+    fa = flat[start * m + cell]
+    t_p = (fa - nu) / (fa - flat[((start + 1) & 3) * m + cell])  # inside part of exit edge
+    fa = flat[end * m + cell]
+    t_q = (fa - nu) / (fa - flat[((end + 1) & 3) * m + cell])  # outside part of entry edge
+    px = _CORNER_X[start] + _EDGE_DX[start] * t_p
+    py = _CORNER_Y[start] + _EDGE_DY[start] * t_p
+    qx = _CORNER_X[end] + _EDGE_DX[end] * t_q
+    qy = _CORNER_Y[end] + _EDGE_DY[end] * t_q
     perim = np.hypot(qx - px, qy - py)
-    if saddle.any():
-        s = np.flatnonzero(saddle)
-        c2 = cols[s]
-        px, py = xs[start[s, 1], c2], ys[start[s, 1], c2]
-        qx, qy = xs[end[s, 1], c2], ys[end[s, 1], c2]
-        cross[s] += px * qy - py * qx
-        perim[s] += np.hypot(qx - px, qy - py)
-    # Green's theorem with origin at corner 0: edges 0 and 3 contribute nothing, edges 1
-    # and 2 contribute half their inside length, contour segments P->Q contribute P x Q / 2.
-    area = 0.5 * (lin[0] + lin[1] + cross)
-    chi4 = _CHI4[joined, code].astype(np.float64)
-    return area, perim, chi4
+    # Green's theorem about the cell centre, area = (1/2) \oint (x dy - y dx): each inside
+    # piece of a cell edge (length l) gives l/4, each contour segment P->Q gives P x Q / 2.
+    # The inside length of the cell boundary is (edges fully inside) + sum over segments of
+    # t_p + (1 - t_q); the full-edge term is attached to the cell's first segment.
+    area = 0.25 * (t_p + (1.0 - t_q)) + 0.5 * (px * qy - py * qx)
+    area[:m] += 0.25 * _FULL_EDGES[code]
+    seg_owner = np.concatenate([owner, owner[sad]])
+    return area, perim, seg_owner, _CHI4[joined, code].astype(np.float64)
 
 
-def gaussian_expectations(
-    thresholds: ArrayLike, sigma: float, lambda_: float
-) -> np.ndarray:
+def gaussian_expectations(thresholds: ArrayLike, sigma: float, lambda_: float) -> np.ndarray:
     r"""Expected Minkowski densities of excursion sets of an isotropic Gaussian field.
 
     Gaussian kinematic formula in 2-D (Adler 1981; Tomita 1986; Schmalzing & Buchert

@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that measure speed and fidelity and write JSON + Markdown."""

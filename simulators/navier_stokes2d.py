@@ -1,0 +1,446 @@
+"""Incompressible 2-D Navier–Stokes in vorticity form, pseudo-spectral, periodic.
+
+See :class:`NavierStokes2D` for the equations, units and numerical scheme.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from simulators.base import FieldSpec, Invariant, Parameter, Simulator, check_resolution
+from simulators.grid import PeriodicGrid, gaussian_random_field
+from simulators.timestepping import CLASSIC_RK4, LawsonStepper
+
+#: mode number (units of 2 pi / L) where the random initial energy spectrum peaks
+INITIAL_PEAK_MODE = 4.0
+#: default CFL number: half the RK4 stability limit of dealiased spectral advection
+DEFAULT_CFL = 0.5
+#: default upper bound of the time step (time units)
+DEFAULT_DT_MAX = 0.1
+
+
+class _RetainedModes:
+    """The Fourier modes kept by the 2/3 rule, stored as a compact rectangle.
+
+    The rule keeps ``|m_x| < N/3`` and ``0 <= m_y < N/3`` (``grid.dealias_mask``), i.e.
+    the rfft2 rows ``0..K`` and ``N-K..N-1`` and the columns ``0..K`` with
+    ``K = (N - 1) // 3`` (``N`` is a power of two, never a multiple of 3). The compact
+    array has shape ``(..., R, C)`` with ``R = 2K + 1`` rows (``0..K`` then
+    ``N-K..N-1``, the rfft2 order) and ``C = K + 1`` columns.
+    """
+
+    def __init__(self, grid: PeriodicGrid) -> None:
+        n = grid.resolution
+        self.n = n
+        self.k_max = (n - 1) // 3
+        self.rows = 2 * self.k_max + 1
+        self.columns = self.k_max + 1
+        #: (full row slice, compact row slice) of the two retained row blocks
+        self.blocks = ((slice(0, self.k_max + 1), slice(0, self.k_max + 1)),
+                       (slice(n - self.k_max, n), slice(self.k_max + 1, self.rows)))
+        #: rows of the full layout that the 2/3 rule drops
+        self.dropped_rows = slice(self.k_max + 1, n - self.k_max)
+        mask = grid.dealias_mask
+        assert mask.sum() == self.rows * self.columns and self.compact(mask).all()
+
+    def compact(self, full: np.ndarray) -> np.ndarray:
+        """Retained modes of an rfft2 array: (..., N, N//2+1) -> new (..., R, C)."""
+        return np.concatenate([full[..., rows, :self.columns] for rows, _ in self.blocks],
+                              axis=-2)
+
+
+class _VorticitySolver:
+    """Work arrays and spectral multipliers for a batch of ``B`` trajectories on a grid.
+
+    All spectral state is compact (see :class:`_RetainedModes`), complex128, shape
+    ``(B, R, C)``, in numpy's unnormalised rfft2 convention (``omega_hat = rfft2(omega)``).
+    Real-space work arrays have shape ``(B, 2, N, N)``. Transforms are ``numpy.fft`` 1-D
+    passes with ``out=`` (pocketfft, bit-identical to ``scipy.fft``), so a step
+    allocates no array of the field's size; the x pass only transforms the ``C``
+    retained columns (the others are zero on input / not needed on output).
+    """
+
+    def __init__(self, grid: PeriodicGrid, batch: int) -> None:
+        self.grid = grid
+        self.modes = modes = _RetainedModes(grid)
+        n, half = grid.resolution, grid.resolution // 2 + 1
+        self.batch = batch
+        # inverse-transform input: columns >= C stay zero for ever
+        self.spectral = np.zeros((batch, 2, n, half), dtype=np.complex128)
+        self.physical = np.empty((batch, 2, n, n))
+        self.products = np.empty((batch, 2, n, n))
+        self.products_hat = np.empty((batch, 2, n, half), dtype=np.complex128)
+        self.output_spectral = np.zeros((batch, 3, n, half), dtype=np.complex128)
+        self.output_physical = np.empty((batch, 3, n, n))
+        kx = modes.compact(np.broadcast_to(grid.kx, grid.spectral_shape))
+        ky = modes.compact(np.broadcast_to(grid.ky, grid.spectral_shape))
+        k_squared = kx**2 + ky**2
+        inverse_k_squared = np.divide(1.0, k_squared, out=np.zeros_like(k_squared),
+                                      where=k_squared > 0)
+        self.k_squared = k_squared
+        # u_hat = i k_y psi_hat, v_hat = -i k_x psi_hat, psi_hat = omega_hat / |k|^2
+        self.velocity_x_factor = (1j * ky * inverse_k_squared).astype(np.complex128)
+        self.velocity_y_factor = (-1j * kx * inverse_k_squared).astype(np.complex128)
+        # -(u . grad omega)_hat = (k_x^2 - k_y^2) (uv)_hat + k_x k_y (v^2 - u^2)_hat
+        self.uv_factor = (kx**2 - ky**2).astype(np.complex128)
+        self.difference_factor = (kx * ky).astype(np.complex128)
+        self.forcing_hat = np.zeros(batch)
+        self.forcing_column = np.zeros(batch, dtype=np.intp)
+
+    # ------------------------------------------------------------------ transforms
+    def inverse(self, spectral: np.ndarray, physical: np.ndarray) -> None:
+        """irfft2 of ``spectral`` (…, N, N//2+1; destroyed) into ``physical`` (…, N, N).
+
+        Only the first ``C`` columns may be non-zero.
+        """
+        columns = spectral[..., :self.modes.columns]
+        np.fft.ifft(columns, axis=-2, out=columns)
+        np.fft.irfft(spectral, n=self.grid.resolution, axis=-1, out=physical)
+
+    def forward(self, physical: np.ndarray, spectral: np.ndarray) -> None:
+        """rfft2 of ``physical`` into ``spectral``; only the first ``C`` columns are valid."""
+        np.fft.rfft(physical, axis=-1, out=spectral)
+        columns = spectral[..., :self.modes.columns]
+        np.fft.fft(columns, axis=-2, out=columns)
+
+    def scatter_velocity(self, vorticity_hat: np.ndarray, spectral: np.ndarray) -> None:
+        """Write ``(u_hat, v_hat)`` of compact ``vorticity_hat`` into ``spectral[:, :2]``."""
+        columns = self.modes.columns
+        for full_rows, rows in self.modes.blocks:
+            block = vorticity_hat[:, rows]
+            target = spectral[:, :, full_rows, :columns]
+            np.multiply(block, self.velocity_x_factor[rows], out=target[:, 0])
+            np.multiply(block, self.velocity_y_factor[rows], out=target[:, 1])
+        spectral[:, :, self.modes.dropped_rows, :columns] = 0.0
+
+    # ------------------------------------------------------------------- dynamics
+    def tendency(self, vorticity_hat: np.ndarray, out: np.ndarray,
+                 speed: np.ndarray | None = None) -> None:
+        """``N = -(u . grad omega)_hat + forcing_hat`` on the retained modes, into ``out``.
+
+        The advection term uses Basdevant et al.'s (1981) form
+        ``u . grad omega = d_x d_y (v^2 - u^2) + (d_x^2 - d_y^2)(u v)``, valid for
+        ``div u = 0``: two inverse and two forward real 2-D transforms per call
+        (instead of three + two, or four + one, for the other forms). Products of
+        fields restricted to the 2/3-rule modes are alias-free on those modes (Orszag
+        1971), and the result is kept on those modes only.
+
+        Args:
+            vorticity_hat: compact state ``(B, R, C)``.
+            out: compact array ``(B, R, C)`` receiving ``N``.
+            speed: optional ``(B,)`` array receiving ``max |u|`` per trajectory.
+        """
+        spectral, physical, products = self.spectral, self.physical, self.products
+        self.scatter_velocity(vorticity_hat, spectral)
+        self.inverse(spectral, physical)
+        u, v = physical[:, 0], physical[:, 1]
+        if speed is not None:
+            np.multiply(u, u, out=products[:, 0])
+            np.multiply(v, v, out=products[:, 1])
+            np.add(products[:, 0], products[:, 1], out=products[:, 0])
+            np.sqrt(products[:, 0].max(axis=(-2, -1)), out=speed)
+        np.multiply(u, v, out=products[:, 0])
+        np.subtract(v, u, out=products[:, 1])
+        np.add(v, u, out=v)
+        np.multiply(products[:, 1], v, out=products[:, 1])        # v^2 - u^2
+        products_hat = self.products_hat
+        self.forward(products, products_hat)
+        columns = self.modes.columns
+        for full_rows, rows in self.modes.blocks:
+            uv_hat = products_hat[:, 0, full_rows, :columns]
+            difference_hat = products_hat[:, 1, full_rows, :columns]
+            np.multiply(uv_hat, self.uv_factor[rows], out=out[:, rows])
+            np.multiply(difference_hat, self.difference_factor[rows], out=difference_hat)
+            np.add(out[:, rows], difference_hat, out=out[:, rows])
+        out[np.arange(self.batch), 0, self.forcing_column] += self.forcing_hat
+
+    def fields(self, vorticity_hat: np.ndarray) -> np.ndarray:
+        """Real ``(omega, u, v)`` of compact ``vorticity_hat``: shape (B, 3, N, N), reused."""
+        spectral = self.output_spectral
+        self.scatter_velocity(vorticity_hat, spectral)
+        columns = self.modes.columns
+        for full_rows, rows in self.modes.blocks:
+            spectral[:, 2, full_rows, :columns] = vorticity_hat[:, rows]
+        spectral[:, 2, self.modes.dropped_rows, :columns] = 0.0
+        self.inverse(spectral, self.output_physical)
+        return self.output_physical
+
+
+class NavierStokes2D(Simulator):
+    r"""Incompressible 2-D Navier–Stokes equations in vorticity form on a periodic square.
+
+    Equations, on ``[0, L)^2`` (``L = box_size``, default ``2 pi``)::
+
+        d(omega)/dt + u . grad(omega) = nu lap(omega) - nu_h lap^2(omega) - mu omega
+                                        + curl F
+        u = (d psi/dy, -d psi/dx),    -lap(psi) = omega,    omega = dv/dx - du/dy
+        F = (A sin(k_f y), 0),        curl F = dF_y/dx - dF_x/dy = -A k_f cos(k_f y)
+
+    with ``nu`` the kinematic viscosity (parameter ``nu``, length^2/time), ``nu_h`` an
+    optional hyperviscosity (constructor option, length^4/time, default 0), ``mu`` an
+    optional linear drag (constructor option ``drag``, 1/time, default 0), ``A`` the
+    forcing amplitude (parameter ``forcing_amplitude``, length/time^2, a body force per
+    unit mass along +x) and ``k_f = 2 pi m_f / L`` with the integer mode number ``m_f``
+    (parameter ``forcing_wavenumber``). This Kolmogorov forcing drives the laminar
+    shear flow ``u = (A / (nu k_f^2)) (1 - exp(-nu k_f^2 t)) sin(k_f y)`` from rest.
+    Units: lengths in the box's length unit, times in its time unit; ``vorticity`` in
+    1/time, ``velocity`` in length/time. The mean vorticity is zero (Stokes' theorem on
+    the torus) and the mean velocity is zero (the k = 0 mode is not forced).
+
+    Energy budget (``E = <|u|^2>/2``, ``Z = <omega^2>/2``, ``P_al = <|grad omega|^2>/2``,
+    ``<.>`` the domain mean)::
+
+        dE/dt = -2 nu Z - 2 nu_h P_al - 2 mu E + <F . u>
+
+    (:meth:`energy_budget` evaluates every term for given vorticity fields).
+
+    Scheme: Fourier pseudo-spectral in space (numpy's rfft2 layout, ``field[..., ix,
+    iy]``); the quadratic advection term is computed in real space and dealiased with
+    the 2/3 rule (Orszag 1971, J. Atmos. Sci. 28, 1074), which is applied to the state
+    itself, so the solver evolves the Galerkin truncation to ``|m_x|, |m_y| < N/3``;
+    the advection term uses Basdevant et al.'s form (1981, J. Atmos. Sci. 38, 2305),
+    four real FFTs per evaluation. In time: the viscous, hyperviscous and drag terms
+    are integrated exactly by the integrating factor ``exp(h L)``,
+    ``L = -(nu |k|^2 + nu_h |k|^4 + mu)``, and the advection + forcing term by classic
+    RK4 in Lawson's integrating-factor form (Lawson 1967; :mod:`simulators.timestepping`).
+
+    Time step, per trajectory ``b``:
+    ``dt_b = min(cfl dx / max|u_b|, dt_max, time to next snapshot)``, where a remaining
+    interval is split into equal steps no longer than that limit, so steps land exactly
+    on snapshot times. Trajectories that reached the snapshot take ``dt = 0`` (an exact
+    no-op) until the whole batch has, so a trajectory's result is bit-for-bit the same
+    in any batch. ``cfl = 0.5`` is half the linear stability limit: the largest
+    advective eigenvalue on the retained modes is ``|u| sqrt(2) k_max`` with
+    ``k_max = 2 pi / (3 dx)``, i.e. ``|lambda dt| <= 2.96 cfl``, and classic RK4 is stable
+    on the imaginary axis up to ``2 sqrt(2) = 2.83`` (so ``cfl <= 0.96``).
+
+    Initial conditions (``init``):
+
+    * ``"random"``: Gaussian random vorticity (``grid.gaussian_random_field`` from
+      ``numpy.random.default_rng(seed)`` only) with isotropic energy spectrum
+      ``E(k) ∝ k^4 exp(-2 (k / k_p)^2)`` peaking at ``k_p = 4 (2 pi / L)`` (vorticity
+      power spectrum ``∝ k E(k)``), projected onto the retained modes and scaled so the
+      rms velocity ``sqrt(<|u|^2>)`` is 1.
+    * ``"taylor_green"``: ``u = sin(k0 x) cos(k0 y)``, ``v = -cos(k0 x) sin(k0 y)``,
+      ``omega = 2 k0 sin(k0 x) sin(k0 y)`` with ``k0 = 2 pi / L``; unforced, it decays as
+      ``exp(-2 nu k0^2 t)`` exactly (its advection term vanishes).
+    * ``initial_state={"vorticity": (N, N) array}``: projected onto the retained modes.
+      Its mean is removed rather than rejected: a constant vorticity has no velocity on
+      the torus (``psi`` has no k = 0 mode) and no effect on the dynamics, so dropping
+      it only makes the field a valid vorticity. Modes outside the 2/3 rule are dropped
+      too; the returned ``t = 0`` snapshot is this projection.
+
+    Outputs: ``vorticity`` (B, T, N, N) and ``velocity`` (B, T, N, N, 2), last axis
+    ``(u_x, u_y)``, float64, both computed spectrally from the same state, so
+    ``div u = 0`` and ``vorticity = curl(velocity)`` hold to round-off.
+
+    Args (keyword-only numerical options):
+        cfl: CFL number in (0, 1] (default 0.5, see above).
+        dt_max: upper bound of the step in time units (default 0.1), which also bounds
+            the step while the flow is at rest or very slow.
+        hyperviscosity: ``nu_h >= 0`` of the ``-nu_h lap^2 omega`` term (length^4/time).
+        drag: linear drag ``mu >= 0`` (1/time).
+    """
+
+    name = "navier_stokes2d"
+    description = ("2-D incompressible Navier–Stokes (vorticity form), pseudo-spectral, "
+                   "2/3 dealiasing, integrating-factor RK4, Kolmogorov forcing")
+    parameters = (
+        Parameter("nu", 1e-3, 1e-4, 1e-2, "length^2/time", "kinematic viscosity"),
+        Parameter("forcing_amplitude", 0.0, 0.0, 1.0, "length/time^2",
+                  "amplitude A of the body force F = (A sin(k_f y), 0)"),
+        Parameter("forcing_wavenumber", 4, 1, 8, "1",
+                  "forcing mode number m_f, k_f = 2 pi m_f / L", integer=True),
+    )
+    fields = (
+        FieldSpec("vorticity", "1/time", "vorticity omega = dv/dx - du/dy"),
+        FieldSpec("velocity", "length/time", "velocity (u_x, u_y)", rank=1),
+    )
+    invariants = (
+        Invariant("zero_mean", "vorticity", doc="Stokes' theorem on the torus"),
+        Invariant("divergence_free", "velocity", doc="incompressible flow"),
+        Invariant("curl_of", "vorticity", of="velocity", doc="omega = dv/dx - du/dy"),
+        Invariant("energy_budget", "velocity",
+                  doc="dE/dt = -2 nu Z - 2 nu_h P_al - 2 drag E + <F.u>; terms from "
+                      "NavierStokes2D.energy_budget"),
+    )
+    inits = ("random", "taylor_green")
+    default_t_end = 10.0
+    default_snapshots = 11
+    time_units = "time"
+    length_units = "length"
+
+    def __init__(self, *, cfl: float = DEFAULT_CFL, dt_max: float = DEFAULT_DT_MAX,
+                 hyperviscosity: float = 0.0, drag: float = 0.0) -> None:
+        checks = {"cfl": (cfl, 0.0, 1.0, False), "dt_max": (dt_max, 0.0, math.inf, False),
+                  "hyperviscosity": (hyperviscosity, 0.0, math.inf, True),
+                  "drag": (drag, 0.0, math.inf, True)}
+        for option, (value, low, high, zero_ok) in checks.items():
+            number = float(value)
+            if not (math.isfinite(number) and number <= high
+                    and (number > low or (zero_ok and number == low))):
+                raise ValueError(f"{self.name}: option {option}={value!r} must be a finite "
+                                 f"number in {'[' if zero_ok else '('}{low:g}, {high:g}]")
+        self.cfl = float(cfl)
+        self.dt_max = float(dt_max)
+        self.hyperviscosity = float(hyperviscosity)
+        self.drag = float(drag)
+
+    # ------------------------------------------------------------ initial states
+    def initial_vorticity(self, grid: PeriodicGrid, seed: int, init: str) -> np.ndarray:
+        """Initial vorticity (N, N) of ``init`` ("random" uses ``default_rng(seed)``).
+
+        Not yet projected on the retained modes (``simulate`` does that; the random
+        field is rescaled after the projection).
+        """
+        if init == "taylor_green":
+            k0 = 2 * np.pi / grid.box_size
+            x, y = grid.mesh()
+            return 2 * k0 * np.sin(k0 * x) * np.sin(k0 * y)
+        if init == "random":
+            peak = INITIAL_PEAK_MODE * 2 * np.pi / grid.box_size
+            return gaussian_random_field(
+                grid, lambda k: (k / peak) ** 5 * np.exp(-2.0 * (k / peak) ** 2),
+                np.random.default_rng(seed))
+        raise ValueError(f"{self.name}: unknown init {init!r} (known: {', '.join(self.inits)})")
+
+    # --------------------------------------------------------------- integration
+    def simulate(self, parameters: Mapping[str, np.ndarray], grid: PeriodicGrid,
+                 times: np.ndarray, seeds: Sequence[int], init: str = "random",
+                 initial_state: Mapping[str, np.ndarray] | None = None
+                 ) -> dict[str, np.ndarray]:
+        """Integrate ``B = len(seeds)`` trajectories; see the class docstring.
+
+        Args:
+            parameters: ``{"nu", "forcing_amplitude", "forcing_wavenumber"}``, each (B,).
+            grid: periodic grid with ``N`` points per side.
+            times: snapshot times (T,), non-decreasing, ``>= 0``.
+            seeds: one seed per trajectory (used by ``init="random"``).
+            init: ``"random"`` or ``"taylor_green"`` (ignored with ``initial_state``).
+            initial_state: ``{"vorticity": (N, N)}`` shared by the batch.
+        Returns:
+            ``{"vorticity": (B, T, N, N), "velocity": (B, T, N, N, 2)}``, float64.
+        Raises:
+            ValueError: unknown init, or a forcing mode not resolved by the grid.
+        """
+        batch = len(seeds)
+        times = np.asarray(times, dtype=np.float64)
+        nu = np.broadcast_to(np.asarray(parameters["nu"], dtype=np.float64), (batch,))
+        amplitude = np.broadcast_to(np.asarray(parameters["forcing_amplitude"],
+                                               dtype=np.float64), (batch,))
+        mode = np.broadcast_to(np.asarray(parameters["forcing_wavenumber"]), (batch,))
+        mode = np.rint(mode).astype(np.intp)
+        solver = _VorticitySolver(grid, batch)
+        modes = solver.modes
+        unresolved = (amplitude > 0) & (mode > modes.k_max)
+        if unresolved.any():
+            raise ValueError(f"{self.name}: forcing_wavenumber {int(mode[unresolved][0])} is "
+                             f"not resolved at resolution {grid.resolution} (the 2/3 rule "
+                             f"keeps modes < {grid.resolution / 3:.3g}); use a finer grid")
+        if initial_state is None:
+            self.check_init(init)
+        wavenumber = mode * (2 * np.pi / grid.box_size)
+        # rfft2 of -A k_f cos(k_f y) is -A k_f N^2 / 2 at (m_x, m_y) = (0, m_f)
+        solver.forcing_hat[:] = -amplitude * wavenumber * grid.resolution**2 / 2
+        solver.forcing_column[:] = np.minimum(mode, modes.k_max)
+
+        vorticity_hat = self._initial_spectrum(solver, seeds, init, initial_state)
+        linear = -(nu[:, None, None] * solver.k_squared
+                   + self.hyperviscosity * solver.k_squared**2 + self.drag)
+        stepper = LawsonStepper(CLASSIC_RK4, vorticity_hat.shape)
+        n = grid.resolution
+        vorticity = np.empty((batch, len(times), n, n))
+        velocity = np.empty((batch, len(times), n, n, 2))
+        time = np.zeros(batch)
+        for index, target in enumerate(times):
+            self._advance(solver, stepper, vorticity_hat, linear, time, float(target))
+            fields = solver.fields(vorticity_hat)
+            vorticity[:, index] = fields[:, 2]
+            velocity[:, index] = np.moveaxis(fields[:, :2], 1, -1)
+        return {"vorticity": vorticity, "velocity": velocity}
+
+    def _initial_spectrum(self, solver: _VorticitySolver, seeds: Sequence[int], init: str,
+                          initial_state: Mapping[str, np.ndarray] | None) -> np.ndarray:
+        """Compact zero-mean initial spectrum (B, R, C) on the retained modes."""
+        grid = solver.grid
+        if initial_state is not None:
+            single = solver.modes.compact(grid.fft(np.asarray(initial_state["vorticity"],
+                                                              dtype=np.float64)))
+            single[0, 0] = 0.0
+            return np.repeat(single[None], len(seeds), axis=0)
+        spectra = []
+        for seed in seeds:
+            spectrum = solver.modes.compact(grid.fft(self.initial_vorticity(grid, seed, init)))
+            spectrum[0, 0] = 0.0
+            if init == "random":
+                velocity = _VorticitySolver(grid, 1).fields(spectrum[None])[0, :2]
+                spectrum /= np.sqrt(np.mean(velocity[0] ** 2 + velocity[1] ** 2))
+            spectra.append(spectrum)
+        return np.stack(spectra)
+
+    def _advance(self, solver: _VorticitySolver, stepper: LawsonStepper,
+                 vorticity_hat: np.ndarray, linear: np.ndarray, time: np.ndarray,
+                 target: float) -> None:
+        """Step every trajectory from ``time`` (B,, updated in place) to ``target``."""
+        speed = np.empty(solver.batch)
+        dx = solver.grid.dx
+        while True:
+            remaining = target - time
+            active = remaining > 0
+            if not active.any():
+                return
+            solver.tendency(vorticity_hat, stepper.tendencies[0], speed=speed)
+            limit = np.full(solver.batch, self.dt_max)
+            moving = speed > 0
+            limit[moving] = np.minimum(self.cfl * dx / speed[moving], self.dt_max)
+            steps = np.maximum(np.ceil(remaining / limit), 1.0)
+            step = np.where(active, remaining / steps, 0.0)
+            stepper.step(vorticity_hat, step[:, None, None], linear, solver.tendency,
+                         first_tendency_ready=True)
+            time[:] = np.where(active & (steps == 1.0), target, time + step)
+
+    # -------------------------------------------------------------- diagnostics
+    def energy_budget(self, vorticity: np.ndarray,
+                      parameters: Mapping[str, Any] | None = None,
+                      box_size: float | None = None) -> dict[str, np.ndarray]:
+        """Terms of the energy budget for vorticity fields.
+
+        Args:
+            vorticity: real array (..., N, N) (zero mean; any mean is ignored).
+            parameters: ``{name: value}`` (defaults filled in, ranges checked).
+            box_size: ``L`` (default ``2 pi``).
+        Returns:
+            ``{name: array of shape (...)}`` with ``energy`` ``E = <|u|^2>/2``
+            (length^2/time^2), ``enstrophy`` ``Z = <omega^2>/2`` (1/time^2),
+            ``palinstrophy`` ``P_al = <|grad omega|^2>/2`` (1/(length^2 time^2)),
+            ``forcing_work`` ``<F . u>`` and ``dissipation``
+            ``2 nu Z + 2 nu_h P_al + 2 drag E`` (length^2/time^3), and
+            ``energy_rate = forcing_work - dissipation``, the predicted ``dE/dt``.
+            ``<.>`` is the mean over the grid points; the velocity is the spectral one
+            of ``grid.velocity_from_vorticity_hat``.
+        """
+        values = self.resolve_parameters(parameters)
+        vorticity = np.asarray(vorticity, dtype=np.float64)
+        if vorticity.ndim < 2 or vorticity.shape[-1] != vorticity.shape[-2]:
+            raise ValueError(f"vorticity must have shape (..., N, N), got {vorticity.shape}")
+        grid = self.make_grid(check_resolution(vorticity.shape[-1]), box_size)
+        spectrum = grid.fft(vorticity)
+        spectrum[..., 0, 0] = 0.0
+        velocity = grid.velocity_from_vorticity_hat(spectrum)
+        fluctuation = grid.ifft(spectrum)
+        gradient = np.stack([grid.ifft(grid.ikx * spectrum), grid.ifft(grid.iky * spectrum)])
+        energy = 0.5 * np.mean(np.sum(velocity**2, axis=-1), axis=(-2, -1))
+        enstrophy = 0.5 * np.mean(fluctuation**2, axis=(-2, -1))
+        palinstrophy = 0.5 * np.mean(np.sum(gradient**2, axis=0), axis=(-2, -1))
+        wavenumber = values["forcing_wavenumber"] * 2 * np.pi / grid.box_size
+        force_x = values["forcing_amplitude"] * np.sin(wavenumber * grid.mesh()[1])
+        forcing_work = np.mean(force_x * velocity[..., 0], axis=(-2, -1))
+        dissipation = (2 * values["nu"] * enstrophy + 2 * self.hyperviscosity * palinstrophy
+                       + 2 * self.drag * energy)
+        return {"energy": energy, "enstrophy": enstrophy, "palinstrophy": palinstrophy,
+                "forcing_work": forcing_work, "dissipation": dissipation,
+                "energy_rate": forcing_work - dissipation}

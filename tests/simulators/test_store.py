@@ -1,0 +1,170 @@
+"""The field store: format round trip, xarray view, checker, atomic writes, statistics."""
+
+import h5py
+import numpy as np
+import pytest
+import xarray as xr
+
+import simulators
+from simulators.store import (
+    FieldStore,
+    FieldStoreError,
+    FieldStoreWriter,
+    Provenance,
+    StoreSchema,
+    check_file,
+    partial_path,
+)
+from simulators.sweep import SweepSpec, run_sweep
+
+
+@pytest.fixture(scope="module")
+def diffusion_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("store") / "diffusion.h5"
+    spec = SweepSpec("diffusion", n_trajectories=10, resolution=16, n_snapshots=4,
+                     ranges={"diffusivity": (1e-3, 1e-1)}, seed=3)
+    return run_sweep(spec, path, progress=False)
+
+
+def _write(path, sim, fields, n=2, **kwargs):
+    grid = sim.make_grid(16)
+    times = np.linspace(0, 1, fields[next(iter(fields))].shape[0])
+    schema = StoreSchema.from_simulator(sim, grid, times)
+    with FieldStoreWriter(path, schema, n, Provenance("test", seed=0), **kwargs) as writer:
+        for index in range(n):
+            writer.write(index, sim.resolve_parameters({}), fields, seed=index)
+    return path
+
+
+def test_round_trip_preserves_fields_parameters_and_seeds(diffusion_file):
+    sim = simulators.get("diffusion")
+    with FieldStore(diffusion_file) as store:
+        assert store.system == "diffusion" and store.n_trajectories == 10
+        diffusivity = store.parameters()["diffusivity"]
+        seeds = store.seeds
+        for index in (0, 7):
+            ds = sim.run({"diffusivity": diffusivity[index]}, resolution=16, n_snapshots=4,
+                         seed=int(seeds[index]))
+            np.testing.assert_array_equal(store.read("u", index), ds["u"].values)
+        assert store.schema.parameters == sim.parameters
+        assert store.schema.invariants == sim.invariants
+
+
+def test_xarray_opens_every_group_with_named_dimensions(diffusion_file):
+    fields = xr.open_dataset(diffusion_file, engine="h5netcdf", group="t0_fields")
+    assert fields["u"].dims == ("trajectory", "time", "x", "y")
+    assert not any(dim.startswith("phony_dim") for dim in fields.dims)
+    scalars = xr.open_dataset(diffusion_file, engine="h5netcdf", group="scalars")
+    assert scalars["diffusivity"].dims == ("trajectory",)
+    root = xr.open_dataset(diffusion_file, engine="h5netcdf")
+    np.testing.assert_allclose(root["x"].values, np.arange(16) * 2 * np.pi / 16)
+    tree = xr.open_datatree(diffusion_file, engine="h5netcdf")
+    assert tree["t0_fields"]["u"].shape == (10, 4, 16, 16)
+
+
+def test_vector_fields_get_a_component_dimension(tmp_path):
+    sim = simulators.get("navier_stokes2d")
+    ds = sim.run(resolution=16, t_end=0.1, n_snapshots=2)
+    path = _write(tmp_path / "ns.h5", sim, {"vorticity": ds["vorticity"].values,
+                                           "velocity": ds["velocity"].values})
+    assert check_file(path) == []
+    velocity = xr.open_dataset(path, engine="h5netcdf", group="t1_fields")["velocity"]
+    assert velocity.dims == ("trajectory", "time", "x", "y", "component")
+
+
+def test_statistics_are_those_of_the_training_split(diffusion_file):
+    with FieldStore(diffusion_file) as store:
+        train = np.flatnonzero(store.split == 0)
+        assert 0 < train.size < store.n_trajectories
+        values = store.read("u", train).astype(np.float64)
+        stats = store.statistics()["u"]
+    assert stats["mean"] == pytest.approx(values.mean(), abs=1e-9)
+    assert stats["std"] == pytest.approx(values.std(), rel=1e-9)
+    assert stats["rms"] == pytest.approx(np.sqrt((values**2).mean()), rel=1e-9)
+
+
+def test_positive_fields_get_log_statistics(tmp_path):
+    sim = simulators.get("gaussian_random_field")
+    ds = sim.run(resolution=16, seed=1)
+    path = _write(tmp_path / "grf.h5", sim, {"delta": ds["delta"].values,
+                                            "density": ds["density"].values})
+    with FieldStore(path) as store:
+        stats = store.statistics()
+    assert "log_mean" in stats["density"] and "log_mean" not in stats["delta"]
+    assert stats["density"]["log_mean"] == pytest.approx(
+        np.log(ds["density"].values.astype(np.float64)).mean(), rel=1e-6)
+
+
+def test_checker_accepts_our_files_and_names_what_is_broken(diffusion_file, tmp_path):
+    assert check_file(diffusion_file) == []
+    cases = {
+        "attr": (lambda f: f.attrs.__delitem__("n_trajectories"), "n_trajectories"),
+        "group": (lambda f: f.__delitem__("scalars"), "scalars"),
+        "nan": (lambda f: f["t0_fields/u"].__setitem__((3, 2, 0, 0), np.nan),
+                "NaN/Inf at trajectory 3, time index 2"),
+        "range": (lambda f: f["scalars/diffusivity"].__setitem__(0, 5.0), "declared range"),
+        "incomplete": (lambda f: f.attrs.__setitem__("complete", False), "complete"),
+        "dims": (lambda f: f["t0_fields/u"].dims[2].detach_scale(f["x"]), "axis 2"),
+    }
+    for name, (damage, message) in cases.items():
+        broken = tmp_path / f"{name}.h5"
+        broken.write_bytes(diffusion_file.read_bytes())
+        with h5py.File(broken, "r+") as handle:
+            damage(handle)
+        problems = check_file(broken)
+        assert problems and any(message in p for p in problems), (name, problems)
+
+
+def test_truncated_and_foreign_files_raise_one_line_errors(diffusion_file, tmp_path):
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(diffusion_file.read_bytes()[:5000])
+    text = tmp_path / "notes.h5"
+    text.write_text("not hdf5")
+    for path in (truncated, text, tmp_path / "missing.h5"):
+        with pytest.raises(FieldStoreError, match=str(path.name)) as error:
+            FieldStore(path)
+        assert "\n" not in str(error.value)
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as handle:
+        handle["data"] = np.zeros(3)
+    with pytest.raises(FieldStoreError, match="missing group"):
+        FieldStore(other)
+
+
+def test_writer_refuses_nan_fields_and_leaves_no_final_file(tmp_path):
+    sim = simulators.get("diffusion")
+    fields = {"u": np.full((2, 16, 16), np.nan, dtype=np.float32)}
+    path = tmp_path / "nan.h5"
+    with pytest.raises(FieldStoreError, match="NaN/Inf at time index 0"):
+        _write(path, sim, fields)
+    assert not path.exists()
+
+
+def test_interrupted_write_leaves_only_a_partial_file(tmp_path):
+    sim = simulators.get("diffusion")
+    path = tmp_path / "crash.h5"
+    schema = StoreSchema.from_simulator(sim, sim.make_grid(16), np.linspace(0, 1, 2))
+    with pytest.raises(RuntimeError), FieldStoreWriter(path, schema, 3, Provenance("t", 0)) as w:
+        w.write(0, {"diffusivity": 0.01}, {"u": np.zeros((2, 16, 16))}, seed=0)
+        raise RuntimeError("crash")
+    assert not path.exists() and partial_path(path).exists()
+
+
+def test_existing_output_is_not_overwritten_without_permission(diffusion_file, tmp_path):
+    path = tmp_path / "keep.h5"
+    path.write_bytes(b"precious")
+    sim = simulators.get("diffusion")
+    with pytest.raises(FieldStoreError, match="already exists"):
+        _write(path, sim, {"u": np.zeros((2, 16, 16))})
+    assert path.read_bytes() == b"precious"
+    with pytest.raises(FieldStoreError, match="does not exist"):
+        _write(tmp_path / "no" / "such" / "dir.h5", sim, {"u": np.zeros((2, 16, 16))})
+    _write(path, sim, {"u": np.zeros((2, 16, 16))}, overwrite=True)
+    assert check_file(path) == []
+
+
+def test_committed_sample_file_passes_the_checker():
+    from pathlib import Path
+    sample = Path(__file__).resolve().parents[2] / "data" / "sample_navier_stokes2d.h5"
+    assert sample.stat().st_size < 1_000_000
+    assert check_file(sample) == []
