@@ -271,7 +271,8 @@ class Simulator:
         unknown = set(initial_state) - expected
         if unknown:
             raise ValueError(f"initial_state: {self.name} does not take field(s) "
-                             f"{', '.join(sorted(unknown))} (expected {', '.join(sorted(expected))})")
+                             f"{', '.join(sorted(unknown))} "
+                             f"(expected {', '.join(sorted(expected)) or 'none'})")
         missing = expected - set(initial_state)
         if missing:
             raise ValueError(f"initial_state: missing field(s) {', '.join(sorted(missing))}")

@@ -858,6 +858,22 @@ def _check_structure(handle: h5py.File, problems: list[str]) -> None:
     for spec in schema.fields:
         if spec.name not in stats or "std" not in stats[spec.name].attrs:
             problems.append(f"stats/{spec.name} missing")
+    if not problems:
+        _check_netcdf_view(handle.filename, problems)
+
+
+def _check_netcdf_view(filename: str, problems: list[str]) -> None:
+    """The fields groups open in xarray (h5netcdf) with named dims, no ``phony_dim_*``."""
+    import xarray as xr
+    for group in ("t0_fields", "t1_fields", "scalars"):
+        try:
+            with xr.open_dataset(filename, engine="h5netcdf", group=group) as view:
+                phony = [str(d) for d in view.dims if str(d).startswith("phony_dim")]
+        except (OSError, ValueError, KeyError) as error:
+            problems.append(f"{group} does not open as netCDF-4 with xarray: {error}")
+            continue
+        if phony:
+            problems.append(f"{group} has unnamed dimensions {phony} (dimension scales missing)")
 
 
 def _check_values(handle: h5py.File, problems: list[str]) -> None:

@@ -256,6 +256,9 @@ def run_sweep(spec: SweepSpec, path: str | os.PathLike, *, workers: int = 1,
         raise
     finally:
         bar.close()
-        executor.shutdown(wait=True, cancel_futures=True)
+        try:
+            executor.shutdown(wait=True, cancel_futures=True)
+        except TypeError:          # dask's ClientExecutor takes no cancel_futures
+            executor.shutdown(wait=True)
         if client is not None:
             client.close()

@@ -31,8 +31,9 @@ def test_random_initial_field_matches_independent_finite_difference_solution():
     # stencil's relative error on mode k is (k dx)^4 / 90, ~1e-3 for the k ~ 12 tail of
     # the initial spectrum at dx = 2 pi / 128, so the solutions agree to ~1e-3.
     def rhs(field):
-        second = lambda f, axis: (-np.roll(f, 2, axis) + 16 * np.roll(f, 1, axis) - 30 * f  # noqa: E731
-                                  + 16 * np.roll(f, -1, axis) - np.roll(f, -2, axis)) / (12 * grid.dx**2)
+        def second(f, axis):
+            return (-np.roll(f, 2, axis) + 16 * np.roll(f, 1, axis) - 30 * f
+                    + 16 * np.roll(f, -1, axis) - np.roll(f, -2, axis)) / (12 * grid.dx**2)
         return diffusivity * (second(field, 0) + second(field, 1))
     steps = 500
     dt = t_end / steps

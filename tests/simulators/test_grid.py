@@ -13,8 +13,10 @@ def test_spectral_derivatives_of_trigonometric_field_are_exact(box_size):
     kx, ky = 3 * 2 * np.pi / box_size, 5 * 2 * np.pi / box_size
     field = np.sin(kx * x) * np.cos(ky * y)
     gradient = grid.gradient(field)
-    np.testing.assert_allclose(gradient[..., 0], kx * np.cos(kx * x) * np.cos(ky * y), atol=1e-11 * kx)
-    np.testing.assert_allclose(gradient[..., 1], -ky * np.sin(kx * x) * np.sin(ky * y), atol=1e-11 * ky)
+    np.testing.assert_allclose(gradient[..., 0], kx * np.cos(kx * x) * np.cos(ky * y),
+                               atol=1e-11 * kx)
+    np.testing.assert_allclose(gradient[..., 1], -ky * np.sin(kx * x) * np.sin(ky * y),
+                               atol=1e-11 * ky)
     np.testing.assert_allclose(grid.laplacian(field), -(kx**2 + ky**2) * field,
                                atol=1e-10 * (kx**2 + ky**2))
 
@@ -68,7 +70,7 @@ def test_gaussian_random_field_variance_follows_parseval():
     k = grid.k_magnitude
     weights = np.full(k.shape, 2.0)
     weights[:, 0] = weights[:, -1] = 1.0
-    expected = np.sum((weights * np.where(k > 0, spectrum(np.where(k > 0, k, 1.0)), 0.0))) \
+    expected = np.sum(weights * np.where(k > 0, spectrum(np.where(k > 0, k, 1.0)), 0.0)) \
         / grid.box_size**2
     variances = [gaussian_random_field(grid, spectrum, np.random.default_rng(s)).var()
                  for s in range(200)]

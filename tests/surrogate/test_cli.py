@@ -55,7 +55,7 @@ def test_simulate_info_check_flow(tmp_path, capsys):
 ])
 def test_bad_input_is_one_line_and_exit_status_2(tmp_path, capsys, argv, message):
     (tmp_path / "garbage.h5").write_bytes(b"\x89HDF\r\n" + b"\0" * 100)
-    status, out, err = _run(capsys, *[a.format(tmp=tmp_path) for a in argv])
+    status, _, err = _run(capsys, *[a.format(tmp=tmp_path) for a in argv])
     assert status == 2
     assert message in err and err.startswith("surrogate: error:")
     assert len(err.strip().splitlines()) == 1
