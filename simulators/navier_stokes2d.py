@@ -170,7 +170,74 @@ class _VorticitySolver:
         return self.output_physical
 
 
+class VorticityIntegrator:
+    """State and CFL-adaptive stepping of a batch of :class:`NavierStokes2D` trajectories.
+
+    Built by :meth:`NavierStokes2D.integrator`; public so that benchmarks and tests can
+    step the solver directly.
+
+    Attributes:
+        vorticity_hat: compact spectral state (B, R, C), complex128 (see ``modes``).
+        time: current time of each trajectory, (B,).
+        solver: work arrays, multipliers and transforms.
+        stepper: the Lawson RK4 stepper.
+    """
+
+    def __init__(self, solver: _VorticitySolver, linear: np.ndarray,
+                 vorticity_hat: np.ndarray, *, cfl: float, dt_max: float) -> None:
+        self.solver = solver
+        self.linear = linear
+        self.vorticity_hat = vorticity_hat
+        self.cfl = cfl
+        self.dt_max = dt_max
+        self.time = np.zeros(solver.batch)
+        self.stepper = LawsonStepper(CLASSIC_RK4, vorticity_hat.shape)
+        self._speed = np.empty(solver.batch)
+
+    @property
+    def modes(self) -> _RetainedModes:
+        """Layout of the compact spectral state."""
+        return self.solver.modes
+
+    def step(self, target: float | None = None) -> np.ndarray:
+        """Take one step per trajectory and return the step sizes (B,).
+
+        ``dt_b = min(cfl dx / max|u_b|, dt_max)``; with ``target``, a trajectory's
+        remaining interval ``target - time_b`` is split into equal steps no longer
+        than that, its last step lands exactly on ``target``, and a trajectory already
+        at ``target`` takes ``dt = 0`` (an exact no-op).
+        """
+        speed = self._speed
+        self.solver.tendency(self.vorticity_hat, self.stepper.tendencies[0], speed=speed)
+        limit = np.full(self.solver.batch, self.dt_max)
+        moving = speed > 0
+        limit[moving] = np.minimum(self.cfl * self.solver.grid.dx / speed[moving], self.dt_max)
+        if target is None:
+            step = limit
+            new_time = self.time + step
+        else:
+            remaining = target - self.time
+            active = remaining > 0
+            steps = np.maximum(np.ceil(remaining / limit), 1.0)
+            step = np.where(active, remaining / steps, 0.0)
+            new_time = np.where(active & (steps == 1.0), target, self.time + step)
+        self.stepper.step(self.vorticity_hat, step[:, None, None], self.linear,
+                          self.solver.tendency, first_tendency_ready=True)
+        self.time[:] = new_time
+        return step
+
+    def advance(self, target: float) -> None:
+        """Step until every trajectory is exactly at ``target`` (>= current times)."""
+        while np.any(self.time < target):
+            self.step(target)
+
+    def fields(self) -> np.ndarray:
+        """Real ``(omega, u_x, u_y)`` now, shape (B, 3, N, N) (a reused buffer)."""
+        return self.solver.fields(self.vorticity_hat)
+
+
 class NavierStokes2D(Simulator):
+
     r"""Incompressible 2-D Navier–Stokes equations in vorticity form on a periodic square.
 
     Equations, on ``[0, L)^2`` (``L = box_size``, default ``2 pi``)::
@@ -327,16 +394,35 @@ class NavierStokes2D(Simulator):
         Raises:
             ValueError: unknown init, or a forcing mode not resolved by the grid.
         """
-        batch = len(seeds)
         times = np.asarray(times, dtype=np.float64)
+        integrator = self.integrator(parameters, grid, seeds, init, initial_state)
+        n = grid.resolution
+        vorticity = np.empty((len(seeds), len(times), n, n))
+        velocity = np.empty((len(seeds), len(times), n, n, 2))
+        for index, target in enumerate(times):
+            integrator.advance(float(target))
+            fields = integrator.fields()
+            vorticity[:, index] = fields[:, 2]
+            velocity[:, index] = np.moveaxis(fields[:, :2], 1, -1)
+        return {"vorticity": vorticity, "velocity": velocity}
+
+    def integrator(self, parameters: Mapping[str, np.ndarray], grid: PeriodicGrid,
+                   seeds: Sequence[int], init: str = "random",
+                   initial_state: Mapping[str, np.ndarray] | None = None
+                   ) -> VorticityIntegrator:
+        """A :class:`VorticityIntegrator` at ``t = 0`` (arguments as in :meth:`simulate`).
+
+        Raises:
+            ValueError: unknown init, or a forcing mode not resolved by the grid.
+        """
+        batch = len(seeds)
         nu = np.broadcast_to(np.asarray(parameters["nu"], dtype=np.float64), (batch,))
         amplitude = np.broadcast_to(np.asarray(parameters["forcing_amplitude"],
                                                dtype=np.float64), (batch,))
-        mode = np.broadcast_to(np.asarray(parameters["forcing_wavenumber"]), (batch,))
-        mode = np.rint(mode).astype(np.intp)
+        mode = np.rint(np.broadcast_to(np.asarray(parameters["forcing_wavenumber"],
+                                                  dtype=np.float64), (batch,))).astype(np.intp)
         solver = _VorticitySolver(grid, batch)
-        modes = solver.modes
-        unresolved = (amplitude > 0) & (mode > modes.k_max)
+        unresolved = (amplitude > 0) & (mode > solver.modes.k_max)
         if unresolved.any():
             raise ValueError(f"{self.name}: forcing_wavenumber {int(mode[unresolved][0])} is "
                              f"not resolved at resolution {grid.resolution} (the 2/3 rule "
@@ -346,22 +432,12 @@ class NavierStokes2D(Simulator):
         wavenumber = mode * (2 * np.pi / grid.box_size)
         # rfft2 of -A k_f cos(k_f y) is -A k_f N^2 / 2 at (m_x, m_y) = (0, m_f)
         solver.forcing_hat[:] = -amplitude * wavenumber * grid.resolution**2 / 2
-        solver.forcing_column[:] = np.minimum(mode, modes.k_max)
-
-        vorticity_hat = self._initial_spectrum(solver, seeds, init, initial_state)
+        solver.forcing_column[:] = np.minimum(mode, solver.modes.k_max)
         linear = -(nu[:, None, None] * solver.k_squared
                    + self.hyperviscosity * solver.k_squared**2 + self.drag)
-        stepper = LawsonStepper(CLASSIC_RK4, vorticity_hat.shape)
-        n = grid.resolution
-        vorticity = np.empty((batch, len(times), n, n))
-        velocity = np.empty((batch, len(times), n, n, 2))
-        time = np.zeros(batch)
-        for index, target in enumerate(times):
-            self._advance(solver, stepper, vorticity_hat, linear, time, float(target))
-            fields = solver.fields(vorticity_hat)
-            vorticity[:, index] = fields[:, 2]
-            velocity[:, index] = np.moveaxis(fields[:, :2], 1, -1)
-        return {"vorticity": vorticity, "velocity": velocity}
+        return VorticityIntegrator(solver, linear,
+                                   self._initial_spectrum(solver, seeds, init, initial_state),
+                                   cfl=self.cfl, dt_max=self.dt_max)
 
     def _initial_spectrum(self, solver: _VorticitySolver, seeds: Sequence[int], init: str,
                           initial_state: Mapping[str, np.ndarray] | None) -> np.ndarray:
@@ -381,27 +457,6 @@ class NavierStokes2D(Simulator):
                 spectrum /= np.sqrt(np.mean(velocity[0] ** 2 + velocity[1] ** 2))
             spectra.append(spectrum)
         return np.stack(spectra)
-
-    def _advance(self, solver: _VorticitySolver, stepper: LawsonStepper,
-                 vorticity_hat: np.ndarray, linear: np.ndarray, time: np.ndarray,
-                 target: float) -> None:
-        """Step every trajectory from ``time`` (B,, updated in place) to ``target``."""
-        speed = np.empty(solver.batch)
-        dx = solver.grid.dx
-        while True:
-            remaining = target - time
-            active = remaining > 0
-            if not active.any():
-                return
-            solver.tendency(vorticity_hat, stepper.tendencies[0], speed=speed)
-            limit = np.full(solver.batch, self.dt_max)
-            moving = speed > 0
-            limit[moving] = np.minimum(self.cfl * dx / speed[moving], self.dt_max)
-            steps = np.maximum(np.ceil(remaining / limit), 1.0)
-            step = np.where(active, remaining / steps, 0.0)
-            stepper.step(vorticity_hat, step[:, None, None], linear, solver.tendency,
-                         first_tendency_ready=True)
-            time[:] = np.where(active & (steps == 1.0), target, time + step)
 
     # -------------------------------------------------------------- diagnostics
     def energy_budget(self, vorticity: np.ndarray,

@@ -174,13 +174,20 @@ def _fsync_directory(path: Path) -> None:
         os.close(descriptor)
 
 
+def command_line() -> str:
+    """The running command line, with the program reduced to its name (no machine paths)."""
+    if not sys.argv or not sys.argv[0]:
+        return ""
+    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
 @dataclass
 class Provenance:
     """Who made a file and how (root attributes of every file)."""
 
     producer: str
     seed: int
-    command: str = field(default_factory=lambda: " ".join(sys.argv))
+    command: str = field(default_factory=lambda: command_line())
     version: str = field(default_factory=package_version)
     created: str = field(default_factory=lambda: datetime.datetime.now(
         datetime.timezone.utc).isoformat(timespec="seconds"))
