@@ -6,7 +6,10 @@ Writes ``benchmarks/results/navier_stokes_step.json`` and prints a Markdown tabl
 What is timed (``time.perf_counter``, median over repeats, all in one process):
 
 * ``step``: one call of :meth:`VorticityIntegrator.step` (one classic-RK4 Lawson step
-  with the CFL speed, 4 stages) for ``B`` trajectories on an ``N x N`` grid.
+  with the CFL speed, 4 stages) for ``B`` trajectories on an ``N x N`` grid; for a
+  batch, either all ``B`` in one integrator (one FFT call per stage for all of them,
+  ``chunk = B``) or split into chunks of ``NavierStokes2D.chunk_size`` trajectories
+  as ``simulate`` does (one call per stage per chunk).
 * ``fft``: exactly the transforms that step makes, on the solver's own buffers: per
   stage one inverse real 2-D transform of the 2 velocity components (shape
   ``(B, 2, N, N//2+1) -> (B, 2, N, N)``) and one forward real 2-D transform of the 2
@@ -36,6 +39,7 @@ import numpy as np
 import scipy
 import scipy.fft
 
+from simulators.grid import PeriodicGrid
 from simulators.navier_stokes2d import NavierStokes2D
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -43,55 +47,68 @@ STAGES = 4
 TRANSFORMS_PER_STAGE = 4    # real 2-D N x N transforms per trajectory: 2 inverse + 2 forward
 
 
-def _median_seconds(action, repeats: int) -> float:
-    """Median wall time of ``action()`` over ``repeats`` calls (after one warm-up)."""
-    action()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+def measure(resolution: int, batch: int, repeats: int, *, chunked: bool) -> dict:
+    """Step and FFT times (seconds) for ``batch`` trajectories at ``resolution``^2.
 
-
-def measure(resolution: int, batch: int, repeats: int) -> dict:
-    """Step and FFT times (seconds) for ``batch`` trajectories at ``resolution``^2."""
+    ``chunked``: split the batch into chunks of ``NavierStokes2D.chunk_size`` as
+    ``simulate`` does (one FFT call per stage per chunk); otherwise all trajectories
+    go through one FFT call per stage.
+    """
     simulator = NavierStokes2D()
     grid = simulator.make_grid(resolution)
-    parameters = {"nu": np.full(batch, 1e-3), "forcing_amplitude": np.full(batch, 0.5),
-                  "forcing_wavenumber": np.full(batch, 4)}
-    integrator = simulator.integrator(parameters, grid, list(range(batch)))
-    step_seconds = _median_seconds(integrator.step, repeats)
+    size = simulator.chunk_size(grid) if chunked else batch
+    integrators = []
+    for start in range(0, batch, size):
+        count = min(size, batch - start)
+        parameters = {"nu": np.full(count, 1e-3), "forcing_amplitude": np.full(count, 0.5),
+                      "forcing_wavenumber": np.full(count, 4)}
+        integrators.append(simulator.integrator(parameters, grid,
+                                                list(range(start, start + count))))
 
-    solver = integrator.solver
-    state = integrator.vorticity_hat
+    def step_all() -> float:
+        start = time.perf_counter()
+        for integrator in integrators:
+            integrator.step()
+        return time.perf_counter() - start
 
     def step_transforms() -> float:
-        """Seconds spent in the transforms of one step (buffers refilled untimed)."""
+        """Seconds spent in the transforms of one step (inputs refilled untimed)."""
         total = 0.0
-        for _ in range(STAGES):
-            solver.scatter_velocity(state, solver.spectral)
-            start = time.perf_counter()
-            solver.inverse(solver.spectral, solver.physical)
-            solver.forward(solver.products, solver.products_hat)
-            total += time.perf_counter() - start
+        for integrator in integrators:
+            solver, state = integrator.solver, integrator.vorticity_hat
+            for _ in range(STAGES):
+                solver.velocity_hat(state, solver.retained)
+                start = time.perf_counter()
+                solver.inverse(solver.retained, solver.padded, solver.physical)
+                solver.forward(solver.products, solver.padded_forward, solver.retained)
+                total += time.perf_counter() - start
         return total
 
-    step_transforms()
-    fft_seconds = statistics.median(step_transforms() for _ in range(repeats))
+    spectral = [np.array(integrator.solver.padded) for integrator in integrators]
+    products = [np.array(integrator.solver.products) for integrator in integrators]
 
-    spectral = np.array(solver.spectral)
-    products = np.array(solver.products)
+    def scipy_transforms() -> float:
+        start = time.perf_counter()
+        for spectrum, product in zip(spectral, products, strict=True):
+            for _ in range(STAGES):
+                scipy.fft.irfft2(spectrum, s=grid.shape, axes=(-2, -1))
+                scipy.fft.rfft2(product, axes=(-2, -1))
+        return time.perf_counter() - start
 
-    def scipy_transforms() -> None:
-        for _ in range(STAGES):
-            scipy.fft.irfft2(spectral, s=grid.shape, axes=(-2, -1))
-            scipy.fft.rfft2(products, axes=(-2, -1))
-
-    scipy_seconds = _median_seconds(scipy_transforms, repeats)
-    return {"resolution": resolution, "batch": batch, "repeats": repeats,
-            "step_seconds": step_seconds, "fft_seconds": fft_seconds,
-            "fft_scipy_seconds": scipy_seconds,
+    # interleaved, so that load from other processes hits all three alike
+    samples: dict[str, list[float]] = {"step": [], "fft": [], "scipy": []}
+    for repeat in range(repeats + 1):
+        for name, action in (("step", step_all), ("fft", step_transforms),
+                             ("scipy", scipy_transforms)):
+            seconds = action()
+            if repeat:                                   # the first round is a warm-up
+                samples[name].append(seconds)
+    step_seconds, fft_seconds, scipy_seconds = (statistics.median(samples[name])
+                                                for name in ("step", "fft", "scipy"))
+    return {"resolution": resolution, "batch": batch, "chunk": size,
+            "repeats": repeats, "step_seconds": step_seconds,
+            "step_seconds_per_trajectory": step_seconds / batch,
+            "fft_seconds": fft_seconds, "fft_scipy_seconds": scipy_seconds,
             "step_over_fft": step_seconds / fft_seconds,
             "step_over_fft_scipy": step_seconds / scipy_seconds,
             "transforms_per_step": STAGES * TRANSFORMS_PER_STAGE * batch}
@@ -107,11 +124,13 @@ def machine_info() -> dict:
 
 def markdown_table(rows: list[dict]) -> str:
     """The results as a Markdown table (times in milliseconds)."""
-    lines = ["| N | B | step (ms) | FFTs of the step (ms) | step / FFT | "
-             "scipy rfft2+irfft2 (ms) | step / scipy FFT |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| N | B | chunk | step (ms) | step per trajectory (ms) | FFTs of the step (ms) "
+             "| step / FFT | scipy rfft2+irfft2 (ms) | step / scipy FFT |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
-        lines.append(f"| {row['resolution']} | {row['batch']} | {1e3 * row['step_seconds']:.3f} "
+        lines.append(f"| {row['resolution']} | {row['batch']} | {row['chunk']} "
+                     f"| {1e3 * row['step_seconds']:.3f} "
+                     f"| {1e3 * row['step_seconds_per_trajectory']:.3f} "
                      f"| {1e3 * row['fft_seconds']:.3f} | {row['step_over_fft']:.2f} "
                      f"| {1e3 * row['fft_scipy_seconds']:.3f} "
                      f"| {row['step_over_fft_scipy']:.2f} |")
@@ -126,8 +145,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--output", type=Path, default=RESULTS / "navier_stokes_step.json")
     args = parser.parse_args(argv)
-    rows = [measure(size, batch, args.repeats)
-            for size in args.sizes for batch in (1, args.batch)]
+    rows = []
+    for size in args.sizes:
+        rows.append(measure(size, 1, args.repeats, chunked=False))
+        rows.append(measure(size, args.batch, args.repeats, chunked=False))
+        if NavierStokes2D.chunk_size(PeriodicGrid(size)) < args.batch:
+            rows.append(measure(size, args.batch, args.repeats, chunked=True))
     result = {"benchmark": "navier_stokes_step", "machine": machine_info(),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "results": rows}
     args.output.parent.mkdir(parents=True, exist_ok=True)

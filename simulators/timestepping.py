@@ -147,17 +147,23 @@ class LawsonStepper:
             keys |= {(c[i] - c[j], a_ij) for j, a_ij in enumerate(row) if a_ij != 0.0}
         keys |= {(1.0 - c[j], b_j) for j, b_j in enumerate(tableau.b) if b_j != 0.0}
         self._factors = {key: np.zeros(self.shape, dtype=dtype) for key in sorted(keys)}
+        #: exp(d h L) for every distinct non-zero exponent coefficient d (real)
+        self._exponentials = {d: np.empty(self.shape) for d in sorted({k[0] for k in keys})
+                              if d != 0.0}
 
     def _prepare_factors(self, step: np.ndarray | float, linear: np.ndarray) -> None:
         """Fill ``exp(d h L)`` and ``w h exp(d h L)`` for this step (stored complex)."""
         step = np.asarray(step, dtype=np.float64)
-        exponent = self._exponent
+        for exponent_coefficient, values in self._exponentials.items():
+            np.multiply(linear, step * exponent_coefficient, out=values)
+            np.exp(values, out=values)
         for key, factor in self._factors.items():
-            np.multiply(linear, step * key[0], out=exponent)
-            np.exp(exponent, out=exponent)
-            if len(key) == 2:
-                np.multiply(exponent, step * key[1], out=exponent)
-            factor.real = exponent
+            if len(key) == 1:                              # exp(c_i h L)
+                factor.real = self._exponentials[key[0]]
+            elif key[0] == 0.0:                            # w h
+                factor.real = step * key[1]
+            else:                                          # w h exp(d h L)
+                np.multiply(self._exponentials[key[0]], step * key[1], out=factor.real)
 
     def step(self, state: np.ndarray, step: np.ndarray | float, linear: np.ndarray,
              tendency: Tendency, *, first_tendency_ready: bool = False) -> None:

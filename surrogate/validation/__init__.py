@@ -4,6 +4,14 @@ Every function works on plain numpy arrays whose last two axes are ``(x, y)`` on
 periodic square of side ``box_size``; the docstrings state what is averaged over what.
 """
 
+from surrogate.validation.conservation import (
+    check_invariants,
+    check_invariants_streaming,
+    curl_violation,
+    divergence_violation,
+    energy_budget_residual,
+    energy_enstrophy,
+)
 from surrogate.validation.morphology import gaussian_expectations, minkowski_functionals
 from surrogate.validation.spectra import (
     band_summary,
@@ -29,8 +37,14 @@ from surrogate.validation.statistics import (
 __all__ = [
     "band_summary",
     "binned_spectral_mse",
+    "check_invariants",
+    "check_invariants_streaming",
     "correlation_function",
     "cross_spectrum",
+    "curl_violation",
+    "divergence_violation",
+    "energy_budget_residual",
+    "energy_enstrophy",
     "frechet_distance",
     "gaussian_expectations",
     "ks_pvalue",
