@@ -22,7 +22,9 @@ What is timed (``time.perf_counter``, median over repeats, all in one process):
 
 The ratio ``step / fft`` is the overhead of everything that is not a transform
 (spectral multiplies, products, integrating factors, CFL reduction); 1.0 is the floor.
-Timings on a shared CPU are for ratios; absolute numbers are for orientation only.
+The three timings are interleaved round by round (each action run twice per round,
+the second, warm-cache run kept), so machine load affects them alike. Timings on a
+shared CPU are for ratios; absolute numbers are for orientation only.
 """
 
 from __future__ import annotations
@@ -95,14 +97,15 @@ def measure(resolution: int, batch: int, repeats: int, *, chunked: bool) -> dict
                 scipy.fft.rfft2(product, axes=(-2, -1))
         return time.perf_counter() - start
 
-    # interleaved, so that load from other processes hits all three alike
+    # Interleaved, so that load from other processes hits all three alike; each
+    # action runs twice per round and the second run is kept (warm caches, as in a
+    # real run, where a step follows a step).
     samples: dict[str, list[float]] = {"step": [], "fft": [], "scipy": []}
-    for repeat in range(repeats + 1):
+    for _ in range(repeats):
         for name, action in (("step", step_all), ("fft", step_transforms),
                              ("scipy", scipy_transforms)):
-            seconds = action()
-            if repeat:                                   # the first round is a warm-up
-                samples[name].append(seconds)
+            action()
+            samples[name].append(action())
     step_seconds, fft_seconds, scipy_seconds = (statistics.median(samples[name])
                                                 for name in ("step", "fft", "scipy"))
     return {"resolution": resolution, "batch": batch, "chunk": size,

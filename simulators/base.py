@@ -189,8 +189,8 @@ class Simulator:
     default_box_size: ClassVar[float] = 2.0 * math.pi
     default_t_end: ClassVar[float] = 1.0
     default_snapshots: ClassVar[int] = 11
-    time_units: ClassVar[str] = "1"
-    length_units: ClassVar[str] = "1"
+    time_units: ClassVar[str] = "time"
+    length_units: ClassVar[str] = "length"
 
     # ------------------------------------------------------------------ metadata
     def parameter(self, name: str) -> Parameter:
