@@ -40,9 +40,9 @@ def measure(spec: SweepSpec, workers: int, directory: Path) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--system", default="navier_stokes2d")
-    parser.add_argument("-n", type=int, default=16)
+    parser.add_argument("-n", type=int, default=64)
     parser.add_argument("--resolution", type=int, default=64)
-    parser.add_argument("--t-end", type=float, default=1.0)
+    parser.add_argument("--t-end", type=float, default=10.0)
     parser.add_argument("--snapshots", type=int, default=11)
     args = parser.parse_args(argv)
     spec = SweepSpec(args.system, args.n, resolution=args.resolution, t_end=args.t_end,

@@ -28,6 +28,8 @@ import scipy.fft
 import scipy.linalg
 import scipy.stats
 
+from surrogate.validation.spectra import _check_box_size
+
 __all__ = [
     "MAX_POOLED_VALUES",
     "correlation_function",
@@ -95,13 +97,6 @@ def _fields(field: np.ndarray, name: str = "field") -> np.ndarray:
     if n_x != n_y or n_x < 4:
         raise ValueError(f"{name} must be (..., N, N) with N >= 4, got {array.shape}")
     return array
-
-
-def _check_box_size(box_size: float) -> float:
-    box = float(box_size)
-    if not (math.isfinite(box) and box > 0):
-        raise ValueError(f"box_size must be a positive finite number, got {box_size!r}")
-    return box
 
 
 # --------------------------------------------------------------------- paired errors
