@@ -194,7 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("surrogate: interrupted", file=sys.stderr)
+        hint = " (rerun with --resume to continue the sweep)" if args.command == "simulate" else ""
+        print(f"surrogate: interrupted{hint}", file=sys.stderr)
         return 130
     except (ValueError, OSError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
