@@ -189,6 +189,8 @@ class Simulator:
     default_box_size: ClassVar[float] = 2.0 * math.pi
     default_t_end: ClassVar[float] = 1.0
     default_snapshots: ClassVar[int] = 11
+    #: trajectories per simulator call in sweeps (batched FFTs); never changes results
+    sweep_batch_size: ClassVar[int] = 8
     time_units: ClassVar[str] = "time"
     length_units: ClassVar[str] = "length"
 

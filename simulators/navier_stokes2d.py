@@ -367,16 +367,14 @@ class NavierStokes2D(Simulator):
         Not yet projected on the retained modes (``simulate`` does that; the random
         field is rescaled after the projection).
         """
-        if init == "taylor_green":
+        if self.check_init(init) == "taylor_green":
             k0 = 2 * np.pi / grid.box_size
             x, y = grid.mesh()
             return 2 * k0 * np.sin(k0 * x) * np.sin(k0 * y)
-        if init == "random":
-            peak = INITIAL_PEAK_MODE * 2 * np.pi / grid.box_size
-            return gaussian_random_field(
-                grid, lambda k: (k / peak) ** 5 * np.exp(-2.0 * (k / peak) ** 2),
-                np.random.default_rng(seed))
-        raise ValueError(f"{self.name}: unknown init {init!r} (known: {', '.join(self.inits)})")
+        peak = INITIAL_PEAK_MODE * 2 * np.pi / grid.box_size
+        return gaussian_random_field(
+            grid, lambda k: (k / peak) ** 5 * np.exp(-2.0 * (k / peak) ** 2),
+            np.random.default_rng(seed))
 
     # --------------------------------------------------------------- integration
     def simulate(self, parameters: Mapping[str, np.ndarray], grid: PeriodicGrid,
@@ -395,14 +393,14 @@ class NavierStokes2D(Simulator):
         Returns:
             ``{"vorticity": (B, T, N, N), "velocity": (B, T, N, N, 2)}``, float64.
         Raises:
-            ValueError: unknown init, or a forcing mode not resolved by the grid.
+            ValueError: unknown init, or a forcing mode not resolved by the grid (raised
+                by :meth:`integrator` before any step).
         """
         times = np.asarray(times, dtype=np.float64)
         seeds = list(seeds)
         batch, n = len(seeds), grid.resolution
         parameters = {name: np.broadcast_to(np.asarray(values), (batch,))
                       for name, values in parameters.items()}
-        self._check_batch(parameters, grid, init, initial_state)
         vorticity = np.empty((batch, len(times), n, n))
         velocity = np.empty((batch, len(times), n, n, 2))
 

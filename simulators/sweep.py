@@ -35,7 +35,7 @@ from scipy.stats import qmc
 
 from simulators.base import Simulator, check_seed
 from simulators.registry import get
-from simulators.store import FieldStoreWriter, Provenance, StoreSchema, check_output_path
+from simulators.store import FieldStoreWriter, Provenance, StoreSchema
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,7 @@ def run_sweep(spec: SweepSpec, path: str | os.PathLike, *, workers: int = 1,
         path: output ``.h5`` file; it appears only when every trajectory is written.
         workers: worker processes (``1``: run in this process).
         batch_size: trajectories per simulator call (default: the system's
-            ``sweep_batch_size`` or 8); does not change any output byte.
+            ``sweep_batch_size``); does not change any output byte.
         overwrite: replace an existing output file.
         resume: continue from ``<path>.partial`` left by an interrupted run of the same
             spec (without it, a stale partial file is replaced).
@@ -213,24 +213,26 @@ def run_sweep(spec: SweepSpec, path: str | os.PathLike, *, workers: int = 1,
     simulator, grid, times = check_spec(spec)
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    check_output_path(path, overwrite)
-    batch_size = batch_size or getattr(simulator, "sweep_batch_size", 8)
+    batch_size = batch_size or simulator.sweep_batch_size
     n = spec.n_trajectories
     design = sobol_design(simulator, n, spec.ranges, spec.fixed, spec.seed)
     seeds = trajectory_seeds(spec.seed, n)
     schema = StoreSchema.from_simulator(simulator, grid, times, dataset_name=dataset_name)
     provenance = Provenance(producer=f"simulator:{spec.system}", seed=spec.seed)
-    extra = {"init": spec.init}
-    writer = FieldStoreWriter(path, schema, n, provenance, overwrite=overwrite, resume=resume,
-                              resume_key=spec.key(), extra_attrs=extra)
-    pending = writer.pending
-    batches = [pending[i:i + batch_size] for i in range(0, len(pending), batch_size)]
-    executor, client = _executor(workers, dask_address)
-    bar = tqdm(total=n, initial=n - len(pending), desc=f"simulate {spec.system}",
-               unit="traj", disable=not progress)
     in_flight: dict[int, Future] = {}
     window = 2 * workers
+    writer = bar = None
+    # connect first (a bad --dask address writes nothing); process pools start lazily
+    executor, client = _executor(workers, dask_address)
     try:
+        # the writer checks the output path before it creates anything
+        writer = FieldStoreWriter(path, schema, n, provenance, overwrite=overwrite,
+                                  resume=resume, resume_key=spec.key(),
+                                  extra_attrs={"init": spec.init})
+        pending = writer.pending
+        batches = [pending[i:i + batch_size] for i in range(0, len(pending), batch_size)]
+        bar = tqdm(total=n, initial=n - len(pending), desc=f"simulate {spec.system}",
+                   unit="traj", disable=not progress)
         next_submit = 0
         for position, batch in enumerate(batches):
             while next_submit < len(batches) and next_submit < position + window:
@@ -247,15 +249,16 @@ def run_sweep(spec: SweepSpec, path: str | os.PathLike, *, workers: int = 1,
                              {name: array[offset] for name, array in result.items()},
                              seed=int(seeds[index]))
             bar.update(len(batch))
-        bar.close()
         return writer.finalize()
     except BaseException:
         for future in in_flight.values():
             future.cancel()
-        writer.close()
+        if writer is not None:
+            writer.close()
         raise
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         try:
             executor.shutdown(wait=True, cancel_futures=True)
         except TypeError:          # dask's ClientExecutor takes no cancel_futures

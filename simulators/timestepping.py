@@ -205,26 +205,3 @@ class LawsonStepper:
                             out=self._scratch)
                 np.add(out, self._scratch, out=out)
 
-
-def lawson_step(state: np.ndarray, step: np.ndarray | float, linear: np.ndarray,
-                tendency: Callable[[np.ndarray], np.ndarray],
-                tableau: ButcherTableau = CLASSIC_RK4) -> np.ndarray:
-    """One integrating-factor RK step (functional form; allocates its work arrays).
-
-    Args:
-        state: complex spectral state ``u_n``, any shape.
-        step: ``h``, scalar or broadcasting against ``state`` (e.g. ``(B, 1, 1)``).
-        linear: real diagonal ``L`` broadcasting to ``state.shape``.
-        tendency: ``N(U)`` returning a new array of ``state``'s shape.
-        tableau: the Runge–Kutta scheme (default classic RK4).
-    Returns:
-        ``u_{n+1}`` as a new array; ``state`` is not modified.
-    """
-    stepper = LawsonStepper(tableau, state.shape, dtype=np.result_type(state, np.complex128))
-
-    def tendency_into(value: np.ndarray, out: np.ndarray) -> None:
-        out[...] = tendency(value)
-
-    result = np.array(state, dtype=stepper.tendencies.dtype)
-    stepper.step(result, step, np.broadcast_to(linear, state.shape), tendency_into)
-    return result
