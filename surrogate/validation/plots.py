@@ -1,0 +1,366 @@
+"""Figures and the Markdown page of a validation report (matplotlib, Agg backend).
+
+Every figure is drawn from the JSON report (plus the sample fields kept in memory), so a
+script can redraw them from ``report.json`` alone except the sample panels:
+
+* ``spectra.png``: reference and generated power spectra on log-log axes, their ratio
+  below (the shaded band is the spectrum threshold; unresolved shells are greyed out);
+* ``pdfs.png``: one-point PDFs (log density);
+* ``samples.png``: reference and generated snapshots side by side at the same
+  condition and time, one colour scale per field (vector fields shown as ``|u|``);
+* ``conservation.png``: invariant series over time (mean over trajectories with the
+  min-max envelope), divergence on a log axis;
+* ``two_point.png``: correlation functions and Minkowski functionals over thresholds;
+* ``per_condition.png``: spectrum error, W1/std and spread ratio against the parameter
+  that varies most across conditions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["render_markdown", "save_figures"]
+
+REFERENCE_STYLE = {"color": "black", "label": "reference"}
+GENERATED_STYLE = {"color": "tab:red", "label": "generated", "linestyle": "--"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _array(values: Any) -> np.ndarray:
+    """JSON list (``None`` for NaN) -> float array."""
+    return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _save(fig, directory: Path, name: str) -> str:
+    fig.savefig(directory / name, dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return name
+
+
+def _spectra_figure(report: Mapping[str, Any], directory: Path) -> str:
+    plt = _pyplot()
+    from matplotlib.ticker import NullFormatter
+
+    fields = report["fields"]
+    threshold = report["thresholds"].get("spectrum_rel_error_median") or math.inf
+    fig, axes = plt.subplots(2, len(fields), figsize=(4.2 * len(fields), 5.6), squeeze=False,
+                             sharex="col", gridspec_kw={"height_ratios": [3, 1.4]})
+    for column, (name, entry) in enumerate(fields.items()):
+        spectrum = entry["spectrum"]
+        k = _array(spectrum["k"])
+        ref, gen = _array(spectrum["reference"]), _array(spectrum["generated"])
+        k_max = spectrum.get("k_resolved_max") or k.max()
+        top, bottom = axes[0, column], axes[1, column]
+        top.loglog(k, ref, **REFERENCE_STYLE)
+        top.loglog(k, gen, **GENERATED_STYLE)
+        top.axvspan(k_max * 1.0001, k.max() * 1.05, color="0.9", zorder=0)
+        median = spectrum.get("rel_error_median")
+        top.set_title(f"{name}: median |rel err| = "
+                      + ("n/a" if median is None else f"{median:.3f}"))
+        top.set_ylabel("P(k)")
+        top.legend(frameon=False)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = gen / ref
+        bottom.semilogx(k, ratio, color="tab:red")
+        bottom.axhline(1.0, color="black", linewidth=0.8)
+        if math.isfinite(threshold):
+            bottom.axhspan(1 - threshold, 1 + threshold, color="tab:green", alpha=0.15)
+        bottom.axvspan(k_max * 1.0001, k.max() * 1.05, color="0.9", zorder=0)
+        finite = ratio[np.isfinite(ratio) & (k <= k_max)]
+        top_limit = max(2.0, float(np.max(finite)) * 1.1) if finite.size else 2.0
+        bottom.set_ylim(0, min(top_limit, 5.0))
+        bottom.xaxis.set_minor_formatter(NullFormatter())
+        top.xaxis.set_minor_formatter(NullFormatter())
+        bottom.set_xlabel("k [1/length]")
+        bottom.set_ylabel("P_gen / P_ref")
+    fig.tight_layout()
+    return _save(fig, directory, "spectra.png")
+
+
+def _pdf_figure(report: Mapping[str, Any], directory: Path) -> str:
+    plt = _pyplot()
+    fields = report["fields"]
+    fig, axes = plt.subplots(1, len(fields), figsize=(4.2 * len(fields), 3.4), squeeze=False)
+    for ax, (name, entry) in zip(axes[0], fields.items(), strict=True):
+        pdf = entry["pdf"]
+        edges = _array(pdf["edges"])
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        for key, style in (("reference", REFERENCE_STYLE), ("generated", GENERATED_STYLE)):
+            density = _array(pdf[key])
+            ax.semilogy(centres, np.where(density > 0, density, np.nan), **style)
+        w1 = pdf.get("w1_over_std")
+        ax.set_title(f"{name}: W1/std = " + ("n/a" if w1 is None else f"{w1:.3f}"))
+        ax.set_xlabel(f"{name}" + (" components" if entry["rank"] else "")
+                      + f" [{entry['units']}]")
+        ax.set_ylabel("PDF")
+        ax.legend(frameon=False)
+    fig.tight_layout()
+    return _save(fig, directory, "pdfs.png")
+
+
+def _samples_figure(samples: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                    labels: Sequence[str], directory: Path) -> str | None:
+    if not samples:
+        return None
+    plt = _pyplot()
+    names = list(samples)
+    rows = min(len(labels), *(pair[0].shape[0] for pair in samples.values()))
+    if rows == 0:
+        return None
+    fig, axes = plt.subplots(rows, 2 * len(names), figsize=(2.6 * 2 * len(names), 2.7 * rows),
+                             squeeze=False)
+    for column, name in enumerate(names):
+        reference, generated = samples[name]
+        if reference.ndim == 4:                                  # vector: show |u|
+            reference = np.sqrt((reference.astype(np.float64) ** 2).sum(axis=-1))
+            generated = np.sqrt((generated.astype(np.float64) ** 2).sum(axis=-1))
+            title = f"|{name}|"
+        else:
+            title = name
+        low, high = float(np.min(reference[:rows])), float(np.max(reference[:rows]))
+        symmetric = low < 0 < high
+        if symmetric:
+            high = max(abs(low), abs(high))
+            low = -high
+        colour_map = "RdBu_r" if symmetric else "viridis"
+        for row in range(rows):
+            for offset, (data, kind) in enumerate(((reference, "reference"),
+                                                   (generated, "generated"))):
+                ax = axes[row, 2 * column + offset]
+                image = ax.imshow(np.asarray(data[row]).T, origin="lower", cmap=colour_map,
+                                  vmin=low, vmax=high)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if row == 0:
+                    ax.set_title(f"{title}: {kind}", fontsize=9)
+                if offset == 0 and column == 0:
+                    ax.set_ylabel(labels[row].replace(", ", "\n"), fontsize=7)
+            fig.colorbar(image, ax=axes[row, 2 * column:2 * column + 2], shrink=0.8)
+    return _save(fig, directory, "samples.png")
+
+
+def _conservation_figure(report: Mapping[str, Any], directory: Path) -> str | None:
+    series = report["conservation_series"]
+    labels = list(series["reference"])
+    if not labels or len(series["time"]) < 1:
+        return None
+    plt = _pyplot()
+    time = _array(series["time"])
+    fig, axes = plt.subplots(1, len(labels), figsize=(4.2 * len(labels), 3.4), squeeze=False)
+    for ax, label in zip(axes[0], labels, strict=True):
+        for side, style in (("reference", REFERENCE_STYLE), ("generated", GENERATED_STYLE)):
+            entry = series[side].get(label)
+            if entry is None:
+                continue
+            mean, low, high = (_array(entry[key]) for key in ("mean", "min", "max"))
+            if label.startswith("divergence"):
+                ax.semilogy(time, np.maximum(high, 1e-17), **{**style, "label":
+                                                               style["label"] + " (max)"})
+            else:
+                ax.plot(time, mean, marker="o", markersize=3, **style)
+                ax.fill_between(time, low, high, color=style["color"], alpha=0.12)
+        ax.set_title(label)
+        ax.set_xlabel("time")
+        ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return _save(fig, directory, "conservation.png")
+
+
+def _two_point_figure(report: Mapping[str, Any], directory: Path) -> str:
+    plt = _pyplot()
+    fields = report["fields"]
+    fig, axes = plt.subplots(2, len(fields), figsize=(4.2 * len(fields), 6.4), squeeze=False)
+    for column, (name, entry) in enumerate(fields.items()):
+        correlation = entry["correlation"]
+        ax = axes[0, column]
+        r = _array(correlation["r"])
+        for key, style in (("reference", REFERENCE_STYLE), ("generated", GENERATED_STYLE)):
+            ax.plot(r, _array(correlation[key]), **style)
+        ax.set_title(f"{name}: correlation function")
+        ax.set_xlabel("r [length]")
+        ax.legend(frameon=False)
+        ax = axes[1, column]
+        minkowski = entry["minkowski"]
+        offsets = minkowski["offsets_in_std"]
+        positions = np.arange(len(offsets))
+        width = 0.13
+        for index, functional in enumerate(("area_fraction", "boundary_length",
+                                            "euler_characteristic")):
+            ref = _array(minkowski[functional]["reference"])
+            gen = _array(minkowski[functional]["generated"])
+            scale = max(float(np.max(np.abs(ref))), 1e-300)
+            ax.bar(positions + (2 * index - 2.5) * width, ref / scale, width, color="0.3")
+            ax.bar(positions + (2 * index - 1.5) * width, gen / scale, width, color="tab:red")
+        ax.set_xticks(positions, [f"mu{q:+g}sigma" for q in offsets])
+        ax.set_title(f"Minkowski V0, V1, V2 of {minkowski['of']}\n"
+                     "(grey ref, red gen; each scaled by max |ref|)", fontsize=9)
+        ax.axhline(0, color="black", linewidth=0.6)
+    fig.tight_layout()
+    return _save(fig, directory, "two_point.png")
+
+
+def _per_condition_figure(report: Mapping[str, Any], directory: Path) -> str | None:
+    conditions = report["per_condition"]
+    if len(conditions) < 2:
+        return None
+    plt = _pyplot()
+    names = list(report["parameters"])
+    values = {name: np.array([c["parameters"][name] for c in conditions]) for name in names}
+    spans = {name: (np.ptp(np.log(v)) if np.all(v > 0) else np.ptp(v)) for name, v in
+             values.items()}
+    axis_name = max(spans, key=spans.get) if spans and max(spans.values()) > 0 else None
+    x = values[axis_name] if axis_name else np.arange(len(conditions))
+    order = np.argsort(x, kind="stable")
+    metrics = (("spectrum_rel_error_median", "spectrum median |rel err|"),
+               ("w1_over_std", "W1 / std"), ("spread_ratio", "spread ratio"))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.4 * len(metrics), 3.4), squeeze=False)
+    for ax, (key, title) in zip(axes[0], metrics, strict=True):
+        for name in report["fields"]:
+            y = _array([c["fields"][name][key] for c in conditions])
+            ax.plot(x[order], y[order], marker="o", markersize=3, label=name)
+        if axis_name and spans[axis_name] > 0 and np.all(x > 0) and x.max() / x.min() > 20:
+            ax.set_xscale("log")
+        if key == "spread_ratio":
+            ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_title(title)
+        ax.set_xlabel(axis_name or "condition")
+        ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return _save(fig, directory, "per_condition.png")
+
+
+def save_figures(result, directory: str | Path) -> dict[str, str]:
+    """Draw every figure of ``result`` (a ``ValidationResult``) into ``directory``.
+
+    Returns:
+        ``{figure key: file name}`` for the figures that apply to this report.
+    """
+    directory = Path(directory)
+    report = result.report
+    figures = {"spectra": _spectra_figure(report, directory),
+               "pdfs": _pdf_figure(report, directory),
+               "samples": _samples_figure(result.samples, result.sample_labels, directory),
+               "conservation": _conservation_figure(report, directory),
+               "two_point": _two_point_figure(report, directory),
+               "per_condition": _per_condition_figure(report, directory)}
+    return {key: name for key, name in figures.items() if name}
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def render_markdown(report: Mapping[str, Any], figures: Mapping[str, str]) -> str:
+    """The ``report.md`` page: verdict, failed checks, headline tables and figures."""
+    counts = report["counts"]
+    lines = [f"# Validation report: {report['system']}", "",
+             f"**{'PASSED' if report['passed'] else 'FAILED'}**: generated `"
+             f"{report['generated']}` against reference `{report['reference']}` "
+             f"({counts['matched_generated_trajectories']} generated and "
+             f"{counts['matched_reference_trajectories']} reference trajectories in "
+             f"{counts['matched_conditions']} matched conditions, {report['resolution']}^2 grid, "
+             f"{len(report['times'])} times).", ""]
+    if report["failures"]:
+        lines += ["Failed checks:", ""] + [f"- {text}" for text in report["failures"]] + [""]
+    if report.get("not_evaluated"):
+        lines += ["Not evaluated (undefined for these data): "
+                  + ", ".join(report["not_evaluated"]), ""]
+    if counts["unmatched_generated_trajectories"]:
+        lines += [f"{counts['unmatched_generated_trajectories']} generated trajectories lie "
+                  f"farther than {counts['max_match_distance']} from every reference condition "
+                  "and are not compared.", ""]
+    lines += ["## Fields", "",
+              "| field | spectrum median / max rel err | W1/std | KS p | spread ratio | "
+              "mean ref / gen | std ref / gen |",
+              "|---|---|---|---|---|---|---|"]
+    for name, entry in report["fields"].items():
+        spectrum, pdf, moments = entry["spectrum"], entry["pdf"], entry["moments"]
+        lines.append(
+            f"| {name} | {_number(spectrum['rel_error_median'], 3)} / "
+            f"{_number(spectrum['rel_error_max'], 3)} | {_number(pdf['w1_over_std'], 3)} | "
+            f"{_number(pdf['ks_pvalue'], 2)} | {_number(entry['spread_ratio'], 3)} "
+            f"({entry['spread_basis'].replace('_', ' ')}) | "
+            f"{_number(moments['reference']['mean'])} / {_number(moments['generated']['mean'])} | "
+            f"{_number(moments['reference']['std'])} / {_number(moments['generated']['std'])} |")
+    lines += ["", "## Conservation (relative violation; 0 is exact)", "",
+              "| check | reference | generated | allowed | passed |", "|---|---|---|---|---|"]
+    for key, entry in report["conservation"].items():
+        if "skipped" in entry:
+            lines.append(f"| {key} | | | | skipped: {entry['skipped']} |")
+            continue
+
+        def show(value: Any) -> str:
+            if isinstance(value, Mapping):
+                return (f"max excursion {_number(value.get('max_excursion'), 3)}, "
+                        f"fraction outside {_number(value.get('fraction_outside'), 3)}")
+            return _number(value, 3)
+
+        lines.append(f"| {key} | {show(entry['reference'])} | {show(entry['generated'])} | "
+                     f"{_number(entry['allowed'], 3)} | {_number(entry['passed'])} |")
+    if report["observables"]:
+        lines += ["", "## Observables", "", "| observable | mean ref / gen | std ref / gen | "
+                  "W1/std |", "|---|---|---|---|"]
+        for key, entry in report["observables"].items():
+            lines.append(f"| {key} | {_number(entry['reference']['mean'])} / "
+                         f"{_number(entry['generated']['mean'])} | "
+                         f"{_number(entry['reference']['std'])} / "
+                         f"{_number(entry['generated']['std'])} | "
+                         f"{_number(entry['w1_over_std'], 3)} |")
+    lines += ["", f"Fréchet physics distance: {_number(report['frechet_physics_distance'])} "
+              f"(between two halves of the reference: "
+              f"{_number(report['frechet_reference_split'])}; "
+              f"{len(report['frechet_features'])} features, see report.json "
+              "`frechet_features`).", ""]
+    captions = {"spectra": "Power spectra (top) and their ratio (bottom)",
+                "pdfs": "One-point PDFs",
+                "samples": "Reference and generated snapshots at the same condition and time",
+                "conservation": "Invariants over time",
+                "two_point": "Correlation functions and Minkowski functionals",
+                "per_condition": "Metrics per condition"}
+    for key, caption in captions.items():
+        if key in figures:
+            lines += [f"## {caption}", "", f"![{caption}]({figures[key]})", ""]
+    conditions = report["per_condition"]
+    if conditions:
+        names = list(report["fields"])
+        lines += ["## Per condition", "",
+                  "| " + " | ".join(report["parameters"]) + " | n ref / gen | "
+                  + " | ".join(f"{n}: spectrum err, W1/std, spread" for n in names) + " |",
+                  "|" + "---|" * (len(report["parameters"]) + 1 + len(names))]
+        for condition in conditions[:30]:
+            cells = [_number(condition["parameters"][p]) for p in report["parameters"]]
+            cells.append(f"{condition['n_reference']} / {condition['n_generated']}")
+            for name in names:
+                entry = condition["fields"][name]
+                cells.append(f"{_number(entry['spectrum_rel_error_median'], 3)}, "
+                             f"{_number(entry['w1_over_std'], 3)}, "
+                             f"{_number(entry['spread_ratio'], 3)}")
+            lines.append("| " + " | ".join(cells) + " |")
+        if len(conditions) > 30:
+            lines.append(f"\n({len(conditions) - 30} more conditions in report.json)")
+        lines.append("")
+    lines += ["## Thresholds", "", "| key | value |", "|---|---|"]
+    lines += [f"| {key} | {_number(value) if value is not None else 'disabled'} |"
+              for key, value in report["thresholds"].items()]
+    return "\n".join(lines) + "\n"
