@@ -20,6 +20,7 @@ examples:
       --sweep spectral_index=2:3.5 --set amplitude=0.1
   surrogate info ns.h5
   surrogate check ns.h5
+  surrogate validate reference.h5 generated.h5 -o report/ [--strict] [--thresholds t.toml]
 """
 
 
@@ -133,6 +134,29 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from surrogate.validation.report import load_thresholds, validate_files, write_report
+    thresholds = load_thresholds(args.thresholds) if args.thresholds else None
+    progress = None if args.quiet else (lambda message: print(f"  {message}", file=sys.stderr))
+    result = validate_files(args.reference, args.generated, thresholds=thresholds,
+                            max_match_distance=args.max_match_distance, progress=progress)
+    page = write_report(result, args.output)
+    report = result.report
+    print(f"{'PASSED' if result.passed else 'FAILED'}: {args.generated} against "
+          f"{args.reference} ({report['counts']['matched_conditions']} conditions)")
+    print(f"  {'field':<12} {'spectrum err':>12} {'W1/std':>8} {'spread':>8}")
+    for name, entry in report["fields"].items():
+        values = (entry["spectrum"]["rel_error_median"], entry["pdf"]["w1_over_std"],
+                  entry["spread_ratio"])
+        print(f"  {name:<12} " + " ".join(
+            f"{'n/a' if v is None else format(v, '.3g'):>{w}}"
+            for v, w in zip(values, (12, 8, 8), strict=True)))
+    for failure in report["failures"]:
+        print(f"  failed: {failure}")
+    print(f"report: {page} (+ report.json and PNG figures)")
+    return 1 if args.strict and not result.passed else 0
+
+
 # -------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -184,6 +208,27 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--quick", action="store_true",
                        help="structure only; skip the NaN/checksum scan of every snapshot")
     check.set_defaults(func=cmd_check)
+
+    validate = commands.add_parser(
+        "validate", help="compare generated fields with reference fields; write a report",
+        description="Compare GENERATED with REFERENCE (same system, grid and times) through "
+                    "spectra, PDFs, conservation, two-point statistics, morphology, spread "
+                    "and a Fréchet physics distance, per condition; write DIR/report.json, "
+                    "DIR/report.md and PNG figures. Exit status 0 when the report was "
+                    "written, whatever it says (1 with --strict if it failed), 2 on bad input.")
+    validate.add_argument("reference", help="reference field-store file (simulator output)")
+    validate.add_argument("generated", help="field-store file to judge")
+    validate.add_argument("-o", "--output", required=True, metavar="DIR",
+                          help="report directory (created; report files in it are replaced)")
+    validate.add_argument("--thresholds", metavar="FILE.toml", default=None,
+                          help="override pass thresholds (flat keys of report.json thresholds)")
+    validate.add_argument("--max-match-distance", type=float, default=0.02,
+                          help="matching radius of conditions in normalised parameter space "
+                               "(0.02)")
+    validate.add_argument("--strict", action="store_true",
+                          help="exit with status 1 when the validation fails")
+    validate.add_argument("-q", "--quiet", action="store_true", help="no stage messages")
+    validate.set_defaults(func=cmd_validate)
     return parser
 
 
