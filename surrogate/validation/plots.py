@@ -224,6 +224,9 @@ def _per_condition_figure(report: Mapping[str, Any], directory: Path) -> str | N
     axis_name = max(spans, key=spans.get) if spans and max(spans.values()) > 0 else None
     x = values[axis_name] if axis_name else np.arange(len(conditions))
     order = np.argsort(x, kind="stable")
+    from matplotlib.ticker import NullFormatter
+    threshold_keys = {"spectrum_rel_error_median": "per_condition_spectrum_rel_error_median",
+                      "w1_over_std": "pdf_w1_over_std"}
     metrics = (("spectrum_rel_error_median", "spectrum median |rel err|"),
                ("w1_over_std", "W1 / std"), ("spread_ratio", "spread ratio"))
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.4 * len(metrics), 3.4), squeeze=False)
@@ -233,8 +236,15 @@ def _per_condition_figure(report: Mapping[str, Any], directory: Path) -> str | N
             ax.plot(x[order], y[order], marker="o", markersize=3, label=name)
         if axis_name and spans[axis_name] > 0 and np.all(x > 0) and x.max() / x.min() > 20:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
         if key == "spread_ratio":
             ax.axhline(1.0, color="black", linewidth=0.8)
+            if all(c["fields"][n][key] is None for c in conditions for n in report["fields"]):
+                ax.text(0.5, 0.5, "n/a: fewer than 2 samples per condition", ha="center",
+                        transform=ax.transAxes)
+        limit = report["thresholds"].get(threshold_keys.get(key, ""))
+        if limit is not None and math.isfinite(limit):
+            ax.axhline(limit, color="tab:green", linestyle=":", label="threshold")
         ax.set_title(title)
         ax.set_xlabel(axis_name or "condition")
         ax.legend(frameon=False, fontsize=8)
