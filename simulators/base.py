@@ -7,6 +7,8 @@ Every reference system is a subclass of :class:`Simulator`. A subclass declares
 * ``fields``: a tuple of :class:`FieldSpec` (scalar fields are rank 0, vectors rank 1),
 * ``invariants``: a tuple of :class:`Invariant` (what is conserved or bounded), used by
   the validation library and by the GAN's constrained output heads,
+* ``symmetries``: names from :data:`SYMMETRIES` (grid symmetries of the system), used by
+  the GAN's data augmentation,
 
 and implements :meth:`Simulator.simulate`, which integrates a *batch* of trajectories
 (one parameter vector and one seed each) and returns arrays of shape
@@ -158,6 +160,26 @@ class Invariant:
                              f"{', '.join(self.KINDS)}")
 
 
+#: Vocabulary of :attr:`Simulator.symmetries`: exact symmetries of the periodic grid that a
+#: system may declare. A transformation ``g: x -> M x + s`` (``M`` an orthogonal integer
+#: 2x2 matrix, ``s`` a shift) acts on fields as
+#: ``f'(x) = f(g^-1 x)`` for scalars, ``u'(x) = M u(g^-1 x)`` for vectors (components
+#: rotate and flip with the grid) and ``w'(x) = det(M) w(g^-1 x)`` for pseudoscalars (a
+#: field declared ``curl_of`` a vector, e.g. vorticity: it changes sign under a mirror
+#: reflection, not under a rotation). Reflections and rotations are about the grid point
+#: ``x = 0`` (index ``i -> -i mod N``); on the grid, shifts are by whole cells.
+SYMMETRIES: dict[str, str] = {
+    "shift": "periodic translations in x and in y",
+    "shift_x": "periodic translations in x only",
+    "shift_y": "periodic translations in y only",
+    "flip_x": "mirror x -> -x (u_x -> -u_x, pseudoscalars change sign)",
+    "flip_y": "mirror y -> -y (u_y -> -u_y, pseudoscalars change sign)",
+    "rotate_90": "rotation by 90 degrees counterclockwise, (x, y) -> (-y, x), "
+                 "(u_x, u_y) -> (-u_y, u_x)",
+    "rotate_180": "point reflection (x, y) -> (-x, -y), u -> -u (a proper rotation)",
+}
+
+
 def check_resolution(resolution: Any) -> int:
     """Validate a grid resolution: a power of two between 8 and 4096 points per side."""
     try:
@@ -191,8 +213,20 @@ class Simulator:
     default_snapshots: ClassVar[int] = 11
     #: trajectories per simulator call in sweeps (batched FFTs); never changes results
     sweep_batch_size: ClassVar[int] = 8
+    #: exact symmetries (names from :data:`SYMMETRIES`) of the *distribution* of the
+    #: system's fields at every time and for every parameter value: the dynamics commute
+    #: with them and the random initial conditions are statistically invariant under
+    #: them. The GAN's data augmentation applies only these. Default: none.
+    symmetries: ClassVar[tuple[str, ...]] = ()
     time_units: ClassVar[str] = "time"
     length_units: ClassVar[str] = "length"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        unknown = [name for name in cls.symmetries if name not in SYMMETRIES]
+        if unknown:
+            raise TypeError(f"{cls.__name__}.symmetries: unknown name(s) {unknown}; "
+                            f"expected names from {', '.join(SYMMETRIES)}")
 
     # ------------------------------------------------------------------ metadata
     def parameter(self, name: str) -> Parameter:
@@ -389,7 +423,7 @@ class Simulator:
         return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
     def describe(self) -> dict[str, Any]:
-        """A JSON-serialisable description (name, parameters, fields, invariants)."""
+        """A JSON-serialisable description (name, parameters, fields, invariants, symmetries)."""
         return {
             "name": self.name,
             "description": self.description,
@@ -399,6 +433,7 @@ class Simulator:
             "fields": [vars(f) for f in self.fields],
             "invariants": [{k: v for k, v in vars(i).items() if v not in (None, "")}
                            for i in self.invariants],
+            "symmetries": list(self.symmetries),
         }
 
 

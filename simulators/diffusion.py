@@ -12,6 +12,14 @@ Random initial condition (``init="random"``): a zero-mean Gaussian random field 
 power spectrum ``P(k) ∝ exp(-k^2 / (2 k_c^2))`` and ``k_c = 4 (2 pi / L)``, scaled to
 unit standard deviation, so the field is smooth and resolved at any resolution >= 16.
 
+Symmetries (``Diffusion.symmetries``): periodic shifts, the mirrors ``x -> -x`` and
+``y -> -y`` and the 90-degree rotation (so the whole square-lattice group). The Laplacian
+commutes with every isometry of the grid (the multiplier ``exp(-D |k|^2 t)`` depends on
+``|k|^2 = k_x^2 + k_y^2`` only, which these maps permute among themselves), and the random
+initial field is statistically homogeneous and isotropic: white noise, whose law is
+invariant under any permutation of the grid points, coloured by a filter that depends on
+``|k|`` only, then divided by its own (permutation-invariant) standard deviation.
+
 Units: ``u`` is dimensionless, length and time are in the box's units;
 ``diffusivity`` is in length^2 / time.
 """
@@ -50,6 +58,7 @@ class Diffusion(Simulator):
         Invariant("conserved_mean", "u", doc="the k = 0 mode is not damped"),
     )
     inits = ("random",)
+    symmetries = ("shift", "flip_x", "flip_y", "rotate_90")
     default_t_end = 1.0
     default_snapshots = 11
 

@@ -19,6 +19,13 @@ The declared ranges keep ``sigma^2`` below ~15 up to 4096^2 (largest for
 ``amplitude = 1``, ``spectral_index = 1.5``), so ``density`` stays positive and finite in
 float32.
 
+Symmetries (``GaussianRandomField.symmetries``): periodic shifts, the mirrors
+``x -> -x`` and ``y -> -y`` and the 90-degree rotation. ``delta`` is white noise (whose
+law is invariant under any permutation of the grid points) filtered by
+``sqrt(P(|k|))``, which depends on ``|k|^2 = k_x^2 + k_y^2`` only and so commutes with
+these maps; ``density`` is a pointwise function of ``delta``. Hence the law of the pair
+is invariant under the whole square-lattice group.
+
 Units: ``delta`` and ``density`` are dimensionless; ``amplitude`` has units of
 length^2 (2-D power spectrum of a dimensionless field), wavenumbers 1/length.
 """
@@ -66,6 +73,7 @@ class GaussianRandomField(Simulator):
         Invariant("bounded", "density", low=0.0, doc="lognormal density is positive"),
     )
     inits = ("random",)
+    symmetries = ("shift", "flip_x", "flip_y", "rotate_90")
     static = True
     default_snapshots = 1
 

@@ -295,6 +295,35 @@ class NavierStokes2D(Simulator):
       it only makes the field a valid vorticity. Modes outside the 2/3 rule are dropped
       too; the returned ``t = 0`` snapshot is this projection.
 
+    Symmetries (``symmetries = ("shift_x", "rotate_180")``). Unforced, the equations
+    commute with every isometry of the grid; the random initial vorticity (white noise
+    coloured by a filter of ``|k|``, projected on the square of retained modes, rescaled
+    by its rms velocity) has a law invariant under all of them, and under a change of
+    sign. A map ``g: x -> M x + s`` sends a solution ``u`` to
+    ``u'(x) = M u(g^-1 x)``, ``omega'(x) = det(M) omega(g^-1 x)``, which solves the same
+    equations with the force ``F'(x) = M F(g^-1 x)``. It is a symmetry of this system iff
+    ``F' = F`` for every ``A`` and ``k_f`` in the declared ranges, with
+    ``F = (A sin(k_f y), 0)``:
+
+    * shifts in x: ``F`` does not depend on x. Kept (``shift_x``).
+    * shifts in y by ``a``: ``A sin(k_f (y - a)) = A sin(k_f y)`` only when ``a`` is a
+      multiple of ``L / m_f``, which depends on the parameter ``m_f``. Not declared.
+    * point reflection ``(x, y) -> (-x, -y)``, ``u -> -u`` (``M = -1``):
+      ``F' = -F(-x, -y) = (A sin(k_f y), 0) = F``. Kept (``rotate_180``); ``omega`` is
+      unchanged in sign (``det M = 1``) and ``curl F = -A k_f cos(k_f y)`` is even.
+    * mirror ``x -> -x`` (``u_x -> -u_x``): ``F' = (-A sin(k_f y), 0) = -F``, i.e. the
+      system with amplitude ``-A`` (outside the declared range). Not a symmetry.
+    * mirror ``y -> -y`` (``u_y -> -u_y``): ``F' = (A sin(-k_f y), 0) = -F``. Not a
+      symmetry. (Either mirror combined with a y-shift by half a forcing period,
+      ``L / (2 m_f)``, is the classic shift-reflect symmetry of Kolmogorov flow, but
+      the shift depends on ``m_f`` and is a whole number of cells only when ``2 m_f``
+      divides ``N``. Not declared.)
+    * rotation by 90 degrees: ``F' = (0, A sin(k_f x))``, a force along y. Not a
+      symmetry.
+
+    With ``forcing_amplitude = 0`` the whole group is a symmetry, but symmetries are
+    declared for every parameter value, so only the two above are.
+
     Outputs: ``vorticity`` (B, T, N, N) and ``velocity`` (B, T, N, N, 2), last axis
     ``(u_x, u_y)``, float64, both computed spectrally from the same state, so
     ``div u = 0`` and ``vorticity = curl(velocity)`` hold to round-off.
@@ -332,6 +361,7 @@ class NavierStokes2D(Simulator):
                       "NavierStokes2D.energy_budget"),
     )
     inits = ("random", "taylor_green")
+    symmetries = ("shift_x", "rotate_180")
     default_t_end = 10.0
     default_snapshots = 11
     time_units = "time"

@@ -190,7 +190,7 @@ class Provenance:
     command: str = field(default_factory=lambda: command_line())
     version: str = field(default_factory=package_version)
     created: str = field(default_factory=lambda: datetime.datetime.now(
-        datetime.timezone.utc).isoformat(timespec="seconds"))
+        datetime.UTC).isoformat(timespec="seconds"))
 
 
 class FieldStoreWriter:

@@ -1,0 +1,286 @@
+"""Hard physics output heads: raw generator channels -> fields that keep the invariants.
+
+The generator produces ``raw_channels`` unconstrained channels ``(B, R, N, N)``;
+:class:`OutputHeads` turns them into physical fields ``(B, C, N, N)`` in the channel
+layout of :func:`surrogate.data.channel_layout` (schema order; a scalar field 1 channel,
+a vector field 2), choosing one head per field from the invariants the simulator
+declares (``Simulator.invariants``), so that the invariant holds *exactly* (to
+round-off) for every output, trained or not:
+
+* vector field declared ``divergence_free`` (1 raw channel, a stream function
+  ``psi``): ``u = s (d psi/dy', -d psi/dx')``, the curl of ``psi``, so ``div u = 0``
+  (head ``"stream_function"``);
+* scalar field declared ``curl_of`` a generated vector field ``v`` (no raw channel):
+  ``w = dv_y/dx - dv_x/dy``, the spectral curl of the generated ``v``, hence zero mean
+  as well (head ``"curl"``);
+* ``discrete_values``, or ``bounded`` with ``low`` and ``high`` (1 raw channel):
+  ``f = mid + half tanh(r)``, i.e. ``low + (high - low) sigmoid(2 r)``, inside
+  ``(low, high)`` (head ``"bounded"``);
+* ``bounded`` with ``low = 0`` only, i.e. positive (1 raw channel):
+  ``f = exp(log_mean + log_std r)``, the normaliser's ``"log"`` decode, the exponent
+  clamped to ``[-LOG_CLAMP, LOG_CLAMP]`` (head ``"positive"``; without log statistics
+  it is treated as the next case);
+* other one-sided ``bounded`` (1 raw channel): ``low + softplus(d(r) - low)`` or
+  ``high - softplus(high - d(r))`` (heads ``"lower_bound"``, ``"upper_bound"``);
+* scalar ``zero_mean`` (1 raw channel): ``d(r) - <d(r)>``, the spatial mean removed
+  (head ``"zero_mean"``);
+* anything else (1 raw channel, 2 for a vector): ``d(r)``, identity in normalised space
+  (head ``"free"``).
+
+Here ``d`` is :meth:`surrogate.data.FieldNormalizer.decode` of the field, ``s`` the
+vector field's physical scale (its normaliser ``scale``, the rms of the components), and
+``x' = 2 pi x / L``, ``y' = 2 pi y / L`` dimensionless coordinates on the box of side
+``L`` (``d/dx' = (L / 2 pi) d/dx``; in Fourier space ``i m`` with ``m`` the integer mode
+number), so the raw stream function ``psi`` is dimensionless and a ``psi`` of unit
+amplitude at mode number ``m`` gives a velocity of amplitude ``s m``, whatever the
+resolution. When a field declares several invariants the first case that applies wins
+(e.g. vorticity: ``curl_of`` before ``zero_mean``).
+
+``conserved_mean`` is not enforced: the conserved value is the mean of the trajectory's
+initial state, which a per-snapshot generator does not know; such fields are left free
+(and checked by the validation instead). ``energy_budget`` is not a per-snapshot
+constraint either. A divergence-free periodic field is ``curl psi`` plus a uniform
+mean flow; the head generates no mean flow (the reference systems have none).
+
+Spectral maths: derivatives are multiplications by ``i k`` on ``torch.fft.rfft2``
+spectra (numpy's convention, as in :mod:`simulators.grid`), with the Nyquist mode of
+every odd derivative set to zero, so that derivatives of real fields are real and the
+discrete ``div u = d_x d_y psi - d_y d_x psi`` cancels mode by mode: ``div u = 0`` and
+``w = curl u`` to round-off of the computing dtype. All of it runs in float32 (or the
+``dtype`` given) with autocast disabled, whatever the input dtype (bf16 under mixed
+precision): FFTs in reduced precision would break the constraints.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional
+
+from simulators.base import FieldSpec, Invariant
+from simulators.store import StoreSchema
+from surrogate.data import FieldNormalizer, channel_layout, n_channels
+
+__all__ = ["HEAD_KINDS", "LOG_CLAMP", "OutputHeads"]
+
+#: head names (see the module docstring's table)
+HEAD_KINDS = ("stream_function", "curl", "bounded", "positive", "lower_bound",
+              "upper_bound", "zero_mean", "free")
+#: the log of a positive field is clamped to ``[-LOG_CLAMP, LOG_CLAMP]`` before ``exp``, so
+#: that the output stays finite and strictly positive in float32 (``exp`` overflows above
+#: ~88.7 and underflows to 0 below ~-103); real data sit far inside
+LOG_CLAMP = 80.0
+
+
+class OutputHeads(nn.Module):
+    """Raw generator output ``(B, R, N, N)`` -> constrained physical fields ``(B, C, N, N)``.
+
+    See the module docstring for the heads. The module has no learnable parameters and
+    an empty ``state_dict``.
+
+    Args:
+        fields: declared fields, in schema order (fixes the output channel layout).
+        invariants: declared invariants (choose the heads).
+        normalizer: field transforms (scales of the heads; :meth:`forward_normalised`).
+        box_size: side ``L`` of the periodic box (length units).
+        resolution: grid points per side ``N``.
+        dtype: floating type of the outputs and of the spectral maths (default float32,
+            also under mixed precision; float64 for exactness checks).
+
+    Attributes:
+        raw_channels: ``R``, the channels the generator must produce.
+        raw_layout: ``[(field, head kind, raw channel slice)]`` in schema order
+            (``curl`` heads take an empty slice).
+        heads: ``{field: head kind}``.
+    """
+
+    def __init__(self, fields: Sequence[FieldSpec], invariants: Sequence[Invariant],
+                 normalizer: FieldNormalizer, box_size: float, resolution: int, *,
+                 dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        names = [(spec.name, spec.rank) for spec in fields]
+        if names != [(t.name, t.rank) for t in normalizer.transforms]:
+            raise ValueError(f"normaliser fields {normalizer.field_names} do not match the "
+                             f"declared fields {[name for name, _ in names]}")
+        if not (math.isfinite(box_size) and box_size > 0):
+            raise ValueError(f"box_size must be positive, got {box_size!r}")
+        if resolution < 2:
+            raise ValueError(f"resolution must be at least 2, got {resolution!r}")
+        if not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating type, got {dtype}")
+        self.fields = tuple(fields)
+        self.invariants = tuple(invariants)
+        self.normalizer = normalizer
+        self.box_size = float(box_size)
+        self.resolution = int(resolution)
+        self.dtype = dtype
+        self.layout = channel_layout(self.fields)
+        self.channels = n_channels(self.fields)
+        self.heads = {spec.name: self._choose(spec) for spec in self.fields}
+        self.raw_layout: list[tuple[str, str, slice]] = []
+        start = 0
+        for spec in self.fields:
+            kind = self.heads[spec.name]
+            width = {"stream_function": 1, "curl": 0}.get(kind, 1 + spec.rank)
+            self.raw_layout.append((spec.name, kind, slice(start, start + width)))
+            start += width
+        self.raw_channels = start
+        self._mode_tables: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @classmethod
+    def from_schema(cls, schema: StoreSchema, normalizer: FieldNormalizer, *,
+                    dtype: torch.dtype = torch.float32) -> OutputHeads:
+        """Heads for a file's (or simulator's) schema: fields, invariants, box, grid."""
+        return cls(schema.fields, schema.invariants, normalizer, schema.box_size,
+                   schema.resolution, dtype=dtype)
+
+    # ------------------------------------------------------------------- choice
+    def _declared(self, name: str) -> dict[str, Invariant]:
+        declared: dict[str, Invariant] = {}
+        for invariant in self.invariants:
+            if invariant.field == name:
+                declared.setdefault(invariant.kind, invariant)
+        return declared
+
+    def _choose(self, spec: FieldSpec) -> str:
+        declared = self._declared(spec.name)
+        if spec.rank == 1:
+            return "stream_function" if "divergence_free" in declared else "free"
+        if "curl_of" in declared:
+            source = declared["curl_of"].of
+            ranks = {f.name: f.rank for f in self.fields}
+            if ranks.get(source) != 1:
+                raise ValueError(f"field {spec.name!r} is declared curl_of {source!r}, which "
+                                 f"is not a generated vector field")
+            return "curl"
+        bounded = declared.get("bounded")
+        discrete = declared.get("discrete_values")
+        if (discrete is not None and discrete.values) or \
+                (bounded is not None and bounded.low is not None and bounded.high is not None):
+            return "bounded"
+        if bounded is not None and bounded.low == 0 and bounded.high is None \
+                and self.normalizer.transform(spec.name).kind == "log":
+            return "positive"
+        if bounded is not None and bounded.low is not None and bounded.high is None:
+            return "lower_bound"
+        if bounded is not None and bounded.high is not None and bounded.low is None:
+            return "upper_bound"
+        if "zero_mean" in declared:
+            return "zero_mean"
+        return "free"
+
+    def _bounds(self, name: str) -> tuple[float | None, float | None]:
+        declared = self._declared(name)
+        discrete = declared.get("discrete_values")
+        if discrete is not None and discrete.values:
+            return float(min(discrete.values)), float(max(discrete.values))
+        bounded = declared["bounded"]
+        return bounded.low, bounded.high
+
+    # ------------------------------------------------------------------ forward
+    def _decode(self, name: str, raw: torch.Tensor) -> torch.Tensor:
+        """Normaliser decode of one field's raw channels (kinds other than ``log``)."""
+        transform = self.normalizer.transform(name)
+        if transform.kind == "log":
+            return torch.exp(torch.clamp(raw * transform.scale + transform.offset,
+                                         min=-LOG_CLAMP, max=LOG_CLAMP))
+        return raw * transform.scale + transform.offset
+
+    def _derivative_factors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(i m_x, i m_y)``: factors of ``d/dx'``, ``d/dy'`` on rfft2 spectra.
+
+        ``m`` are the integer mode numbers (``k = 2 pi m / L``) with the Nyquist mode
+        ``m = -N/2`` set to zero; shapes ``(N, 1)`` and ``(1, N // 2 + 1)``, complex of
+        :attr:`dtype`. Made once per device (kept out of ``state_dict`` and out of
+        ``Module.to``, which could round them to a low-precision dtype).
+        """
+        if device not in self._mode_tables:
+            n = self.resolution
+            modes_x = torch.fft.fftfreq(n, d=1.0 / n, dtype=torch.float64)
+            modes_y = torch.fft.rfftfreq(n, d=1.0 / n, dtype=torch.float64)
+            if n % 2 == 0:
+                modes_x[n // 2] = 0.0
+                modes_y[n // 2] = 0.0
+            factors = tuple(torch.complex(torch.zeros_like(m), m).to(device=device,
+                                                                       dtype=self.dtype.to_complex())
+                            for m in (modes_x.view(n, 1), modes_y.view(1, -1)))
+            self._mode_tables[device] = factors
+        return self._mode_tables[device]
+
+    def _spectral_derivative(self, spectrum: torch.Tensor, axis: str) -> torch.Tensor:
+        """``d/dx'`` or ``d/dy'`` (dimensionless coordinates) of an rfft2 spectrum."""
+        factor_x, factor_y = self._derivative_factors(spectrum.device)
+        return spectrum * (factor_x if axis == "x" else factor_y)
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw channels ``(B, raw_channels, N, N)`` -> physical fields ``(B, C, N, N)``.
+
+        The output has dtype :attr:`dtype` (float32 by default) whatever the input dtype;
+        gradients flow to ``raw``.
+        """
+        if raw.ndim != 4 or raw.shape[1] != self.raw_channels \
+                or tuple(raw.shape[-2:]) != (self.resolution, self.resolution):
+            raise ValueError(f"raw output must have shape (B, {self.raw_channels}, "
+                             f"{self.resolution}, {self.resolution}), got {tuple(raw.shape)}")
+        with torch.autocast(device_type=raw.device.type, enabled=False):
+            return self._forward(raw.to(self.dtype))
+
+    def _forward(self, raw: torch.Tensor) -> torch.Tensor:
+        n = self.resolution
+        to_length = 2 * math.pi / self.box_size          # d/dx = (2 pi / L) d/dx'
+        outputs: dict[str, torch.Tensor] = {}
+        spectra: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}   # vector: (û_x, û_y)
+        for name, kind, channel in self.raw_layout:
+            part = raw[:, channel]
+            if kind == "stream_function":
+                scale = self.normalizer.transform(name).scale
+                psi_hat = torch.fft.rfft2(part[:, 0], dim=(-2, -1))
+                u_hat = (scale * self._spectral_derivative(psi_hat, "y"),
+                         -scale * self._spectral_derivative(psi_hat, "x"))
+                spectra[name] = u_hat
+                outputs[name] = torch.stack([torch.fft.irfft2(c, s=(n, n), dim=(-2, -1))
+                                             for c in u_hat], dim=1)
+            elif kind == "free":
+                outputs[name] = self._decode(name, part)
+            elif kind == "bounded":
+                low, high = self._bounds(name)
+                outputs[name] = (low + high) / 2 + (high - low) / 2 * torch.tanh(part)
+            elif kind == "positive":
+                outputs[name] = self._decode(name, part)
+            elif kind == "lower_bound":
+                low = self._bounds(name)[0]
+                outputs[name] = low + functional.softplus(self._decode(name, part) - low)
+            elif kind == "upper_bound":
+                high = self._bounds(name)[1]
+                outputs[name] = high - functional.softplus(high - self._decode(name, part))
+            elif kind == "zero_mean":
+                decoded = self._decode(name, part)
+                outputs[name] = decoded - decoded.mean(dim=(-2, -1), keepdim=True)
+        for name, kind, _ in self.raw_layout:
+            if kind != "curl":
+                continue
+            source = self._declared(name)["curl_of"].of
+            if source not in spectra:
+                vector = outputs[source]
+                spectra[source] = (torch.fft.rfft2(vector[:, 0], dim=(-2, -1)),
+                                   torch.fft.rfft2(vector[:, 1], dim=(-2, -1)))
+            u_x_hat, u_y_hat = spectra[source]
+            curl_hat = to_length * (self._spectral_derivative(u_y_hat, "x")
+                                    - self._spectral_derivative(u_x_hat, "y"))
+            outputs[name] = torch.fft.irfft2(curl_hat, s=(n, n), dim=(-2, -1))[:, None]
+        return torch.cat([outputs[spec.name] for spec in self.fields], dim=1)
+
+    def forward_normalised(self, raw: torch.Tensor) -> torch.Tensor:
+        """``normalizer.encode(forward(raw))``: what the discriminator sees of fakes.
+
+        Real data go through the same :meth:`FieldNormalizer.encode`, so real and fake
+        are compared through one transform.
+        """
+        return self.normalizer.encode(self(raw))
+
+    def extra_repr(self) -> str:
+        heads = ", ".join(f"{name}: {kind}" for name, kind in self.heads.items())
+        return f"raw_channels={self.raw_channels}, N={self.resolution}, {heads}"

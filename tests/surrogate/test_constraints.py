@@ -1,0 +1,198 @@
+"""surrogate.constraints: hard output heads keep the declared invariants for any raw input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import simulators
+from simulators.base import FieldSpec, Invariant
+from simulators.grid import PeriodicGrid
+from simulators.store import StoreSchema
+from surrogate.constraints import OutputHeads
+from surrogate.data import FieldNormalizer
+
+N = 32
+#: statistics as a store's stats/ group would hold them (hand-made: no file needed)
+STATISTICS = {
+    "navier_stokes2d": {"vorticity": {"mean": 0.0, "std": 4.0, "rms": 4.0},
+                        "velocity": {"mean": np.zeros(2), "std": np.ones(2), "rms": 0.8}},
+    "gaussian_random_field": {"delta": {"mean": 0.0, "std": 0.5, "rms": 0.5},
+                              "density": {"mean": 1.0, "std": 0.6, "rms": 1.2,
+                                          "log_mean": -0.125, "log_std": 0.5}},
+    "diffusion": {"u": {"mean": 0.01, "std": 0.7, "rms": 0.7}},
+}
+
+
+def _heads(system, box_size=None, dtype=torch.float32):
+    simulator = simulators.get(system)
+    schema = StoreSchema.from_simulator(simulator, simulator.make_grid(N, box_size),
+                                        np.zeros(1))
+    normalizer = FieldNormalizer.from_statistics(schema.fields, schema.invariants,
+                                                 STATISTICS[system])
+    return OutputHeads.from_schema(schema, normalizer, dtype=dtype), schema
+
+
+def _raw(heads, dtype=torch.float32, batch=4, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, heads.raw_channels, N, N, generator=generator,
+                       dtype=torch.float64).to(dtype)
+
+
+def _ns_violations(output, box_size):
+    """(max|div u| / max|grad u|, max|w - curl u| / max|w|, max|<w>| / rms w), numpy."""
+    grid = PeriodicGrid(N, box_size)
+    array = output.detach().to(torch.float64).numpy()
+    vorticity, velocity = array[:, 0], np.moveaxis(array[:, 1:3], 1, -1)
+    gradient = np.stack([grid.gradient(velocity[..., 0]), grid.gradient(velocity[..., 1])])
+    return (np.abs(grid.divergence(velocity)).max() / np.abs(gradient).max(),
+            np.abs(vorticity - grid.curl(velocity)).max() / np.abs(vorticity).max(),
+            np.abs(vorticity.mean(axis=(-2, -1))).max() / np.sqrt(np.mean(vorticity**2)))
+
+
+@pytest.mark.parametrize(("dtype", "input_dtype", "tolerance"), [
+    (torch.float32, torch.float32, 1e-5),
+    (torch.float32, torch.float64, 1e-5),
+    (torch.float32, torch.bfloat16, 1e-5),
+    (torch.float64, torch.float64, 1e-12),
+])
+def test_navier_stokes_heads_are_divergence_free_and_curl_consistent(dtype, input_dtype,
+                                                                     tolerance):
+    heads, schema = _heads("navier_stokes2d", box_size=3.0, dtype=dtype)
+    assert heads.heads == {"vorticity": "curl", "velocity": "stream_function"}
+    assert heads.raw_channels == 1
+    output = heads(_raw(heads, input_dtype))
+    assert output.dtype == dtype and output.shape == (4, 3, N, N)
+    divergence, curl, mean = _ns_violations(output, schema.box_size)
+    # measured independently (numpy simulators.grid on the output)
+    assert divergence < tolerance and curl < tolerance and mean < tolerance
+
+
+def test_navier_stokes_heads_under_cpu_autocast_stay_float32_and_exact():
+    heads, schema = _heads("navier_stokes2d")
+    raw = _raw(heads)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        output = heads(raw.to(torch.bfloat16))
+    assert output.dtype == torch.float32
+    assert max(_ns_violations(output, schema.box_size)) < 1e-5
+
+
+def test_stream_function_head_signs_and_units_on_an_exact_mode():
+    # psi = sin(2 pi y / L) -> u = s (d psi/dy', -d psi/dx') = (s cos(2 pi y / L), 0),
+    # w = du_y/dx - du_x/dy = s (2 pi / L) sin(2 pi y / L)
+    box_size = 3.0
+    heads, _ = _heads("navier_stokes2d", box_size=box_size, dtype=torch.float64)
+    scale = heads.normalizer.transform("velocity").scale
+    y = torch.arange(N, dtype=torch.float64) * box_size / N
+    angle = (2 * math.pi * y / box_size).expand(N, N)                # [ix, iy]
+    output = heads(torch.sin(angle).view(1, 1, N, N))[0]
+    torch.testing.assert_close(output[1], scale * torch.cos(angle), rtol=0, atol=1e-13)
+    torch.testing.assert_close(output[2], torch.zeros(N, N, dtype=torch.float64),
+                               rtol=0, atol=1e-13)
+    torch.testing.assert_close(output[0], scale * 2 * math.pi / box_size * torch.sin(angle),
+                               rtol=0, atol=1e-12)
+    # the Nyquist mode of an odd derivative is zero: a y-checkerboard gives no velocity
+    checkerboard = torch.tensor([(-1.0) ** j for j in range(N)], dtype=torch.float64)
+    assert heads(checkerboard.expand(1, 1, N, N)).abs().max() < 1e-12
+
+
+def test_heads_gradients_flow_to_raw_inputs():
+    for system in ("navier_stokes2d", "gaussian_random_field", "diffusion"):
+        heads, _ = _heads(system)
+        raw = _raw(heads).requires_grad_(True)
+        weights = torch.randn(4, heads.channels, N, N, generator=torch.Generator().manual_seed(1))
+        (heads(raw) * weights).sum().backward()
+        assert raw.grad is not None and torch.isfinite(raw.grad).all()
+        assert (raw.grad.abs().sum(dim=(0, 2, 3)) > 0).all(), system
+        raw.grad = None
+        heads.forward_normalised(raw).square().mean().backward()
+        assert torch.isfinite(raw.grad).all() and raw.grad.abs().max() > 0
+
+
+def test_gaussian_random_field_heads_zero_mean_delta_and_positive_density():
+    heads, _ = _heads("gaussian_random_field")
+    assert heads.heads == {"delta": "zero_mean", "density": "positive"}
+    raw = _raw(heads)
+    output = heads(raw)
+    delta, density = output[:, 0], output[:, 1]
+    assert delta.mean(dim=(-2, -1)).abs().max() < 1e-6 * delta.square().mean().sqrt()
+    # density = exp(log_mean + log_std r), positive even for extreme raw values
+    torch.testing.assert_close(density, torch.exp(-0.125 + 0.5 * raw[:, 1]))
+    extreme = heads(100.0 * raw)[:, 1]
+    assert (extreme > 0).all() and torch.isfinite(extreme).all()
+    # through the normaliser, the density is back to the raw value (log space)
+    torch.testing.assert_close(heads.forward_normalised(raw)[:, 1], raw[:, 1],
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_diffusion_heads_are_pure_decode():
+    heads, _ = _heads("diffusion")
+    assert heads.heads == {"u": "free"} and heads.raw_channels == 1
+    raw = _raw(heads)
+    torch.testing.assert_close(heads(raw), heads.normalizer.decode(raw), rtol=0, atol=0)
+    torch.testing.assert_close(heads.forward_normalised(raw), raw, rtol=1e-6, atol=1e-6)
+    assert heads.state_dict() == {}
+
+
+def test_bounded_one_sided_and_free_heads():
+    fields = (FieldSpec("spin", "1", "spin"), FieldSpec("fraction", "1", "fraction"),
+              FieldSpec("height", "m", "height above 1 m"),
+              FieldSpec("depth", "m", "depth below 2 m"), FieldSpec("mass", "kg", "mass"),
+              FieldSpec("wind", "m/s", "free vector", rank=1),
+              FieldSpec("spin_of_wind", "1/s", "curl of the free vector"))
+    invariants = (Invariant("discrete_values", "spin", values=(-1.0, 1.0)),
+                  Invariant("bounded", "fraction", low=0.2, high=0.6),
+                  Invariant("bounded", "height", low=1.0),
+                  Invariant("bounded", "depth", high=2.0),
+                  Invariant("conserved_mean", "mass"),
+                  Invariant("curl_of", "spin_of_wind", of="wind"))
+    statistics = {name: {"mean": 0.5, "std": 2.0, "rms": 2.0} for name in
+                  ("spin", "fraction", "height", "depth", "mass", "wind", "spin_of_wind")}
+    normalizer = FieldNormalizer.from_statistics(fields, invariants, statistics)
+    heads = OutputHeads(fields, invariants, normalizer, box_size=2 * math.pi, resolution=N)
+    assert heads.heads == {"spin": "bounded", "fraction": "bounded", "height": "lower_bound",
+                           "depth": "upper_bound", "mass": "free", "wind": "free",
+                           "spin_of_wind": "curl"}
+    assert heads.raw_channels == 7 and heads.channels == 8
+    raw = 20.0 * _raw(heads)
+    output = heads(raw)
+    spin, fraction, height, depth, mass = (output[:, i] for i in range(5))
+    torch.testing.assert_close(spin, torch.tanh(raw[:, 0]))
+    assert spin.abs().max() <= 1.0
+    assert fraction.min() >= 0.2 and fraction.max() <= 0.6
+    assert height.min() >= 1.0 and depth.max() <= 2.0
+    torch.testing.assert_close(mass, 0.5 + 2.0 * raw[:, 4])      # conserved_mean: left free
+    grid = PeriodicGrid(N)
+    wind = np.moveaxis(output[:, 5:7].double().numpy(), 1, -1)
+    np.testing.assert_allclose(output[:, 7].double().numpy(), grid.curl(wind),
+                               atol=1e-5 * np.abs(output[:, 7].numpy()).max())
+
+
+def test_heads_refuse_wrong_shapes_and_inconsistent_declarations():
+    heads, _ = _heads("navier_stokes2d")
+    with pytest.raises(ValueError, match=r"raw output must have shape \(B, 1, 32, 32\)"):
+        heads(torch.zeros(2, 3, N, N))
+    with pytest.raises(ValueError, match="curl_of 'velocity'"):
+        fields = (FieldSpec("vorticity", "1/s", "w"),)
+        invariants = (Invariant("curl_of", "vorticity", of="velocity"),)
+        normalizer = FieldNormalizer.from_statistics(fields, invariants,
+                                                     {"vorticity": STATISTICS["navier_stokes2d"]
+                                                      ["vorticity"]})
+        OutputHeads(fields, invariants, normalizer, box_size=1.0, resolution=N)
+    other, _ = _heads("diffusion")
+    with pytest.raises(ValueError, match="do not match"):
+        OutputHeads(simulators.get("navier_stokes2d").fields, (), other.normalizer, 1.0, N)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_heads_on_cuda_under_bf16_autocast():
+    heads, schema = _heads("navier_stokes2d")
+    heads = heads.to("cuda")
+    raw = _raw(heads).to("cuda")
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+        output = heads(raw.to(torch.bfloat16))
+    assert output.dtype == torch.float32 and output.device.type == "cuda"
+    assert max(_ns_violations(output.cpu(), schema.box_size)) < 1e-5
