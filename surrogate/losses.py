@@ -1,0 +1,254 @@
+"""Adversarial losses, the R1 gradient penalty and a spectral loss for the conditional GAN.
+
+Notation: ``D(x, c)`` is the discriminator logit (a real number, no sigmoid) of fields
+``x`` under condition ``c``; ``G(z, c)`` the generator followed by its physics output
+heads and the normaliser. Every loss below is averaged over the batch and computed in
+float32 whatever the autocast dtype of the logits.
+
+Adversarial losses (``kind``):
+
+``"hinge"`` (Lim & Ye 2017; Miyato et al. 2018, SN-GAN)::
+
+    L_D = E_real[ max(0, 1 - D(x)) ] + E_fake[ max(0, 1 + D(G(z))) ]
+    L_G = -E_fake[ D(G(z)) ]
+
+``"nonsaturating"`` (Goodfellow et al. 2014, the "-log D" trick; StyleGAN2's choice),
+written with ``softplus(t) = log(1 + exp(t))`` so that it never evaluates ``log(0)``::
+
+    L_D = E_real[ softplus(-D(x)) ] + E_fake[ softplus(D(G(z))) ]
+        = -E_real[ log sigmoid(D(x)) ] - E_fake[ log(1 - sigmoid(D(G(z)))) ]
+    L_G = E_fake[ softplus(-D(G(z))) ] = -E_fake[ log sigmoid(D(G(z))) ]
+
+R1 penalty (Mescheder et al. 2018, "Which training methods for GANs do actually
+converge?")::
+
+    R1 = E_real[ |grad_x D(x, c)|^2 ]        (squared L2 norm over all of C, N, N)
+
+added to the discriminator loss as ``(gamma / 2) * R1``. *Lazy regularisation*
+(Karras et al. 2020, StyleGAN2, section 4): evaluate it only every ``k`` discriminator
+steps (``k = 16`` there) and multiply it by ``k`` so that its average strength is
+unchanged: ``L_D += (gamma / 2) * k * R1`` on those steps. (StyleGAN2 also rescales
+Adam's learning rate and betas by ``k / (k + 1)``; that is the training loop's business.)
+
+Spectral loss: see :func:`spectral_loss`; the radial power spectrum it compares is
+:func:`radial_power_spectrum`, also used by the discriminator's spectral branch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "LOSS_KINDS",
+    "discriminator_loss",
+    "generator_loss",
+    "r1_penalty",
+    "radial_power_spectrum",
+    "radial_shell_counts",
+    "shell_average_matrix",
+    "spectral_loss",
+]
+
+LOSS_KINDS = ("hinge", "nonsaturating")
+
+
+# ------------------------------------------------------------------ radial power spectrum
+def _integer_wavenumbers(n: int, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+    """Integer wavenumbers ``(m_x, m_y)`` of the rfft2 half plane, shapes (n, 1), (1, n//2+1).
+
+    ``m_x`` runs over ``[-n/2, n/2)`` in FFT order, ``m_y`` over ``0 .. n/2``.
+    """
+    m_x = torch.fft.fftfreq(n, d=1.0 / n, device=device).round().reshape(n, 1)
+    m_y = torch.arange(n // 2 + 1, device=device, dtype=torch.float32).reshape(1, -1)
+    return m_x, m_y
+
+
+def _shell_weights(n: int, device: torch.device | None = None) -> Tensor:
+    """Full-plane mode count of every rfft2 mode in every shell, shape (n * (n//2+1), n//2).
+
+    Entry ``[j, i - 1]`` is the multiplicity of the ``j``-th (flattened) rfft2 mode in
+    the full Fourier plane if that mode lies in shell ``i`` (``|m|`` in ``[i - 1/2,
+    i + 1/2)``), else 0. The multiplicity is 1 for the columns ``m_y = 0`` and
+    ``m_y = n/2`` (their mirror modes ``-m`` are in the same column) and 2 for every
+    other column (which stands for ``m`` and its conjugate ``-m``).
+    """
+    m_x, m_y = _integer_wavenumbers(n, device)
+    radius = torch.sqrt(m_x**2 + m_y**2)
+    # |m|^2 is an integer and (i + 1/2)^2 is not, so there are no rounding ties.
+    shell = torch.floor(radius + 0.5).reshape(-1, 1)
+    multiplicity = torch.full((1, n // 2 + 1), 2.0, device=device)
+    multiplicity[0, 0] = 1.0
+    multiplicity[0, -1] = 1.0
+    multiplicity = multiplicity.expand(n, -1).reshape(-1, 1)
+    shells = torch.arange(1, n // 2 + 1, device=device, dtype=torch.float32).reshape(1, -1)
+    return (shell == shells).to(torch.float32) * multiplicity
+
+
+def radial_shell_counts(n: int) -> Tensor:
+    """Number of full-plane Fourier modes in each shell ``i = 1 .. n // 2``, shape (n // 2,).
+
+    Shell ``i`` holds the integer wavenumbers ``m`` (grid units, ``m_x, m_y`` in
+    ``[-n/2, n/2)``) with ``|m|`` in ``[i - 1/2, i + 1/2)``; float32 counts.
+    """
+    if n < 4 or n % 2:
+        raise ValueError(f"n must be an even number >= 4, got {n}")
+    return _shell_weights(n).sum(dim=0)
+
+
+def shell_average_matrix(n: int, device: torch.device | None = None) -> Tensor:
+    """Matrix ``A`` of shape (n * (n//2+1), n//2) with ``P = mode_power.flatten(-2) @ A``.
+
+    ``A[j, i - 1]`` = multiplicity of rfft2 mode ``j`` / number of full-plane modes of
+    shell ``i``, so the product averages ``|FFT|^2`` over the full-plane modes of each
+    shell. Modules that call :func:`radial_power_spectrum` at a fixed ``n`` keep it as a
+    buffer and pass it in, so it is not rebuilt on every call.
+    """
+    weights = _shell_weights(n, device)
+    return weights / weights.sum(dim=0, keepdim=True)
+
+
+def radial_power_spectrum(fields: Tensor, shell_matrix: Tensor | None = None) -> Tensor:
+    """Shell-averaged power spectrum of every channel of every sample.
+
+    Normalisation (the FFT is the unnormalised forward transform ``F(m) = sum_x f(x)
+    exp(-2 pi i m.x / N)``)::
+
+        P_i = (1 / n_i) sum_{m in shell i} |F(m)|^2 / N^4,      i = 1 .. N // 2
+
+    where the sum runs over the full Fourier plane (``m`` and ``-m`` both counted) and
+    ``n_i`` is the number of modes of shell ``i`` (:func:`radial_shell_counts`). Shells
+    are in integer grid wavenumbers, ``|m|`` in ``[i - 1/2, i + 1/2)``. By Parseval
+    ``sum_{all m} |F(m)|^2 / N^4 = mean_x f^2``, so ``sum_i n_i P_i`` is the part of
+    ``mean_x f^2`` carried by the shells: all of it except the mean (``m = 0``, excluded)
+    and the "corner" modes ``|m| >= N/2 + 1/2`` (dropped, as in
+    :func:`surrogate.validation.power_spectrum`). A unit-variance white-noise field has
+    ``E[P_i] = 1 / N^2`` at every shell. The shells and weights are those of
+    :func:`surrogate.validation.power_spectrum`, whose values are these times ``L^2``.
+
+    Output index ``i - 1`` holds shell ``i``: a single Fourier mode ``cos(2 pi m x / N)``
+    puts all its power in ``P[..., m - 1]``.
+
+    Computed in float32 with autocast disabled (FFTs do not take bfloat16) and
+    differentiable. Under CUDA TF32 matmuls the shell averaging is accurate to ~1e-3
+    relative, plenty for losses and discriminator features.
+
+    Args:
+        fields: (B, C, N, N) real tensor, ``N`` even and ``>= 4``; any float dtype.
+        shell_matrix: optional precomputed :func:`shell_average_matrix` ``(N)`` on the
+            fields' device.
+    Returns:
+        (B, C, N // 2) float32 tensor of shell powers [field^2].
+    """
+    if fields.ndim != 4 or fields.shape[-1] != fields.shape[-2]:
+        raise ValueError(f"fields must have shape (B, C, N, N), got {tuple(fields.shape)}")
+    n = fields.shape[-1]
+    if n < 4 or n % 2:
+        raise ValueError(f"fields need an even side N >= 4, got N = {n}")
+    if shell_matrix is None:
+        shell_matrix = shell_average_matrix(n, fields.device)
+    with torch.autocast(device_type=fields.device.type, enabled=False):
+        spectrum = torch.fft.rfft2(fields.float(), dim=(-2, -1))
+        mode_power = (spectrum.real.square() + spectrum.imag.square()) / float(n) ** 4
+        return mode_power.flatten(start_dim=-2) @ shell_matrix
+
+
+# ------------------------------------------------------------------------ adversarial
+def _check_kind(kind: str) -> None:
+    if kind not in LOSS_KINDS:
+        raise ValueError(f"unknown adversarial loss kind {kind!r}; expected one of {LOSS_KINDS}")
+
+
+def discriminator_loss(real_logits: Tensor, fake_logits: Tensor, kind: str = "hinge") -> Tensor:
+    """Discriminator loss ``L_D`` (module docstring), a float32 scalar.
+
+    Args:
+        real_logits: (B,) logits ``D(x, c)`` of reference fields.
+        fake_logits: (B',) logits ``D(G(z, c), c)`` of generated fields (detached from G
+            by the caller).
+        kind: ``"hinge"`` or ``"nonsaturating"``.
+    """
+    _check_kind(kind)
+    real, fake = real_logits.float(), fake_logits.float()
+    if kind == "hinge":
+        return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+    return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+
+def generator_loss(fake_logits: Tensor, kind: str = "hinge") -> Tensor:
+    """Generator adversarial loss ``L_G`` (module docstring), a float32 scalar.
+
+    Args:
+        fake_logits: (B,) logits ``D(G(z, c), c)`` of generated fields.
+        kind: ``"hinge"`` or ``"nonsaturating"``.
+    """
+    _check_kind(kind)
+    fake = fake_logits.float()
+    if kind == "hinge":
+        return -fake.mean()
+    return F.softplus(-fake).mean()
+
+
+def r1_penalty(real_logits: Tensor, real_inputs: Tensor) -> Tensor:
+    """R1 penalty ``mean_b |grad_x D(x_b, c_b)|^2`` on real fields, a float32 scalar.
+
+    ``real_inputs`` must require grad and ``real_logits`` must have been computed from
+    it. The gradient is taken of ``sum_b D(x_b)``, which equals the per-sample gradients
+    when samples do not interact; the minibatch-stddev layer couples the samples of a
+    group slightly (as in StyleGAN2, which computes R1 the same way). The graph is kept
+    (``create_graph=True``) so the penalty can be backpropagated into D's parameters.
+
+    Usage: ``loss_d += (gamma / 2) * r1_penalty(...)`` every step, or
+    ``(gamma / 2) * k * r1_penalty(...)`` every ``k``-th step (lazy regularisation).
+    For accuracy run the penalised D pass without bf16 autocast, and through the
+    *uncompiled* discriminator module (it shares the parameters of its
+    ``torch.compile`` wrapper): compiled graphs do not support double backward.
+
+    Args:
+        real_logits: (B,) logits of ``real_inputs``.
+        real_inputs: (B, C, N, N) reference fields with ``requires_grad=True``.
+    """
+    if not real_inputs.requires_grad:
+        raise ValueError("real_inputs must require grad: call requires_grad_(True) before D")
+    (gradient,) = torch.autograd.grad(
+        outputs=real_logits.sum(), inputs=real_inputs, create_graph=True
+    )
+    return gradient.float().square().flatten(start_dim=1).sum(dim=1).mean()
+
+
+# ---------------------------------------------------------------------------- spectral
+def spectral_loss(fake: Tensor, real: Tensor, eps: float = 1e-6) -> Tensor:
+    """Mean squared log-ratio of the batch-mean radial power spectra, a float32 scalar.
+
+    With ``P`` from :func:`radial_power_spectrum` (shape (B, C, N/2)) and the batch means
+    ``P_fake(c, i) = mean_b P[b, c, i]`` (same for real)::
+
+        L_spec = mean_{c, i} ( log(N^2 P_fake(c, i) + eps) - log(N^2 P_real(c, i) + eps) )^2
+
+    ``N^2 P`` is the spectrum relative to white noise (1 at every shell for a
+    unit-variance white-noise field), so ``eps`` is a floor in those units: shells with
+    less than ``eps`` times the white-noise power of a unit-variance field are not
+    resolved by the loss. It is zero for identical batches, invariant under periodic
+    shifts and independent of the batch sizes. Usage: ``loss_g += lambda_spec * L_spec``
+    with ``lambda_spec`` of order 0.1-1 for O(1)-normalised fields; pass the real batch
+    of the same conditions (it is not differentiated through if detached).
+
+    Args:
+        fake: (B, C, N, N) generated fields.
+        real: (B', C, N, N) reference fields.
+        eps: spectral floor relative to the white-noise level, > 0.
+    """
+    if fake.shape[1:] != real.shape[1:]:
+        raise ValueError(
+            f"fake and real must agree in (C, N, N), got {tuple(fake.shape)} and "
+            f"{tuple(real.shape)}"
+        )
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    n = fake.shape[-1]
+    matrix = shell_average_matrix(n, fake.device)
+    white = float(n) ** 2
+    log_fake = torch.log(white * radial_power_spectrum(fake, matrix).mean(dim=0) + eps)
+    log_real = torch.log(white * radial_power_spectrum(real, matrix).mean(dim=0) + eps)
+    return (log_fake - log_real).square().mean()

@@ -1,0 +1,576 @@
+"""Networks of the conditional GAN: condition embedding, generator, discriminator.
+
+Conventions: fields are channels-first float32 tensors ``(B, C, N, N)`` on the periodic
+square (``N`` a power of two, 16 .. 1024); the condition ``c`` is ``(B, condition_dim)``
+in ``[-1, 1]`` (physical parameters normalised to their ranges, plus snapshot time).
+The generator returns ``raw_channels`` unconstrained channels; the physics output heads
+(:mod:`surrogate.constraints`) and the normaliser turn them into the ``in_channels``
+normalised fields that the discriminator judges.
+
+Architecture (references next to each layer's docstring):
+
+* :class:`ConditionEmbedding` -- MLP ``c -> e``; G and D each own one.
+* :class:`Generator` -- StyleGAN-like (Karras et al. 2019, 2020): a mapping MLP turns
+  the pixel-normalised noise and the embedding into ``w``; the style ``s = [w, e]``
+  drives a linear layer to a 4x4 feature map, then at every resolution 4 .. N:
+  (periodic 2x upsampling,) 3x3 circular convolutions, each followed by an AdaIN-style
+  normalisation whose scale and shift are affine maps of ``s`` (so the condition enters
+  every layer at every resolution), per-pixel noise with learned strength and
+  LeakyReLU(0.2); a final 1x1 convolution gives the raw channels. Resize-convolutions,
+  no transposed convolutions (no checkerboard, Odena et al. 2016).
+* :class:`Discriminator` -- residual (StyleGAN2's "resnet" D) with circular padding and
+  2x2 average pooling down to 4x4, optional spectral normalisation of every weight
+  (Miyato et al. 2018), minibatch standard deviation (Karras et al. 2018/2020), global
+  sum pooling, a linear logit plus the projection term ``<V e, h>`` (Miyato & Koyama
+  2018) and, optionally, a spectral branch reading the radially averaged log power
+  spectrum of the input (Durall et al. 2020 use the spectrum to expose up-sampling
+  artefacts).
+
+Symmetry: every convolution pads circularly and the only spatial reductions are 2x2
+average pooling and global pooling, so ``D`` is exactly invariant under periodic shifts
+by multiples of ``2 ** config.n_downsamplings`` pixels, and the generator commutes with
+the periodic domain (no seams at the borders).
+
+Initialisation: weights of convolutions and linear layers are drawn from
+``N(0, gain^2 / fan_in)`` with ``gain = sqrt(2 / (1 + 0.2^2))`` before a LeakyReLU(0.2)
+(He et al. 2015) and ``gain = 1`` before a linear use (styles, outputs, projections);
+biases start at 0, noise strengths at 0 (StyleGAN). With spectral norm the scale of the
+initial weight does not matter, only its direction.
+
+Mixed precision: everything runs under bf16 autocast; the normalisations, the minibatch
+statistics and the spectra are computed in float32, and both networks return float32.
+DDP: in training mode (``pixel_noise=True``) every parameter takes part in every forward.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm as _apply_spectral_norm
+
+from surrogate.losses import radial_power_spectrum, shell_average_matrix
+
+__all__ = [
+    "UPSAMPLE_MODES",
+    "ConditionEmbedding",
+    "Discriminator",
+    "Generator",
+    "MinibatchStdDev",
+    "ModelConfig",
+    "parameter_count",
+    "periodic_upsample2x",
+]
+
+LEAKY_SLOPE = 0.2
+_LRELU_GAIN = math.sqrt(2.0 / (1.0 + LEAKY_SLOPE**2))
+_NORM_EPS = 1e-5          # instance-norm variance floor
+_MBSTD_EPS = 1e-8         # minibatch-stddev variance floor
+_SPECTRAL_FLOOR = 1e-6    # floor of the white-noise-relative spectrum seen by D's branch
+UPSAMPLE_MODES = ("bilinear", "nearest")
+_MIN_RESOLUTION, _MAX_RESOLUTION = 16, 1024
+
+
+# ------------------------------------------------------------------------------ config
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes and switches of the generator and discriminator (JSON-able, plain types).
+
+    Channel rule: the feature maps at spatial size ``r`` have
+    ``channels(r) = min(max_width, base_width * resolution / r)`` channels, i.e.
+    ``base_width`` at full resolution, doubling at every halving, capped at
+    ``max_width``. G and D use the same rule (D mirrors G).
+
+    Attributes:
+        resolution: side ``N`` of the square fields, a power of two in 16 .. 1024.
+        raw_channels: unconstrained channels the generator outputs (before the heads).
+        in_channels: normalised field channels the discriminator reads.
+        condition_dim: length of the condition vector (parameters + time).
+        noise_dim: length of the latent noise vector ``z``.
+        embedding_dim: width of the condition embedding and of the mapping output ``w``.
+        base_width: channels at full resolution.
+        max_width: cap on the channels at coarse resolutions.
+        spectral_norm: spectral normalisation of every D weight (Miyato et al. 2018).
+        mbstd_group_size: samples per minibatch-stddev group (the largest divisor of the
+            batch size not above it is used; 1 makes the extra feature map zero).
+        spectral_branch: D also reads the radially averaged log power spectrum.
+        upsample_mode: ``"bilinear"`` (periodic, smoother spectra) or ``"nearest"``.
+    """
+
+    resolution: int
+    raw_channels: int
+    in_channels: int
+    condition_dim: int
+    noise_dim: int = 64
+    embedding_dim: int = 128
+    base_width: int = 32
+    max_width: int = 256
+    spectral_norm: bool = True
+    mbstd_group_size: int = 4
+    spectral_branch: bool = True
+    upsample_mode: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            expected = {"bool": bool, "str": str}.get(str(field.type), int)
+            if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"ModelConfig.{field.name} must be an int, got {value!r}")
+            if expected is not int and not isinstance(value, expected):
+                raise ValueError(
+                    f"ModelConfig.{field.name} must be a {expected.__name__}, got {value!r}"
+                )
+        n = self.resolution
+        if not (_MIN_RESOLUTION <= n <= _MAX_RESOLUTION and n & (n - 1) == 0):
+            raise ValueError(
+                f"ModelConfig.resolution must be a power of two in {_MIN_RESOLUTION}.."
+                f"{_MAX_RESOLUTION}, got {n}"
+            )
+        for name in ("raw_channels", "in_channels", "condition_dim", "noise_dim",
+                     "embedding_dim", "base_width", "mbstd_group_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_width < self.base_width:
+            raise ValueError(
+                f"ModelConfig.max_width ({self.max_width}) must be >= base_width "
+                f"({self.base_width})"
+            )
+        if self.upsample_mode not in UPSAMPLE_MODES:
+            raise ValueError(
+                f"ModelConfig.upsample_mode must be one of {UPSAMPLE_MODES}, "
+                f"got {self.upsample_mode!r}"
+            )
+
+    @classmethod
+    def for_resolution(cls, resolution: int, raw_channels: int, in_channels: int,
+                       condition_dim: int, width: int = 32, **options: Any) -> ModelConfig:
+        """The default sizes for ``resolution``: ``base_width = width``, cap ``8 * width``.
+
+        With ``width = 32`` that is 32 channels at ``N``, 64 at ``N / 2``, 128 at ``N / 4``
+        and 256 at ``N / 8`` and coarser: G / D have about 2.8 M / 1.3 M parameters at
+        N = 32, 4.2 M / 2.6 M at 64 and 5.7 M / 3.8 M at 128 (3 input channels, spectral
+        branch on). ``options`` sets any other field (e.g. ``spectral_branch=False``).
+        """
+        options.setdefault("max_width", 8 * width)
+        return cls(resolution=resolution, raw_channels=raw_channels, in_channels=in_channels,
+                   condition_dim=condition_dim, base_width=width, **options)
+
+    @property
+    def n_downsamplings(self) -> int:
+        """Number of 2x steps between ``resolution`` and the 4x4 base, ``log2(N) - 2``."""
+        return self.resolution.bit_length() - 3
+
+    @property
+    def block_sizes(self) -> tuple[int, ...]:
+        """Spatial sizes of the generator stages, ``(4, 8, ..., N)``."""
+        return tuple(4 * 2**i for i in range(self.n_downsamplings + 1))
+
+    def channels(self, size: int) -> int:
+        """Feature channels at spatial size ``size`` (a stage size, 4 .. N)."""
+        return min(self.max_width, self.base_width * self.resolution // size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain ``dict`` of the fields (ints, bools, one str), for a checkpoint's JSON."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown or missing keys raise ``ValueError``."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig keys: {', '.join(unknown)}")
+        required = {f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING}
+        missing = sorted(required - set(data))
+        if missing:
+            raise ValueError(f"missing ModelConfig keys: {', '.join(missing)}")
+        return cls(**data)
+
+
+def parameter_count(module: nn.Module) -> int:
+    """Number of trainable scalars of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+# ----------------------------------------------------------------------------- layers
+def _init_weight(layer: nn.Conv2d | nn.Linear, gain: float) -> None:
+    """``weight ~ N(0, gain^2 / fan_in)``, ``bias = 0`` (He et al. 2015)."""
+    fan_in = layer.weight[0].numel()
+    nn.init.normal_(layer.weight, mean=0.0, std=gain / math.sqrt(fan_in))
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+
+
+def _conv(in_channels: int, out_channels: int, kernel_size: int, gain: float,
+          spectral_norm: bool = False, bias: bool = True) -> nn.Module:
+    """``kernel_size`` x ``kernel_size`` convolution with circular ("same") padding."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
+                     padding_mode="circular", bias=bias)
+    _init_weight(conv, gain)
+    return _apply_spectral_norm(conv) if spectral_norm else conv
+
+
+def _linear(in_features: int, out_features: int, gain: float, spectral_norm: bool = False,
+            bias: bool = True) -> nn.Module:
+    """Fully connected layer, initialised as described in the module docstring."""
+    linear = nn.Linear(in_features, out_features, bias=bias)
+    _init_weight(linear, gain)
+    return _apply_spectral_norm(linear) if spectral_norm else linear
+
+
+def _lrelu(x: Tensor) -> Tensor:
+    return F.leaky_relu(x, LEAKY_SLOPE)
+
+
+def _check_condition(condition: Tensor, config: ModelConfig) -> None:
+    if condition.ndim != 2 or condition.shape[1] != config.condition_dim:
+        raise ValueError(
+            f"condition must have shape (B, {config.condition_dim}), "
+            f"got {tuple(condition.shape)}"
+        )
+
+
+def periodic_upsample2x(x: Tensor, mode: str = "bilinear") -> Tensor:
+    """Upsample (B, C, n, n) -> (B, C, 2n, 2n) treating both axes as periodic.
+
+    ``"nearest"`` repeats every pixel 2x2. ``"bilinear"`` interpolates with
+    ``align_corners=False`` weights (3/4, 1/4) across the periodic boundary: the input is
+    padded circularly by one pixel, interpolated and cropped, so no output pixel uses
+    clamped edge values. Both commute with periodic shifts (a shift by ``s`` in, ``2 s``
+    out).
+    """
+    if mode not in UPSAMPLE_MODES:
+        raise ValueError(f"upsampling mode must be one of {UPSAMPLE_MODES}, got {mode!r}")
+    if mode == "nearest":
+        return F.interpolate(x, scale_factor=2.0, mode="nearest")
+    padded = F.pad(x, (1, 1, 1, 1), mode="circular")
+    upsampled = F.interpolate(padded, scale_factor=2.0, mode="bilinear", align_corners=False)
+    return upsampled[..., 2:-2, 2:-2]
+
+
+class ConditionEmbedding(nn.Module):
+    """Condition MLP ``c (B, condition_dim) -> e (B, embedding_dim)``.
+
+    ``Linear -> LeakyReLU(0.2) -> Linear``; linear output so that it can serve both as a
+    style input (G) and as the projection embedding of a projection discriminator (D).
+    """
+
+    def __init__(self, condition_dim: int, embedding_dim: int, spectral_norm: bool = False):
+        super().__init__()
+        self.hidden = _linear(condition_dim, embedding_dim, _LRELU_GAIN, spectral_norm)
+        self.output = _linear(embedding_dim, embedding_dim, 1.0, spectral_norm)
+
+    def forward(self, condition: Tensor) -> Tensor:
+        """(B, condition_dim) -> (B, embedding_dim)."""
+        return self.output(_lrelu(self.hidden(condition)))
+
+
+class _ModulatedNorm(nn.Module):
+    """AdaIN (Huang & Belongie 2017; StyleGAN): ``(1 + a(s)) * IN(x) + b(s)``.
+
+    ``IN`` normalises each channel of each sample over space (float32 statistics);
+    ``a, b`` are per-channel affine maps of the style vector ``s`` (FiLM, Perez et al.
+    2018), so the condition and the latent set the scale and offset of every channel.
+    """
+
+    def __init__(self, channels: int, style_dim: int):
+        super().__init__()
+        self.affine = _linear(style_dim, 2 * channels, 1.0)
+
+    def forward(self, x: Tensor, style: Tensor) -> Tensor:
+        """x (B, C, H, W), style (B, style_dim) -> (B, C, H, W) in x's dtype."""
+        scale, shift = self.affine(style).float()[:, :, None, None].chunk(2, dim=1)
+        x32 = x.float()
+        var, mean = torch.var_mean(x32, dim=(2, 3), keepdim=True, correction=0)
+        normalised = (x32 - mean) * torch.rsqrt(var + _NORM_EPS)
+        return (normalised * (1.0 + scale) + shift).to(x.dtype)
+
+
+class _PixelNoise(nn.Module):
+    """Adds ``strength[c] * n(x)`` with ``n ~ N(0, 1)`` per pixel, shared over channels.
+
+    StyleGAN's stochastic-variation input: it lets the generator draw small-scale
+    detail without spending latent capacity. ``strength`` starts at zero.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.strength = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: Tensor, enabled: bool) -> Tensor:
+        if not enabled:
+            return x
+        b, _, h, w = x.shape
+        noise = torch.randn(b, 1, h, w, device=x.device, dtype=x.dtype)
+        return x + self.strength.to(x.dtype) * noise
+
+
+class _StyledActivation(nn.Module):
+    """``LeakyReLU(PixelNoise(AdaIN(x, s)))`` on (B, C, H, W)."""
+
+    def __init__(self, channels: int, style_dim: int):
+        super().__init__()
+        self.norm = _ModulatedNorm(channels, style_dim)
+        self.noise = _PixelNoise(channels)
+
+    def forward(self, x: Tensor, style: Tensor, pixel_noise: bool) -> Tensor:
+        return _lrelu(self.noise(self.norm(x, style), pixel_noise))
+
+
+class _StyledConv(nn.Module):
+    """3x3 circular convolution (no bias: AdaIN sets the offset) + styled activation."""
+
+    def __init__(self, in_channels: int, out_channels: int, style_dim: int):
+        super().__init__()
+        self.conv = _conv(in_channels, out_channels, 3, _LRELU_GAIN, bias=False)
+        self.activation = _StyledActivation(out_channels, style_dim)
+
+    def forward(self, x: Tensor, style: Tensor, pixel_noise: bool) -> Tensor:
+        return self.activation(self.conv(x), style, pixel_noise)
+
+
+class _UpBlock(nn.Module):
+    """Generator stage: periodic 2x upsampling, then two styled 3x3 convolutions."""
+
+    def __init__(self, in_channels: int, out_channels: int, style_dim: int, mode: str):
+        super().__init__()
+        self.mode = mode
+        self.conv1 = _StyledConv(in_channels, out_channels, style_dim)
+        self.conv2 = _StyledConv(out_channels, out_channels, style_dim)
+
+    def forward(self, x: Tensor, style: Tensor, pixel_noise: bool) -> Tensor:
+        """(B, C_in, n, n) -> (B, C_out, 2n, 2n)."""
+        x = periodic_upsample2x(x, self.mode)
+        return self.conv2(self.conv1(x, style, pixel_noise), style, pixel_noise)
+
+
+# ---------------------------------------------------------------------------- generator
+class Generator(nn.Module):
+    """Conditional generator ``(z, c) -> raw fields``.
+
+    Data flow (shapes for batch B, ``E = embedding_dim``, ``C_r = config.channels(r)``):
+
+    1. ``z`` (B, noise_dim) is pixel-normalised (``z / rms(z)``, StyleGAN);
+       ``e = embed(c)`` (B, E).
+    2. Mapping MLP (2 layers, LeakyReLU): ``w = f([z, e])`` (B, E); style
+       ``s = [w, e]`` (B, 2E) -- the embedding is passed on directly as well, so the
+       condition reaches every modulated layer unmixed.
+    3. ``Linear(s)`` -> (B, C_4, 4, 4), styled activation, one styled 3x3 conv.
+    4. For r = 8, 16, ..., N: periodic 2x upsampling + two styled 3x3 convs (C_r).
+    5. 1x1 conv -> (B, raw_channels, N, N), returned as float32.
+
+    A "styled" layer is AdaIN modulated by ``s`` + per-pixel noise + LeakyReLU(0.2).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        width = config.embedding_dim
+        style_dim = 2 * width
+        base = config.channels(4)
+        self.embedding = ConditionEmbedding(config.condition_dim, width)
+        self.mapping = nn.Sequential(
+            _linear(config.noise_dim + width, width, _LRELU_GAIN),
+            nn.LeakyReLU(LEAKY_SLOPE),
+            _linear(width, width, _LRELU_GAIN),
+            nn.LeakyReLU(LEAKY_SLOPE),
+        )
+        self.input = _linear(style_dim, base * 16, 1.0)
+        self.input_activation = _StyledActivation(base, style_dim)
+        self.input_conv = _StyledConv(base, base, style_dim)
+        self.blocks = nn.ModuleList(
+            _UpBlock(config.channels(size // 2), config.channels(size), style_dim,
+                     config.upsample_mode)
+            for size in config.block_sizes[1:]
+        )
+        self.to_raw = _conv(config.channels(config.resolution), config.raw_channels, 1, 1.0)
+
+    def forward(self, noise: Tensor, condition: Tensor, pixel_noise: bool = True) -> Tensor:
+        """Generate raw output channels.
+
+        Args:
+            noise: (B, noise_dim) latent, standard normal.
+            condition: (B, condition_dim) normalised condition in [-1, 1].
+            pixel_noise: draw fresh per-pixel noise (training and sampling); False
+                switches it off for deterministic outputs (then the noise strengths take
+                no part in the forward: do not train that way under DDP).
+        Returns:
+            (B, raw_channels, N, N) float32, unconstrained.
+        """
+        config = self.config
+        if noise.ndim != 2 or noise.shape[1] != config.noise_dim:
+            raise ValueError(
+                f"noise must have shape (B, {config.noise_dim}), got {tuple(noise.shape)}"
+            )
+        _check_condition(condition, config)
+        z = noise * torch.rsqrt(noise.square().mean(dim=1, keepdim=True) + 1e-8)
+        embedding = self.embedding(condition)
+        w = self.mapping(torch.cat([z, embedding], dim=1))
+        style = torch.cat([w, embedding], dim=1)
+        x = self.input(style).reshape(noise.shape[0], -1, 4, 4)
+        x = self.input_activation(x, style, pixel_noise)
+        x = self.input_conv(x, style, pixel_noise)
+        for block in self.blocks:
+            x = block(x, style, pixel_noise)
+        return self.to_raw(x).float()
+
+
+# ------------------------------------------------------------------------ discriminator
+class MinibatchStdDev(nn.Module):
+    """Minibatch standard deviation layer (Karras et al. 2018; StyleGAN2 variant).
+
+    The batch B is split into groups of ``g`` samples (``g`` = the largest divisor of B
+    not above ``group_size``; sample ``b`` is in group ``b mod (B / g)``). For each group
+    the standard deviation over its ``g`` samples of every feature ``(c, y, x)`` is
+    averaged over ``c, y, x`` to one number, broadcast to an extra feature map of every
+    sample of the group: (B, C, H, W) -> (B, C + 1, H, W). It lets D see the diversity
+    of a batch and so penalise mode collapse.
+
+    The statistic is ``sqrt(var + eps) - sqrt(eps)`` with ``eps = 1e-8``, evaluated as
+    ``var / (sqrt(var + eps) + sqrt(eps))``: the gradient stays finite at zero variance
+    and the feature is exactly zero for identical samples (the variance is computed
+    after subtracting the group's first sample, so it is exactly zero then). Computed in
+    float32.
+    """
+
+    def __init__(self, group_size: int):
+        super().__init__()
+        if group_size < 1:
+            raise ValueError(f"group_size must be >= 1, got {group_size}")
+        self.group_size = group_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, _, height, width = x.shape
+        group = next(g for g in range(min(self.group_size, batch), 0, -1) if batch % g == 0)
+        n_groups = batch // group
+        y = x.float().reshape(group, n_groups, *x.shape[1:])
+        y = y - y[:1]
+        y = y - y.mean(dim=0, keepdim=True)
+        var = y.square().mean(dim=0)                                    # (n_groups, C, H, W)
+        std = var / (torch.sqrt(var + _MBSTD_EPS) + math.sqrt(_MBSTD_EPS))
+        feature = std.mean(dim=(1, 2, 3))                               # (n_groups,)
+        feature = feature.reshape(1, n_groups, 1, 1, 1).expand(group, -1, 1, height, width)
+        return torch.cat([x, feature.reshape(batch, 1, height, width).to(x.dtype)], dim=1)
+
+
+class _DownBlock(nn.Module):
+    """Residual D stage (StyleGAN2 "resnet" D): (B, C_in, n, n) -> (B, C_out, n/2, n/2).
+
+    ``main = avgpool(lrelu(conv3(lrelu(conv3(x)))))``,
+    ``skip = conv1(avgpool(x))`` (no bias), output ``(main + skip) / sqrt(2)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, spectral_norm: bool):
+        super().__init__()
+        self.conv1 = _conv(in_channels, in_channels, 3, _LRELU_GAIN, spectral_norm)
+        self.conv2 = _conv(in_channels, out_channels, 3, _LRELU_GAIN, spectral_norm)
+        self.skip = _conv(in_channels, out_channels, 1, 1.0, spectral_norm, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        main = F.avg_pool2d(_lrelu(self.conv2(_lrelu(self.conv1(x)))), 2)
+        skip = self.skip(F.avg_pool2d(x, 2))
+        return (main + skip) * math.sqrt(0.5)
+
+
+class _SpectralBranch(nn.Module):
+    """Conditional logit from the radially averaged log power spectrum of D's input.
+
+    Features: ``log10(N^2 P_i + 1e-6)`` for every channel and shell ``i = 1 .. N/2``
+    (``P`` from :func:`surrogate.losses.radial_power_spectrum`, float32; ``N^2 P`` is 1
+    for unit-variance white noise), flattened to ``(B, C * N/2)``; then two
+    LeakyReLU layers to ``h`` and the logit ``linear(h) + <V_s e, h>`` (projection on the
+    shared condition embedding ``e``, so it judges the spectrum *given* the condition).
+    """
+
+    def __init__(self, in_channels: int, resolution: int, width: int, embedding_dim: int,
+                 spectral_norm: bool):
+        super().__init__()
+        self.register_buffer("shell_matrix", shell_average_matrix(resolution),
+                             persistent=False)
+        n_features = in_channels * (resolution // 2)
+        self.hidden1 = _linear(n_features, width, _LRELU_GAIN, spectral_norm)
+        self.hidden2 = _linear(width, width, _LRELU_GAIN, spectral_norm)
+        self.output = _linear(width, 1, 1.0, spectral_norm)
+        self.projection = _linear(embedding_dim, width, 1.0, spectral_norm, bias=False)
+
+    def forward(self, fields: Tensor, embedding: Tensor) -> Tensor:
+        """fields (B, C, N, N), embedding (B, E) -> (B,) logits."""
+        n = fields.shape[-1]
+        power = radial_power_spectrum(fields, self.shell_matrix)
+        features = torch.log10(power * float(n * n) + _SPECTRAL_FLOOR).flatten(start_dim=1)
+        h = _lrelu(self.hidden2(_lrelu(self.hidden1(features))))
+        return self.output(h).squeeze(1) + (self.projection(embedding) * h).sum(dim=1)
+
+
+class Discriminator(nn.Module):
+    """Projection discriminator ``(fields, c) -> logits`` (B,).
+
+    Data flow (``C_r = config.channels(r)``):
+
+    1. 1x1 conv + LeakyReLU: (B, in_channels, N, N) -> (B, C_N, N, N).
+    2. Residual stages N -> N/2 -> ... -> 4 (:class:`_DownBlock`).
+    3. Minibatch stddev (+1 channel), 3x3 circular conv + LeakyReLU -> (B, C_4, 4, 4).
+    4. Global sum pooling -> ``h`` (B, C_4).
+    5. ``logit = w.h + b + <V e, h>`` with ``e = embed(c)`` (projection, Miyato & Koyama
+       2018), plus the spectral branch's logit when ``config.spectral_branch``.
+
+    With ``config.spectral_norm`` every convolution and linear layer (embedding,
+    projection and spectral branch included) is spectrally normalised by one power
+    iteration per training-mode forward (``torch.nn.utils.parametrizations``).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        sn = config.spectral_norm
+        top = config.channels(4)
+        self.embedding = ConditionEmbedding(config.condition_dim, config.embedding_dim, sn)
+        self.from_fields = _conv(config.in_channels, config.channels(config.resolution), 1,
+                                 _LRELU_GAIN, sn)
+        self.blocks = nn.ModuleList(
+            _DownBlock(config.channels(size), config.channels(size // 2), sn)
+            for size in reversed(config.block_sizes[1:])
+        )
+        self.mbstd = MinibatchStdDev(config.mbstd_group_size)
+        self.final_conv = _conv(top + 1, top, 3, _LRELU_GAIN, sn)
+        self.output = _linear(top, 1, 1.0, sn)
+        self.projection = _linear(config.embedding_dim, top, 1.0, sn, bias=False)
+        self.spectral = (
+            _SpectralBranch(config.in_channels, config.resolution, config.embedding_dim,
+                            config.embedding_dim, sn)
+            if config.spectral_branch else None
+        )
+
+    def forward(self, fields: Tensor, condition: Tensor) -> Tensor:
+        """Logits of ``fields`` under ``condition``.
+
+        Args:
+            fields: (B, in_channels, N, N) normalised fields.
+            condition: (B, condition_dim) normalised condition.
+        Returns:
+            (B,) float32 logits (no sigmoid).
+        """
+        config = self.config
+        expected = (config.in_channels, config.resolution, config.resolution)
+        if fields.ndim != 4 or tuple(fields.shape[1:]) != expected:
+            raise ValueError(
+                f"fields must have shape (B, {', '.join(map(str, expected))}), "
+                f"got {tuple(fields.shape)}"
+            )
+        _check_condition(condition, config)
+        embedding = self.embedding(condition)
+        x = _lrelu(self.from_fields(fields))
+        for block in self.blocks:
+            x = block(x)
+        x = _lrelu(self.final_conv(self.mbstd(x)))
+        h = x.float().sum(dim=(2, 3))
+        logits = self.output(h).squeeze(1) + (self.projection(embedding) * h).sum(dim=1)
+        if self.spectral is not None:
+            logits = logits + self.spectral(fields, embedding)
+        return logits.float()

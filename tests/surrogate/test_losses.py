@@ -1,0 +1,208 @@
+"""Adversarial losses, R1 and the radial spectrum / spectral loss against hand-made truth.
+
+Truth: loss values computed by hand for small logits, the exact input gradient of a
+linear discriminator, Parseval's theorem, single Fourier modes, brute-force mode counts
+over the full Fourier plane and the numpy estimator of :mod:`surrogate.validation`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from surrogate.losses import (
+    discriminator_loss,
+    generator_loss,
+    r1_penalty,
+    radial_power_spectrum,
+    radial_shell_counts,
+    spectral_loss,
+)
+from surrogate.models import Discriminator, ModelConfig
+from surrogate.validation import power_spectrum
+
+REAL = torch.tensor([2.0, -0.5])
+FAKE = torch.tensor([0.5, -3.0])
+
+
+def _softplus(t: float) -> float:
+    return math.log1p(math.exp(t))
+
+
+def _random_fields(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _periodic_blur(fields: torch.Tensor, passes: int) -> torch.Tensor:
+    """``passes`` applications of the periodic 1-2-1 (binomial) filter along both axes."""
+    for _ in range(passes):
+        for dim in (-2, -1):
+            fields = 0.25 * (fields.roll(1, dim) + 2.0 * fields + fields.roll(-1, dim))
+    return fields
+
+
+# ------------------------------------------------------------------------- adversarial
+def test_hinge_losses_match_hand_computation():
+    # D: mean(relu(1 - [2, -0.5])) + mean(relu(1 + [0.5, -3])) = (0 + 1.5)/2 + (1.5 + 0)/2
+    assert discriminator_loss(REAL, FAKE, "hinge").item() == pytest.approx(1.5)
+    # G: -mean([0.5, -3]) = 1.25
+    assert generator_loss(FAKE, "hinge").item() == pytest.approx(1.25)
+
+
+def test_nonsaturating_losses_match_hand_computation():
+    expected_d = (_softplus(-2.0) + _softplus(0.5)) / 2 + (_softplus(0.5) + _softplus(-3.0)) / 2
+    expected_g = (_softplus(-0.5) + _softplus(3.0)) / 2
+    assert discriminator_loss(REAL, FAKE, "nonsaturating").item() == pytest.approx(expected_d)
+    assert generator_loss(FAKE, "nonsaturating").item() == pytest.approx(expected_g)
+
+
+def test_nonsaturating_loss_is_finite_for_huge_logits():
+    huge = torch.tensor([1e4, -1e4])
+    assert torch.isfinite(discriminator_loss(huge, -huge, "nonsaturating"))
+    assert torch.isfinite(generator_loss(huge, "nonsaturating"))
+
+
+def test_losses_are_float32_for_bfloat16_logits():
+    loss = discriminator_loss(REAL.bfloat16(), FAKE.bfloat16(), "hinge")
+    assert loss.dtype == torch.float32
+
+
+@pytest.mark.parametrize("call", [lambda: discriminator_loss(REAL, FAKE, "wasserstein"),
+                                  lambda: generator_loss(FAKE, "lsgan")])
+def test_unknown_loss_kind_is_a_one_line_value_error(call):
+    with pytest.raises(ValueError, match="unknown adversarial loss kind") as info:
+        call()
+    assert "\n" not in str(info.value)
+
+
+# -------------------------------------------------------------------------------- R1
+def test_r1_of_a_linear_discriminator_is_the_squared_weight_norm():
+    weight = torch.nn.Parameter(_random_fields((1, 2, 8, 8), seed=1))
+    inputs = _random_fields((5, 2, 8, 8), seed=2).requires_grad_(True)
+    logits = (weight * inputs).sum(dim=(1, 2, 3))          # D(x) = sum(w * x)
+    penalty = r1_penalty(logits, inputs)
+    expected = weight.detach().square().sum()
+    torch.testing.assert_close(penalty, expected, rtol=1e-6, atol=0.0)
+    penalty.backward()                                     # d|w|^2/dw = 2 w
+    torch.testing.assert_close(weight.grad, 2.0 * weight.detach(), rtol=1e-6, atol=0.0)
+
+
+def test_r1_gradient_reaches_discriminator_parameters():
+    torch.manual_seed(0)
+    config = ModelConfig.for_resolution(16, 1, 2, 3, width=8, spectral_norm=False)
+    discriminator = Discriminator(config)
+    real = _random_fields((4, 2, 16, 16)).requires_grad_(True)
+    condition = torch.rand(4, 3) * 2 - 1
+    penalty = r1_penalty(discriminator(real, condition), real)
+    penalty.backward()
+    grads = {name: p.grad for name, p in discriminator.named_parameters()}
+    assert grads["from_fields.weight"] is not None
+    assert grads["from_fields.weight"].abs().sum() > 0
+    assert grads["embedding.hidden.weight"].abs().sum() > 0
+
+
+def test_r1_needs_inputs_that_require_grad():
+    inputs = torch.ones(2, 1, 4, 4)
+    with pytest.raises(ValueError, match="require grad"):
+        r1_penalty(inputs.sum(dim=(1, 2, 3)), inputs)
+
+
+# ------------------------------------------------------------------ radial spectrum
+@pytest.mark.parametrize("n", [8, 16, 32])
+def test_shell_counts_match_brute_force_over_the_full_plane(n):
+    m = np.rint(np.fft.fftfreq(n) * n)
+    radius = np.hypot(*np.meshgrid(m, m, indexing="ij"))
+    expected = [np.count_nonzero((radius >= i - 0.5) & (radius < i + 0.5))
+                for i in range(1, n // 2 + 1)]
+    np.testing.assert_array_equal(radial_shell_counts(n).numpy(), expected)
+
+
+@pytest.mark.parametrize("m", [1, 3, 7, 8])
+@pytest.mark.parametrize("axis", ["x", "y"])
+def test_single_cosine_mode_puts_all_power_in_its_shell(m, axis):
+    n = 16
+    coordinate = torch.arange(n, dtype=torch.float64)
+    wave = torch.cos(2 * math.pi * m * coordinate / n)
+    field = wave[:, None].expand(n, n) if axis == "x" else wave[None, :].expand(n, n)
+    power = radial_power_spectrum(field.float().reshape(1, 1, n, n))[0, 0]
+    counts = radial_shell_counts(n)
+    total = 1.0 if m == n // 2 else 0.5                    # mean(cos^2), Nyquist: cos^2 = 1
+    assert power[m - 1].item() == pytest.approx(total / counts[m - 1].item(), rel=1e-5)
+    others = torch.cat([power[: m - 1], power[m:]])
+    assert others.abs().max().item() < 1e-9
+
+
+def test_shell_sums_obey_parseval_for_a_field_without_mean_or_corner_modes():
+    n = 32
+    spectrum = torch.fft.rfft2(_random_fields((3, 2, n, n), seed=3).double())
+    m_x = torch.fft.fftfreq(n, d=1.0 / n).reshape(n, 1)
+    m_y = torch.arange(n // 2 + 1).reshape(1, -1)
+    radius = torch.sqrt(m_x**2 + m_y**2)
+    keep = (radius >= 0.5) & (radius < n // 2 + 0.5)       # drop m = 0 and the corners
+    fields = torch.fft.irfft2(spectrum * keep, s=(n, n)).float()
+    power = radial_power_spectrum(fields)                  # (3, 2, n/2)
+    shell_sum = (power * radial_shell_counts(n)).sum(dim=-1)
+    torch.testing.assert_close(shell_sum, fields.square().mean(dim=(-2, -1)), rtol=1e-5,
+                               atol=0.0)
+
+
+def test_white_noise_has_flat_spectrum_at_one_over_n_squared():
+    n = 64
+    power = radial_power_spectrum(_random_fields((64, 1, n, n), seed=4))
+    mean_level = (power.mean(dim=(0, 1)) * n**2)           # per shell, 64 samples
+    # Shell i averages ~2 pi i * 64 exponential variables: relative error << 10 %.
+    assert mean_level[2:].sub(1.0).abs().max().item() < 0.1
+    assert mean_level.mean().item() == pytest.approx(1.0, abs=0.02)
+
+
+def test_radial_spectrum_is_validation_spectrum_over_box_area():
+    n, box = 32, 2.5
+    fields = _random_fields((2, 3, n, n), seed=5)
+    _, reference = power_spectrum(fields.double().numpy(), box)
+    np.testing.assert_allclose(radial_power_spectrum(fields).numpy() * box**2, reference,
+                               rtol=2e-5)
+
+
+def test_radial_spectrum_is_float32_under_bfloat16_autocast():
+    fields = _random_fields((2, 1, 16, 16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        power = radial_power_spectrum(fields.bfloat16())
+    assert power.dtype == torch.float32
+    assert power.shape == (2, 1, 8)
+
+
+# ------------------------------------------------------------------------ spectral loss
+def test_spectral_loss_is_zero_for_identical_batches():
+    fields = _random_fields((4, 2, 32, 32))
+    assert spectral_loss(fields, fields.clone()).item() == 0.0
+
+
+def test_spectral_loss_grows_with_blur():
+    real = _random_fields((4, 2, 32, 32), seed=6)
+    mild = spectral_loss(_periodic_blur(real, 1), real).item()
+    strong = spectral_loss(_periodic_blur(real, 3), real).item()
+    assert 0.0 < mild < strong
+
+
+def test_spectral_loss_is_invariant_under_periodic_shifts():
+    real = _random_fields((4, 2, 32, 32), seed=7)
+    fake = _periodic_blur(_random_fields((4, 2, 32, 32), seed=8), 1)
+    loss = spectral_loss(fake, real)
+    shifted = spectral_loss(fake.roll((5, -11), dims=(-2, -1)), real.roll(3, dims=-1))
+    torch.testing.assert_close(shifted, loss, rtol=1e-5, atol=1e-7)
+
+
+def test_spectral_loss_gradient_is_finite_and_nonzero():
+    real = _random_fields((2, 1, 16, 16), seed=9)
+    fake = _periodic_blur(_random_fields((2, 1, 16, 16), seed=10), 1).requires_grad_(True)
+    spectral_loss(fake, real).backward()
+    assert torch.isfinite(fake.grad).all()
+    assert fake.grad.abs().sum() > 0
+
+
+def test_spectral_loss_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="must agree"):
+        spectral_loss(torch.zeros(2, 1, 16, 16), torch.zeros(2, 2, 16, 16))

@@ -1,0 +1,310 @@
+"""Generator and discriminator: shapes, conditioning, gradients, symmetries, precision.
+
+Small widths keep every test fast on a CPU; the sizing tests construct the default
+models at 128 and 256 without running big batches.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from surrogate.losses import discriminator_loss, generator_loss, r1_penalty
+from surrogate.models import (
+    Discriminator,
+    Generator,
+    MinibatchStdDev,
+    ModelConfig,
+    parameter_count,
+    periodic_upsample2x,
+)
+
+CONDITION_DIM = 3
+
+
+def _config(resolution: int = 16, raw_channels: int = 1, in_channels: int = 2,
+            **options) -> ModelConfig:
+    options.setdefault("width", 8)
+    return ModelConfig.for_resolution(resolution, raw_channels, in_channels, CONDITION_DIM,
+                                      **options)
+
+
+def _inputs(config: ModelConfig, batch: int, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(batch, config.noise_dim, generator=generator)
+    condition = torch.rand(batch, config.condition_dim, generator=generator) * 2 - 1
+    fields = torch.randn(batch, config.in_channels, config.resolution, config.resolution,
+                         generator=generator)
+    return noise, condition, fields
+
+
+def _to_discriminator_space(raw: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """Stand-in for the physics heads + normaliser: a differentiable map to in_channels."""
+    return torch.cat([raw, torch.tanh(raw)] * in_channels, dim=1)[:, :in_channels]
+
+
+# ------------------------------------------------------------------------------ shapes
+@pytest.mark.parametrize("resolution", [16, 32, 64])
+def test_output_shapes(resolution):
+    torch.manual_seed(0)
+    config = _config(resolution, raw_channels=1, in_channels=3)
+    noise, condition, fields = _inputs(config, batch=2)
+    raw = Generator(config)(noise, condition)
+    logits = Discriminator(config)(fields, condition)
+    assert raw.shape == (2, 1, resolution, resolution)
+    assert raw.dtype == torch.float32
+    assert logits.shape == (2,)
+    assert logits.dtype == torch.float32
+
+
+@pytest.mark.parametrize("resolution", [128, 256])
+def test_default_channel_rule_at_large_resolutions(resolution):
+    config = ModelConfig.for_resolution(resolution, 1, 3, 4)
+    assert config.block_sizes[0] == 4 and config.block_sizes[-1] == resolution
+    assert config.channels(resolution) == 32
+    assert config.channels(resolution // 2) == 64
+    assert config.channels(4) == config.channels(8) == 256                 # capped
+    assert config.n_downsamplings == resolution.bit_length() - 3
+
+
+def test_default_models_have_a_few_million_parameters_at_64():
+    config = ModelConfig.for_resolution(64, 1, 3, 4)
+    for model in (Generator(config), Discriminator(config)):
+        assert 0.5e6 < parameter_count(model) < 5e6
+
+
+def test_default_models_run_at_128():
+    torch.manual_seed(0)
+    config = ModelConfig.for_resolution(128, 1, 3, 4)
+    noise, condition, fields = _inputs(config, batch=1)
+    with torch.no_grad():
+        raw = Generator(config).eval()(noise, condition)
+        logits = Discriminator(config).eval()(fields, condition)
+    assert raw.shape == (1, 1, 128, 128) and torch.isfinite(raw).all()
+    assert logits.shape == (1,) and torch.isfinite(logits).all()
+
+
+# ------------------------------------------------------------------------ conditioning
+def test_generator_output_changes_with_condition_alone():
+    torch.manual_seed(0)
+    config = _config()
+    generator = Generator(config)
+    noise, condition, _ = _inputs(config, batch=2)
+    other = condition.clone()
+    other[:, 0] = -condition[:, 0]
+    first = generator(noise, condition, pixel_noise=False)
+    assert torch.equal(first, generator(noise, condition, pixel_noise=False))
+    assert (first - generator(noise, other, pixel_noise=False)).abs().max() > 1e-3
+
+
+def test_generator_output_changes_with_noise_alone():
+    torch.manual_seed(0)
+    config = _config()
+    generator = Generator(config)
+    noise, condition, _ = _inputs(config, batch=2)
+    first = generator(noise, condition, pixel_noise=False)
+    second = generator(torch.randn_like(noise), condition, pixel_noise=False)
+    assert (first - second).abs().max() > 1e-3
+
+
+def test_pixel_noise_changes_output_once_its_strength_is_nonzero():
+    torch.manual_seed(0)
+    config = _config()
+    generator = Generator(config)
+    noise, condition, _ = _inputs(config, batch=2)
+    # Strengths start at zero (StyleGAN): the first draws are identical.
+    assert torch.equal(generator(noise, condition), generator(noise, condition))
+    with torch.no_grad():
+        for name, parameter in generator.named_parameters():
+            if name.endswith("noise.strength"):
+                parameter.fill_(0.5)
+    assert (generator(noise, condition) - generator(noise, condition)).abs().max() > 1e-3
+
+
+def test_discriminator_logit_depends_on_condition():
+    torch.manual_seed(0)
+    config = _config()
+    discriminator = Discriminator(config).eval()
+    _, condition, fields = _inputs(config, batch=2)
+    with torch.no_grad():
+        difference = discriminator(fields, condition) - discriminator(fields, -condition)
+    assert difference.abs().max() > 1e-4
+
+
+# --------------------------------------------------------------------------- gradients
+@pytest.mark.parametrize("spectral_norm", [True, False])
+def test_every_parameter_gets_a_gradient_in_one_gan_step(spectral_norm):
+    """DDP needs every parameter in the graph; the embeddings must get real gradients."""
+    torch.manual_seed(0)
+    config = _config(raw_channels=1, in_channels=2, spectral_norm=spectral_norm,
+                     spectral_branch=True)
+    generator, discriminator = Generator(config), Discriminator(config)
+    noise, condition, real = _inputs(config, batch=4)
+    real.requires_grad_(True)
+    fake = _to_discriminator_space(generator(noise, condition), config.in_channels)
+    real_logits = discriminator(real, condition)
+    loss_d = (discriminator_loss(real_logits, discriminator(fake.detach(), condition))
+              + 0.5 * r1_penalty(real_logits, real))
+    loss_d.backward()
+    generator_loss(discriminator(fake, condition)).backward()
+    for model in (generator, discriminator):
+        for name, parameter in model.named_parameters():
+            assert parameter.grad is not None, name
+            assert torch.isfinite(parameter.grad).all(), name
+            assert parameter.grad.abs().sum() > 0, name
+
+
+# --------------------------------------------------------------------------- symmetry
+@pytest.mark.parametrize("spectral_branch", [True, False])
+def test_discriminator_is_invariant_under_coarse_periodic_shifts(spectral_branch):
+    torch.manual_seed(0)
+    config = _config(32, in_channels=2, spectral_branch=spectral_branch)
+    discriminator = Discriminator(config).eval()
+    _, condition, fields = _inputs(config, batch=4)
+    step = 2**config.n_downsamplings                                    # 8 at N = 32
+    with torch.no_grad():
+        logits = discriminator(fields, condition)
+        for shift in [(step, 0), (0, 3 * step), (2 * step, step)]:
+            shifted = discriminator(fields.roll(shift, dims=(-2, -1)), condition)
+            torch.testing.assert_close(shifted, logits, rtol=1e-5, atol=1e-5)
+
+
+def test_spectral_branch_sees_only_the_power_spectrum():
+    """Its logit ignores phases: any periodic shift and a sign flip leave it unchanged."""
+    torch.manual_seed(0)
+    config = _config(16, in_channels=2, spectral_branch=True)
+    discriminator = Discriminator(config).eval()
+    _, condition, fields = _inputs(config, batch=3)
+    with torch.no_grad():
+        embedding = discriminator.embedding(condition)
+        logits = discriminator.spectral(fields, embedding)
+        for transformed in (fields.roll((1, -3), dims=(-2, -1)), -fields):
+            torch.testing.assert_close(discriminator.spectral(transformed, embedding), logits,
+                                       rtol=1e-5, atol=1e-5)
+        blurred = 0.5 * (fields + fields.roll(1, dims=-1))
+        assert (discriminator.spectral(blurred, embedding) - logits).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_periodic_upsampling_commutes_with_shifts_and_keeps_the_mean(mode):
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    up = periodic_upsample2x(x, mode)
+    assert up.shape == (2, 3, 16, 16)
+    torch.testing.assert_close(periodic_upsample2x(x.roll((1, -3), dims=(-2, -1)), mode),
+                               up.roll((2, -6), dims=(-2, -1)))
+    torch.testing.assert_close(up.mean(dim=(-2, -1)), x.mean(dim=(-2, -1)))
+
+
+# ------------------------------------------------------------------- minibatch stddev
+def test_minibatch_stddev_is_exactly_zero_for_identical_samples():
+    sample = torch.randn(1, 5, 4, 4, generator=torch.Generator().manual_seed(0))
+    for group_size, batch in [(4, 8), (3, 6), (4, 4)]:
+        out = MinibatchStdDev(group_size)(sample.expand(batch, -1, -1, -1))
+        assert out.shape == (batch, 6, 4, 4)
+        assert torch.equal(out[:, -1], torch.zeros(batch, 4, 4))
+
+
+def test_minibatch_stddev_groups_are_strided_and_positive():
+    x = torch.zeros(4, 1, 2, 2)
+    x[1] = 1.0                 # groups of 2 are {0, 2} (identical) and {1, 3} (different)
+    feature = MinibatchStdDev(2)(x)[:, -1, 0, 0]
+    assert feature[0] == feature[2] == 0.0
+    assert feature[1] == feature[3] == pytest.approx(0.5, abs=1e-4)    # std of {1, 0}
+
+
+# ------------------------------------------------------------------------ spectral norm
+def test_spectral_norm_makes_largest_singular_value_one():
+    torch.manual_seed(0)
+    config = _config(spectral_norm=True)
+    discriminator = Discriminator(config).train()
+    _, condition, fields = _inputs(config, batch=4)
+    with torch.no_grad():
+        for _ in range(5):
+            discriminator(fields, condition)
+    checked = 0
+    for module in discriminator.modules():
+        if isinstance(module, torch.nn.Conv2d | torch.nn.Linear):
+            matrix = module.weight.detach().reshape(module.weight.shape[0], -1)
+            sigma = torch.linalg.matrix_norm(matrix, ord=2).item()
+            assert sigma == pytest.approx(1.0, rel=0.05)
+            checked += 1
+    assert checked > 10
+
+
+# ---------------------------------------------------------------------- mixed precision
+def test_generator_and_discriminator_run_under_bfloat16_autocast():
+    torch.manual_seed(0)
+    config = _config(32, in_channels=1, raw_channels=1)
+    noise, condition, _ = _inputs(config, batch=4)
+    generator, discriminator = Generator(config), Discriminator(config)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        raw = generator(noise, condition)
+        logits = discriminator(raw, condition)
+    assert raw.dtype == torch.float32 and torch.isfinite(raw).all()
+    assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
+
+
+def test_models_compile_without_graph_breaks():
+    torch.manual_seed(0)
+    config = _config(16, raw_channels=2, in_channels=2)
+    noise, condition, _ = _inputs(config, batch=2)
+    generator = torch.compile(Generator(config), backend="eager", fullgraph=True)
+    discriminator = torch.compile(Discriminator(config), backend="eager", fullgraph=True)
+    discriminator(generator(noise, condition), condition).sum().backward()
+
+
+# ---------------------------------------------------------------------- configuration
+def test_config_round_trips_through_json_and_rebuilt_models_load_state_strictly():
+    torch.manual_seed(0)
+    config = _config(16, raw_channels=1, in_channels=3, spectral_norm=True,
+                     spectral_branch=True, upsample_mode="nearest")
+    rebuilt_config = ModelConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert rebuilt_config == config
+    noise, condition, fields = _inputs(config, batch=2)
+    for model_class, args, kwargs in [(Generator, (noise, condition), {"pixel_noise": False}),
+                                      (Discriminator, (fields, condition), {})]:
+        original = model_class(config).eval()
+        rebuilt = model_class(rebuilt_config).eval()
+        rebuilt.load_state_dict(original.state_dict(), strict=True)
+        with torch.no_grad():
+            torch.testing.assert_close(rebuilt(*args, **kwargs), original(*args, **kwargs))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [({"resolution": 48}, "power of two"),
+     ({"resolution": 8}, "power of two"),
+     ({"raw_channels": 0}, "raw_channels"),
+     ({"mbstd_group_size": 0}, "mbstd_group_size"),
+     ({"max_width": 4}, "max_width"),
+     ({"upsample_mode": "bicubic"}, "upsample_mode"),
+     ({"spectral_norm": 1}, "spectral_norm"),
+     ({"noise_dim": 2.0}, "noise_dim")],
+)
+def test_invalid_config_values_raise_one_line_value_errors(changes, message):
+    values = {**_config().to_dict(), **changes}
+    with pytest.raises(ValueError, match=message) as info:
+        ModelConfig(**values)
+    assert "\n" not in str(info.value)
+
+
+def test_from_dict_rejects_unknown_and_missing_keys():
+    values = _config().to_dict()
+    with pytest.raises(ValueError, match="unknown ModelConfig keys: colour"):
+        ModelConfig.from_dict({**values, "colour": "blue"})
+    del values["resolution"]
+    with pytest.raises(ValueError, match="missing ModelConfig keys: resolution"):
+        ModelConfig.from_dict(values)
+
+
+def test_wrong_input_shapes_raise_value_errors():
+    config = _config(in_channels=2)
+    noise, condition, fields = _inputs(config, batch=2)
+    with pytest.raises(ValueError, match="noise must have shape"):
+        Generator(config)(noise[:, :-1], condition)
+    with pytest.raises(ValueError, match="condition must have shape"):
+        Generator(config)(noise, condition[:, :-1])
+    with pytest.raises(ValueError, match="fields must have shape"):
+        Discriminator(config)(fields[:, :1], condition)
