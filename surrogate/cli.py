@@ -20,8 +20,35 @@ examples:
       --sweep spectral_index=2:3.5 --set amplitude=0.1
   surrogate info ns.h5
   surrogate check ns.h5
+  surrogate train ns.h5 -o runs/ns --steps 20000 --batch-size 64 --device auto --seed 0
+  surrogate train ns.h5 -o runs/ns --resume
+  surrogate generate runs/ns -o gen.h5 --set nu=3e-3 -n 256 --seed 1
+  surrogate generate runs/ns -o gen.h5 --like ns.h5
   surrogate validate reference.h5 generated.h5 -o report/ [--strict] [--thresholds t.toml]
+  torchrun --nproc_per_node=4 -m surrogate train ns.h5 -o runs/ns ...   # data-parallel
 """
+
+
+#: training options exposed on the command line: (TrainConfig field, type, help)
+TRAIN_OPTION_HELP = (
+    ("steps", int, "total optimisation steps (2000)"),
+    ("batch_size", int, "global batch size (32)"),
+    ("seed", int, "seed of weights, data order and noise (0)"),
+    ("lr_generator", float, "Adam learning rate of G (2e-4)"),
+    ("lr_discriminator", float, "Adam learning rate of D (2e-4)"),
+    ("loss", str, "hinge (default) or nonsaturating"),
+    ("r1_gamma", float, "R1 penalty weight (0.1; 0 disables)"),
+    ("spectral_loss_weight", float, "log power-spectrum loss weight (0.1)"),
+    ("width", int, "base channel width of G and D (32)"),
+    ("augment", bool, "symmetry augmentation of real fields (on)"),
+    ("amp", bool, "bf16 autocast on CUDA (on)"),
+    ("compile", bool, "torch.compile G and D (off)"),
+    ("validate_every", int, "steps between validations on held-out conditions (500)"),
+    ("checkpoint_every", int, "steps between checkpoints (500)"),
+    ("sample_every", int, "steps between sample PNGs (500)"),
+    ("log_every", int, "steps between metrics.jsonl lines (50)"),
+)
+TRAIN_OPTIONS = tuple(name for name, _, _ in TRAIN_OPTION_HELP)
 
 
 class UsageError(ValueError):
@@ -134,6 +161,36 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from surrogate.train import TrainConfig, train
+    options = {name: getattr(args, name) for name in TRAIN_OPTIONS
+               if getattr(args, name) is not None}
+    if args.resume and set(options) - {"steps"}:
+        raise UsageError(f"--resume continues with the run's own settings; only --steps may "
+                         f"change (got {', '.join('--' + k.replace('_', '-') for k in options)})")
+    config = None if args.resume else TrainConfig(**options)
+    summary = train(args.data, args.output, config, device=args.device, resume=args.resume,
+                    overwrite=args.overwrite, progress=not args.quiet, steps=options.get("steps"))
+    if summary["world_size"] > 1 and int(__import__("os").environ.get("RANK", "0")) != 0:
+        return 0
+    best = summary["best_score"]
+    print(f"trained {summary['steps']} steps on {summary['device']} "
+          f"({summary['images_per_second']:.1f} images/s); best validation score "
+          + ("n/a" if best is None or best != best or best == float("inf") else f"{best:.4g}")
+          + f" at step {summary['best_step']}; run: {summary['run_dir']}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from surrogate.generate import generate
+    path = generate(args.run, args.output, parameters=parse_settings(args.set), like=args.like,
+                    n=args.n, seed=args.seed, checkpoint=args.checkpoint, device=args.device,
+                    batch_size=args.batch_size, split=args.split, overwrite=args.overwrite,
+                    progress=not args.quiet)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from surrogate.validation.report import load_thresholds, validate_files, write_report
     thresholds = load_thresholds(args.thresholds) if args.thresholds else None
@@ -209,6 +266,52 @@ def build_parser() -> argparse.ArgumentParser:
                        help="structure only; skip the NaN/checksum scan of every snapshot")
     check.set_defaults(func=cmd_check)
 
+    train = commands.add_parser(
+        "train", help="train the conditional GAN on a field-store file",
+        description="Train (or --resume) the conditional GAN; writes RUN/config.json, "
+                    "checkpoints/last.pt and best.pt (best validation score on held-out "
+                    "conditions), metrics.jsonl and samples/*.png.")
+    train.add_argument("data", help="training field-store file (simulator output)")
+    train.add_argument("-o", "--output", required=True, metavar="RUN", help="run directory")
+    train.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
+    train.add_argument("--resume", action="store_true",
+                       help="continue RUN from checkpoints/last.pt (exactly, on the CPU)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="start afresh in an existing RUN")
+    train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    for name, kind, text in TRAIN_OPTION_HELP:
+        flag = "--" + name.replace("_", "-")
+        if kind is bool:
+            train.add_argument(flag, dest=name, default=None,
+                               action=argparse.BooleanOptionalAction, help=text)
+        else:
+            train.add_argument(flag, dest=name, type=kind, default=None, help=text)
+    train.set_defaults(func=cmd_train)
+
+    generate = commands.add_parser(
+        "generate", help="generate a field-store file from a trained run",
+        description="Generate trajectories with a trained run's EMA generator at one "
+                    "condition (--set) or at the conditions of a file (--like), in the "
+                    "simulators' HDF5 layout.")
+    generate.add_argument("run", help="training run directory")
+    generate.add_argument("-o", "--output", required=True, help="output .h5 file")
+    generate.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                          help="parameter value (repeatable; others: the training data's "
+                               "fixed value or the default)")
+    generate.add_argument("--like", metavar="FILE", default=None,
+                          help="reuse the parameters and times of FILE's trajectories")
+    generate.add_argument("--split", choices=("train", "valid", "test"), default=None,
+                          help="with --like: only trajectories of this split")
+    generate.add_argument("-n", type=int, default=None,
+                          help="trajectories (16 with --set; per condition, 1, with --like)")
+    generate.add_argument("--seed", type=int, default=0, help="master seed (0)")
+    generate.add_argument("--checkpoint", default="best", help="best (default), last or a file")
+    generate.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    generate.add_argument("--batch-size", type=int, default=64, help="snapshots per call (64)")
+    generate.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    generate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    generate.set_defaults(func=cmd_generate)
+
     validate = commands.add_parser(
         "validate", help="compare generated fields with reference fields; write a report",
         description="Compare GENERATED with REFERENCE (same system, grid and times) through "
@@ -239,9 +342,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        hint = " (rerun with --resume to continue the sweep)" if args.command == "simulate" else ""
-        print(f"surrogate: interrupted{hint}", file=sys.stderr)
+        hint = {"simulate": " (rerun with --resume to continue the sweep)",
+                "train": " (rerun with --resume to continue from the last checkpoint)"}
+        print(f"surrogate: interrupted{hint.get(args.command, '')}", file=sys.stderr)
         return 130
+    except RuntimeError as error:
+        from surrogate.train import TrainingDivergedError
+        if not isinstance(error, TrainingDivergedError):
+            raise
+        print(f"surrogate: error: {error}", file=sys.stderr)
+        return 1
     except (ValueError, OSError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"surrogate: error: {message}", file=sys.stderr)

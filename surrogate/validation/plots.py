@@ -374,3 +374,59 @@ def render_markdown(report: Mapping[str, Any], figures: Mapping[str, str]) -> st
     lines += [f"| {key} | {_number(value) if value is not None else 'disabled'} |"
               for key, value in report["thresholds"].items()]
     return "\n".join(lines) + "\n"
+
+
+def save_training_samples(reference: Mapping[str, np.ndarray],
+                          generated: Mapping[str, np.ndarray], schema, path: str | Path,
+                          step: int) -> Path:
+    """Sample grid written during training: reference vs generated at the same conditions.
+
+    One row per field (vector fields as ``|u|``): the first four reference snapshots, the
+    four generated ones on the same colour scale, and both mean power spectra.
+
+    Args:
+        reference, generated: ``{field: (S, N, N[, 2])}`` physical snapshots.
+        schema: the data's :class:`simulators.store.StoreSchema` (fields, box size).
+        path: PNG to write (parent directories are created).
+        step: training step (title).
+    """
+    from surrogate.validation.spectra import power_spectrum
+
+    plt = _pyplot()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    specs = list(schema.fields)
+    count = min(4, *(values.shape[0] for values in reference.values()))
+    fig, axes = plt.subplots(len(specs), 2 * count + 1, squeeze=False,
+                             figsize=(1.9 * (2 * count + 1) + 1.5, 2.0 * len(specs)))
+    for row, spec in enumerate(specs):
+        ref = np.asarray(reference[spec.name], dtype=np.float64)
+        gen = np.asarray(generated[spec.name], dtype=np.float64)
+        if spec.rank:
+            ref_view, gen_view = np.sqrt((ref**2).sum(-1)), np.sqrt((gen**2).sum(-1))
+            components = (np.moveaxis(ref, -1, -3), np.moveaxis(gen, -1, -3))
+        else:
+            ref_view, gen_view, components = ref, gen, (ref, gen)
+        low, high = float(ref_view[:count].min()), float(ref_view[:count].max())
+        for column in range(count):
+            for offset, (data, label) in enumerate(((ref_view, "ref"), (gen_view, "gen"))):
+                ax = axes[row, 2 * column + offset]
+                ax.imshow(data[column].T, origin="lower", vmin=low, vmax=high)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if row == 0:
+                    ax.set_title(f"{label} {column}", fontsize=8)
+            if column == 0:
+                axes[row, 0].set_ylabel(("|" + spec.name + "|") if spec.rank else spec.name)
+        ax = axes[row, -1]
+        for data, style in zip(components, (REFERENCE_STYLE, GENERATED_STYLE), strict=True):
+            k, power = power_spectrum(data, schema.box_size)
+            mean = power.reshape(-1, power.shape[-1]).mean(axis=0) * (2 if spec.rank else 1)
+            ax.loglog(k, np.where(mean > 0, mean, np.nan), **style)
+        ax.set_title("spectrum", fontsize=8)
+        ax.legend(frameon=False, fontsize=7)
+    fig.suptitle(f"step {step}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

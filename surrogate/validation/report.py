@@ -79,7 +79,8 @@ from surrogate.validation.statistics import (
 )
 
 __all__ = ["DEFAULT_THRESHOLDS", "REPORT_VERSION", "THRESHOLD_DOCS", "ValidationResult",
-           "load_thresholds", "resolve_thresholds", "validate_files", "write_report"]
+           "load_thresholds", "resolve_thresholds", "spectrum_summary", "validate_files",
+           "write_report"]
 
 REPORT_VERSION = 1
 
@@ -343,8 +344,16 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _spectrum_summary(k: np.ndarray, reference: np.ndarray, generated: np.ndarray
-                      ) -> dict[str, Any]:
+def spectrum_summary(k: np.ndarray, reference: np.ndarray, generated: np.ndarray
+                     ) -> dict[str, Any]:
+    """Relative spectrum error over the resolved shells (see the module docstring).
+
+    Args:
+        k: (n_shells,) wavenumbers; reference, generated: (n_shells,) mean spectra.
+    Returns:
+        ``{"k", "reference", "generated", "rel_error_median", "rel_error_max",
+        "n_shells_compared", "k_resolved_max", "bands"}``.
+    """
     resolved = reference > RESOLVED_POWER_FLOOR * reference.max() if reference.size else []
     rel = spectrum_relative_error(generated[resolved], reference[resolved])
     absolute = np.abs(rel)
@@ -662,7 +671,7 @@ def _field_reports(sides: Mapping[str, Mapping[str, _FieldStats]], specs, box: f
         resolution = 2 * ref.spectrum.size
         k = power_spectrum(np.zeros((resolution, resolution)), box)[0]
         r = correlation_function(np.zeros((resolution, resolution)), box)[0]
-        spectrum = _spectrum_summary(k, ref.spectrum / ref.snapshots,
+        spectrum = spectrum_summary(k, ref.spectrum / ref.snapshots,
                                      gen.spectrum / gen.snapshots)
         ref_values, gen_values = ref.samples.values(), gen.samples.values()
         low, high = min(ref.low, gen.low), max(ref.high, gen.high)
@@ -707,7 +716,7 @@ def _condition_entry(groups: ConditionGroups, g: int, members: Mapping[str, np.n
         ref, gen = group_stats["reference"][spec.name], group_stats["generated"][spec.name]
         resolution = 2 * ref.spectrum.size
         k = power_spectrum(np.zeros((resolution, resolution)), box)[0]
-        spectrum = _spectrum_summary(k, ref.spectrum / ref.snapshots,
+        spectrum = spectrum_summary(k, ref.spectrum / ref.snapshots,
                                      gen.spectrum / gen.snapshots)
         ref_spread, gen_spread = ref.spread.spread(), gen.spread.spread()
         ratio = gen_spread / ref_spread if ref_spread > 0 else math.nan

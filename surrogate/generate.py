@@ -1,0 +1,250 @@
+"""Checkpoint -> new field-store file at requested conditions (same schema as simulators).
+
+``generate(run_dir, output, ...)`` rebuilds the generator from ``RUN/config.json`` and a
+checkpoint's EMA weights (``best.pt`` by default), and writes trajectories in the
+simulators' HDF5 layout, so ``surrogate check`` and ``surrogate validate`` read them like
+simulator output. Conditions come either from ``parameters`` (one condition, ``n``
+trajectories; parameters not given take the values the training data held fixed, or
+the declared default) or from ``like`` (the parameters and times of every trajectory of
+another file, ``n`` trajectories per condition).
+
+A generated *trajectory* is one latent vector ``z`` decoded at every snapshot time of
+the schema (condition = parameters + time), so its snapshots vary smoothly with time the
+way the generator learned; per-pixel noise is fresh per snapshot. Latents are drawn in
+trajectory order from ``torch.Generator().manual_seed(seed)`` and pixel noise from the
+seeded global stream, so the same seed and batch size give the same bytes; the root
+attribute ``seed`` records the master seed and ``trajectory_seed`` each trajectory's
+index in that stream. Trajectories are written as they are produced (memory does not
+depend on ``n``) into ``OUTPUT.partial``, renamed when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from simulators.store import (
+    FieldStore,
+    FieldStoreError,
+    FieldStoreWriter,
+    Provenance,
+    StoreSchema,
+)
+from surrogate.checkpoint import CheckpointError, load_checkpoint, read_run_config
+from surrogate.constraints import OutputHeads
+from surrogate.data import ConditionEncoder, FieldNormalizer, to_store_layout
+from surrogate.models import Generator, ModelConfig
+from surrogate.train import resolve_device
+
+__all__ = ["SurrogateModel", "generate", "load_surrogate"]
+
+
+def _schema_from_config(config: Mapping[str, Any]) -> StoreSchema:
+    schema = config["schema"]
+    return StoreSchema.from_description(
+        json.dumps(schema["description"]), times=np.asarray(schema["times"]),
+        resolution=schema["resolution"], box_size=schema["box_size"],
+        time_units=schema["time_units"], length_units=schema["length_units"],
+        dataset_name=schema["dataset_name"])
+
+
+class SurrogateModel:
+    """A trained generator with its heads, normaliser and condition encoder.
+
+    Attributes:
+        schema: layout of the training data (system, fields, parameters, grid, times).
+        run_id: first 12 hex digits of the SHA-256 of the run's config.json.
+        step: training step of the loaded weights; checkpoint: its file name.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, checkpoint: str = "best",
+                 device: str = "auto") -> None:
+        run_dir = Path(run_dir)
+        config = read_run_config(run_dir)
+        try:
+            self.schema = _schema_from_config(config)
+            self.normalizer = FieldNormalizer.from_dict(config["normalizer"])
+            self.encoder = ConditionEncoder.from_dict(config["condition_encoder"])
+            self.model_config = ModelConfig.from_dict(config["model"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{run_dir}/config.json: incomplete or invalid run "
+                                  f"configuration ({error})") from None
+        self.system = config["system"]
+        self.data_ranges: dict[str, list[float]] = config.get("data_parameter_ranges", {})
+        self.device = resolve_device(device)
+        name = {"best": "best.pt", "last": "last.pt"}.get(checkpoint, checkpoint)
+        path = run_dir / "checkpoints" / name
+        state = load_checkpoint(path, map_location=self.device)
+        if state.get("system") != self.system:
+            raise CheckpointError(f"{path}: checkpoint of system {state.get('system')!r}, "
+                                  f"but the run is {self.system!r}")
+        if state.get("model") != self.model_config.to_dict():
+            raise CheckpointError(f"{path}: checkpoint's model differs from the run's "
+                                  f"config.json (a checkpoint of another run?)")
+        self.generator = Generator(self.model_config).to(self.device).eval()
+        try:
+            self.generator.load_state_dict(state["generator_ema"])
+        except (KeyError, RuntimeError) as error:
+            first = str(error).splitlines()[0] if str(error) else "no generator weights"
+            raise CheckpointError(f"{path}: generator weights do not fit ({first})") from None
+        self.generator.requires_grad_(False)
+        self.heads = OutputHeads.from_schema(self.schema, self.normalizer).to(self.device)
+        self.step = int(state.get("step", -1))
+        self.checkpoint = name
+        self.run_id = hashlib.sha256((run_dir / "config.json").read_bytes()).hexdigest()[:12]
+
+    @torch.no_grad()
+    def sample(self, condition: np.ndarray, noise: torch.Tensor) -> np.ndarray:
+        """Physical fields ``(B, C, N, N)`` float32 for conditions ``(B, P+1)``, latents (B, Z)."""
+        raw = self.generator(noise.to(self.device),
+                             torch.as_tensor(condition, device=self.device))
+        return self.heads(raw).float().cpu().numpy()
+
+
+def load_surrogate(run_dir: str | os.PathLike, checkpoint: str = "best",
+                   device: str = "auto") -> SurrogateModel:
+    """Load a trained surrogate from a run directory (see :class:`SurrogateModel`)."""
+    return SurrogateModel(run_dir, checkpoint, device)
+
+
+def _conditions_from_settings(model: SurrogateModel, settings: Mapping[str, float], n: int
+                              ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    names = [p.name for p in model.schema.parameters]
+    unknown = sorted(set(settings) - set(names))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for "
+                         f"{model.system} (parameters: {', '.join(names)})")
+    values = {}
+    for parameter in model.schema.parameters:
+        if parameter.name in settings:
+            value = parameter.check(settings[parameter.name])
+        else:
+            low, high = model.data_ranges.get(parameter.name, (parameter.default,) * 2)
+            value = low if low == high else parameter.default
+        values[parameter.name] = np.full(n, float(value))
+    return values, np.asarray(model.schema.times, dtype=np.float64)
+
+
+def _conditions_like(model: SurrogateModel, like: str | os.PathLike, n: int,
+                     split: str | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    with FieldStore(like) as store:
+        if store.system != model.system:
+            raise FieldStoreError(f"{like}: system {store.system!r} differs from the "
+                                  f"surrogate's {model.system!r}")
+        if store.field_names != [spec.name for spec in model.schema.fields]:
+            raise FieldStoreError(f"{like}: fields {store.field_names} differ from the "
+                                  f"surrogate's {[s.name for s in model.schema.fields]}")
+        if store.resolution != model.schema.resolution:
+            raise FieldStoreError(f"{like}: resolution {store.resolution} differs from the "
+                                  f"surrogate's {model.schema.resolution}")
+        parameters = store.parameters()
+        times = np.asarray(store.times, dtype=np.float64)
+        selected = np.arange(store.n_trajectories)
+        if split is not None:
+            codes = {"train": 0, "valid": 1, "test": 2}
+            if split not in codes:
+                raise ValueError(f"unknown split {split!r} (train, valid or test)")
+            selected = np.flatnonzero(store.split == codes[split])
+            if selected.size == 0:
+                raise FieldStoreError(f"{like}: no trajectory in the {split} split")
+    return ({name: np.repeat(values[selected], n) for name, values in parameters.items()},
+            times)
+
+
+def _warn_extrapolation(model: SurrogateModel, parameters: Mapping[str, np.ndarray]) -> None:
+    for name, values in parameters.items():
+        low, high = model.data_ranges.get(name, (-math.inf, math.inf))
+        outside = (values < low * (1 - 1e-9) - 1e-300) | (values > high * (1 + 1e-9) + 1e-300)
+        if np.any(outside):
+            print(f"surrogate: warning: {name} = {values[outside][0]:g} lies outside the "
+                  f"training data's range [{low:g}, {high:g}] (extrapolation)", file=sys.stderr)
+
+
+def generate(run_dir: str | os.PathLike, output: str | os.PathLike, *,
+             parameters: Mapping[str, float] | None = None, like: str | os.PathLike | None = None,
+             n: int | None = None, seed: int = 0, checkpoint: str = "best",
+             device: str = "auto", batch_size: int = 64, split: str | None = None,
+             overwrite: bool = False, progress: bool = False) -> Path:
+    """Generate a field-store file from a trained run (see the module docstring).
+
+    Args:
+        run_dir: training run directory.
+        output: new ``.h5`` file.
+        parameters: ``{name: value}`` for one condition (with ``n`` trajectories,
+            default 16); mutually exclusive with ``like``.
+        like: a field-store file whose trajectories' parameters and times are reused
+            (``n`` trajectories per condition, default 1; ``split`` restricts to
+            ``"train"``, ``"valid"`` or ``"test"`` trajectories).
+        seed: master seed of the latents and pixel noise.
+        checkpoint: ``"best"``, ``"last"`` or a file name in ``RUN/checkpoints``.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``.
+        batch_size: snapshots per generator call.
+        overwrite: replace an existing ``output``.
+        progress: tqdm progress bar.
+    Returns:
+        The written path.
+    Raises:
+        ValueError: bad options, unknown parameters or values outside the declared
+            ranges, a ``like`` file of another system/fields/grid, an unusable run or
+            checkpoint (:class:`surrogate.checkpoint.CheckpointError`).
+    """
+    if like is not None and parameters:
+        raise ValueError("give either --set parameters or --like FILE, not both")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"-n must be a positive integer, got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be positive, got {batch_size}")
+    model = load_surrogate(run_dir, checkpoint, device)
+    if like is not None:
+        values, times = _conditions_like(model, like, n or 1, split)
+    else:
+        values, times = _conditions_from_settings(model, parameters or {}, n or 16)
+    _warn_extrapolation(model, values)
+    count = len(next(iter(values.values())))
+    n_times = times.size
+    model.encoder.encode({k: v[:1] for k, v in values.items()}, times[:1])   # range check
+    schema = StoreSchema(system=model.schema.system, parameters=model.schema.parameters,
+                         fields=model.schema.fields, invariants=model.schema.invariants,
+                         times=times, resolution=model.schema.resolution,
+                         box_size=model.schema.box_size, time_units=model.schema.time_units,
+                         length_units=model.schema.length_units,
+                         dataset_name=f"{model.schema.dataset_name}_surrogate")
+    extra = {"generator_run_id": model.run_id, "generator_checkpoint": model.checkpoint,
+             "generator_step": model.step, "generator_system": model.system}
+    per_call = max(1, batch_size // n_times)
+    latents = torch.Generator().manual_seed(seed)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=count, unit="traj", desc="generate", dynamic_ncols=True)
+    with torch.random.fork_rng(devices=[]), FieldStoreWriter(
+            output, schema, count, Provenance("surrogate.generate", seed=seed),
+            overwrite=overwrite, extra_attrs=extra) as writer:
+        torch.manual_seed(seed)
+        for start in range(0, count, per_call):
+            stop = min(start + per_call, count)
+            noise = torch.randn(stop - start, model.model_config.noise_dim, generator=latents)
+            chunk = {name: np.repeat(v[start:stop], n_times) for name, v in values.items()}
+            condition = model.encoder.encode(chunk, np.tile(times, stop - start))
+            fields = model.sample(condition, noise.repeat_interleave(n_times, dim=0))
+            fields = fields.reshape(stop - start, n_times, *fields.shape[1:])
+            for offset in range(stop - start):
+                index = start + offset
+                writer.write(index, {name: float(v[index]) for name, v in values.items()},
+                             to_store_layout(fields[offset], schema.fields), seed=index)
+            if bar is not None:
+                bar.update(stop - start)
+    if bar is not None:
+        bar.close()
+    return Path(output)

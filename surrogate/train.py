@@ -1,0 +1,683 @@
+"""Training loop of the conditional GAN: CPU and CUDA, AMP, EMA, R1, DDP, exact resume.
+
+One step (per replica; batch ``B`` split evenly over ``world_size`` replicas)::
+
+    draw B trajectory/time indices of the training split (torch generator "data")
+    real  = augment(normalised fields of those snapshots)     symmetry group of the system
+    c     = their conditions (normalised parameters, time)
+    fake  = heads(G(z, c))  -> normalised                      z ~ N(0, I) (generator "noise")
+    L_D   = loss_D(D(real, c), D(fake.detach(), c))
+            [+ (gamma / 2) * k * R1(real) every k-th step, lazy R1, Mescheder et al. 2018]
+    L_G   = loss_G(D(fake, c)) + w_spec * spectral_loss(fake, real)
+    Adam steps on D then G; EMA of G's weights: theta_ema <- beta theta_ema + (1 - beta) theta
+    with beta = min(ema_decay, (1 + step) / (10 + step)).
+
+Fakes share the conditions of the real batch (the projection discriminator compares
+like with like). Every random number comes from torch generators whose states go into
+the checkpoint, so on the CPU ``N`` steps, a stop and ``--resume`` for ``N`` more give the
+same weights as ``2N`` steps straight (tested). Validation every ``validate_every`` steps
+generates the held-out (``valid`` split) conditions with the EMA generator and scores
+them with the validation library: ``score = mean over fields of (median spectrum
+relative error over resolved shells + W1 / std)``; the best score's EMA generator is kept
+as ``checkpoints/best.pt``. A NaN/Inf loss stops the run with a one-line message naming
+the last good checkpoint.
+
+On CUDA: bf16 autocast for G and D (``amp``), TF32 matmuls/convolutions (``tf32``),
+optional ``torch.compile`` (R1 then runs through the uncompiled discriminator: compiled
+graphs do not support double backward). Launched with ``torchrun --nproc_per_node=K -m
+surrogate train ...`` the replicas train data-parallel: every replica draws the same
+global index/noise stream and keeps its own slice of the batch (sharded reading), and
+gradients are averaged with ``all_reduce`` after each backward (the same arithmetic as
+``DistributedDataParallel``; NCCL on GPUs, gloo on CPUs); only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from surrogate.checkpoint import (
+    CheckpointError,
+    capture_rng_state,
+    load_checkpoint,
+    read_run_config,
+    restore_rng_state,
+    save_checkpoint,
+    write_run_config,
+)
+from surrogate.constraints import OutputHeads
+from surrogate.data import (
+    ConditionEncoder,
+    EmptySplitWarning,
+    FieldNormalizer,
+    TrainingData,
+    load_training_data,
+    n_channels,
+)
+from surrogate.losses import (
+    LOSS_KINDS,
+    discriminator_loss,
+    generator_loss,
+    r1_penalty,
+    spectral_loss,
+)
+from surrogate.models import Discriminator, Generator, ModelConfig
+
+__all__ = ["RUN_FORMAT", "TrainConfig", "TrainingDivergedError", "build_models",
+           "physics_score", "resolve_device", "schema_to_dict", "train"]
+
+#: version of the run directory's config.json layout
+RUN_FORMAT = 1
+
+
+class TrainingDivergedError(RuntimeError):
+    """A loss became NaN/Inf; the message names the last good checkpoint."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of a training run (stored in ``RUN/config.json``).
+
+    Attributes:
+        steps: total optimisation steps (a resumed run continues up to this number).
+        batch_size: global batch (split over DDP replicas).
+        lr_generator, lr_discriminator: Adam learning rates.
+        beta1, beta2: Adam betas (StyleGAN2 uses 0, 0.99).
+        loss: ``"hinge"`` or ``"nonsaturating"``.
+        r1_gamma: R1 weight gamma (0 disables R1).
+        r1_interval: lazy R1 every ``k`` steps (scaled by ``k``).
+        spectral_loss_weight: weight of the log power-spectrum loss on G (0 disables).
+        ema_decay: EMA decay of the generator weights.
+        augment: symmetry augmentation of the real batch (only the system's symmetries).
+        width: base channel width of G and D (``ModelConfig.for_resolution``).
+        noise_dim: latent size.
+        spectral_branch: D's log-spectrum branch.
+        amp: bf16 autocast on CUDA (ignored on CPU).
+        tf32: TF32 matmuls and convolutions on CUDA.
+        compile: ``torch.compile`` G and D.
+        log_every, sample_every, checkpoint_every, validate_every: intervals in steps.
+        validation_samples: held-out snapshots scored per validation.
+        seed: seed of weights, data order, noise and augmentation.
+    """
+
+    steps: int = 2000
+    batch_size: int = 32
+    lr_generator: float = 2e-4
+    lr_discriminator: float = 2e-4
+    beta1: float = 0.0
+    beta2: float = 0.99
+    loss: str = "hinge"
+    r1_gamma: float = 0.1
+    r1_interval: int = 16
+    spectral_loss_weight: float = 0.1
+    ema_decay: float = 0.999
+    augment: bool = True
+    width: int = 32
+    noise_dim: int = 64
+    spectral_branch: bool = True
+    amp: bool = True
+    tf32: bool = True
+    compile: bool = False
+    log_every: int = 50
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    validate_every: int = 500
+    validation_samples: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        positive = ("steps", "batch_size", "r1_interval", "width", "noise_dim", "log_every",
+                    "sample_every", "checkpoint_every", "validate_every", "validation_samples")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("lr_generator", "lr_discriminator"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        for name in ("r1_gamma", "spectral_loss_weight"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        for name in ("beta1", "beta2", "ema_decay"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0 <= value < 1):
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        if self.loss not in LOSS_KINDS:
+            raise ValueError(f"unknown loss {self.loss!r} (choose from {', '.join(LOSS_KINDS)})")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(**dict(data))
+
+
+# ------------------------------------------------------------------ helpers
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r} (use auto, cpu, cuda or cuda:N)") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but no CUDA GPU is available")
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {device!r} (use auto, cpu, cuda or cuda:N)")
+    return resolved
+
+
+def schema_to_dict(schema) -> dict[str, Any]:
+    """A file's schema as plain JSON (enough to write generated files in the same layout)."""
+    return {"description": json.loads(schema.description_json()),
+            "times": [float(t) for t in schema.times], "resolution": int(schema.resolution),
+            "box_size": float(schema.box_size), "time_units": schema.time_units,
+            "length_units": schema.length_units, "dataset_name": schema.dataset_name}
+
+
+def build_models(model_config: ModelConfig) -> tuple[Generator, Discriminator]:
+    """Generator and discriminator of a model config."""
+    return Generator(model_config), Discriminator(model_config)
+
+
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> None:
+    with torch.no_grad():
+        for target, source in zip(ema.parameters(), model.parameters(), strict=True):
+            target.lerp_(source, 1.0 - beta)
+        for target, source in zip(ema.buffers(), model.buffers(), strict=True):
+            target.copy_(source)
+
+
+def _all_reduce_gradients(module: torch.nn.Module, world_size: int) -> None:
+    """Average gradients over replicas (what DistributedDataParallel does)."""
+    if world_size == 1:
+        return
+    grads = []
+    for parameter in module.parameters():
+        if parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
+        grads.append(parameter.grad)
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for grad in grads:
+        grad.copy_(flat[offset:offset + grad.numel()].view_as(grad))
+        offset += grad.numel()
+
+
+def _spectrum_error(reference: np.ndarray, generated: np.ndarray, rank: int,
+                    box_size: float) -> float:
+    from surrogate.validation.report import spectrum_summary
+    from surrogate.validation.spectra import power_spectrum
+
+    def mean_spectrum(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if rank:
+            k, power = power_spectrum(np.moveaxis(values, -1, -3), box_size)
+            return k, power.sum(axis=-2).mean(axis=0)
+        k, power = power_spectrum(values, box_size)
+        return k, power.mean(axis=0)
+
+    k, p_ref = mean_spectrum(reference)
+    _, p_gen = mean_spectrum(generated)
+    return float(spectrum_summary(k, p_ref, p_gen)["rel_error_median"])
+
+
+def physics_score(reference: Mapping[str, np.ndarray], generated: Mapping[str, np.ndarray],
+                  ranks: Mapping[str, int], box_size: float) -> dict[str, float]:
+    """Validation score of generated vs reference snapshots (lower is better).
+
+    Per field: ``spectrum`` = median over resolved shells of ``|P_gen / P_ref - 1|`` of
+    the sample-mean spectra (as in the report), ``w1`` = Wasserstein-1 of the pooled
+    values over the reference std; ``score`` = mean over fields of ``spectrum + w1``.
+
+    Args:
+        reference, generated: ``{field: (S, N, N[, 2])}`` physical snapshots at the same
+            conditions.
+        ranks: ``{field: 0 or 1}``.
+        box_size: side ``L`` of the periodic square.
+    """
+    from surrogate.validation.statistics import wasserstein1_over_std
+    out: dict[str, float] = {}
+    total = 0.0
+    for name, values in reference.items():
+        spectrum = _spectrum_error(values, generated[name], ranks[name], box_size)
+        w1 = wasserstein1_over_std(generated[name], values) if np.std(values) > 0 else 0.0
+        out[f"{name}/spectrum"] = spectrum
+        out[f"{name}/w1"] = w1
+        total += spectrum + w1
+    out["score"] = total / max(len(reference), 1)
+    return out
+
+
+# ------------------------------------------------------------------ the trainer
+@dataclass
+class _Distributed:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _distributed_from_environment(device: str) -> tuple[_Distributed, str]:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return _Distributed(), device
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        device = f"cuda:{local_rank}"
+    elif device == "auto":
+        device = "cpu"
+    return _Distributed(rank, world_size, local_rank), device
+
+
+class Trainer:
+    """One training run in a run directory (see :func:`train`)."""
+
+    def __init__(self, data_path: str | os.PathLike, run_dir: str | os.PathLike,
+                 config: TrainConfig, *, device: str = "auto", resume: bool = False,
+                 progress: bool = True, log: Callable[[str], None] | None = None) -> None:
+        self.ddp, device = _distributed_from_environment(device)
+        self.device = resolve_device(device)
+        self.run_dir = Path(run_dir)
+        self.progress = progress and self.ddp.main
+        self.log = log or (lambda message: None)
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+        saved = read_run_config(self.run_dir) if resume else None
+        normalizer = encoder = None
+        if saved is not None:
+            _check_run_format(saved, self.run_dir)
+            normalizer = FieldNormalizer.from_dict(saved["normalizer"])
+            encoder = ConditionEncoder.from_dict(saved["condition_encoder"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EmptySplitWarning)
+            self.data: TrainingData = load_training_data(data_path, normalizer=normalizer,
+                                                         encoder=encoder)
+        schema = self.data.schema
+        if saved is not None and saved["system"] != schema.system:
+            raise CheckpointError(f"{data_path}: system {schema.system!r} differs from the "
+                                  f"run's {saved['system']!r}")
+        if config.batch_size % self.ddp.world_size:
+            raise ValueError(f"batch size {config.batch_size} is not divisible by the "
+                             f"{self.ddp.world_size} replicas")
+        self.config = config
+        self.local_batch = config.batch_size // self.ddp.world_size
+        self.heads = OutputHeads.from_schema(schema, self.data.normalizer).to(self.device)
+        torch.manual_seed(config.seed)
+        self.model_config = ModelConfig.for_resolution(
+            schema.resolution, self.heads.raw_channels, n_channels(schema.fields),
+            self.data.encoder.dim, width=config.width, noise_dim=config.noise_dim,
+            spectral_branch=config.spectral_branch)
+        generator, discriminator = build_models(self.model_config)
+        self.generator = generator.to(self.device)
+        self.discriminator = discriminator.to(self.device)
+        self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        betas = (config.beta1, config.beta2)
+        self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_generator,
+                                            betas=betas)
+        self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(),
+                                            lr=config.lr_discriminator, betas=betas)
+        self.data_generator = torch.Generator().manual_seed(config.seed + 1)
+        self.noise_generator = torch.Generator().manual_seed(config.seed + 2)
+        self.augment_generator = torch.Generator().manual_seed(config.seed + 3)
+        self.step = 0
+        self.best_score = math.inf
+        self.best_step = -1
+        self.last_checkpoint_step = -1
+        if self.ddp.world_size > 1:
+            for module in (self.generator, self.discriminator, self.generator_ema):
+                for tensor in list(module.parameters()) + list(module.buffers()):
+                    dist.broadcast(tensor.data, src=0)
+        if saved is not None:
+            self._restore()
+        elif self.ddp.main:
+            self._write_config()
+        cuda = self.device.type == "cuda"
+        if cuda and config.tf32:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) \
+            if cuda and config.amp else contextlib.nullcontext
+        self.g_forward = torch.compile(self.generator) if config.compile else self.generator
+        self.d_forward = torch.compile(self.discriminator) if config.compile \
+            else self.discriminator
+
+    # -------------------------------------------------------------- config and state
+    def _write_config(self) -> None:
+        from simulators.store import FieldStore
+        with FieldStore(self.data.path) as store:
+            ranges = {name: [float(values.min()), float(values.max())]
+                      for name, values in store.parameters().items()}
+        config = {"format": RUN_FORMAT, "system": self.data.schema.system,
+                  "data_parameter_ranges": ranges,
+                  "fields": [spec.name for spec in self.data.schema.fields],
+                  "data": str(self.data.path), "schema": schema_to_dict(self.data.schema),
+                  "train": self.config.to_dict(), "model": self.model_config.to_dict(),
+                  "normalizer": self.data.normalizer.to_dict(),
+                  "condition_encoder": self.data.encoder.to_dict()}
+        write_run_config(self.run_dir, config)
+
+    def _state(self) -> dict[str, Any]:
+        return {"generator": self.generator.state_dict(),
+                "discriminator": self.discriminator.state_dict(),
+                "generator_ema": self.generator_ema.state_dict(),
+                "optimizer_g": self.optimizer_g.state_dict(),
+                "optimizer_d": self.optimizer_d.state_dict(),
+                "step": self.step, "best_score": self.best_score, "best_step": self.best_step,
+                "rng": capture_rng_state(self.data_generator, self.noise_generator,
+                                         self.augment_generator),
+                "system": self.data.schema.system, "model": self.model_config.to_dict()}
+
+    def _restore(self) -> None:
+        path = self.checkpoint_dir / "last.pt"
+        state = load_checkpoint(path, map_location=self.device)
+        if state.get("model") != self.model_config.to_dict():
+            raise CheckpointError(f"{path}: model configuration differs from the run's "
+                                  f"config.json")
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.generator_ema.load_state_dict(state["generator_ema"])
+        self.optimizer_g.load_state_dict(state["optimizer_g"])
+        self.optimizer_d.load_state_dict(state["optimizer_d"])
+        self.step = int(state["step"])
+        self.best_score = float(state["best_score"])
+        self.best_step = int(state["best_step"])
+        self.last_checkpoint_step = self.step
+        restore_rng_state(state["rng"], self.data_generator, self.noise_generator,
+                          self.augment_generator)
+        if self.ddp.main:
+            _truncate_metrics(self.run_dir / "metrics.jsonl", self.step)
+
+    def save(self) -> None:
+        if self.ddp.main:
+            save_checkpoint(self.checkpoint_dir / "last.pt", self._state())
+        self.last_checkpoint_step = self.step
+        if self.ddp.world_size > 1:
+            dist.barrier()
+
+    # -------------------------------------------------------------- one step
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        train = self.data.splits["train"]
+        size = self.config.batch_size
+        indices = torch.randint(len(train), (size,), generator=self.data_generator)
+        noise = torch.randn(size, self.config.noise_dim, generator=self.noise_generator)
+        rank, world = self.ddp.rank, self.ddp.world_size
+        indices, noise = indices[rank::world], noise[rank::world]
+        real, condition = train.get_batch(indices.numpy())
+        if self.config.augment and self.data.augmentation.enabled:
+            real = self.data.augmentation(real, self.augment_generator)
+        return (real.to(self.device, non_blocking=True),
+                condition.to(self.device, non_blocking=True), noise.to(self.device))
+
+    def train_step(self) -> dict[str, float]:
+        """One D and one G update; returns the step's losses."""
+        config = self.config
+        real, condition, noise = self._batch()
+        metrics: dict[str, float] = {}
+        self.discriminator.requires_grad_(True)
+        with self.autocast():
+            fake = self.heads.forward_normalised(self.g_forward(noise, condition))
+            real_logits = self.d_forward(real, condition)
+            fake_logits = self.d_forward(fake.detach(), condition)
+        loss_d = discriminator_loss(real_logits.float(), fake_logits.float(), config.loss)
+        metrics["loss_d"] = float(loss_d.detach())
+        if config.r1_gamma > 0 and self.step % config.r1_interval == 0:
+            real_input = real.detach().requires_grad_(True)
+            penalty = r1_penalty(self.discriminator(real_input, condition), real_input)
+            loss_d = loss_d + 0.5 * config.r1_gamma * config.r1_interval * penalty
+            metrics["r1"] = float(penalty.detach())
+        self._check_finite(loss_d, "discriminator")
+        self.optimizer_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        _all_reduce_gradients(self.discriminator, self.ddp.world_size)
+        self.optimizer_d.step()
+
+        self.discriminator.requires_grad_(False)
+        with self.autocast():
+            generated_logits = self.d_forward(fake, condition)
+        loss_g = generator_loss(generated_logits.float(), config.loss)
+        metrics["loss_g"] = float(loss_g.detach())
+        if config.spectral_loss_weight > 0:
+            spectral = spectral_loss(fake.float(), real.float())
+            loss_g = loss_g + config.spectral_loss_weight * spectral
+            metrics["spectral_loss"] = float(spectral.detach())
+        self._check_finite(loss_g, "generator")
+        self.optimizer_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        _all_reduce_gradients(self.generator, self.ddp.world_size)
+        self.optimizer_g.step()
+        beta = min(config.ema_decay, (1.0 + self.step) / (10.0 + self.step))
+        _ema_update(self.generator_ema, self.generator, beta)
+        self.step += 1
+        return metrics
+
+    def _check_finite(self, loss: torch.Tensor, which: str) -> None:
+        if torch.isfinite(loss).item():
+            return
+        last = self.checkpoint_dir / "last.pt"
+        where = (f"the last good checkpoint is {last} (step {self.last_checkpoint_step})"
+                 if self.last_checkpoint_step >= 0 else "no checkpoint was written yet")
+        raise TrainingDivergedError(f"{which} loss became {float(loss.detach())} at step "
+                                    f"{self.step}: training stopped; {where}")
+
+    # -------------------------------------------------------------- validation
+    @torch.no_grad()
+    def generate_like(self, dataset, count: int, seed: int
+                      ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """EMA-generator snapshots at the conditions of ``count`` snapshots of ``dataset``.
+
+        Returns ``(reference, generated)`` physical fields ``{name: (S, N, N[, 2])}``.
+        Uses its own seeded random stream (the training stream is untouched).
+        """
+        from surrogate.data import to_store_layout
+        indices = np.unique(np.linspace(0, len(dataset) - 1, min(count, len(dataset)))
+                            .round().astype(int))
+        real, condition = dataset.get_batch(indices)
+        outputs = []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            noise_stream = torch.Generator().manual_seed(seed)
+            for start in range(0, len(indices), 64):
+                chunk = condition[start:start + 64].to(self.device)
+                noise = torch.randn(chunk.shape[0], self.config.noise_dim,
+                                    generator=noise_stream).to(self.device)
+                with self.autocast():
+                    raw = self.generator_ema(noise, chunk)
+                outputs.append(self.heads(raw).float().cpu())
+        generated = torch.cat(outputs).numpy()
+        reference = self.data.normalizer.decode(real.double()).numpy()
+        fields = self.data.schema.fields
+        return (to_store_layout(reference, fields), to_store_layout(generated, fields))
+
+    def validate(self) -> dict[str, float] | None:
+        dataset = self.data.splits.get("valid")
+        if dataset is None:
+            return None
+        reference, generated = self.generate_like(dataset, self.config.validation_samples,
+                                                  self.config.seed + 7)
+        ranks = {spec.name: spec.rank for spec in self.data.schema.fields}
+        if not all(np.all(np.isfinite(values)) for values in generated.values()):
+            return {"score": math.inf}
+        return physics_score(reference, generated, ranks, self.data.schema.box_size)
+
+    def _samples_figure(self) -> None:
+        from surrogate.validation.plots import save_training_samples
+        dataset = self.data.splits.get("valid") or self.data.splits["train"]
+        reference, generated = self.generate_like(dataset, 4, self.config.seed + 11)
+        save_training_samples(reference, generated, self.data.schema,
+                              self.run_dir / "samples" / f"step_{self.step:06d}.png",
+                              self.step)
+
+    # -------------------------------------------------------------- the loop
+    def run(self) -> dict[str, Any]:
+        """Train until ``config.steps``; returns a summary."""
+        config = self.config
+        start_step, started = self.step, time.perf_counter()
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=config.steps, initial=self.step, unit="step", desc="train",
+                       dynamic_ncols=True)
+        metrics_path = self.run_dir / "metrics.jsonl"
+        window_start, window_steps = time.perf_counter(), 0
+        try:
+            while self.step < config.steps:
+                metrics = self.train_step()
+                window_steps += 1
+                step = self.step
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss_d=f"{metrics['loss_d']:.3f}",
+                                    loss_g=f"{metrics['loss_g']:.3f}", refresh=False)
+                record: dict[str, Any] | None = None
+                if step % config.log_every == 0 or step == config.steps:
+                    elapsed = time.perf_counter() - window_start
+                    record = {"step": step, **metrics,
+                              "images_per_second": window_steps * config.batch_size / elapsed}
+                    window_start, window_steps = time.perf_counter(), 0
+                if step % config.validate_every == 0 or step == config.steps:
+                    scores = self.validate()
+                    if scores is not None:
+                        record = {**(record or {"step": step}), **{
+                            f"valid/{key}": value for key, value in scores.items()}}
+                        if scores["score"] < self.best_score:
+                            self.best_score, self.best_step = scores["score"], step
+                            if self.ddp.main:
+                                save_checkpoint(self.checkpoint_dir / "best.pt", {
+                                    "generator_ema": self.generator_ema.state_dict(),
+                                    "step": step, "score": scores["score"],
+                                    "system": self.data.schema.system,
+                                    "model": self.model_config.to_dict()})
+                if self.ddp.main and step % config.sample_every == 0:
+                    self._samples_figure()
+                if record is not None and self.ddp.main:
+                    with metrics_path.open("a") as handle:
+                        handle.write(json.dumps(_finite(record)) + "\n")
+                if step % config.checkpoint_every == 0 or step == config.steps:
+                    self.save()
+        finally:
+            if bar is not None:
+                bar.close()
+        if self.best_step < 0 and self.ddp.main:     # no validation split: keep the last EMA
+            save_checkpoint(self.checkpoint_dir / "best.pt", {
+                "generator_ema": self.generator_ema.state_dict(), "step": self.step,
+                "score": math.nan, "system": self.data.schema.system,
+                "model": self.model_config.to_dict()})
+        seconds = time.perf_counter() - started
+        steps = self.step - start_step
+        return {"run_dir": str(self.run_dir), "steps": self.step, "steps_this_run": steps,
+                "seconds": seconds,
+                "images_per_second": steps * config.batch_size / seconds if seconds else 0.0,
+                "best_score": self.best_score, "best_step": self.best_step,
+                "device": str(self.device), "world_size": self.ddp.world_size}
+
+
+def _finite(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
+            for k, v in record.items()}
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop log lines written after the checkpoint we resume from."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except json.JSONDecodeError:
+            continue
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _check_run_format(config: Mapping[str, Any], run_dir: Path) -> None:
+    if config.get("format") != RUN_FORMAT:
+        raise CheckpointError(f"{run_dir}: run format {config.get('format')!r} is not "
+                              f"{RUN_FORMAT}")
+
+
+# ------------------------------------------------------------------ entry point
+def train(data_path: str | os.PathLike, run_dir: str | os.PathLike,
+          config: TrainConfig | None = None, *, device: str = "auto", resume: bool = False,
+          overwrite: bool = False, progress: bool = True, steps: int | None = None
+          ) -> dict[str, Any]:
+    """Train (or resume) a conditional GAN on a field-store file.
+
+    Args:
+        data_path: training file (simulator output).
+        run_dir: run directory (created).
+        config: hyper-parameters (ignored when resuming: the run's config.json is used,
+            except ``steps``).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        resume: continue from ``run_dir/checkpoints/last.pt``.
+        overwrite: start afresh in an existing run directory (its checkpoints are
+            replaced as training proceeds).
+        progress: tqdm progress bar.
+        steps: total steps (overrides ``config.steps``; when resuming, the new total).
+    Returns:
+        Summary dict (steps, seconds, images/s, best score and step, device).
+    Raises:
+        ValueError: bad file, options, device, or an existing run without ``resume`` /
+            ``overwrite``; :class:`surrogate.checkpoint.CheckpointError` for an unusable
+            run directory; :class:`TrainingDivergedError` on NaN/Inf losses.
+    """
+    run_dir = Path(run_dir)
+    existing = (run_dir / "config.json").exists()
+    if resume:
+        if not (run_dir / "checkpoints" / "last.pt").exists():
+            raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
+        saved = read_run_config(run_dir)
+        config = TrainConfig.from_dict(saved["train"])
+    elif existing and not overwrite:
+        raise ValueError(f"{run_dir}: a training run already exists (use --resume to continue "
+                         f"it or --overwrite to start afresh)")
+    config = config or TrainConfig()
+    if steps is not None:
+        config = dataclasses.replace(config, steps=steps)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: exists and is not a directory")
+    if not resume and overwrite and existing:
+        for stale in ("metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt"):
+            (run_dir / stale).unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(data_path, run_dir, config, device=device, resume=resume,
+                      progress=progress)
+    if resume and steps is not None:
+        if trainer.ddp.main:
+            saved = read_run_config(run_dir)
+            saved["train"] = config.to_dict()
+            write_run_config(run_dir, saved)
+    return trainer.run()
