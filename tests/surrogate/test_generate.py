@@ -1,0 +1,127 @@
+"""Generation: same schema as simulator files, deterministic, conditions honoured, refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from simulators.store import FieldStore, check_file
+from surrogate.checkpoint import CheckpointError
+from surrogate.cli import main
+from surrogate.generate import generate, load_surrogate
+from surrogate.train import TrainConfig, train
+from surrogate.validation import divergence_violation
+
+SAMPLE = "data/sample_navier_stokes2d.h5"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("gen") / "run"
+    train(SAMPLE, directory, TrainConfig(steps=4, batch_size=8, width=8, noise_dim=16,
+                                         validate_every=2), progress=False)
+    return directory
+
+
+def test_generated_file_follows_the_format_and_the_constraints(run, tmp_path):
+    path = generate(run, tmp_path / "g.h5", parameters={"nu": 3e-3}, n=5, seed=1)
+    assert check_file(path) == []
+    with FieldStore(path) as store:
+        assert store.system == "navier_stokes2d"
+        assert store.n_trajectories == 5
+        np.testing.assert_allclose(store.parameters()["nu"], 3e-3)
+        # parameters the training data held fixed keep their training value
+        np.testing.assert_allclose(store.parameters()["forcing_amplitude"], 0.1)
+        with FieldStore(SAMPLE) as sample:
+            np.testing.assert_allclose(store.times, sample.times)
+        velocity = store.read("velocity")
+        vorticity = store.read("vorticity")
+        attrs = dict(store.h5.attrs)
+    assert divergence_violation(velocity, 2 * np.pi) < 1e-5       # stream-function head
+    assert np.max(np.abs(vorticity.mean(axis=(-2, -1)))) < 1e-5 * np.std(vorticity)
+    assert attrs["generator_checkpoint"] == "best.pt"
+    assert attrs["seed"] == 1 and len(attrs["generator_run_id"]) == 12
+    assert str(tmp_path) not in attrs["command"]
+
+
+def test_same_seed_same_bytes_other_seed_other_fields(run, tmp_path):
+    a = generate(run, tmp_path / "a.h5", parameters={"nu": 1e-3}, n=3, seed=4)
+    b = generate(run, tmp_path / "b.h5", parameters={"nu": 1e-3}, n=3, seed=4)
+    c = generate(run, tmp_path / "c.h5", parameters={"nu": 1e-3}, n=3, seed=5)
+    with FieldStore(a) as fa, FieldStore(b) as fb, FieldStore(c) as fc:
+        assert np.array_equal(fa.read("vorticity"), fb.read("vorticity"))
+        assert not np.array_equal(fa.read("vorticity"), fc.read("vorticity"))
+
+
+def test_condition_changes_the_output(run):
+    model = load_surrogate(run, device="cpu")
+    noise = torch.randn(2, model.model_config.noise_dim, generator=torch.Generator().manual_seed(0))
+    low = model.encoder.encode({"nu": 1e-4, "forcing_amplitude": 0.1, "forcing_wavenumber": 4},
+                               0.5)
+    high = model.encoder.encode({"nu": 1e-2, "forcing_amplitude": 0.1, "forcing_wavenumber": 4},
+                                0.5)
+    torch.manual_seed(0)
+    a = model.sample(np.repeat(low, 2, axis=0), noise)
+    torch.manual_seed(0)
+    b = model.sample(np.repeat(high, 2, axis=0), noise)
+    assert not np.allclose(a, b)
+
+
+def test_like_reuses_parameters_and_times(run, tmp_path):
+    path = generate(run, tmp_path / "like.h5", like=SAMPLE, n=2, seed=0, split=None)
+    with FieldStore(path) as generated, FieldStore(SAMPLE) as reference:
+        assert generated.n_trajectories == 2 * reference.n_trajectories
+        np.testing.assert_allclose(generated.parameters()["nu"],
+                                   np.repeat(reference.parameters()["nu"], 2))
+        np.testing.assert_allclose(generated.times, reference.times)
+    assert main(["validate", SAMPLE, str(path), "-o", str(tmp_path / "report"), "-q"]) == 0
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["counts"]["matched_conditions"] == 6
+
+
+def test_refusals(run, tmp_path, capsys):
+    out = tmp_path / "x.h5"
+    assert main(["generate", str(run), "-o", str(out), "--set", "nu=5", "-q"]) == 2
+    assert "outside its declared range" in capsys.readouterr().err
+    assert main(["generate", str(run), "-o", str(out), "--set", "mu=1", "-q"]) == 2
+    assert "unknown parameter(s) mu" in capsys.readouterr().err
+    assert main(["generate", str(tmp_path), "-o", str(out), "-q"]) == 2
+    assert "not a training run directory" in capsys.readouterr().err
+    assert not out.exists()
+    # a dataset of another system
+    from simulators.sweep import SweepSpec, run_sweep
+    grf = run_sweep(SweepSpec("gaussian_random_field", 2, resolution=32), tmp_path / "grf.h5",
+                    progress=False)
+    with pytest.raises(ValueError, match="system 'gaussian_random_field' differs"):
+        generate(run, out, like=grf)
+    # a checkpoint of another run (other model) is refused
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    config = json.loads((other / "config.json").read_text())
+    config["model"]["base_width"] = 16
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="model differs"):
+        generate(other, out)
+    # a crafted pickle in place of best.pt is refused, nothing runs
+    class Payload:
+        def __reduce__(self):
+            return (print, ("owned",))
+    torch.save({"format": 1, "x": Payload()}, other / "checkpoints" / "best.pt")
+    assert main(["generate", str(other), "-o", str(out), "-q"]) == 2
+    assert "refused" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_existing_output_is_not_overwritten(run, tmp_path, capsys):
+    out = tmp_path / "g.h5"
+    out.write_bytes(b"keep")
+    assert main(["generate", str(run), "-o", str(out), "-n", "1", "-q"]) == 2
+    assert out.read_bytes() == b"keep"
+    assert main(["generate", str(run), "-o", str(out), "-n", "1", "-q", "--overwrite"]) == 0
+    with h5py.File(out) as handle:
+        assert handle.attrs["n_trajectories"] == 1

@@ -1,0 +1,116 @@
+"""Training: exact resume, NaN guard, run-directory rules, validation score, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from surrogate.checkpoint import CheckpointError, load_checkpoint
+from surrogate.cli import main
+from surrogate.train import TrainConfig, Trainer, TrainingDivergedError, physics_score, train
+
+SAMPLE = "data/sample_navier_stokes2d.h5"
+TINY = TrainConfig(steps=12, batch_size=8, width=8, noise_dim=16, log_every=3,
+                   validate_every=6, sample_every=12, checkpoint_every=6, r1_interval=4)
+
+
+def _losses(path):
+    keep = ("step", "loss_d", "loss_g", "r1", "spectral_loss", "valid/score")
+    return [{k: v for k, v in json.loads(line).items() if k in keep}
+            for line in path.read_text().splitlines()]
+
+
+def test_resume_gives_the_same_weights_as_training_straight(tmp_path):
+    straight = train(SAMPLE, tmp_path / "a", TINY, progress=False)
+    train(SAMPLE, tmp_path / "b", TINY, progress=False, steps=6)
+    resumed = train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
+    assert straight["steps"] == resumed["steps"] == 12
+    assert resumed["steps_this_run"] == 6
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
+    for key in ("generator", "discriminator", "generator_ema"):
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)
+    assert _losses(tmp_path / "a" / "metrics.jsonl") == _losses(tmp_path / "b" / "metrics.jsonl")
+    assert a["best_step"] == b["best_step"]
+    # a different seed gives different weights (the comparison above can fail)
+    other = train(SAMPLE, tmp_path / "c", TrainConfig(**{**TINY.to_dict(), "seed": 1}),
+                  progress=False)
+    c = load_checkpoint(tmp_path / "c" / "checkpoints" / "last.pt")
+    assert other["steps"] == 12
+    assert not torch.equal(a["generator"]["to_raw.weight"], c["generator"]["to_raw.weight"])
+
+
+def test_run_directory_contents(tmp_path):
+    summary = train(SAMPLE, tmp_path / "run", TINY, progress=False)
+    run = tmp_path / "run"
+    config = json.loads((run / "config.json").read_text())
+    assert config["system"] == "navier_stokes2d"
+    assert config["train"]["steps"] == 12
+    assert set(config) >= {"model", "normalizer", "condition_encoder", "schema",
+                           "data_parameter_ranges"}
+    lines = _losses(run / "metrics.jsonl")
+    assert [line["step"] for line in lines] == [3, 6, 9, 12]
+    assert "valid/score" in lines[1]
+    assert (run / "samples" / "step_000012.png").stat().st_size > 1000
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert best["step"] == summary["best_step"] in (6, 12)
+    assert best["score"] == pytest.approx(summary["best_score"])
+
+
+def test_existing_run_needs_resume_or_overwrite(tmp_path):
+    train(SAMPLE, tmp_path / "run", TINY, progress=False, steps=2)
+    with pytest.raises(ValueError, match="already exists"):
+        train(SAMPLE, tmp_path / "run", TINY, progress=False)
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(SAMPLE, tmp_path / "empty", resume=True, progress=False)
+    summary = train(SAMPLE, tmp_path / "run", TINY, progress=False, steps=3, overwrite=True)
+    assert summary["steps"] == 3
+
+
+def test_nan_loss_stops_with_the_last_good_checkpoint(tmp_path):
+    trainer = Trainer(SAMPLE, tmp_path / "run", TINY, progress=False)
+    trainer.train_step()
+    trainer.save()
+    with torch.no_grad():
+        trainer.generator.to_raw.weight.fill_(float("nan"))
+    expected = r"last good checkpoint is .*last.pt \(step 1\)"
+    with pytest.raises(TrainingDivergedError, match=expected):
+        trainer.train_step()
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 1
+
+
+def test_physics_score_is_zero_for_identical_and_positive_for_scaled_fields():
+    generator = torch.Generator().manual_seed(0)
+    fields = torch.randn(16, 32, 32, generator=generator).numpy()
+    assert physics_score({"f": fields}, {"f": fields}, {"f": 0}, 1.0)["score"] == 0.0
+    score = physics_score({"f": fields}, {"f": 1.5 * fields}, {"f": 0}, 1.0)
+    assert score["f/spectrum"] == pytest.approx(1.25, rel=1e-9)
+    assert score["score"] > 1.25
+
+
+def test_bad_options_are_one_line_errors(tmp_path, capsys):
+    assert main(["train", SAMPLE, "-o", str(tmp_path / "r"), "--steps", "0", "-q"]) == 2
+    assert "steps must be a positive integer" in capsys.readouterr().err
+    assert main(["train", SAMPLE, "-o", str(tmp_path / "r"), "--loss", "wgan", "-q"]) == 2
+    assert "unknown loss 'wgan'" in capsys.readouterr().err
+    assert main(["train", "missing.h5", "-o", str(tmp_path / "r"), "-q"]) == 2
+    assert "missing.h5" in capsys.readouterr().err
+    assert main(["train", SAMPLE, "-o", str(tmp_path / "r"), "--device", "cuda:7", "-q"]) == 2
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_cli_train_then_resume(tmp_path, capsys):
+    args = ["train", SAMPLE, "-o", str(tmp_path / "r"), "--steps", "4", "--batch-size", "8",
+            "--width", "8", "--validate-every", "2", "-q"]
+    assert main(args) == 0
+    assert "trained 4 steps on cpu" in capsys.readouterr().out
+    assert main(["train", SAMPLE, "-o", str(tmp_path / "r"), "--resume", "--steps", "6",
+                 "-q"]) == 0
+    assert "trained 6 steps" in capsys.readouterr().out
+    assert main(["train", SAMPLE, "-o", str(tmp_path / "r"), "--resume", "--width", "16",
+                 "-q"]) == 2
+    assert "only --steps may change" in capsys.readouterr().err
