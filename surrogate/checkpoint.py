@@ -38,6 +38,8 @@ __all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "atomic_write_bytes", "captur
 #: version of the checkpoint dictionary layout
 CHECKPOINT_FORMAT = 1
 CONFIG_NAME = "config.json"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 class CheckpointError(ValueError):
@@ -67,6 +69,7 @@ def atomic_write_bytes(path: str | os.PathLike, write) -> Path:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(temporary, 0o666 & ~_UMASK)     # mkstemp creates 0600 files
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -11,11 +11,13 @@ another file, ``n`` trajectories per condition).
 A generated *trajectory* is one latent vector ``z`` decoded at every snapshot time of
 the schema (condition = parameters + time), so its snapshots vary smoothly with time the
 way the generator learned; per-pixel noise is fresh per snapshot. Latents are drawn in
-trajectory order from ``torch.Generator().manual_seed(seed)`` and pixel noise from the
-seeded global stream, so the same seed and batch size give the same bytes; the root
-attribute ``seed`` records the master seed and ``trajectory_seed`` each trajectory's
-index in that stream. Trajectories are written as they are produced (memory does not
-depend on ``n``) into ``OUTPUT.partial``, renamed when complete.
+trajectory order from ``torch.Generator().manual_seed(seed)`` and the generator's
+per-pixel noise from the seeded global stream in call order, so the same seed, ``-n``
+and batch size give the same bytes (a trajectory's pixel noise depends on the batch it
+was generated in); the root attribute ``seed`` records the master seed and
+``trajectory_seed`` each trajectory's index in the latent stream. Trajectories are
+written as they are produced (memory does not depend on ``n``) into
+``OUTPUT.partial``, renamed when complete.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ class SurrogateModel:
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"{run_dir}/config.json: incomplete or invalid run "
                                   f"configuration ({error})") from None
-        self.system = config["system"]
+        self.system = config.get("system")
         self.data_ranges: dict[str, list[float]] = config.get("data_parameter_ranges", {})
         self.device = resolve_device(device)
         name = {"best": "best.pt", "last": "last.pt"}.get(checkpoint, checkpoint)
@@ -163,7 +165,8 @@ def _conditions_like(model: SurrogateModel, like: str | os.PathLike, n: int,
 def _warn_extrapolation(model: SurrogateModel, parameters: Mapping[str, np.ndarray]) -> None:
     for name, values in parameters.items():
         low, high = model.data_ranges.get(name, (-math.inf, math.inf))
-        outside = (values < low * (1 - 1e-9) - 1e-300) | (values > high * (1 + 1e-9) + 1e-300)
+        slack = 1e-9 * max(abs(low), abs(high), 1e-300)
+        outside = (values < low - slack) | (values > high + slack)
         if np.any(outside):
             print(f"surrogate: warning: {name} = {values[outside][0]:g} lies outside the "
                   f"training data's range [{low:g}, {high:g}] (extrapolation)", file=sys.stderr)
@@ -213,7 +216,12 @@ def generate(run_dir: str | os.PathLike, output: str | os.PathLike, *,
     _warn_extrapolation(model, values)
     count = len(next(iter(values.values())))
     n_times = times.size
-    model.encoder.encode({k: v[:1] for k, v in values.items()}, times[:1])   # range check
+    # every condition and time is checked before the output file is created
+    rows = np.unique(np.stack([values[p.name] for p in model.schema.parameters], axis=1),
+                     axis=0)
+    model.encoder.encode({p.name: np.repeat(rows[:, i], n_times)
+                          for i, p in enumerate(model.schema.parameters)},
+                         np.tile(times, rows.shape[0]))
     schema = StoreSchema(system=model.schema.system, parameters=model.schema.parameters,
                          fields=model.schema.fields, invariants=model.schema.invariants,
                          times=times, resolution=model.schema.resolution,
@@ -228,7 +236,8 @@ def generate(run_dir: str | os.PathLike, output: str | os.PathLike, *,
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=count, unit="traj", desc="generate", dynamic_ncols=True)
-    with torch.random.fork_rng(devices=[]), FieldStoreWriter(
+    devices = [model.device] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), FieldStoreWriter(
             output, schema, count, Provenance("surrogate.generate", seed=seed),
             overwrite=overwrite, extra_attrs=extra) as writer:
         torch.manual_seed(seed)

@@ -319,8 +319,12 @@ class Trainer:
         normalizer = encoder = None
         if saved is not None:
             _check_run_format(saved, self.run_dir)
-            normalizer = FieldNormalizer.from_dict(saved["normalizer"])
-            encoder = ConditionEncoder.from_dict(saved["condition_encoder"])
+            try:
+                normalizer = FieldNormalizer.from_dict(saved["normalizer"])
+                encoder = ConditionEncoder.from_dict(saved["condition_encoder"])
+            except (KeyError, TypeError, ValueError) as error:
+                raise CheckpointError(f"{self.run_dir}/config.json: invalid normaliser or "
+                                      f"condition encoder ({error})") from None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", EmptySplitWarning)
             self.data: TrainingData = load_training_data(data_path, normalizer=normalizer,
@@ -351,7 +355,11 @@ class Trainer:
                                             lr=config.lr_discriminator, betas=betas)
         self.data_generator = torch.Generator().manual_seed(config.seed + 1)
         self.noise_generator = torch.Generator().manual_seed(config.seed + 2)
-        self.augment_generator = torch.Generator().manual_seed(config.seed + 3)
+        # per replica: augmentation choices and the generator's pixel noise (global torch
+        # stream) differ between replicas; data indices and latents are drawn globally
+        rank = self.ddp.rank
+        self.augment_generator = torch.Generator().manual_seed(config.seed + 3 + 7919 * rank)
+        torch.manual_seed(config.seed + 104729 * (rank + 1))
         self.step = 0
         self.best_score = math.inf
         self.best_step = -1
@@ -371,8 +379,10 @@ class Trainer:
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) \
             if cuda and config.amp else contextlib.nullcontext
         self.g_forward = torch.compile(self.generator) if config.compile else self.generator
-        self.d_forward = torch.compile(self.discriminator) if config.compile \
-            else self.discriminator
+        # a compiled D with spectral norm fails in backward after two forwards (the power
+        # iteration updates its buffers in place), so only G is compiled then
+        self.d_forward = torch.compile(self.discriminator) \
+            if config.compile and not self.model_config.spectral_norm else self.discriminator
 
     # -------------------------------------------------------------- config and state
     def _write_config(self) -> None:
@@ -396,12 +406,31 @@ class Trainer:
                 "optimizer_g": self.optimizer_g.state_dict(),
                 "optimizer_d": self.optimizer_d.state_dict(),
                 "step": self.step, "best_score": self.best_score, "best_step": self.best_step,
-                "rng": capture_rng_state(self.data_generator, self.noise_generator,
-                                         self.augment_generator),
+                "rng": self._gathered_rng_states(),
                 "system": self.data.schema.system, "model": self.model_config.to_dict()}
+
+    def _gathered_rng_states(self) -> list[dict[str, Any]]:
+        """Every replica's random state (rank order); all ranks must call this."""
+        state = capture_rng_state(self.data_generator, self.noise_generator,
+                                  self.augment_generator)
+        if self.ddp.world_size == 1:
+            return [state]
+        states: list[Any] = [None] * self.ddp.world_size
+        dist.all_gather_object(states, state)
+        return states
 
     def _restore(self) -> None:
         path = self.checkpoint_dir / "last.pt"
+        try:
+            self._load_state(path)
+        except (KeyError, TypeError, RuntimeError, ValueError) as error:
+            if isinstance(error, CheckpointError):
+                raise
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise CheckpointError(f"{path}: cannot resume from this checkpoint "
+                                  f"({first[:160]})") from None
+
+    def _load_state(self, path: Path) -> None:
         state = load_checkpoint(path, map_location=self.device)
         if state.get("model") != self.model_config.to_dict():
             raise CheckpointError(f"{path}: model configuration differs from the run's "
@@ -415,14 +444,23 @@ class Trainer:
         self.best_score = float(state["best_score"])
         self.best_step = int(state["best_step"])
         self.last_checkpoint_step = self.step
-        restore_rng_state(state["rng"], self.data_generator, self.noise_generator,
-                          self.augment_generator)
+        states = state["rng"]
+        if len(states) == self.ddp.world_size:
+            restore_rng_state(states[self.ddp.rank], self.data_generator, self.noise_generator,
+                              self.augment_generator)
+        else:                         # other replica count: shared streams from rank 0's
+            restore_rng_state(states[0], self.data_generator, self.noise_generator,
+                              self.augment_generator)
+            self.augment_generator.manual_seed(self.config.seed + 3 + 7919 * self.ddp.rank
+                                               + 15485863 * self.step)
+            torch.manual_seed(self.config.seed + 104729 * (self.ddp.rank + 1) + self.step)
         if self.ddp.main:
             _truncate_metrics(self.run_dir / "metrics.jsonl", self.step)
 
     def save(self) -> None:
+        state = self._state()                 # collective under DDP: every rank builds it
         if self.ddp.main:
-            save_checkpoint(self.checkpoint_dir / "last.pt", self._state())
+            save_checkpoint(self.checkpoint_dir / "last.pt", state)
         self.last_checkpoint_step = self.step
         if self.ddp.world_size > 1:
             dist.barrier()
@@ -484,7 +522,10 @@ class Trainer:
         return metrics
 
     def _check_finite(self, loss: torch.Tensor, which: str) -> None:
-        if torch.isfinite(loss).item():
+        bad = torch.tensor([0.0 if torch.isfinite(loss).item() else 1.0], device=self.device)
+        if self.ddp.world_size > 1:           # every replica stops together
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        if bad.item() == 0.0:
             return
         last = self.checkpoint_dir / "last.pt"
         where = (f"the last good checkpoint is {last} (step {self.last_checkpoint_step})"
@@ -506,7 +547,8 @@ class Trainer:
                             .round().astype(int))
         real, condition = dataset.get_batch(indices)
         outputs = []
-        with torch.random.fork_rng(devices=[]):
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             noise_stream = torch.Generator().manual_seed(seed)
             for start in range(0, len(indices), 64):
@@ -627,6 +669,10 @@ def _check_run_format(config: Mapping[str, Any], run_dir: Path) -> None:
     if config.get("format") != RUN_FORMAT:
         raise CheckpointError(f"{run_dir}: run format {config.get('format')!r} is not "
                               f"{RUN_FORMAT}")
+    missing = [key for key in ("system", "train", "model", "normalizer", "condition_encoder",
+                               "schema") if key not in config]
+    if missing:
+        raise CheckpointError(f"{run_dir}/config.json: missing {', '.join(missing)}")
 
 
 # ------------------------------------------------------------------ entry point
@@ -660,7 +706,11 @@ def train(data_path: str | os.PathLike, run_dir: str | os.PathLike,
         if not (run_dir / "checkpoints" / "last.pt").exists():
             raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
         saved = read_run_config(run_dir)
-        config = TrainConfig.from_dict(saved["train"])
+        try:
+            config = TrainConfig.from_dict(saved["train"])
+        except (KeyError, TypeError) as error:
+            raise CheckpointError(f"{run_dir}/config.json: no valid training settings "
+                                  f"({error})") from None
     elif existing and not overwrite:
         raise ValueError(f"{run_dir}: a training run already exists (use --resume to continue "
                          f"it or --overwrite to start afresh)")
@@ -669,12 +719,18 @@ def train(data_path: str | os.PathLike, run_dir: str | os.PathLike,
         config = dataclasses.replace(config, steps=steps)
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"{run_dir}: exists and is not a directory")
-    if not resume and overwrite and existing:
-        for stale in ("metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt"):
-            (run_dir / stale).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(data_path, run_dir, config, device=device, resume=resume,
                       progress=progress)
+    if resume and trainer.step > config.steps:
+        raise ValueError(f"{run_dir}: the run is already at step {trainer.step}; --steps "
+                         f"{config.steps} would go back")
+    if not resume and overwrite and existing:     # stale files go once the new run started
+        if trainer.ddp.main:
+            for name in ("metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt"):
+                (run_dir / name).unlink(missing_ok=True)
+            for picture in (run_dir / "samples").glob("step_*.png"):
+                picture.unlink()
     if resume and steps is not None:
         if trainer.ddp.main:
             saved = read_run_config(run_dir)

@@ -125,3 +125,13 @@ def test_existing_output_is_not_overwritten(run, tmp_path, capsys):
     assert main(["generate", str(run), "-o", str(out), "-n", "1", "-q", "--overwrite"]) == 0
     with h5py.File(out) as handle:
         assert handle.attrs["n_trajectories"] == 1
+
+
+def test_conditions_are_checked_before_any_file_is_made(run, tmp_path):
+    from simulators.sweep import SweepSpec, run_sweep
+    later = run_sweep(SweepSpec("navier_stokes2d", 2, resolution=32, t_end=2.0, n_snapshots=3,
+                                fixed={"forcing_amplitude": 0.1}), tmp_path / "later.h5",
+                      progress=False)
+    with pytest.raises(ValueError, match="time = 2 is outside"):
+        generate(run, tmp_path / "out.h5", like=later)
+    assert not list(tmp_path.glob("out.h5*"))

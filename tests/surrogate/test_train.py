@@ -114,3 +114,23 @@ def test_cli_train_then_resume(tmp_path, capsys):
     assert main(["train", SAMPLE, "-o", str(tmp_path / "r"), "--resume", "--width", "16",
                  "-q"]) == 2
     assert "only --steps may change" in capsys.readouterr().err
+
+
+def test_overwrite_with_bad_input_keeps_the_old_run(tmp_path, capsys):
+    train(SAMPLE, tmp_path / "run", TINY, progress=False, steps=2)
+    before = (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes()
+    assert main(["train", "missing.h5", "-o", str(tmp_path / "run"), "--overwrite", "-q"]) == 2
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes() == before
+    assert (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_resume_cannot_go_back_and_broken_configs_are_one_line_errors(tmp_path, capsys):
+    train(SAMPLE, tmp_path / "run", TINY, progress=False, steps=4)
+    assert main(["train", SAMPLE, "-o", str(tmp_path / "run"), "--resume", "--steps", "2",
+                 "-q"]) == 2
+    assert "already at step 4" in capsys.readouterr().err
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    del config["normalizer"]
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    assert main(["train", SAMPLE, "-o", str(tmp_path / "run"), "--resume", "-q"]) == 2
+    assert "missing normalizer" in capsys.readouterr().err
