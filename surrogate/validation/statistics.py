@@ -21,7 +21,6 @@ Reduction conventions, stated once and repeated in each docstring:
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import scipy.fft
@@ -382,30 +381,32 @@ def spread_ratio(generated: np.ndarray, reference: np.ndarray, *, ddof: int = 1)
 
 
 # --------------------------------------------------------------------------- Fréchet
-def _sqrtm_product(cov_a: np.ndarray, cov_b: np.ndarray) -> np.ndarray:
-    """``sqrtm(cov_a @ cov_b)``; retried with a small ridge if singular or non-finite."""
-    scale = max(float(np.trace(cov_a) + np.trace(cov_b)) / (2 * cov_a.shape[0]), 1e-300)
-    for ridge in (0.0, 1e-10 * scale, 1e-6 * scale):
-        eye = ridge * np.eye(cov_a.shape[0])
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            root = scipy.linalg.sqrtm((cov_a + eye) @ (cov_b + eye))
-        singular = any(issubclass(w.category, scipy.linalg.LinAlgWarning) for w in caught)
-        if not singular and np.all(np.isfinite(root)):
-            return np.atleast_2d(root)
-    raise ValueError("matrix square root of the covariance product failed")
+def _trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray) -> float:
+    """``Tr (C_a C_b)^(1/2)`` for symmetric positive semi-definite ``C_a``, ``C_b``.
+
+    ``C_a C_b`` is similar to the symmetric PSD matrix ``M = C_a^(1/2) C_b C_a^(1/2)``, so
+    its eigenvalues are real and non-negative and the trace of its square root is
+    ``sum_i sqrt(lambda_i(M))``. Computing it from ``numpy.linalg.eigh`` (negative
+    round-off eigenvalues clipped to 0) stays real and finite for singular and badly
+    conditioned covariances, where ``scipy.linalg.sqrtm`` of the non-symmetric product
+    can return large spurious imaginary parts.
+    """
+    values, vectors = np.linalg.eigh(cov_a)
+    root_a = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+    middle = root_a @ cov_b @ root_a
+    middle = 0.5 * (middle + middle.T)
+    return float(np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(middle), 0.0, None))))
 
 
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets (FID formula).
 
     ``d^2 = |mu_a - mu_b|^2 + Tr(C_a + C_b - 2 (C_a C_b)^(1/2))`` with sample means and
-    covariances (``ddof = 1``) over the rows. ``(C_a C_b)^(1/2)`` is
-    ``scipy.linalg.sqrtm``; if it reports a singular matrix or returns non-finite values
-    a ridge ``eps I`` (``eps = 1e-10`` then ``1e-6`` times the mean variance) is added to
-    both covariances in that term only. Round-off imaginary parts are dropped when the
-    largest ``|Im|`` on the diagonal is below ``1e-6`` of the largest ``|Re|`` (else
-    ValueError). The result is clipped at 0 (round-off can make it ``-1e-15``).
+    covariances (``ddof = 1``) over the rows. ``Tr (C_a C_b)^(1/2)`` is computed as
+    ``sum sqrt(eig(C_a^(1/2) C_b C_a^(1/2)))`` with symmetric eigendecompositions, which
+    is exact in exact arithmetic and stays real for singular or ill-conditioned
+    covariances (many features, few samples). The result is clipped at 0 (round-off can
+    make it ``-1e-15``).
 
     Args:
         features_a: (n_a, d) feature matrix, ``n_a >= 2`` (a 1-D array is (n_a, 1)).
@@ -424,12 +425,6 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
     cov_a = np.atleast_2d(np.cov(a, rowvar=False))
     cov_b = np.atleast_2d(np.cov(b, rowvar=False))
-    root = _sqrtm_product(cov_a, cov_b)
-    if np.iscomplexobj(root):
-        diagonal = np.diagonal(root)
-        if np.max(np.abs(diagonal.imag)) > 1e-6 * max(np.max(np.abs(diagonal.real)), 1e-300):
-            raise ValueError("sqrtm of the covariance product has a large imaginary part")
-        root = root.real
     value = float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b)
-                  - 2.0 * np.trace(root))
+                  - 2.0 * _trace_sqrt_product(cov_a, cov_b))
     return max(value, 0.0)
