@@ -233,18 +233,12 @@ def _all_reduce_gradients(module: torch.nn.Module, world_size: int) -> None:
 def _spectrum_error(reference: np.ndarray, generated: np.ndarray, rank: int,
                     box_size: float) -> float:
     from surrogate.validation.report import spectrum_summary
-    from surrogate.validation.spectra import power_spectrum
+    from surrogate.validation.spectra import field_power_spectrum
 
-    def mean_spectrum(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if rank:
-            k, power = power_spectrum(np.moveaxis(values, -1, -3), box_size)
-            return k, power.sum(axis=-2).mean(axis=0)
-        k, power = power_spectrum(values, box_size)
-        return k, power.mean(axis=0)
-
-    k, p_ref = mean_spectrum(reference)
-    _, p_gen = mean_spectrum(generated)
-    return float(spectrum_summary(k, p_ref, p_gen)["rel_error_median"])
+    k, p_ref = field_power_spectrum(reference, box_size, vector=bool(rank))
+    _, p_gen = field_power_spectrum(generated, box_size, vector=bool(rank))
+    return float(spectrum_summary(k, p_ref.mean(axis=0), p_gen.mean(axis=0))
+                 ["rel_error_median"])
 
 
 def physics_score(reference: Mapping[str, np.ndarray], generated: Mapping[str, np.ndarray],
@@ -585,6 +579,7 @@ class Trainer:
     # -------------------------------------------------------------- the loop
     def run(self) -> dict[str, Any]:
         """Train until ``config.steps``; returns a summary."""
+        from surrogate.validation.report import json_safe
         config = self.config
         start_step, started = self.step, time.perf_counter()
         bar = None
@@ -626,7 +621,7 @@ class Trainer:
                     self._samples_figure()
                 if record is not None and self.ddp.main:
                     with metrics_path.open("a") as handle:
-                        handle.write(json.dumps(_finite(record)) + "\n")
+                        handle.write(json.dumps(json_safe(record)) + "\n")
                 if step % config.checkpoint_every == 0 or step == config.steps:
                     self.save()
         finally:
@@ -644,11 +639,6 @@ class Trainer:
                 "images_per_second": steps * config.batch_size / seconds if seconds else 0.0,
                 "best_score": self.best_score, "best_step": self.best_step,
                 "device": str(self.device), "world_size": self.ddp.world_size}
-
-
-def _finite(record: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None)
-            for k, v in record.items()}
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

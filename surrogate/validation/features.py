@@ -39,7 +39,7 @@ import numpy as np
 
 from simulators.base import FieldSpec
 from surrogate.validation.morphology import minkowski_functionals
-from surrogate.validation.spectra import power_spectrum
+from surrogate.validation.spectra import field_power_spectrum
 from surrogate.validation.statistics import frechet_distance
 
 __all__ = ["THRESHOLD_OFFSETS", "band_edges", "feature_names", "frechet_physics_distance",
@@ -77,12 +77,8 @@ def scalar_view(values: np.ndarray, rank: int) -> np.ndarray:
 
 def _band_powers(values: np.ndarray, rank: int, box_size: float) -> np.ndarray:
     n = values.shape[-2]
-    if rank:
-        _, power, counts = power_spectrum(np.moveaxis(values, -1, -3), box_size,
-                                          return_counts=True)
-        power = power.sum(axis=-2)
-    else:
-        _, power, counts = power_spectrum(values, box_size, return_counts=True)
+    _, power, counts = field_power_spectrum(values, box_size, vector=bool(rank),
+                                            return_counts=True)
     edges = band_edges(n)
     shells = np.arange(1, power.shape[-1] + 1)
     bands = []

@@ -113,6 +113,8 @@ def _pdf_figure(report: Mapping[str, Any], directory: Path) -> str:
 
 def _samples_figure(samples: Mapping[str, tuple[np.ndarray, np.ndarray]],
                     labels: Sequence[str], directory: Path) -> str | None:
+    from surrogate.validation.features import scalar_view
+
     if not samples:
         return None
     plt = _pyplot()
@@ -125,8 +127,7 @@ def _samples_figure(samples: Mapping[str, tuple[np.ndarray, np.ndarray]],
     for column, name in enumerate(names):
         reference, generated = samples[name]
         if reference.ndim == 4:                                  # vector: show |u|
-            reference = np.sqrt((reference.astype(np.float64) ** 2).sum(axis=-1))
-            generated = np.sqrt((generated.astype(np.float64) ** 2).sum(axis=-1))
+            reference, generated = scalar_view(reference, 1), scalar_view(generated, 1)
             title = f"|{name}|"
         else:
             title = name
@@ -390,7 +391,8 @@ def save_training_samples(reference: Mapping[str, np.ndarray],
         path: PNG to write (parent directories are created).
         step: training step (title).
     """
-    from surrogate.validation.spectra import power_spectrum
+    from surrogate.validation.features import scalar_view
+    from surrogate.validation.spectra import field_power_spectrum
 
     plt = _pyplot()
     path = Path(path)
@@ -402,11 +404,7 @@ def save_training_samples(reference: Mapping[str, np.ndarray],
     for row, spec in enumerate(specs):
         ref = np.asarray(reference[spec.name], dtype=np.float64)
         gen = np.asarray(generated[spec.name], dtype=np.float64)
-        if spec.rank:
-            ref_view, gen_view = np.sqrt((ref**2).sum(-1)), np.sqrt((gen**2).sum(-1))
-            components = (np.moveaxis(ref, -1, -3), np.moveaxis(gen, -1, -3))
-        else:
-            ref_view, gen_view, components = ref, gen, (ref, gen)
+        ref_view, gen_view = scalar_view(ref, spec.rank), scalar_view(gen, spec.rank)
         low, high = float(ref_view[:count].min()), float(ref_view[:count].max())
         for column in range(count):
             for offset, (data, label) in enumerate(((ref_view, "ref"), (gen_view, "gen"))):
@@ -419,9 +417,9 @@ def save_training_samples(reference: Mapping[str, np.ndarray],
             if column == 0:
                 axes[row, 0].set_ylabel(("|" + spec.name + "|") if spec.rank else spec.name)
         ax = axes[row, -1]
-        for data, style in zip(components, (REFERENCE_STYLE, GENERATED_STYLE), strict=True):
-            k, power = power_spectrum(data, schema.box_size)
-            mean = power.reshape(-1, power.shape[-1]).mean(axis=0) * (2 if spec.rank else 1)
+        for data, style in zip((ref, gen), (REFERENCE_STYLE, GENERATED_STYLE), strict=True):
+            k, power = field_power_spectrum(data, schema.box_size, vector=bool(spec.rank))
+            mean = power.mean(axis=0)
             ax.loglog(k, np.where(mean > 0, mean, np.nan), **style)
         ax.set_title("spectrum", fontsize=8)
         ax.legend(frameon=False, fontsize=7)

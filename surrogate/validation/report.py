@@ -70,7 +70,12 @@ from surrogate.validation.features import (
     scalar_view,
 )
 from surrogate.validation.observables import invariant_series, system_observables
-from surrogate.validation.spectra import band_summary, power_spectrum, spectrum_relative_error
+from surrogate.validation.spectra import (
+    band_summary,
+    field_power_spectrum,
+    power_spectrum,
+    spectrum_relative_error,
+)
 from surrogate.validation.statistics import (
     MAX_POOLED_VALUES,
     correlation_function,
@@ -79,8 +84,8 @@ from surrogate.validation.statistics import (
 )
 
 __all__ = ["DEFAULT_THRESHOLDS", "REPORT_VERSION", "THRESHOLD_DOCS", "ValidationResult",
-           "load_thresholds", "resolve_thresholds", "spectrum_summary", "validate_files",
-           "write_report"]
+           "json_safe", "load_thresholds", "resolve_thresholds", "spectrum_summary",
+           "validate_files", "write_report"]
 
 REPORT_VERSION = 1
 
@@ -319,26 +324,24 @@ def _read_trajectory(store: FieldStore, b: int) -> dict[str, np.ndarray]:
 
 def _spectra(values: np.ndarray, rank: int, box_size: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-snapshot power spectra and correlation functions, summed over components."""
+    _, power = field_power_spectrum(values, box_size, vector=bool(rank))
     if rank:
-        components = np.moveaxis(values, -1, -3)              # (T, 2, N, N)
-        _, power = power_spectrum(components, box_size)
-        _, xi = correlation_function(components, box_size)
-        return power.sum(axis=-2), xi.sum(axis=-2)
-    _, power = power_spectrum(values, box_size)
+        _, xi = correlation_function(np.moveaxis(values, -1, -3), box_size)   # (T, 2, r)
+        return power, xi.sum(axis=-2)
     _, xi = correlation_function(values, box_size)
     return power, xi
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """Plain JSON types; NaN and infinities become ``None``."""
     if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
+        return json_safe(value.tolist())
     if isinstance(value, np.generic):
-        return _json_safe(value.item())
+        return json_safe(value.item())
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
@@ -490,6 +493,8 @@ def _validate(ref_store: FieldStore, gen_store: FieldStore, limits: dict[str, fl
     n = ref_store.resolution
     n_shells = n // 2
     n_r = n // 2 + 1
+    k = power_spectrum(np.zeros((n, n)), box)[0]            # shell wavenumbers, once
+    r = correlation_function(np.zeros((n, n)), box)[0]      # shell separations, once
 
     def side_stats(count: int) -> dict[str, _FieldStats]:
         return {spec.name: _FieldStats(
@@ -554,13 +559,13 @@ def _validate(ref_store: FieldStore, gen_store: FieldStore, limits: dict[str, fl
         if g in sample_groups:
             label = ", ".join(f"{name}={values[g]:.4g}" for name, values in groups.values.items())
             sample_labels.append(f"{label}, t={ref_store.times[-1]:.4g}")
-        per_condition.append(_condition_entry(groups, g, members, group_stats, specs, box))
+        per_condition.append(_condition_entry(groups, g, members, group_stats, specs, k))
 
     say("conservation checks")
     conservation = _conservation(ref_store, gen_store, ref_indices, gen_indices, limits)
 
     say("summaries")
-    fields_report, checks = _field_reports(sides, specs, box, ref_store.times.size, limits)
+    fields_report, checks = _field_reports(sides, specs, k, r, limits)
     checks += [entry["check"] for entry in conservation.values() if "check" in entry]
     conservation = {key: {k: v for k, v in entry.items() if k != "check"}
                     for key, entry in conservation.items()}
@@ -640,7 +645,7 @@ def _validate(ref_store: FieldStore, gen_store: FieldStore, limits: dict[str, fl
     }
     shown = {name: (np.stack(pair[0]), np.stack(pair[1])) for name, pair in samples.items()
              if pair[0] and pair[1]}
-    return ValidationResult(report=_json_safe(report), samples=shown,
+    return ValidationResult(report=json_safe(report), samples=shown,
                             sample_labels=sample_labels)
 
 
@@ -662,15 +667,12 @@ def _failure_text(check: Mapping[str, Any]) -> str:
     return f"{check['check']}{where} = {check['value']:.4g} {relation} {check['threshold']:.4g}"
 
 
-def _field_reports(sides: Mapping[str, Mapping[str, _FieldStats]], specs, box: float,
-                   n_times: int, limits: Mapping[str, float]
+def _field_reports(sides: Mapping[str, Mapping[str, _FieldStats]], specs, k: np.ndarray,
+                   r: np.ndarray, limits: Mapping[str, float]
                    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     report, checks = {}, []
     for spec in specs:
         ref, gen = sides["reference"][spec.name], sides["generated"][spec.name]
-        resolution = 2 * ref.spectrum.size
-        k = power_spectrum(np.zeros((resolution, resolution)), box)[0]
-        r = correlation_function(np.zeros((resolution, resolution)), box)[0]
         spectrum = spectrum_summary(k, ref.spectrum / ref.snapshots,
                                      gen.spectrum / gen.snapshots)
         ref_values, gen_values = ref.samples.values(), gen.samples.values()
@@ -708,14 +710,12 @@ def _field_reports(sides: Mapping[str, Mapping[str, _FieldStats]], specs, box: f
 
 
 def _condition_entry(groups: ConditionGroups, g: int, members: Mapping[str, np.ndarray],
-                     group_stats, specs, box: float) -> dict[str, Any]:
+                     group_stats, specs, k: np.ndarray) -> dict[str, Any]:
     entry = {"parameters": {name: float(values[g]) for name, values in groups.values.items()},
              "n_reference": int(members["reference"].size),
              "n_generated": int(members["generated"].size), "fields": {}}
     for spec in specs:
         ref, gen = group_stats["reference"][spec.name], group_stats["generated"][spec.name]
-        resolution = 2 * ref.spectrum.size
-        k = power_spectrum(np.zeros((resolution, resolution)), box)[0]
         spectrum = spectrum_summary(k, ref.spectrum / ref.snapshots,
                                      gen.spectrum / gen.snapshots)
         ref_spread, gen_spread = ref.spread.spread(), gen.spread.spread()

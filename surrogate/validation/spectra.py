@@ -38,6 +38,7 @@ __all__ = [
     "band_summary",
     "binned_spectral_mse",
     "cross_spectrum",
+    "field_power_spectrum",
     "power_spectrum",
     "spectrum_relative_error",
 ]
@@ -190,6 +191,25 @@ def power_spectrum(field: np.ndarray, box_size: float, *, include_corners: bool 
     if return_counts:
         return k, power, counts.copy()
     return k, power
+
+
+def field_power_spectrum(field: np.ndarray, box_size: float, *, vector: bool = False,
+                         return_counts: bool = False
+                         ) -> tuple[np.ndarray, ...]:
+    """:func:`power_spectrum` of a scalar field, or the sum over components of a vector field.
+
+    For a vector field ``u`` of shape (..., N, N, 2) the result is
+    ``P_ux(k) + P_uy(k)`` (twice the kinetic-energy spectrum per unit density); a scalar
+    field (..., N, N) gives :func:`power_spectrum` itself.
+
+    Returns:
+        ``(k, P)`` or ``(k, P, n_modes)`` with ``P`` of shape (..., n_shells).
+    """
+    if not vector:
+        return power_spectrum(field, box_size, return_counts=return_counts)
+    result = power_spectrum(np.moveaxis(np.asarray(field), -1, -3), box_size,
+                            return_counts=return_counts)
+    return (result[0], result[1].sum(axis=-2), *result[2:])
 
 
 def cross_spectrum(field_a: np.ndarray, field_b: np.ndarray, box_size: float, *,
