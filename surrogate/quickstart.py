@@ -1,0 +1,242 @@
+"""The whole flow in one call: simulate, train, generate at held-out conditions, validate.
+
+:func:`quickstart` is what ``surrogate quickstart -o DIR`` runs. Four stages, each
+writing into ``DIR``:
+
+1. **simulate** -> ``DIR/data.h5``: a Sobol sweep of the reference simulator (the file is
+   split by trajectory into train / valid / test conditions when it is written);
+2. **train** -> ``DIR/run/``: the conditional GAN on the train split, its best checkpoint
+   chosen by the physics score on the valid split;
+3. **generate** -> ``DIR/generated.h5``: ``samples_per_condition`` new trajectories at
+   each *test* condition (parameter values the GAN never saw);
+4. **validate** -> ``DIR/report.md``, ``DIR/report.json`` and PNG figures: the generated
+   fields against the reference file, matched condition by condition.
+
+The default plan (:func:`default_plan`) is small enough to finish in a few minutes on two
+CPU cores: a Gaussian random field sweep over the spectral index ``n`` of ``P(k) = A
+k^-n`` on a 32^2 grid. It is a good first system because its truth is known in closed
+form and its spectrum, which the report plots, shows at a glance whether the GAN
+learned the conditioning: steep spectra (large ``n``) give smooth fields, shallow ones
+rough fields. On a CUDA device the plan is larger (64^2, more trajectories and steps).
+
+Stages already finished with the same settings are reused: ``DIR/quickstart.json``
+records, per stage, the settings it ran with and when it finished. An interrupted
+training run resumes from its last checkpoint; an interrupted sweep resumes from its
+``.partial`` file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simulators.store import partial_path
+from surrogate.checkpoint import atomic_write_bytes
+
+__all__ = ["STAGES", "QuickstartPlan", "default_plan", "quickstart"]
+
+STAGES = ("simulate", "train", "generate", "validate")
+MANIFEST = "quickstart.json"
+
+
+@dataclass(frozen=True)
+class QuickstartPlan:
+    """What the quickstart simulates and how long it trains.
+
+    Attributes:
+        system: simulator name.
+        n_trajectories: trajectories in the sweep (split 80/10/10 by the store).
+        resolution: grid points per side.
+        sweep: ``{parameter: (low, high)}`` swept by the Sobol design.
+        fixed: ``{parameter: value}`` held constant.
+        t_end, n_snapshots: snapshot times (``None``: the system's defaults).
+        train: :class:`surrogate.train.TrainConfig` fields.
+        samples_per_condition: generated trajectories per held-out (test) condition.
+        seed: seed of the sweep, the training run and the generation.
+    """
+
+    system: str
+    n_trajectories: int
+    resolution: int
+    sweep: Mapping[str, tuple[float, float]]
+    fixed: Mapping[str, float] = field(default_factory=dict)
+    t_end: float | None = None
+    n_snapshots: int | None = None
+    train: Mapping[str, Any] = field(default_factory=dict)
+    samples_per_condition: int = 4
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["sweep"] = {k: list(v) for k, v in sorted(self.sweep.items())}
+        data["fixed"] = dict(sorted(self.fixed.items()))
+        data["train"] = dict(sorted(self.train.items()))
+        return data
+
+    def stage_key(self, stage: str) -> str:
+        """Canonical JSON of the settings that decide ``stage``'s output (and all before it)."""
+        data = self.to_dict()
+        keys = {"simulate": ("system", "n_trajectories", "resolution", "sweep", "fixed",
+                             "t_end", "n_snapshots", "seed")}
+        keys["train"] = (*keys["simulate"], "train")
+        keys["generate"] = (*keys["train"], "samples_per_condition")
+        keys["validate"] = keys["generate"]
+        return json.dumps({k: data[k] for k in keys[stage]}, sort_keys=True)
+
+
+def default_plan(device_type: str = "cpu", *, steps: int | None = None) -> QuickstartPlan:
+    """The quickstart's plan for a ``"cpu"`` or ``"cuda"`` device.
+
+    CPU (a few minutes on 2 cores): 400 Gaussian random fields of 32^2 with spectral
+    index ``n`` in [1.5, 3.5] (amplitude 0.1), 600 steps of batch 16, width 16.
+    CUDA: 2,000 fields of 64^2, 4,000 steps of batch 64, width 32.
+    """
+    common = {"system": "gaussian_random_field", "sweep": {"spectral_index": (1.5, 3.5)},
+              "fixed": {"amplitude": 0.1}}
+    if device_type == "cuda":
+        plan = QuickstartPlan(**common, n_trajectories=2000, resolution=64,
+                              train={"steps": 4000, "batch_size": 64, "width": 32,
+                                     "validate_every": 500, "checkpoint_every": 500,
+                                     "sample_every": 1000, "log_every": 50})
+    else:
+        plan = QuickstartPlan(**common, n_trajectories=400, resolution=32,
+                              train={"steps": 600, "batch_size": 16, "width": 16,
+                                     "validate_every": 150, "checkpoint_every": 150,
+                                     "sample_every": 300, "log_every": 25})
+    if steps is not None:
+        plan = dataclasses.replace(plan, train={**plan.train, "steps": steps})
+    return plan
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) and isinstance(data.get("stages"), dict) else {}
+
+
+class _Manifest:
+    """``DIR/quickstart.json``: per stage, the settings key and whether it finished."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / MANIFEST
+        data = _read_manifest(self.path)
+        self.stages: dict[str, dict[str, Any]] = data.get("stages", {})
+
+    def done(self, stage: str, key: str) -> bool:
+        entry = self.stages.get(stage, {})
+        return entry.get("key") == key and entry.get("finished", False)
+
+    def started_with(self, stage: str, key: str) -> bool:
+        return self.stages.get(stage, {}).get("key") == key
+
+    def record(self, stage: str, key: str, *, finished: bool, **extra: Any) -> None:
+        self.stages[stage] = {"key": key, "finished": finished, **extra}
+        # later stages depend on this one: they are stale once it runs again
+        if not finished:
+            for later in STAGES[STAGES.index(stage) + 1:]:
+                self.stages.pop(later, None)
+        text = json.dumps({"stages": self.stages}, indent=1, sort_keys=True) + "\n"
+        atomic_write_bytes(self.path, lambda handle: handle.write(text.encode()))
+
+
+def quickstart(directory: str | os.PathLike = "quickstart", *, device: str = "auto",
+               plan: QuickstartPlan | None = None, progress: bool = True,
+               log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Simulate, train, generate at held-out conditions and validate, in ``directory``.
+
+    Args:
+        directory: output directory (created); finished stages in it are reused.
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        plan: what to run (default: :func:`default_plan` for the device).
+        progress: progress bars of the stages.
+        log: called with one line per stage event (default: silent).
+    Returns:
+        ``{"directory", "report", "report_json", "passed", "failures", "fields":
+        {name: {"spectrum_rel_error_median", "w1_over_std", "spread_ratio"}},
+        "stages": {stage: {"seconds", "reused"}}, "device", "plan"}``.
+    Raises:
+        ValueError: bad directory, device or plan (nothing already finished is lost).
+    """
+    from simulators.sweep import SweepSpec, run_sweep
+    from surrogate.generate import generate
+    from surrogate.train import TrainConfig, resolve_device, train
+    from surrogate.validation.report import validate_files, write_report
+
+    say = log or (lambda message: None)
+    resolved = resolve_device(device)
+    plan = plan or default_plan(resolved.type)
+    TrainConfig(**plan.train)                      # bad settings fail before any work
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{directory}: exists and is not a directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest = _Manifest(directory)
+    data, run, generated = directory / "data.h5", directory / "run", directory / "generated.h5"
+    timings: dict[str, dict[str, Any]] = {}
+
+    def stage(name: str, number: int, output: Path, work: Callable[[bool], None]) -> None:
+        key = plan.stage_key(name)
+        if manifest.done(name, key) and output.exists():
+            timings[name] = {"seconds": manifest.stages[name].get("seconds"), "reused": True}
+            say(f"[{number}/4] {name}: reusing {output}")
+            return
+        resumable = manifest.started_with(name, key)
+        say(f"[{number}/4] {name} -> {output}" + (" (resuming)" if resumable else ""))
+        manifest.record(name, key, finished=False)
+        start = time.perf_counter()
+        work(resumable)
+        seconds = time.perf_counter() - start
+        manifest.record(name, key, finished=True, seconds=round(seconds, 2))
+        timings[name] = {"seconds": seconds, "reused": False}
+        say(f"      {name} done in {seconds:.1f} s")
+
+    def simulate(resumable: bool) -> None:
+        spec = SweepSpec(system=plan.system, n_trajectories=plan.n_trajectories,
+                         resolution=plan.resolution, t_end=plan.t_end,
+                         n_snapshots=plan.n_snapshots, ranges=dict(plan.sweep),
+                         fixed=dict(plan.fixed), seed=plan.seed)
+        run_sweep(spec, data, workers=1, overwrite=True, progress=progress,
+                  resume=resumable and partial_path(data).exists())
+
+    def fit(resumable: bool) -> None:
+        config = TrainConfig(**{**plan.train, "seed": plan.seed})
+        can_resume = resumable and (run / "checkpoints" / "last.pt").exists()
+        train(data, run, None if can_resume else config, device=str(resolved),
+              resume=can_resume, overwrite=not can_resume, progress=progress,
+              steps=config.steps)
+
+    def sample(resumable: bool) -> None:
+        generate(run, generated, like=data, split="test", n=plan.samples_per_condition,
+                 seed=plan.seed, device=str(resolved), overwrite=True, progress=progress)
+
+    result_holder: dict[str, Any] = {}
+
+    def judge(resumable: bool) -> None:
+        result = validate_files(data, generated)
+        write_report(result, directory)
+        result_holder["report"] = result.report
+
+    stage("simulate", 1, data, simulate)
+    stage("train", 2, run / "checkpoints" / "best.pt", fit)
+    stage("generate", 3, generated, sample)
+    stage("validate", 4, directory / "report.json", judge)
+    report = result_holder.get("report")
+    if report is None:
+        report = json.loads((directory / "report.json").read_text())
+    fields = {name: {"spectrum_rel_error_median": entry["spectrum"]["rel_error_median"],
+                     "w1_over_std": entry["pdf"]["w1_over_std"],
+                     "spread_ratio": entry["spread_ratio"]}
+              for name, entry in report["fields"].items()}
+    return {"directory": str(directory), "report": str(directory / "report.md"),
+            "report_json": str(directory / "report.json"), "passed": bool(report["passed"]),
+            "failures": list(report.get("failures", [])), "fields": fields,
+            "conditions": report.get("counts", {}).get("matched_conditions"),
+            "stages": timings, "device": str(resolved), "plan": plan.to_dict()}

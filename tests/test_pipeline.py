@@ -1,0 +1,122 @@
+"""The whole flow on the CPU: simulate -> train -> generate -> validate (``quickstart``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from surrogate import cli
+from surrogate import quickstart as quickstart_module
+from surrogate.quickstart import QuickstartPlan, default_plan, quickstart
+
+#: a plan small enough for the default suite (seconds): 16^2 fields, 40 steps
+TINY = QuickstartPlan(system="gaussian_random_field", n_trajectories=40, resolution=16,
+                      sweep={"spectral_index": (1.5, 3.5)}, fixed={"amplitude": 0.1},
+                      train={"steps": 8, "batch_size": 8, "width": 8, "validate_every": 4,
+                             "checkpoint_every": 4, "sample_every": 8, "log_every": 4,
+                             "validation_samples": 16},
+                      samples_per_condition=2)
+
+
+def test_quickstart_runs_every_stage_then_reuses_them(tmp_path):
+    lines: list[str] = []
+    summary = quickstart(tmp_path / "qs", device="cpu", plan=TINY, progress=False,
+                         log=lines.append)
+    directory = tmp_path / "qs"
+    for name in ("data.h5", "generated.h5", "report.md", "report.json", "quickstart.json",
+                 "run/config.json", "run/checkpoints/best.pt"):
+        assert (directory / name).exists(), name
+    assert sorted(p.name for p in directory.glob("*.png")), "the report has no figures"
+    report = json.loads((directory / "report.json").read_text())
+    assert summary["passed"] == report["passed"]
+    assert set(summary["fields"]) == {"delta", "density"}
+    assert summary["conditions"] == report["counts"]["matched_conditions"] >= 1
+    assert all(not stage["reused"] for stage in summary["stages"].values())
+    # generated at the held-out (test) conditions only, 2 samples each
+    from simulators.store import FieldStore
+    with FieldStore(directory / "data.h5") as data, FieldStore(directory / "generated.h5") as gen:
+        test = sorted(data.parameters()["spectral_index"][data.split == 2])
+        generated = sorted(set(gen.parameters()["spectral_index"]))
+        assert generated == pytest.approx(test)
+        assert gen.schema.system == "gaussian_random_field"
+
+    again = quickstart(directory, device="cpu", plan=TINY, progress=False, log=lines.append)
+    assert all(stage["reused"] for stage in again["stages"].values())
+    assert again["fields"] == summary["fields"]
+
+
+def test_changed_training_reruns_training_and_later_stages_only(tmp_path):
+    quickstart(tmp_path, device="cpu", plan=TINY, progress=False)
+    data_mtime = (tmp_path / "data.h5").stat().st_mtime_ns
+    longer = QuickstartPlan(**{**TINY.__dict__, "train": {**TINY.train, "steps": 12}})
+    summary = quickstart(tmp_path, device="cpu", plan=longer, progress=False)
+    assert summary["stages"]["simulate"]["reused"]
+    assert not summary["stages"]["train"]["reused"]
+    assert not summary["stages"]["validate"]["reused"]
+    assert (tmp_path / "data.h5").stat().st_mtime_ns == data_mtime
+    steps = [json.loads(line)["step"]
+             for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 12
+
+
+def test_interrupted_training_resumes(tmp_path, monkeypatch):
+    import surrogate.train as train_module
+
+    calls = []
+    real_train = train_module.train
+
+    def crash_after_checkpoint(*args, **kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:                       # first attempt: train 4 steps, then die
+            real_train(*args, **{**kwargs, "steps": 4})
+            raise KeyboardInterrupt
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train", crash_after_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        quickstart(tmp_path, device="cpu", plan=TINY, progress=False)
+    summary = quickstart(tmp_path, device="cpu", plan=TINY, progress=False)
+    assert calls[1]["resume"] is True and calls[1]["steps"] == TINY.train["steps"]
+    assert summary["stages"]["simulate"]["reused"]
+    assert not summary["stages"]["train"]["reused"]
+
+
+def test_cli_quickstart_prints_the_headline_table(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(quickstart_module, "default_plan", lambda device, steps=None: TINY)
+    assert cli.main(["quickstart", "-o", str(tmp_path / "qs"), "--device", "cpu", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "spectrum err" in out and "delta" in out and "density" in out
+    assert str(tmp_path / "qs" / "report.md") in out
+
+
+def test_cli_quickstart_bad_device_is_one_line_error(tmp_path, capsys):
+    assert cli.main(["quickstart", "-o", str(tmp_path / "qs"), "--device", "tpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("surrogate: error:") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "qs").exists()
+
+
+def test_cli_quickstart_refuses_a_file_as_directory(tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("keep me")
+    assert cli.main(["quickstart", "-o", str(target), "--device", "cpu"]) == 2
+    assert target.read_text() == "keep me"
+
+
+def test_default_plans_are_valid_training_configs():
+    from surrogate.train import TrainConfig
+    for device in ("cpu", "cuda"):
+        plan = default_plan(device)
+        TrainConfig(**plan.train)
+        assert plan.n_trajectories >= 10 * 10      # >= 10 test conditions after the split
+    assert default_plan("cpu", steps=17).train["steps"] == 17
+
+
+@pytest.mark.slow
+def test_default_cpu_quickstart_learns_the_spectrum(tmp_path):
+    """The README's goal: the default CPU quickstart's median spectrum error is < 25%."""
+    summary = quickstart(tmp_path, device="cpu", progress=False)
+    for name, values in summary["fields"].items():
+        assert values["spectrum_rel_error_median"] < 0.25, name
+    assert summary["passed"], summary["failures"]
