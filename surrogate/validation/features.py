@@ -21,7 +21,9 @@ morphology features and through the sum of its component spectra for the band po
    *reference* values (the same thresholds for reference and generated snapshots).
 
 :func:`frechet_physics_distance` z-scores every feature with the reference features'
-mean and std (features with zero reference spread are divided by 1), then applies the
+mean and std (:func:`feature_scales`: a field's mean in units of at least 1e-3 of its
+std, so that round-off in an exactly constrained mean does not count; features with zero
+reference spread are divided by 1), then applies the
 Fréchet (FID) formula of :func:`surrogate.validation.frechet_distance`. The result is
 in units of reference standard deviations squared; it is 0 for identical feature
 distributions and grows with both mean and covariance differences. Its size depends on
@@ -42,8 +44,8 @@ from surrogate.validation.morphology import minkowski_functionals
 from surrogate.validation.spectra import field_power_spectrum
 from surrogate.validation.statistics import frechet_distance
 
-__all__ = ["THRESHOLD_OFFSETS", "band_edges", "feature_names", "frechet_physics_distance",
-           "physics_features", "scalar_view"]
+__all__ = ["MEAN_SCALE_FLOOR", "THRESHOLD_OFFSETS", "band_edges", "feature_names",
+           "feature_scales", "frechet_physics_distance", "physics_features", "scalar_view"]
 
 #: Minkowski thresholds in units of the reference std around the reference mean
 THRESHOLD_OFFSETS = (-1.0, 0.0, 1.0)
@@ -132,19 +134,47 @@ def physics_features(snapshots: Mapping[str, np.ndarray], fields: Sequence[Field
     return np.concatenate(columns, axis=1)
 
 
-def frechet_physics_distance(generated: np.ndarray, reference: np.ndarray) -> float:
+#: the mean of a field is compared in units of at least this fraction of the field's std
+MEAN_SCALE_FLOOR = 1e-3
+
+
+def feature_scales(reference: np.ndarray, names: Sequence[str] | None = None) -> np.ndarray:
+    """Per-feature z-scoring scale: the reference std, floored for ``<field>:mean``.
+
+    A field whose mean is fixed by a constraint (zero-mean, conserved mean) has a
+    reference spread of its mean at float32 round-off (``1e-9`` of its std); dividing a
+    generated round-off of ``1e-7`` by it would turn a physically irrelevant difference into
+    thousands of std units and dominate the distance. With ``names``, the scale of every
+    ``<field>:mean`` feature is therefore at least :data:`MEAN_SCALE_FLOOR` times the
+    reference mean of ``<field>:std``; zero scales become 1.
+    """
+    reference = np.asarray(reference, dtype=np.float64)
+    std = reference.std(axis=0)
+    if names is not None:
+        index = {name: j for j, name in enumerate(names)}
+        for name, j in index.items():
+            field, _, feature = name.rpartition(":")
+            if feature == "mean" and f"{field}:std" in index:
+                floor = MEAN_SCALE_FLOOR * abs(reference[:, index[f"{field}:std"]].mean())
+                std[j] = max(std[j], floor)
+    return np.where(std > 0, std, 1.0)
+
+
+def frechet_physics_distance(generated: np.ndarray, reference: np.ndarray,
+                             names: Sequence[str] | None = None) -> float:
     """Fréchet distance of z-scored physics features (see the module docstring).
 
     Args:
         generated: ``(n_g, d)`` features of generated snapshots, ``n_g >= 2``.
         reference: ``(n_r, d)`` features of reference snapshots, ``n_r >= 2``; their
-            column means and stds define the z-scoring of both sets.
+            column means and stds (:func:`feature_scales`) define the z-scoring of both.
+        names: the feature names (:func:`feature_names`), to floor the scale of mean
+            features; without them every feature is scaled by its reference std.
     Returns:
         ``d^2`` in reference-std units squared.
     """
     generated = np.asarray(generated, dtype=np.float64)
     reference = np.asarray(reference, dtype=np.float64)
     mean = reference.mean(axis=0)
-    std = reference.std(axis=0)
-    std = np.where(std > 0, std, 1.0)
-    return frechet_distance((generated - mean) / std, (reference - mean) / std)
+    scale = feature_scales(reference, names)
+    return frechet_distance((generated - mean) / scale, (reference - mean) / scale)

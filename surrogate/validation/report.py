@@ -581,11 +581,11 @@ def _validate(ref_store: FieldStore, gen_store: FieldStore, limits: dict[str, fl
 
     reference_features = np.concatenate(feature_rows["reference"])
     generated_features = np.concatenate(feature_rows["generated"])
+    names = feature_names(specs, n)
     frechet, frechet_split = _frechet(reference_features, generated_features,
-                                      np.array(feature_owner["reference"]))
+                                      np.array(feature_owner["reference"]), names)
     checks.append(_gate("frechet_physics_distance", None, frechet,
                         limits["frechet_physics_distance_max"], "max"))
-    names = feature_names(specs, n)
     minkowski = _minkowski_summary(reference_features, generated_features, names, specs,
                                    levels)
     for spec in specs:
@@ -784,8 +784,8 @@ def _violation_number(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _frechet(reference: np.ndarray, generated: np.ndarray, owners: np.ndarray
-             ) -> tuple[float, float]:
+def _frechet(reference: np.ndarray, generated: np.ndarray, owners: np.ndarray,
+             names: Sequence[str]) -> tuple[float, float]:
     """Fréchet physics distance, and the same between two halves of the reference.
 
     The halves split the reference by trajectory (alternating in index order) so that
@@ -793,12 +793,12 @@ def _frechet(reference: np.ndarray, generated: np.ndarray, owners: np.ndarray
     """
     distance = math.nan
     if min(reference.shape[0], generated.shape[0]) >= 2:
-        distance = frechet_physics_distance(generated, reference)
+        distance = frechet_physics_distance(generated, reference, names)
     unique = np.unique(owners)
     first = np.isin(owners, unique[0::2])
     split = math.nan
     if min(first.sum(), (~first).sum()) >= 2:
-        split = frechet_physics_distance(reference[first], reference[~first])
+        split = frechet_physics_distance(reference[first], reference[~first], names)
     return distance, split
 
 

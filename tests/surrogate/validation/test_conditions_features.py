@@ -98,3 +98,27 @@ def test_frechet_physics_distance_is_zero_for_identical_sets_and_grows_with_a_sh
     # same covariance: d^2 = |mean shift|^2 in units of the reference std
     expected = (5 / reference[:, 4].std()) ** 2
     assert frechet_physics_distance(shifted, reference) == pytest.approx(expected, rel=1e-6)
+
+
+def test_round_off_in_a_constrained_mean_does_not_dominate_the_frechet_distance():
+    """A zero-mean field's mean spreads at float32 round-off (1e-9) in the reference; a
+    generated mean of 1e-7 is as exact physically. Scaled by the raw reference std it
+    would count as ~100 std per sample (d^2 ~ 1e4); with the floor of 1e-3 field std it
+    contributes ~(1e-7 / 3e-4)^2 ~ 1e-7, and the distance is that of the other features."""
+    rng = np.random.default_rng(3)
+    names = ["f:mean", "f:std", "f:skewness"]
+
+    def sample(n, mean_scale):
+        return np.column_stack([rng.standard_normal(n) * mean_scale,
+                                0.3 + 0.01 * rng.standard_normal(n),
+                                rng.standard_normal(n)])
+
+    reference, generated = sample(200, 1e-9), sample(200, 1e-7)
+    floored = frechet_physics_distance(generated, reference, names)
+    others = frechet_physics_distance(generated[:, 1:], reference[:, 1:])
+    assert floored == pytest.approx(others, abs=1e-3)
+    assert frechet_physics_distance(generated, reference) > 1e3      # without the floor
+    # a mean shift of a tenth of the field's std is still seen: 0.03 / 3e-4 = 100 units, d^2 ~ 1e4
+    shifted = generated.copy()
+    shifted[:, 0] += 0.03
+    assert frechet_physics_distance(shifted, reference, names) > 5e3
