@@ -32,29 +32,41 @@ import torch
 import simulators
 from simulators.store import StoreSchema
 from surrogate.constraints import OutputHeads
-from surrogate.data import ConditionEncoder, FieldNormalizer
+from surrogate.data import ConditionEncoder, FieldNormalizer, n_channels
 from surrogate.models import Generator, ModelConfig
 from surrogate.train import TrainConfig, Trainer, resolve_device
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def simulator_seconds(resolution: int, t_end: float, repeats: int = 2) -> float:
-    simulator = simulators.get("navier_stokes2d")
+def simulator_seconds(resolution: int, t_end: float | None = None, repeats: int = 2, *,
+                      system: str = "navier_stokes2d",
+                      parameters: dict[str, float] | None = None) -> float:
+    """Best-of-``repeats`` seconds to produce one snapshot at ``t_end`` from scratch.
+
+    One trajectory from its random initial state to ``t_end`` (the system's default when
+    ``None``; static systems draw one field); parameters are the declared defaults unless
+    given (``navier_stokes2d``: ``nu = 1e-3``, forcing 0.1 at wavenumber 4).
+    """
+    simulator = simulators.get(system)
     grid = simulator.make_grid(resolution)
-    times = np.array([0.0, t_end])
-    parameters = {"nu": np.array([1e-3]), "forcing_amplitude": np.array([0.1]),
-                  "forcing_wavenumber": np.array([4.0])}
+    end = simulator.default_t_end if t_end is None else t_end
+    times = np.zeros(1) if simulator.static else np.array([0.0, end])
+    if parameters is None and system == "navier_stokes2d":
+        parameters = {"nu": 1e-3, "forcing_amplitude": 0.1, "forcing_wavenumber": 4.0}
+    values = simulator.resolve_parameters(parameters)
+    batch = {name: np.array([value]) for name, value in values.items()}
     best = np.inf
     for seed in range(repeats):
         start = time.perf_counter()
-        simulator.simulate(parameters, grid, times, [seed])
+        simulator.simulate(batch, grid, times, [seed])
         best = min(best, time.perf_counter() - start)
     return float(best)
 
 
 def _unit_normalizer(schema: StoreSchema) -> FieldNormalizer:
-    stats = {spec.name: ({"mean": 0.0, "std": 1.0, "rms": 1.0, "min": -1.0, "max": 1.0}
+    stats = {spec.name: ({"mean": 0.0, "std": 1.0, "rms": 1.0, "min": -1.0, "max": 1.0,
+                          "log_mean": 0.0, "log_std": 1.0}
                          if spec.rank == 0 else
                          {"mean": np.zeros(2), "std": np.ones(2), "rms": 1.0, "min": -1.0,
                           "max": 1.0}) for spec in schema.fields}
@@ -62,14 +74,20 @@ def _unit_normalizer(schema: StoreSchema) -> FieldNormalizer:
 
 
 def generator_seconds_per_field(resolution: int, device: torch.device, width: int,
-                                batch: int = 64, repeats: int = 5, amp: bool = False) -> float:
-    simulator = simulators.get("navier_stokes2d")
-    schema = StoreSchema.from_simulator(simulator, simulator.make_grid(resolution),
-                                        np.array([0.0, 10.0]))
+                                batch: int = 64, repeats: int = 5, amp: bool = False, *,
+                                system: str = "navier_stokes2d") -> float:
+    """Best-of-``repeats`` seconds per field of the generator + physics heads of ``system``.
+
+    Untrained weights (the cost does not depend on their values); batches of ``batch``
+    conditions after a warm-up call; every field of the system is produced.
+    """
+    simulator = simulators.get(system)
+    times = np.zeros(1) if simulator.static else np.array([0.0, simulator.default_t_end])
+    schema = StoreSchema.from_simulator(simulator, simulator.make_grid(resolution), times)
     heads = OutputHeads.from_schema(schema, _unit_normalizer(schema)).to(device)
     encoder = ConditionEncoder.from_schema(schema)
-    config = ModelConfig.for_resolution(resolution, heads.raw_channels, 3, encoder.dim,
-                                        width=width)
+    config = ModelConfig.for_resolution(resolution, heads.raw_channels,
+                                        n_channels(schema.fields), encoder.dim, width=width)
     generator = Generator(config).to(device).eval()
     condition = torch.zeros(batch, encoder.dim, device=device)
     noise = torch.randn(batch, config.noise_dim, device=device)

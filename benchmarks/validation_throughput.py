@@ -34,8 +34,17 @@ from simulators.sweep import SweepSpec, run_sweep
 RESULTS = Path(__file__).resolve().parent / "results"
 
 _CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from surrogate.validation.report import validate_files, write_report
+
+def peak_megabytes():
+    # VmHWM is this process image's peak RSS; getrusage's ru_maxrss would include the
+    # parent's RSS at fork time (Linux keeps it across execve)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 reference, generated, out = sys.argv[1:4]
 start = time.perf_counter()
 result = validate_files(reference, generated)
@@ -44,7 +53,7 @@ start = time.perf_counter()
 write_report(result, out)
 written = time.perf_counter() - start
 print(json.dumps({"validate_seconds": compared, "report_seconds": written,
-                  "peak_rss_megabytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "peak_rss_megabytes": peak_megabytes(),
                   "passed": result.passed}))
 """
 

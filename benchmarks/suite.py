@@ -1,0 +1,291 @@
+"""The benchmark suite: speed, training, validation and fidelity, one results file per machine.
+
+Run: ``python -m benchmarks [--parts speed training validation fidelity] [--device auto]
+[--systems ...] [--fidelity-systems ...]``.
+
+Parts (each measured in this one run, so ratios compare like with like):
+
+* **speed**: per registered system and resolution, the simulator's seconds to produce one
+  snapshot at the system's default ``t_end`` from scratch (``navier_stokes2d``:
+  ``t_end = 10``) against the generator's seconds per field (untrained weights of the
+  size used for training, batches of 64, all of the system's fields), and their ratio;
+* **training**: images per second of a training step at 32^2, batch 32, fp32 (and bf16
+  autocast on CUDA);
+* **validation**: ``validate_files`` wall time and peak memory, n vs n fields;
+* **fidelity**: per system, a short training run on a Sobol sweep (the plans in
+  :func:`fidelity_plans`, run through :func:`surrogate.quickstart.quickstart`), generation
+  at the held-out *test* conditions and the validation report's numbers: spectrum
+  relative error (median and max per k band), W1/std, spread ratio, conservation
+  violations, Fréchet physics distance next to the reference-halves distance, pass/fail,
+  and each system's observables (e.g. magnetisation sign coverage for Ising).
+
+Writes ``benchmarks/results/<machine>.json`` (``<machine>`` = ``cpu-<cores>core`` or
+``cuda-<gpu name>``) with the machine, the budget (steps, sizes) and every number, and
+``benchmarks/results/<machine>.md`` with the tables (also printed). On a shared CPU only
+the ratios are meaningful; absolute times are quoted from GPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import re
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import simulators
+from benchmarks import gan_throughput, validation_throughput
+from surrogate.quickstart import QuickstartPlan, default_plan, quickstart
+from surrogate.train import resolve_device
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PARTS = ("speed", "training", "validation", "fidelity")
+
+#: (system, resolution) pairs of the speed table; all registered systems at 64^2, NS at 128^2
+SPEED_CASES = (("diffusion", 64), ("gaussian_random_field", 64), ("gray_scott", 64),
+               ("ising", 64), ("navier_stokes2d", 64), ("navier_stokes2d", 128))
+
+
+def fidelity_plans(device_type: str) -> dict[str, QuickstartPlan]:
+    """Per-system training plans of the fidelity part (CPU budgets: minutes each)."""
+    gpu = device_type == "cuda"
+    plans = {"gaussian_random_field": default_plan(device_type)}
+    train = ({"steps": 4000, "batch_size": 64, "width": 32, "validate_every": 500,
+              "checkpoint_every": 500, "sample_every": 1000} if gpu else
+             {"steps": 1500, "batch_size": 16, "width": 16, "validate_every": 250,
+              "checkpoint_every": 250, "sample_every": 750})
+    resolution = 64 if gpu else 32
+    plans["navier_stokes2d"] = QuickstartPlan(
+        system="navier_stokes2d", n_trajectories=400 if gpu else 160, resolution=resolution,
+        sweep={"nu": (1e-3, 1e-2)}, fixed={"forcing_amplitude": 0.1, "forcing_wavenumber": 4},
+        t_end=10.0, n_snapshots=6, train=train)
+    available = set(simulators.available())
+    if "gray_scott" in available:
+        plans["gray_scott"] = QuickstartPlan(
+            system="gray_scott", n_trajectories=400 if gpu else 160, resolution=resolution,
+            sweep={"feed": (0.03, 0.05)}, fixed={"kill": 0.062}, n_snapshots=3, train=train)
+    if "ising" in available:
+        plans["ising"] = QuickstartPlan(
+            system="ising", n_trajectories=800 if gpu else 240, resolution=resolution,
+            sweep={"temperature": (1.5, 3.5)}, n_snapshots=2, train=train)
+    return {name: plan for name, plan in plans.items() if plan.system in available}
+
+
+
+def machine_name(device: torch.device) -> str:
+    """``cpu-2core`` or ``cuda-nvidia-h100-80gb-hbm3``: the results file's name."""
+    if device.type == "cuda":
+        return "cuda-" + re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(device).lower()
+                                ).strip("-")
+    return f"cpu-{os.cpu_count()}core"
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    return {"name": machine_name(device), "platform": platform.platform(),
+            "processor": platform.processor(), "cpu_count": os.cpu_count(),
+            "device": str(device), "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def speed(device: torch.device, systems: Sequence[str], widths: Sequence[int]) -> list[dict]:
+    """Simulator seconds per snapshot vs generator seconds per field, same process."""
+    rows = []
+    for system, resolution in SPEED_CASES:
+        if system not in systems or system not in simulators.available():
+            continue
+        simulated = gan_throughput.simulator_seconds(resolution, system=system)
+        row: dict[str, Any] = {"system": system, "resolution": resolution,
+                               "t_end": None if simulators.get(system).static
+                               else (10.0 if system == "navier_stokes2d"
+                                     else simulators.get(system).default_t_end),
+                               "simulator_seconds_per_snapshot": simulated, "generator": {}}
+        for width in widths:
+            generated = gan_throughput.generator_seconds_per_field(resolution, device, width,
+                                                                   system=system)
+            entry = {"seconds_per_field": generated, "speedup": simulated / generated}
+            if device.type == "cuda":
+                bf16 = gan_throughput.generator_seconds_per_field(
+                    resolution, device, width, amp=True, system=system)
+                entry.update({"seconds_per_field_bf16": bf16, "speedup_bf16": simulated / bf16})
+            row["generator"][f"width_{width}"] = entry
+        rows.append(row)
+    return rows
+
+
+def training(device: torch.device, width: int) -> dict[str, float]:
+    result = {"fp32": gan_throughput.training_images_per_second(device, False, width)}
+    if device.type == "cuda":
+        result["bf16"] = gan_throughput.training_images_per_second(device, True, width)
+    return result
+
+
+def validation(sizes: Sequence[int], resolution: int) -> list[dict]:
+    with tempfile.TemporaryDirectory() as directory:
+        return [validation_throughput.measure(Path(directory), n, resolution) for n in sizes]
+
+
+def _fidelity_entry(summary: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+    fields = {}
+    for name, entry in report["fields"].items():
+        spectrum = entry["spectrum"]
+        fields[name] = {
+            "spectrum_rel_error_median": spectrum["rel_error_median"],
+            "spectrum_rel_error_max": spectrum["rel_error_max"],
+            "bands": {band: {"median": values["median"], "max": values["max"]}
+                      for band, values in spectrum.get("bands", {}).items()},
+            "w1_over_std": entry["pdf"]["w1_over_std"],
+            "spread_ratio": entry["spread_ratio"], "spread_basis": entry.get("spread_basis")}
+    conservation = {name: {"reference": value.get("reference"),
+                           "generated": value.get("generated"),
+                           "passed": value.get("passed")}
+                    for name, value in report["conservation"].items()}
+    return {"passed": report["passed"], "failures": report["failures"], "fields": fields,
+            "conservation": conservation, "observables": report.get("observables", {}),
+            "frechet_physics_distance": report["frechet_physics_distance"],
+            "frechet_reference_split": report.get("frechet_reference_split"),
+            "held_out_conditions": report["counts"]["matched_conditions"],
+            "stage_seconds": {k: v["seconds"] for k, v in summary["stages"].items()},
+            "plan": summary["plan"]}
+
+
+def fidelity(device: torch.device, systems: Sequence[str], directory: Path | None,
+             steps: int | None) -> dict[str, dict]:
+    """Train, generate at held-out conditions and validate each system (quickstart flow)."""
+    results = {}
+    plans = fidelity_plans(device.type)
+    for system in systems:
+        if system not in plans:
+            continue
+        plan = plans[system]
+        if steps is not None:
+            plan = dataclasses.replace(plan, train={**plan.train, "steps": steps})
+        with tempfile.TemporaryDirectory() as scratch:
+            work = (directory or Path(scratch)) / system
+            summary = quickstart(work, device=str(device), plan=plan, progress=False,
+                                 log=lambda line: print(f"  {line}", flush=True))
+            report = json.loads(Path(summary["report_json"]).read_text())
+            results[system] = _fidelity_entry(summary, report)
+    return results
+
+
+def _fmt(value: Any, spec: str = ".3g") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The results as Markdown tables."""
+    machine = result["machine"]
+    lines = [f"Machine: {machine['name']} ({machine['device']}, {machine['cpu_count']} CPU "
+             f"cores, torch {machine['torch']}{', ' + machine['gpu'] if machine['gpu'] else ''}"
+             f"), {machine['date']}.", ""]
+    if result.get("speed"):
+        widths = sorted({w for row in result["speed"] for w in row["generator"]})
+        lines += ["| system | N | t_end | simulator s/snapshot | "
+                  + " | ".join(f"generator s/field ({w.replace('_', ' ')}) | speedup"
+                               for w in widths) + " |",
+                  "|---|---:|---:|---:|" + "---:|---:|" * len(widths)]
+        for row in result["speed"]:
+            cells = []
+            for w in widths:
+                entry = row["generator"][w]
+                cells += [_fmt(entry["seconds_per_field"]), f"{entry['speedup']:.3g}x"]
+            lines.append(f"| {row['system']} | {row['resolution']} | {_fmt(row['t_end'], 'g')} "
+                         f"| {_fmt(row['simulator_seconds_per_snapshot'])} | "
+                         + " | ".join(cells) + " |")
+        lines.append("")
+    if result.get("training"):
+        lines += ["Training throughput (32^2, batch 32, width "
+                  f"{result['budget']['training_width']}): "
+                  + ", ".join(f"{k} {v:.1f} images/s" for k, v in result["training"].items()),
+                  ""]
+    if result.get("validation"):
+        lines += ["| validation: fields per file | grid | validate s | report s | peak RSS MB |",
+                  "|---:|---|---:|---:|---:|"]
+        for row in result["validation"]:
+            lines.append(f"| {row['fields_per_file']} | {row['resolution']}^2 | "
+                         f"{row['validate_seconds']:.1f} | {row['report_seconds']:.1f} | "
+                         f"{row['peak_rss_megabytes']:.0f} |")
+        lines.append("")
+    if result.get("fidelity"):
+        lines += ["| system (held-out conditions) | field | spectrum err median | max | "
+                  "low / mid / high band median | W1/std | spread | Fréchet (ref. halves) "
+                  "| passed | steps, train s |",
+                  "|---|---|---:|---:|---|---:|---:|---:|---|---|"]
+        for system, entry in result["fidelity"].items():
+            train_stage = entry["stage_seconds"].get("train")
+            for name, field in entry["fields"].items():
+                bands = " / ".join(_fmt(field["bands"].get(b, {}).get("median"), ".2f")
+                                   for b in ("low", "mid", "high"))
+                lines.append(
+                    f"| {system} ({entry['held_out_conditions']}) | {name} | "
+                    f"{_fmt(field['spectrum_rel_error_median'])} | "
+                    f"{_fmt(field['spectrum_rel_error_max'])} | {bands} | "
+                    f"{_fmt(field['w1_over_std'])} | {_fmt(field['spread_ratio'])} | "
+                    f"{_fmt(entry['frechet_physics_distance'], '.3g')} "
+                    f"({_fmt(entry['frechet_reference_split'], '.3g')}) | "
+                    f"{'yes' if entry['passed'] else 'no'} | "
+                    f"{entry['plan']['train']['steps']}, {_fmt(train_stage, '.0f')} |")
+        lines.append("")
+        for system, entry in result["fidelity"].items():
+            for failure in entry["failures"]:
+                lines.append(f"- {system}: failed {failure}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    parser.add_argument("--systems", nargs="+", default=None,
+                        help="systems of the speed table (default: all registered)")
+    parser.add_argument("--fidelity-systems", nargs="+", default=None,
+                        help="systems of the fidelity part (default: all with a plan)")
+    parser.add_argument("--fidelity-steps", type=int, default=None,
+                        help="override the training steps of every fidelity plan")
+    parser.add_argument("--widths", type=int, nargs="+", default=[16, 32],
+                        help="generator widths of the speed table (16 32)")
+    parser.add_argument("--validation-sizes", type=int, nargs="+", default=[250])
+    parser.add_argument("--keep", metavar="DIR", default=None,
+                        help="keep the fidelity runs (data, runs, reports) in DIR")
+    parser.add_argument("--output", metavar="FILE.json", default=None,
+                        help="results file (default benchmarks/results/<machine>.json)")
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    systems = args.systems or simulators.available()
+    result: dict[str, Any] = {
+        "machine": machine_info(device),
+        "budget": {"parts": args.parts, "speed_widths": args.widths,
+                   "training_width": 32, "validation_sizes": args.validation_sizes,
+                   "validation_resolution": 64, "fidelity_steps_override": args.fidelity_steps}}
+    if "speed" in args.parts:
+        print("speed ...", flush=True)
+        result["speed"] = speed(device, systems, args.widths)
+    if "training" in args.parts:
+        print("training ...", flush=True)
+        result["training"] = training(device, 32)
+    if "validation" in args.parts:
+        print("validation ...", flush=True)
+        result["validation"] = validation(args.validation_sizes, 64)
+    if "fidelity" in args.parts:
+        print("fidelity ...", flush=True)
+        keep = Path(args.keep) if args.keep else None
+        chosen = args.fidelity_systems or list(fidelity_plans(device.type))
+        result["fidelity"] = fidelity(device, chosen, keep, args.fidelity_steps)
+    output = Path(args.output) if args.output else RESULTS / f"{machine_name(device)}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=1, allow_nan=False, default=float) + "\n")
+    table = markdown(result)
+    output.with_suffix(".md").write_text(table)
+    print(table)
+    print(f"wrote {output} and {output.with_suffix('.md')}")
+    return result
