@@ -21,6 +21,7 @@ examples:
       --sweep spectral_index=2:3.5 --set amplitude=0.1
   surrogate info ns.h5
   surrogate check ns.h5
+  surrogate convert pdebench_2d_diff_react.h5 -o diff_react.h5   # The Well / PDEBench in
   surrogate train ns.h5 -o runs/ns --steps 20000 --batch-size 64 --device auto --seed 0
   surrogate train ns.h5 -o runs/ns --resume
   surrogate generate runs/ns -o gen.h5 --set nu=3e-3 -n 256 --seed 1
@@ -124,10 +125,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from simulators.store import describe_file
+    from surrogate.interop import describe_layout, detect_layout
+    if detect_layout(args.file) != "ours":
+        return _print_foreign_info(describe_layout(args.file), args.json)
     info = describe_file(args.file)
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps({"layout": "ours", **info}, indent=2))
         return 0
+    print("layout: ours (data/FORMAT.md)")
     times = info["times"]
     print(f"{info['path']}: {info['system']} ({info['dataset_name']}), format "
           f"{info['format_version']}")
@@ -145,6 +150,35 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"  produced by {prov.get('producer')} {prov.get('producer_version')} on "
           f"{prov.get('created')} (seed {prov.get('seed')})")
     print(f"  command: {prov.get('command')}")
+    return 0
+
+
+def _print_foreign_info(info: dict, as_json: bool) -> int:
+    """``surrogate info`` of a The Well / PDEBench file (read through surrogate.interop)."""
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return 0
+    times = info["times"]
+    print(f"layout: {info['layout']} (convert with `surrogate convert {info['path']} -o "
+          f"OUT.h5`)")
+    print(f"{info['path']}: {info.get('dataset_name') or 'unnamed'}, "
+          f"{info['n_trajectories']} trajectories, grid {' x '.join(map(str, info['resolution']))}"
+          + (f", times: {times['n']} from {times['first']:g} to {times['last']:g}"
+             if times and times.get("n") else ""))
+    for name, field in info["fields"].items():
+        print(f"  field {name:<12} dims {tuple(field['dims'])} shape {tuple(field['shape'])} "
+              f"{field['dtype']} [{field.get('units') or '?'}]")
+    for name, p in info["parameters"].items():
+        print(f"  parameter {name:<20} {p['min']:.4g} .. {p['max']:.4g} {p.get('units') or ''}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from surrogate.interop import convert, detect_layout
+    layout = detect_layout(args.source)
+    path = convert(args.source, args.output, system=args.system, overwrite=args.overwrite,
+                   allow_rounding=args.allow_rounding, allow_nonperiodic=args.allow_nonperiodic)
+    print(f"wrote {path} (from {layout} layout {args.source})")
     return 0
 
 
@@ -279,10 +313,27 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     simulate.set_defaults(func=cmd_simulate)
 
-    info = commands.add_parser("info", help="what is inside a field-store file")
+    info = commands.add_parser("info", help="what is inside a field file (any supported layout)")
     info.add_argument("file")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
+
+    convert = commands.add_parser(
+        "convert", help="convert a The Well or PDEBench HDF5 file to this package's format",
+        description="Read SOURCE in any supported layout (ours, the_well, pdebench_seeds, "
+                    "pdebench_arrays; `surrogate info` says which) and write OUTPUT in "
+                    "data/FORMAT.md's layout, float32 values bit for bit.")
+    convert.add_argument("source", help="input .h5 file")
+    convert.add_argument("-o", "--output", required=True, help="output .h5 file")
+    convert.add_argument("--system", default=None,
+                         help="registered simulator whose schema the file follows (default: "
+                              "a schema built from the file)")
+    convert.add_argument("--allow-rounding", action="store_true",
+                         help="accept float64 fields that float32 cannot hold exactly")
+    convert.add_argument("--allow-nonperiodic", action="store_true",
+                         help="accept files whose boundaries are not periodic")
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    convert.set_defaults(func=cmd_convert)
 
     check = commands.add_parser("check", help="check a file against data/FORMAT.md")
     check.add_argument("file")
