@@ -167,7 +167,8 @@ class Invariant:
 #: rotate and flip with the grid) and ``w'(x) = det(M) w(g^-1 x)`` for pseudoscalars (a
 #: field declared ``curl_of`` a vector, e.g. vorticity: it changes sign under a mirror
 #: reflection, not under a rotation). Reflections and rotations are about the grid point
-#: ``x = 0`` (index ``i -> -i mod N``); on the grid, shifts are by whole cells.
+#: ``x = 0`` (index ``i -> -i mod N``); on the grid, shifts are by whole cells. ``negate``
+#: is the one internal symmetry: ``f'(x) = -f(x)`` for every field at once.
 SYMMETRIES: dict[str, str] = {
     "shift": "periodic translations in x and in y",
     "shift_x": "periodic translations in x only",
@@ -177,6 +178,8 @@ SYMMETRIES: dict[str, str] = {
     "rotate_90": "rotation by 90 degrees counterclockwise, (x, y) -> (-y, x), "
                  "(u_x, u_y) -> (-u_y, u_x)",
     "rotate_180": "point reflection (x, y) -> (-x, -y), u -> -u (a proper rotation)",
+    "negate": "global sign change of every field, f -> -f (e.g. Ising spins in zero field); "
+              "not a grid map",
 }
 
 

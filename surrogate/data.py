@@ -28,6 +28,7 @@ Everything that goes into a checkpoint (normaliser, condition encoder) has
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
@@ -61,6 +62,7 @@ __all__ = [
     "from_store_layout",
     "load_training_data",
     "n_channels",
+    "open_fields",
     "open_store",
     "point_group",
     "pseudoscalar_fields",
@@ -931,7 +933,8 @@ def augment(batch: torch.Tensor, layout: ChannelLayout, symmetries: Collection[s
         ``(B, C, N, N)`` transformed batch.
     """
     matrices, (shift_x, shift_y) = point_group(symmetries)
-    if len(matrices) == 1 and not (shift_x or shift_y):
+    negate = "negate" in symmetries
+    if len(matrices) == 1 and not (shift_x or shift_y or negate):
         return batch
     size, n = batch.shape[0], batch.shape[-1]
     device = generator.device if generator is not None else torch.device("cpu")
@@ -939,7 +942,14 @@ def augment(batch: torch.Tensor, layout: ChannelLayout, symmetries: Collection[s
     shifts = torch.randint(n, (size, 2), generator=generator, device=device)
     shifts = shifts * torch.tensor([int(shift_x), int(shift_y)], device=device)
     group = torch.tensor(matrices, dtype=torch.int64, device=device)
-    return apply_symmetry(batch, layout, group[choice], shifts, pseudoscalars)
+    moved = apply_symmetry(batch, layout, group[choice], shifts, pseudoscalars)
+    if not negate:
+        return moved
+    # f -> -f with probability 1/2 per sample; on normalised fields this is the physical
+    # sign change when every field's transform is odd (scale-only, or bounds symmetric
+    # about 0 such as spins in [-1, 1]), which load_training_data checks
+    signs = torch.randint(2, (size,), generator=generator, device=device) * 2 - 1
+    return moved * signs.to(moved.device, moved.dtype).view(size, 1, 1, 1)
 
 
 def symmetries_for(system: str) -> tuple[str, ...]:
@@ -976,7 +986,7 @@ class SymmetryAugmentation:
     @property
     def enabled(self) -> bool:
         matrices, shifts = point_group(self.symmetries)
-        return len(matrices) > 1 or any(shifts)
+        return len(matrices) > 1 or any(shifts) or "negate" in self.symmetries
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator | None = None
                  ) -> torch.Tensor:
@@ -1049,5 +1059,16 @@ def load_training_data(path: str | os.PathLike, *, normalizer: FieldNormalizer |
     splits = {name: SnapshotDataset(resolved, values, normalizer, encoder,
                                     cache_bytes=cache_bytes)
               for name, values in indices.items() if values.size}
-    return TrainingData(Path(resolved), schema, normalizer, encoder, splits,
-                        SymmetryAugmentation.from_schema(schema))
+    augmentation = SymmetryAugmentation.from_schema(schema)
+    if "negate" in augmentation.symmetries:
+        uneven = [t.name for t in normalizer.transforms
+                  if t.kind == "log" or abs(t.offset) > 1e-6 * abs(t.scale)]
+        if uneven:      # -f in physical units is not -y in normalised units for these
+            augmentation = dataclasses.replace(augmentation, symmetries=tuple(
+                name for name in augmentation.symmetries if name != "negate"))
+            warnings.warn(f"{resolved}: sign augmentation off: the normalisation of "
+                          f"{', '.join(uneven)} is not odd", stacklevel=2)
+    return TrainingData(Path(resolved), schema, normalizer, encoder, splits, augmentation)
+
+
+from surrogate.interop import open_fields  # noqa: E402  (re-export: other layouts)

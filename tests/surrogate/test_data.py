@@ -483,3 +483,14 @@ def test_lazy_dataset_works_with_spawned_dataloader_workers(ns_file):
     loader = DataLoader(dataset, batch_size=5, num_workers=2, multiprocessing_context="spawn")
     fields = torch.cat([batch for batch, _ in loader])
     torch.testing.assert_close(fields, dataset.get_batch(range(len(dataset)))[0], rtol=0, atol=0)
+
+
+def test_negate_symmetry_flips_whole_samples_with_both_signs():
+    """``negate`` multiplies each sample (all channels) by +1 or -1, both drawn."""
+    from surrogate.data import augment
+    batch = torch.randn(64, 2, 8, 8)
+    layout = channel_layout([FieldSpec("a", "1", "a"), FieldSpec("b", "1", "b")])
+    out = augment(batch, layout, ("negate",), torch.Generator().manual_seed(0))
+    sign = (out * batch).sum(dim=(1, 2, 3)).sign()
+    assert torch.equal(out, batch * sign.view(-1, 1, 1, 1))
+    assert 10 < int((sign < 0).sum()) < 54
