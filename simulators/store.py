@@ -328,12 +328,19 @@ class FieldStoreWriter:
                 group.attrs.update({"associated_dims": [axis], "associated_fields": [],
                                     "bc_type": "PERIODIC", "sample_varying": False,
                                     "time_varying": False})
-                mask = group.create_dataset("mask", data=np.zeros(grid.resolution, dtype=bool))
+                # The Well marks the cells a boundary condition applies to: for a periodic
+                # axis the first and the last cell (its readers call an all-False mask OPEN)
+                edges = np.zeros(grid.resolution, dtype=bool)
+                edges[[0, -1]] = True
+                mask = group.create_dataset("mask", data=edges)
                 mask.dims[0].attach_scale(handle[axis])
                 values = group.create_dataset("values", data=np.zeros(0, dtype=np.float32))
                 values.make_scale("values")   # its own (empty) dimension: no phony dims
 
             n_times = len(schema.times)
+            # no rank-2 (tensor) fields, but The Well's readers expect the group
+            handle.create_group("t2_fields").attrs["field_names"] = np.array(
+                [], dtype=h5py.string_dtype())
             for rank in (0, 1):
                 group = handle.create_group(f"t{rank}_fields")
                 specs = [spec for spec in schema.fields if spec.rank == rank]

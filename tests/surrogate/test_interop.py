@@ -605,11 +605,9 @@ def _well_dataset(directory):
                        n_steps_output=0)
 
 
-def test_the_well_dataset_reads_our_files_given_a_t2_fields_group(tmp_path):
+def test_the_well_dataset_reads_our_values_and_parameters(tmp_path):
     pytest.importorskip("the_well")
     path = _our_simulated_file(tmp_path / "data")
-    with h5py.File(path, "r+") as f:
-        f.create_group("t2_fields").attrs["field_names"] = np.array([], dtype=h5py.string_dtype())
     dataset = _well_dataset(tmp_path / "data")
     with FieldStore(path) as store:
         assert len(dataset) == store.n_trajectories * store.times.size
@@ -623,21 +621,15 @@ def test_the_well_dataset_reads_our_files_given_a_t2_fields_group(tmp_path):
                                           [v[index] for v in store.parameters().values()])
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError,
-                   reason="simulators/store.py writes no t2_fields group; WellDataset needs one")
 def test_the_well_dataset_reads_our_files_as_written(tmp_path):
     pytest.importorskip("the_well")
     _our_simulated_file(tmp_path / "data")
     _well_dataset(tmp_path / "data")
 
 
-@pytest.mark.xfail(strict=True, reason="our boundary masks are all False; The Well marks the "
-                                       "boundary cells True, else it reads OPEN (1)")
 def test_the_well_dataset_sees_our_boundaries_as_periodic(tmp_path):
     pytest.importorskip("the_well")
-    path = _our_simulated_file(tmp_path / "data")
-    with h5py.File(path, "r+") as f:
-        f.create_group("t2_fields").attrs["field_names"] = np.array([], dtype=h5py.string_dtype())
+    _our_simulated_file(tmp_path / "data")
     sample = _well_dataset(tmp_path / "data")[0]
     assert sample["boundary_conditions"].tolist() == [[2, 2], [2, 2]]   # PERIODIC = 2
 
