@@ -12,10 +12,12 @@ from typing import Any
 from simulators.base import Simulator
 from simulators.diffusion import Diffusion
 from simulators.gaussian_random_field import GaussianRandomField
+from simulators.gray_scott import GrayScott
+from simulators.ising import Ising
 from simulators.navier_stokes2d import NavierStokes2D
 
 _SYSTEMS: dict[str, type[Simulator]] = {
-    cls.name: cls for cls in (Diffusion, GaussianRandomField, NavierStokes2D)
+    cls.name: cls for cls in (Diffusion, GaussianRandomField, NavierStokes2D, Ising, GrayScott)
 }
 
 

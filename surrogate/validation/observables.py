@@ -10,9 +10,30 @@ Two kinds, both computed from one trajectory's fields ``{name: (T, N, N[, 2])}``
   with an ``energy_budget``. Plotted against time they show whether a conserved
   quantity stays put and a constraint holds at every time, not only on average.
 * *System observables* (:func:`system_observables`), named per system in
-  :data:`SYSTEM_OBSERVABLES`: for ``navier_stokes2d`` the energy ``E`` and enstrophy
-  ``Z = <omega^2>/2``. The report compares their distributions (mean, std, W1 over
-  the reference std) between reference and generated snapshots.
+  :data:`SYSTEM_OBSERVABLES`. The report compares their distributions (mean, std, W1
+  over the reference std, histograms) between reference and generated snapshots, and
+  per condition:
+
+  - ``navier_stokes2d``: the energy ``E = <|u|^2>/2`` and enstrophy ``Z = <omega^2>/2``;
+  - ``ising``: magnetisation per spin ``m = <s>``, ``|m|`` and energy per spin
+    ``e = -(1/N^2) sum_<ij> s_i s_j`` (:mod:`simulators.ising`), each twice: on the raw
+    values (a generator's spins are continuous in ``[-1, 1]``) and on the thresholded
+    spins ``sign(s)`` (labels ending in ``(sign)``), which are what a user of the spins
+    would take;
+  - ``gray_scott``: the pattern wavelength ``2 pi / k_mean`` of ``v`` with the
+    power-weighted mean wavenumber ``k_mean = sum k P_v(k) / sum P_v(k)`` (NaN for a
+    homogeneous snapshot, whose spectrum is empty) and the mean ``<v>`` (the fraction of
+    the domain the pattern covers, in concentration units).
+
+* *Modes* (:func:`system_modes`): systems with symmetric ordered states name each
+  snapshot's state; for ``ising`` ``"+"`` when ``m(sign) >= 0.5``, ``"-"`` when
+  ``m(sign) <= -0.5`` and ``""`` otherwise (disordered). The report's mode coverage check
+  fails a generator that produces one sign only (the classic GAN mode collapse on the
+  Ising model).
+* *Condition observables* (:func:`condition_observables`): ensemble quantities of one
+  condition, from all its snapshots: for ``ising`` the susceptibility
+  ``chi = N^2 (<m^2> - <|m|>^2) / T`` and the specific heat
+  ``c = N^2 (<e^2> - <e>^2) / T^2`` (finite-lattice estimators, ``k_B = J = 1``).
 """
 
 from __future__ import annotations
@@ -22,9 +43,14 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from simulators.base import Invariant
+from simulators.ising import energy_per_spin, magnetisation
 from surrogate.validation.conservation import divergence_violation, energy_enstrophy
 
-__all__ = ["SYSTEM_OBSERVABLES", "invariant_series", "system_observables"]
+__all__ = ["ORDERED_MAGNETISATION", "SYSTEM_OBSERVABLES", "condition_observables",
+           "invariant_series", "system_modes", "system_observables"]
+
+#: |m(sign)| from which an Ising snapshot counts as ordered (in the "+" or "-" state)
+ORDERED_MAGNETISATION = 0.5
 
 Series = dict[str, np.ndarray]
 
@@ -64,9 +90,37 @@ def _navier_stokes(fields: Mapping[str, np.ndarray], box_size: float) -> Series:
     return {"energy": energy, "enstrophy": enstrophy}
 
 
+def _ising(fields: Mapping[str, np.ndarray], box_size: float) -> Series:
+    spin = np.asarray(fields["spin"], dtype=np.float64)
+    signs = np.where(spin >= 0, 1.0, -1.0)
+    series: Series = {}
+    for suffix, values in (("", spin), ("(sign)", signs)):
+        m = magnetisation(values)
+        series[f"magnetisation{suffix}"] = m
+        series[f"|magnetisation|{suffix}"] = np.abs(m)
+        series[f"energy_per_spin{suffix}"] = energy_per_spin(values)
+    return series
+
+
+def _gray_scott(fields: Mapping[str, np.ndarray], box_size: float) -> Series:
+    v = np.asarray(fields["v"], dtype=np.float64)
+    n = v.shape[-1]
+    power = np.abs(np.fft.fft2(v - v.mean(axis=(-2, -1), keepdims=True))) ** 2   # (T, N, N)
+    k1 = 2 * np.pi * np.fft.fftfreq(n, d=box_size / n)
+    k_magnitude = np.hypot(k1[:, None], k1[None, :])
+    total = power.sum(axis=(-2, -1))
+    wavelength = np.full(v.shape[0], np.nan)
+    patterned = total > 1e-20 * n**4 * max(1.0, float(np.max(np.abs(v))) ** 2)
+    k_mean = (power[patterned] * k_magnitude).sum(axis=(-2, -1)) / total[patterned]
+    wavelength[patterned] = 2 * np.pi / k_mean
+    return {"pattern_wavelength": wavelength, "mean(v)": v.mean(axis=(-2, -1))}
+
+
 #: ``system name -> function(fields (T, ...), box_size) -> {observable: (T,)}``
 SYSTEM_OBSERVABLES: dict[str, Callable[[Mapping[str, np.ndarray], float], Series]] = {
     "navier_stokes2d": _navier_stokes,
+    "ising": _ising,
+    "gray_scott": _gray_scott,
 }
 
 
@@ -75,3 +129,41 @@ def system_observables(system: str, fields: Mapping[str, np.ndarray], box_size: 
     """The named observables of ``system`` per snapshot (empty for systems without any)."""
     function = SYSTEM_OBSERVABLES.get(system)
     return {} if function is None else function(fields, box_size)
+
+
+def system_modes(system: str, series: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """Per-snapshot mode labels (``"+"``, ``"-"``, ``""``) from :func:`system_observables`.
+
+    ``None`` for systems without symmetric ordered states.
+    """
+    if system != "ising":
+        return None
+    m = np.asarray(series["magnetisation(sign)"])
+    return np.where(m >= ORDERED_MAGNETISATION, "+",
+                    np.where(m <= -ORDERED_MAGNETISATION, "-", ""))
+
+
+def condition_observables(system: str, series: Mapping[str, np.ndarray],
+                          parameters: Mapping[str, float], resolution: int
+                          ) -> dict[str, float]:
+    """Ensemble observables of one condition from its pooled per-snapshot ``series``.
+
+    Args:
+        system: system name.
+        series: ``{observable: (S,)}`` over all snapshots of the condition.
+        parameters: the condition's parameter values.
+        resolution: lattice size ``N``.
+    Returns:
+        ``{"susceptibility", "specific_heat"}`` for ``ising`` (thresholded spins; NaN with
+        fewer than 2 snapshots), else ``{}``.
+    """
+    if system != "ising":
+        return {}
+    m = np.asarray(series["|magnetisation|(sign)"])
+    e = np.asarray(series["energy_per_spin(sign)"])
+    if m.size < 2:
+        return {"susceptibility": np.nan, "specific_heat": np.nan}
+    temperature = float(parameters["temperature"])
+    sites = resolution**2
+    return {"susceptibility": float(sites * (np.mean(m**2) - np.mean(m) ** 2) / temperature),
+            "specific_heat": float(sites * np.var(e) / temperature**2)}

@@ -153,6 +153,52 @@ def _samples_figure(samples: Mapping[str, tuple[np.ndarray, np.ndarray]],
     return _save(fig, directory, "samples.png")
 
 
+def _overview_figure(report: Mapping[str, Any],
+                     samples: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                     labels: Sequence[str], directory: Path) -> str | None:
+    """One glance: a reference and a generated snapshot of the first field at the same
+    condition (one colour scale) and both pooled spectra of that field."""
+    from surrogate.validation.features import scalar_view
+
+    if not samples or not labels:
+        return None
+    name = next(iter(samples))
+    reference, generated = samples[name]
+    title = name
+    if reference.ndim == 4:
+        reference, generated = scalar_view(reference, 1), scalar_view(generated, 1)
+        title = f"|{name}|"
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(12.5, 3.8),
+                             gridspec_kw={"width_ratios": [1, 1, 1.35]})
+    low, high = float(np.min(reference[0])), float(np.max(reference[0]))
+    colour_map = "viridis"
+    if low < 0 < high:
+        high = max(abs(low), abs(high))
+        low, colour_map = -high, "RdBu_r"
+    for ax, data, kind in ((axes[0], reference[0], "simulator"),
+                           (axes[1], generated[0], "surrogate")):
+        ax.imshow(np.asarray(data).T, origin="lower", cmap=colour_map, vmin=low, vmax=high)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{title}, {kind}", fontsize=10)
+    axes[0].set_ylabel(labels[0].replace(", ", "\n"), fontsize=8)
+    spectrum = report["fields"][name]["spectrum"]
+    k = _array(spectrum["k"])
+    axes[2].loglog(k, _array(spectrum["reference"]), **REFERENCE_STYLE)
+    axes[2].loglog(k, _array(spectrum["generated"]), **GENERATED_STYLE)
+    median = spectrum.get("rel_error_median")
+    axes[2].set_title(f"{name} power spectrum (held-out conditions), median |rel err| "
+                      + ("n/a" if median is None else f"{median:.2f}"), fontsize=9)
+    from matplotlib.ticker import NullFormatter
+    axes[2].xaxis.set_minor_formatter(NullFormatter())
+    axes[2].set_xlabel("k [1/length]")
+    axes[2].set_ylabel("P(k)")
+    axes[2].legend(["simulator", "surrogate"], frameon=False)
+    fig.tight_layout()
+    return _save(fig, directory, "overview.png")
+
+
 def _conservation_figure(report: Mapping[str, Any], directory: Path) -> str | None:
     series = report["conservation_series"]
     labels = list(series["reference"])
@@ -218,12 +264,7 @@ def _per_condition_figure(report: Mapping[str, Any], directory: Path) -> str | N
     if len(conditions) < 2:
         return None
     plt = _pyplot()
-    names = list(report["parameters"])
-    values = {name: np.array([c["parameters"][name] for c in conditions]) for name in names}
-    spans = {name: (np.ptp(np.log(v)) if np.all(v > 0) else np.ptp(v)) for name, v in
-             values.items()}
-    axis_name = max(spans, key=spans.get) if spans and max(spans.values()) > 0 else None
-    x = values[axis_name] if axis_name else np.arange(len(conditions))
+    x, axis_name = _condition_axis(report, conditions)
     order = np.argsort(x, kind="stable")
     from matplotlib.ticker import NullFormatter
     threshold_keys = {"spectrum_rel_error_median": "per_condition_spectrum_rel_error_median",
@@ -235,7 +276,7 @@ def _per_condition_figure(report: Mapping[str, Any], directory: Path) -> str | N
         for name in report["fields"]:
             y = _array([c["fields"][name][key] for c in conditions])
             ax.plot(x[order], y[order], marker="o", markersize=3, label=name)
-        if axis_name and spans[axis_name] > 0 and np.all(x > 0) and x.max() / x.min() > 20:
+        if axis_name and np.all(x > 0) and x.max() / x.min() > 20:
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())
         if key == "spread_ratio":
@@ -253,6 +294,80 @@ def _per_condition_figure(report: Mapping[str, Any], directory: Path) -> str | N
     return _save(fig, directory, "per_condition.png")
 
 
+def _observables_figure(report: Mapping[str, Any], directory: Path) -> str | None:
+    """Histograms of each system observable, reference against generated."""
+    entries = [(label, entry) for label, entry in report.get("observables", {}).items()
+               if entry.get("histogram")]
+    if not entries:
+        return None
+    plt = _pyplot()
+    columns = min(3, len(entries))
+    rows = math.ceil(len(entries) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
+    for ax, (label, entry) in zip(axes.flat, entries, strict=False):
+        histogram = entry["histogram"]
+        edges = _array(histogram["edges"])
+        for side, style in (("reference", {"color": "black"}),
+                            ("generated", {"color": "tab:red", "linestyle": "--"})):
+            ax.stairs(_array(histogram[side]), edges, label=side, **style)
+        ax.set_title(f"{label} (W1/std {_number(entry.get('w1_over_std'), 3)})", fontsize=9)
+        ax.set_ylabel("density")
+    for ax in list(axes.flat)[len(entries):]:
+        ax.set_axis_off()
+    axes.flat[0].legend(frameon=False, fontsize=8)
+    coverage = report.get("mode_coverage")
+    if coverage:
+        text = ", ".join(f"{mode}: ref {coverage['fraction']['reference'][mode]:.2f} / gen "
+                         f"{coverage['fraction']['generated'][mode]:.2f}"
+                         for mode in coverage["modes"])
+        fig.suptitle(f"ordered-state fractions {text}", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, directory, "observables.png")
+
+
+def _condition_observables_figure(report: Mapping[str, Any], directory: Path) -> str | None:
+    """Ensemble observables (Ising: susceptibility, specific heat) and observable means
+    per condition against the most varying parameter."""
+    conditions = [c for c in report["per_condition"] if c.get("observables")]
+    if len(conditions) < 2:
+        return None
+    labels = list(conditions[0]["observables"])
+    ensemble = [label for label in labels if not label.startswith("mean ")]
+    means = [label for label in labels if label.startswith("mean ")]
+    if any(label.endswith("(sign)") for label in means):
+        means = [label for label in means if (label.endswith("(sign)") and "|" not in label)
+                 or label.startswith("mean |")]
+    chosen = (ensemble + means)[:4]
+    x, axis_name = _condition_axis(report, conditions)
+    order = np.argsort(x, kind="stable")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(chosen), figsize=(4.2 * len(chosen), 3.3), squeeze=False)
+    for ax, label in zip(axes[0], chosen, strict=True):
+        for side, style in (("reference", {"color": "black", "marker": "o"}),
+                            ("generated", {"color": "tab:red", "marker": "^",
+                                           "linestyle": "--"})):
+            y = _array([c["observables"][label].get(side) for c in conditions])
+            ax.plot(x[order], y[order], markersize=3, label=side, **style)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel(axis_name or "condition")
+    axes[0][0].legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return _save(fig, directory, "condition_observables.png")
+
+
+def _condition_axis(report: Mapping[str, Any], conditions: list[Mapping[str, Any]]
+                    ) -> tuple[np.ndarray, str | None]:
+    """Values of the parameter that varies most across conditions (log span for positive)."""
+    names = list(report["parameters"])
+    values = {name: np.array([c["parameters"][name] for c in conditions]) for name in names}
+    spans = {name: (np.ptp(np.log(v)) if np.all(v > 0) else np.ptp(v)) for name, v in
+             values.items()}
+    if not spans or max(spans.values()) <= 0:
+        return np.arange(len(conditions), dtype=float), None
+    name = max(spans, key=spans.get)
+    return values[name], name
+
+
 def save_figures(result, directory: str | Path) -> dict[str, str]:
     """Draw every figure of ``result`` (a ``ValidationResult``) into ``directory``.
 
@@ -261,12 +376,16 @@ def save_figures(result, directory: str | Path) -> dict[str, str]:
     """
     directory = Path(directory)
     report = result.report
-    figures = {"spectra": _spectra_figure(report, directory),
+    figures = {"overview": _overview_figure(report, result.samples, result.sample_labels,
+                                            directory),
+               "spectra": _spectra_figure(report, directory),
                "pdfs": _pdf_figure(report, directory),
                "samples": _samples_figure(result.samples, result.sample_labels, directory),
                "conservation": _conservation_figure(report, directory),
                "two_point": _two_point_figure(report, directory),
-               "per_condition": _per_condition_figure(report, directory)}
+               "per_condition": _per_condition_figure(report, directory),
+               "observables": _observables_figure(report, directory),
+               "condition_observables": _condition_observables_figure(report, directory)}
     return {key: name for key, name in figures.items() if name}
 
 
@@ -338,17 +457,29 @@ def render_markdown(report: Mapping[str, Any], figures: Mapping[str, str]) -> st
                          f"{_number(entry['reference']['std'])} / "
                          f"{_number(entry['generated']['std'])} | "
                          f"{_number(entry['w1_over_std'], 3)} |")
+    coverage = report.get("mode_coverage")
+    if coverage:
+        lines += ["", "Ordered states (mode coverage; a generator that produces one state only "
+                  f"fails): coverage {_number(coverage['coverage'], 3)} (threshold "
+                  f"{_number(report['thresholds'].get('mode_coverage_min'), 3)}); "
+                  + "; ".join(f"{mode}: reference {coverage['fraction']['reference'][mode]:.3f}, "
+                              f"generated {coverage['fraction']['generated'][mode]:.3f}"
+                              for mode in coverage["modes"]) + "."]
     lines += ["", f"Fréchet physics distance: {_number(report['frechet_physics_distance'])} "
               f"(between two halves of the reference: "
               f"{_number(report['frechet_reference_split'])}; "
               f"{len(report['frechet_features'])} features, see report.json "
               "`frechet_features`).", ""]
-    captions = {"spectra": "Power spectra (top) and their ratio (bottom)",
+    captions = {"overview": "At a glance: simulator and surrogate at one condition, and "
+                            "their spectra",
+                "spectra": "Power spectra (top) and their ratio (bottom)",
                 "pdfs": "One-point PDFs",
                 "samples": "Reference and generated snapshots at the same condition and time",
                 "conservation": "Invariants over time",
                 "two_point": "Correlation functions and Minkowski functionals",
-                "per_condition": "Metrics per condition"}
+                "per_condition": "Metrics per condition",
+                "observables": "System observables",
+                "condition_observables": "Observables per condition"}
     for key, caption in captions.items():
         if key in figures:
             lines += [f"## {caption}", "", f"![{caption}]({figures[key]})", ""]

@@ -69,7 +69,12 @@ from surrogate.validation.features import (
     physics_features,
     scalar_view,
 )
-from surrogate.validation.observables import invariant_series, system_observables
+from surrogate.validation.observables import (
+    condition_observables,
+    invariant_series,
+    system_modes,
+    system_observables,
+)
 from surrogate.validation.spectra import (
     band_summary,
     field_power_spectrum,
@@ -110,6 +115,7 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "conservation_factor": 2.0,
     "per_condition_spectrum_rel_error_median": 0.5,
     "frechet_physics_distance_max": math.inf,
+    "mode_coverage_min": 0.5,
 }
 
 THRESHOLD_DOCS: dict[str, str] = {
@@ -125,6 +131,9 @@ THRESHOLD_DOCS: dict[str, str] = {
     "conservation_factor": "see conservation_absolute",
     "per_condition_spectrum_rel_error_median": "max over fields of the median over conditions "
                                                "of each condition's spectrum median error",
+    "mode_coverage_min": "min over the reference's ordered states (Ising: m >= 0.5 and "
+                         "m <= -0.5) of generated fraction / reference fraction (0: a state "
+                         "is never generated)",
     "frechet_physics_distance_max": "max Fréchet physics distance (inf: not gated; its scale "
                                     "depends on sample size, compare it with "
                                     "frechet_reference_split)",
@@ -527,6 +536,7 @@ def _validate(ref_store: FieldStore, gen_store: FieldStore, limits: dict[str, fl
             spectrum=np.zeros(n_shells),
             samples=_Thinner(members[side].size * n_times * n * n * (2 if spec.rank else 1),
                              GROUP_POOLED_VALUES)) for spec in specs} for side in sides}
+        condition_series: dict[str, dict[str, list[np.ndarray]]] = {side: {} for side in sides}
         for side, indices in members.items():
             store = stores[side]
             for b in indices:
@@ -543,6 +553,7 @@ def _validate(ref_store: FieldStore, gen_store: FieldStore, limits: dict[str, fl
                 series[side].append(invariant_series(schema.invariants, fields, box))
                 for label, values in system_observables(schema.system, fields, box).items():
                     observables[side].setdefault(label, []).append(values)
+                    condition_series[side].setdefault(label, []).append(values)
                 stride = feature_stride[side]
                 start = snapshot_counter[side]
                 chosen = [t for t in range(n_times) if (start + t) % stride == 0]
@@ -559,7 +570,11 @@ def _validate(ref_store: FieldStore, gen_store: FieldStore, limits: dict[str, fl
         if g in sample_groups:
             label = ", ".join(f"{name}={values[g]:.4g}" for name, values in groups.values.items())
             sample_labels.append(f"{label}, t={ref_store.times[-1]:.4g}")
-        per_condition.append(_condition_entry(groups, g, members, group_stats, specs, k))
+        entry = _condition_entry(groups, g, members, group_stats, specs, k)
+        if any(condition_series[side] for side in sides):
+            entry["observables"] = _condition_observables(
+                schema.system, condition_series, entry["parameters"], n)
+        per_condition.append(entry)
 
     say("conservation checks")
     conservation = _conservation(ref_store, gen_store, ref_indices, gen_indices, limits)
@@ -591,15 +606,13 @@ def _validate(ref_store: FieldStore, gen_store: FieldStore, limits: dict[str, fl
     for spec in specs:
         fields_report[spec.name]["minkowski"] = minkowski[spec.name]
 
-    observables_report = {}
-    for label, parts in observables["reference"].items():
-        ref_values = np.concatenate(parts)
-        gen_values = np.concatenate(observables["generated"].get(label, [np.zeros(0)]))
-        observables_report[label] = {
-            "reference": {"mean": float(ref_values.mean()), "std": float(ref_values.std())},
-            "generated": {"mean": float(gen_values.mean()) if gen_values.size else math.nan,
-                          "std": float(gen_values.std()) if gen_values.size else math.nan},
-            "w1_over_std": _w1(gen_values, ref_values)}
+    observables_report = {label: _observable_summary(
+        np.concatenate(parts), np.concatenate(observables["generated"].get(label, [np.zeros(0)])))
+        for label, parts in observables["reference"].items()}
+    mode_coverage = _mode_coverage(schema.system, observables)
+    if mode_coverage is not None:
+        checks.append(_gate("mode_coverage_min", None, mode_coverage["coverage"],
+                            limits["mode_coverage_min"], "min"))
 
     gated = [c for c in checks if c["gated"]]
     report = {
@@ -632,6 +645,7 @@ def _validate(ref_store: FieldStore, gen_store: FieldStore, limits: dict[str, fl
             "reference": _series_summary(series["reference"]),
             "generated": _series_summary(series["generated"])},
         "observables": observables_report,
+        "mode_coverage": mode_coverage,
         "per_condition": per_condition,
         "frechet_physics_distance": frechet,
         "frechet_reference_split": frechet_split,
@@ -727,6 +741,79 @@ def _condition_entry(groups: ConditionGroups, g: int, members: Mapping[str, np.n
             "spread_ratio": ratio,
             "spread": {"reference": ref_spread, "generated": gen_spread}}
     return entry
+
+
+def _observable_summary(reference: np.ndarray, generated: np.ndarray, bins: int = 40
+                        ) -> dict[str, Any]:
+    """Mean, std, W1/std and a shared-bin density histogram of one observable.
+
+    Non-finite values (e.g. the wavelength of a homogeneous snapshot) are left out and
+    counted in ``n_undefined``.
+    """
+    out: dict[str, Any] = {}
+    finite = {"reference": reference[np.isfinite(reference)],
+              "generated": generated[np.isfinite(generated)]}
+    for side, values in finite.items():
+        raw = reference if side == "reference" else generated
+        out[side] = {"mean": float(values.mean()) if values.size else math.nan,
+                     "std": float(values.std()) if values.size else math.nan,
+                     "n": int(raw.size), "n_undefined": int(raw.size - values.size)}
+    out["w1_over_std"] = (_w1(finite["generated"], finite["reference"])
+                          if finite["generated"].size and finite["reference"].size else math.nan)
+    pooled = np.concatenate(list(finite.values()))
+    if pooled.size:
+        low, high = float(pooled.min()), float(pooled.max())
+        if high <= low:
+            low, high = low - 0.5, high + 0.5
+        edges = np.linspace(low, high, bins + 1)
+        out["histogram"] = {"edges": edges, **{
+            side: (np.histogram(values, edges, density=True)[0] if values.size
+                   else np.zeros(bins)) for side, values in finite.items()}}
+    return out
+
+
+def _mode_coverage(system: str, observables: Mapping[str, Mapping[str, list[np.ndarray]]]
+                   ) -> dict[str, Any] | None:
+    """Fractions of snapshots in each ordered state (e.g. Ising "+" / "-"), both sides.
+
+    ``coverage`` is the smallest ``generated fraction / reference fraction`` over the modes
+    that hold at least 5% of the reference snapshots: 0 when the generator never visits
+    a state the reference visits, about 1 when it visits them as often.
+    """
+    labels = {}
+    for side in ("reference", "generated"):
+        series = {key: np.concatenate(parts) for key, parts in observables[side].items()}
+        if not series:
+            return None
+        modes = system_modes(system, series)
+        if modes is None:
+            return None
+        labels[side] = modes
+    names = sorted({str(m) for m in labels["reference"] if m})
+    fractions = {side: {name: float(np.mean(values == name)) if values.size else 0.0
+                        for name in names} for side, values in labels.items()}
+    ratios = [fractions["generated"][name] / fractions["reference"][name] for name in names
+              if fractions["reference"][name] >= 0.05]
+    return {"modes": names, "fraction": fractions,
+            "coverage": float(min(ratios)) if ratios else math.nan}
+
+
+def _condition_observables(system: str, series: Mapping[str, Mapping[str, list[np.ndarray]]],
+                           parameters: Mapping[str, float], resolution: int
+                           ) -> dict[str, dict[str, float]]:
+    """Per condition: mean of each observable and the system's ensemble observables."""
+    out: dict[str, dict[str, float]] = {}
+    for side, by_label in series.items():
+        pooled = {label: np.concatenate(parts) for label, parts in by_label.items()}
+        for label, values in pooled.items():
+            finite = values[np.isfinite(values)]
+            out.setdefault(f"mean {label}", {})[side] = (float(finite.mean()) if finite.size
+                                                         else math.nan)
+        if pooled:
+            for label, value in condition_observables(system, pooled, parameters,
+                                                      resolution).items():
+                out.setdefault(label, {})[side] = value
+    return out
 
 
 def _per_condition_checks(per_condition: list[dict[str, Any]], specs,

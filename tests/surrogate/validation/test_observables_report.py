@@ -1,0 +1,140 @@
+"""System observables in reports: Ising magnetisation modes and ensemble observables,
+Gray–Scott pattern wavelength."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import simulators
+from simulators.ising import energy_per_spin
+from simulators.sweep import SweepSpec, run_sweep
+from surrogate.validation.observables import (
+    condition_observables,
+    system_modes,
+    system_observables,
+)
+from surrogate.validation.report import validate_files, write_report
+
+
+def _failed(report: dict) -> set[str]:
+    return {c["check"] for c in report["checks"] if c["gated"] and not c["passed"]}
+
+
+def _copy(source: Path, target: Path, transform) -> Path:
+    shutil.copyfile(source, target)
+    with h5py.File(target, "r+") as handle:
+        spins = handle["t0_fields/spin"]
+        spins[...] = transform(spins[...]).astype(spins.dtype)
+    return target
+
+
+@pytest.fixture(scope="module")
+def ising_files(tmp_path_factory):
+    """Ordered-phase Ising sweeps (T in [1.6, 2.0], 16^2): two independent seeds."""
+    root = tmp_path_factory.mktemp("ising")
+    files = []
+    for seed in (0, 1):
+        spec = SweepSpec("ising", 32, resolution=16, t_end=3.0, n_snapshots=4, seed=seed,
+                         ranges={"temperature": (1.6, 2.0)})
+        files.append(run_sweep(spec, root / f"ising_{seed}.h5", progress=False))
+    return root, files[0], files[1]
+
+
+def test_ising_observables_by_hand():
+    """m, |m| and e of a checkerboard and of a uniform lattice, raw and thresholded."""
+    checker = np.indices((8, 8)).sum(axis=0) % 2 * 2.0 - 1.0         # e = +2, m = 0
+    uniform = -np.ones((8, 8))                                          # e = -2, m = -1
+    soft = 0.5 * uniform                                                # raw e = -0.5
+    series = system_observables("ising", {"spin": np.stack([checker, uniform, soft])}, 8.0)
+    np.testing.assert_allclose(series["energy_per_spin"], [2.0, -2.0, -0.5])
+    np.testing.assert_allclose(series["energy_per_spin(sign)"], [2.0, -2.0, -2.0])
+    np.testing.assert_allclose(series["magnetisation"], [0.0, -1.0, -0.5])
+    np.testing.assert_allclose(series["magnetisation(sign)"], [0.0, -1.0, -1.0])
+    assert list(system_modes("ising", series)) == ["", "-", "-"]
+    # chi = N^2 (<m^2> - <|m|>^2) / T and c = N^2 var(e) / T^2 on the thresholded spins
+    ensemble = condition_observables("ising", series, {"temperature": 2.0}, 8)
+    m = np.array([0.0, 1.0, 1.0])
+    e = np.array([2.0, -2.0, -2.0])
+    assert ensemble["susceptibility"] == pytest.approx(64 * m.var() / 2.0)
+    assert ensemble["specific_heat"] == pytest.approx(64 * e.var() / 4.0)
+
+
+def test_gray_scott_wavelength_of_a_single_mode_pattern():
+    """v = 0.2 + 0.1 cos(k x) with k = 5 (2 pi / L) has wavelength L / 5; uniform is NaN."""
+    box, n = 2.5, 64
+    x = np.arange(n) * box / n
+    v = 0.2 + 0.1 * np.cos(2 * np.pi * 5 * x / box)[:, None] * np.ones((1, n))
+    series = system_observables("gray_scott", {"u": 1 - v, "v": np.stack([v, np.full((n, n),
+                                                                                     0.3)])},
+                                box)
+    assert series["pattern_wavelength"][0] == pytest.approx(box / 5, rel=1e-9)
+    assert np.isnan(series["pattern_wavelength"][1])
+    np.testing.assert_allclose(series["mean(v)"], [0.2, 0.3])
+
+
+def test_independent_ising_runs_cover_both_signs_and_pass(ising_files, tmp_path):
+    _root, reference, independent = ising_files
+    result = validate_files(reference, independent)
+    report = result.report
+    coverage = report["mode_coverage"]
+    assert coverage["modes"] == ["+", "-"]
+    for side in ("reference", "generated"):       # both signs present below Tc
+        assert min(coverage["fraction"][side].values()) > 0.2
+    assert coverage["coverage"] > 0.5
+    assert "mode_coverage_min" not in _failed(report)
+    assert report["passed"], report["failures"]
+    for label in ("magnetisation", "energy_per_spin(sign)", "|magnetisation|(sign)"):
+        assert label in report["observables"]
+        assert report["observables"][label]["w1_over_std"] < 0.5
+    condition = report["per_condition"][0]["observables"]
+    assert {"susceptibility", "specific_heat"} <= set(condition)
+    page = write_report(result, tmp_path / "report")
+    assert (tmp_path / "report" / "observables.png").exists()
+    assert (tmp_path / "report" / "condition_observables.png").exists()
+    assert "Ordered states" in page.read_text()
+
+
+def test_a_generator_that_produces_one_sign_only_fails(ising_files, tmp_path):
+    """Flip every negatively magnetised snapshot: each snapshot stays a valid equilibrium
+    configuration (the Hamiltonian is even), spectra, PDFs of |s| and energies are
+    unchanged, only the sign balance is gone."""
+    _root, reference, independent = ising_files
+
+    def collapse(spins):
+        m = spins.mean(axis=(-2, -1), keepdims=True)
+        return np.where(m < 0, -spins, spins)
+
+    collapsed = _copy(independent, tmp_path / "collapsed.h5", collapse)
+    report = validate_files(reference, collapsed).report
+    assert report["mode_coverage"]["fraction"]["generated"]["-"] == 0.0
+    assert report["mode_coverage"]["coverage"] == 0.0
+    assert "mode_coverage_min" in _failed(report)
+    assert not report["passed"]
+    # the energy does not see it
+    assert report["observables"]["energy_per_spin"]["w1_over_std"] < 0.5
+
+
+def test_soft_spins_differ_raw_but_not_thresholded(ising_files, tmp_path):
+    """A generator emitting 0.6 s (right signs, wrong magnitude) shows in the raw energy
+    (scaled by 0.36) but not in the thresholded one."""
+    _root, reference, independent = ising_files
+    soft = _copy(independent, tmp_path / "soft.h5", lambda spins: 0.6 * spins)
+    report = validate_files(reference, soft).report
+    raw = report["observables"]["energy_per_spin"]
+    thresholded = report["observables"]["energy_per_spin(sign)"]
+    assert raw["generated"]["mean"] == pytest.approx(0.36 * raw["reference"]["mean"], rel=0.2)
+    assert thresholded["w1_over_std"] < 0.5 < raw["w1_over_std"]
+
+
+def test_energy_helper_matches_a_loop_over_bonds():
+    rng = np.random.default_rng(0)
+    spins = rng.choice([-1.0, 1.0], size=(5, 5))
+    total = sum(spins[i, j] * (spins[(i + 1) % 5, j] + spins[i, (j + 1) % 5])
+                for i in range(5) for j in range(5))
+    assert energy_per_spin(spins) == pytest.approx(-total / 25)
+    assert simulators.get("ising").symmetries
