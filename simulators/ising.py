@@ -409,8 +409,9 @@ class Ising(Simulator):
     uniform numbers of every bond and site with the lattice maps the output, see
     :func:`swendsen_wang_sweep`), and the hot start is invariant in law. The global
     spin flip ``s -> -s`` is also an exact symmetry of the distribution (``H`` is even
-    in ``s``; the sampler commutes with it exactly), but it is not a grid symmetry and
-    has no name in :data:`simulators.base.SYMMETRIES`, so it is not declared.
+    in ``s``; the sampler commutes with it exactly) and is declared as ``negate``: the
+    GAN's augmentation flips whole training samples, which keeps both ordered states
+    equally represented (tests/simulators/test_symmetries.py proves the commutation).
 
     Args (keyword-only numerical option):
         burn_in: sweeps before the first snapshot, an integer ``>= 0``, or ``None``
@@ -430,7 +431,7 @@ class Ising(Simulator):
                   doc="Ising spins are +1 or -1"),
     )
     inits = ("random", "ordered")
-    symmetries = ("shift", "flip_x", "flip_y", "rotate_90")
+    symmetries = ("shift", "flip_x", "flip_y", "rotate_90", "negate")
     default_t_end = 100.0
     default_snapshots = 11
     time_units = "sweep"

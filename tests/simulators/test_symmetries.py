@@ -178,3 +178,20 @@ def test_navier_stokes_initial_state_path_commutes_with_the_point_reflection():
 def test_unknown_symmetry_names_are_refused():
     with pytest.raises(TypeError, match="rotate_45"):
         type("Bad", (Simulator,), {"symmetries": ("rotate_45",)})
+
+
+def test_ising_global_spin_flip_commutes_with_swendsen_wang_exactly():
+    """``negate``: Swendsen–Wang bonds depend on s_i s_j only and clusters flip with
+    probability 1/2 from the same random numbers, so running from -s gives exactly -(the
+    run from s); the hot start draws each spin +-1 with probability 1/2, a law invariant
+    under s -> -s. Together: the distribution at every time is flip-invariant."""
+    simulator = simulators.get("ising")
+    assert "negate" in simulator.symmetries
+    grid = simulator.make_grid(16)
+    start = np.where(np.random.default_rng(4).random((16, 16)) < 0.7, 1.0, -1.0)
+    times = np.array([0.0, 1.0, 5.0])
+    parameters = {"temperature": np.array([2.1])}
+    plus = simulator.simulate(parameters, grid, times, [3], initial_state={"spin": start})
+    minus = simulator.simulate(parameters, grid, times, [3], initial_state={"spin": -start})
+    np.testing.assert_array_equal(minus["spin"], -plus["spin"])
+    assert np.abs(plus["spin"]).min() == 1.0
