@@ -25,7 +25,9 @@ What is measured (all at ``T = T_c`` unless stated, ``J = k_B = 1``, periodic ``
   over the second half of the chains), with its standard error. ``settled`` is the
   first ``t`` after which the deviation stays within 4 standard errors; ``tau_fit`` is
   the decay time of ``|deviation|`` fitted (least squares on its logarithm) over the
-  points still above 5 standard errors. Compared with ``default_burn_in(N)``.
+  points still above 5 standard errors and below half the initial deviation (see
+  :func:`decay_time`; rough for ``|m|`` with few chains). Compared with
+  ``default_burn_in(N)``.
 
 Timings on a shared CPU are for orientation; the autocorrelation and equilibration
 numbers do not depend on the machine.
@@ -208,17 +210,30 @@ def equilibration(n: int, start: str, chains: int, length: int) -> dict:
         error = np.maximum(error, values[:, length // 2:].std() / np.sqrt(chains))
         outside = np.flatnonzero(np.abs(deviation) > 4 * error)
         settled = int(outside[-1] + 1) if outside.size else 0
-        strong = np.flatnonzero(np.abs(deviation) > 5 * error)
-        strong = strong[strong < settled + 1] if strong.size else strong
-        tau_fit = None
-        if strong.size >= 2 and strong[-1] > strong[0]:
-            slope = np.polyfit(strong, np.log(np.abs(deviation[strong])), 1)[0]
-            tau_fit = float(-1.0 / slope) if slope < 0 else None
         result[name] = {"reference": references[name],
                         "deviation": deviation.round(6).tolist(),
                         "standard_error": error.round(6).tolist(),
-                        "settled_after_sweeps": settled, "tau_fit": tau_fit}
+                        "settled_after_sweeps": settled,
+                        "tau_fit": decay_time(deviation, error, settled)}
     return result
+
+
+def decay_time(deviation: np.ndarray, error: np.ndarray, settled: int) -> float | None:
+    """Exponential decay time (sweeps) of a mean deviation from equilibrium, or None.
+
+    Least-squares slope of ``ln|deviation(t)|`` over the times ``t <= settled`` where the
+    deviation is still above 5 standard errors but already below half its initial
+    value (past the hot start's lag and the first fast transients); None with fewer
+    than 3 such points.
+    """
+    deviation, error = np.asarray(deviation), np.asarray(error)
+    times = np.arange(deviation.size)
+    chosen = times[(np.abs(deviation) > 5 * error)
+                   & (np.abs(deviation) < 0.5 * abs(deviation[0])) & (times <= settled)]
+    if chosen.size < 3:
+        return None
+    slope = np.polyfit(chosen, np.log(np.abs(deviation[chosen])), 1)[0]
+    return float(-1.0 / slope) if slope < 0 else None
 
 
 # --------------------------------------------------------------------------- output

@@ -347,10 +347,11 @@ class Ising(Simulator):
     the whole lattice is one time unit. Snapshot times must therefore be whole numbers
     (``t_end`` a multiple of ``n_snapshots - 1``); other times raise ``ValueError``
     rather than being rounded silently. The default, 11 snapshots over 100 sweeps,
-    spaces snapshots by 10 sweeps, several times the integrated autocorrelation time
-    of ``e`` and ``|m|`` even at ``T_c`` (2 to 4 sweeps for ``N <= 128``, see
-    ``benchmarks/ising_sampler.py``), so successive snapshots are close to
-    independent samples. Monte Carlo time is not physical time: the sequence of
+    spaces snapshots by 10 sweeps, about twice the integrated autocorrelation time
+    of ``e`` and ``|m|`` even at ``T_c`` (``tau_int`` = 3.1 / 4.0 / 5.1 sweeps for ``e``
+    and 2.8 / 3.5 / 4.2 for ``|m|`` at ``N`` = 16 / 32 / 64, growing slowly; see
+    ``benchmarks/ising_sampler.py``), so successive snapshots are nearly independent
+    samples. Monte Carlo time is not physical time: the sequence of
     snapshots is a Markov chain in equilibrium, not a relaxation dynamics.
 
     Algorithm: Swendsen–Wang cluster updates (R. H. Swendsen and J.-S. Wang, Phys. Rev.
@@ -361,34 +362,41 @@ class Ising(Simulator):
     near ``T_c`` its autocorrelation time grows only as ``N^z`` with ``z ~ 0.2-0.35``
     (Swendsen and Wang 1987 report z = 0.35; later work finds ~0.25 or a logarithm,
     e.g. J. Salas and A. D. Sokal, J. Stat. Phys. 87, 1 (1997)), against ``z ~ 2.17``
-    for single-spin Metropolis (Nightingale and Blöte, PRL 76, 4548 (1996)), which at
-    ``N = 64`` means hundreds of times more sweeps per independent sample (measured
-    in ``benchmarks/ising_sampler.py``). Wolff's single-cluster variant has a similar
-    ``z`` but flips one cluster at a time, which does not vectorise over a batch.
+    for single-spin Metropolis (Nightingale and Blöte, PRL 76, 4548 (1996)). Measured
+    at ``T_c`` (``benchmarks/ising_sampler.py``): ``tau_int(|m|)`` = 2.8 / 3.5 / 4.2
+    sweeps here against 11 / 42 / 191 for vectorised checkerboard Metropolis at
+    ``N`` = 16 / 32 / 64; a Metropolis sweep is ~2.5 to 3 times cheaper, so an
+    independent sample costs 2.3 / 6 / 18 times less with Swendsen–Wang, a factor that
+    grows as ``~N^2``. Wolff's single-cluster variant has a similar ``z`` but flips one
+    cluster at a time, which does not vectorise over a batch.
 
     Burn-in: before the ``t = 0`` snapshot every trajectory makes ``burn_in`` sweeps
     (constructor option; default :func:`default_burn_in`, ``max(50, ceil(20 N^0.35))``:
     53 sweeps for ``N = 16``, 86 for 64, 140 for 256, 227 for 1024, 368 for 4096), so
     that every snapshot, including ``t = 0``, is an equilibrium sample whatever the
-    start. The bias of the start decays fastest off ``T_c`` and slowest at ``T_c``, where
-    Swendsen–Wang autocorrelation times grow as ``N^z`` with ``z ~ 0.2-0.35`` (Swendsen
-    and Wang 1987: 0.35; e.g. Salas and Sokal 1997: ~0.25 or logarithmic). Measured with
-    this code at ``T_c`` (mean over 16 to 2000 chains from the hot and the cold start,
-    energy against Kaufman's exact finite-lattice value; ``python -m
-    benchmarks.ising_sampler``, results in ``benchmarks/results/ising_sampler.json``):
-    the energy bias decays with a tail time of
-    ~3 sweeps at ``N = 16``, ~4.5 at 64, 5-9 at 256, 8-11 at 512 and 1024; from the hot
-    start ``|m|`` first lags (it has to build clusters of the lattice's size) for ~8
-    sweeps at ``N = 64``, ~14 at 256, ~20 at 1024, then decays as fast. No bias is
-    detectable (within 3 standard errors, ~1e-3 in ``e``) after ~15 sweeps at
-    ``N = 16``, ~20 at 64, ~30 at 256 and ~40 at 512 and 1024. The default is
-    ``10 tau(N)`` with the conservative time scale ``tau(N) = 2 N^0.35`` (the largest
-    reported ``z``; 8.6 sweeps at ``N = 64``, 23 at 1024, above every tail time
-    measured): 3.5 to 6 times the observed settling time, i.e. more than 13 tail times
-    past it, so the remaining bias is below ``e^-13 ~ 2e-6`` of the bias still left
-    then (itself ~1e-3), far under the sampling error of any practical ensemble. The
-    extrapolation to ``N = 4096`` rests on the power law. ``burn_in=0`` returns the
-    chain from its start.
+    start. The bias of the start decays fastest off ``T_c`` (decay times ~2 sweeps, no
+    bias left after 5 to 25 sweeps from either start at ``T`` = 1.0 to 3.0, ``N`` = 128
+    and 256) and slowest at ``T_c``, where Swendsen–Wang
+    autocorrelation times grow as ``N^z`` with ``z ~ 0.2-0.35`` (Swendsen and Wang 1987:
+    0.35; e.g. Salas and Sokal 1997: ~0.25 or logarithmic). Measured with this code at
+    ``T_c`` from the hot and the cold start (mean over 2000 chains for ``N <= 64``, 125
+    at 256, 31 at 512, 16 at 1024; energy against Kaufman's exact finite-lattice value;
+    ``python -m benchmarks.ising_sampler``, results in
+    ``benchmarks/results/ising_sampler.json``): the energy bias decays exponentially
+    with a time of 3.4 sweeps at ``N = 16``, ~5 at 64, 5.4-6.2 at 256, 5.9-6.9 at 512
+    and 1024; ``|m|`` from the cold start decays with ~4 (16), ~6.5 (64) and 11-17
+    sweeps (256-1024, noisy); from the hot start ``|m|`` first lags (clusters have to
+    grow to the lattice's size), ~8 sweeps at ``N = 64`` and ~20 at 1024, then falls.
+    The mean is within 4 standard errors of equilibrium (~1e-3 in ``e``; in ``|m|``
+    ~2e-3 for ``N <= 64`` and ~0.1 with 16 chains at 1024) after 11-15 sweeps at
+    ``N = 16``, 20-27 at 64, 23-30 at 256 and 512, 21-37 at 1024 (the hot-start ``|m|``
+    at 1024 reaches 0 within its noise by ~45). The default is ``10 tau(N)`` with the
+    conservative time scale ``tau(N) = 2 N^0.35`` (the largest reported ``z``; 8.6
+    sweeps at ``N = 64``, 23 at 1024, above every decay time measured): 3.5 to 6 times
+    the settling times and, even for a decay time of 17 sweeps at ``N = 1024`` from an
+    initial bias of 0.6 with no lag credit, a remaining bias of ``0.6 e^-13 < 2e-6``, far
+    under the sampling error of any practical ensemble. The extrapolation to
+    ``N = 4096`` rests on the power law. ``burn_in=0`` returns the chain from its start.
 
     Initial conditions (before burn-in): ``"random"`` (hot start: independent +1/-1 with
     probability 1/2 each, from ``numpy.random.default_rng(seed)``), ``"ordered"`` (all

@@ -395,7 +395,9 @@ def test_symmetry_check_fails_when_bonds_are_mapped_like_sites(monkeypatch):
 
 
 def test_global_spin_flip_is_an_exact_symmetry():
-    """``s -> -s`` (undeclared: not a grid symmetry) commutes with the sampler exactly."""
+    """``s -> -s`` (declared as ``negate``) commutes with the sampler exactly, here through
+    ``run`` with an initial state; every declared symmetry is proven in this file."""
+    assert set(Ising.symmetries) == set(LATTICE_MAPS) | {"negate"}
     simulator = Ising(burn_in=3)
     start = np.where(np.random.default_rng(4).random((16, 16)) < 0.3, 1.0, -1.0)
     kwargs = {"resolution": 16, "t_end": 6, "n_snapshots": 3, "seed": 8,
