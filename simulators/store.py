@@ -106,20 +106,71 @@ class StoreSchema:
     def from_description(cls, text: str, *, times: np.ndarray, resolution: int,
                          box_size: float, time_units: str = "1", length_units: str = "1",
                          dataset_name: str = "") -> StoreSchema:
-        """Inverse of :meth:`description_json` plus the grid and times."""
-        data = json.loads(text)
-        invariants = []
-        for item in data.get("invariants", []):
-            if item.get("values") is not None:
-                item = {**item, "values": tuple(item["values"])}
-            invariants.append(Invariant(**item))
-        return cls(system=data["system"],
-                   parameters=tuple(Parameter(**p) for p in data["parameters"]),
-                   fields=tuple(FieldSpec(**f) for f in data["fields"]),
+        """Inverse of :meth:`description_json` plus the grid and times.
+
+        Raises:
+            ValueError: ``text`` is not such a JSON description (bad JSON, missing or
+                unknown keys, values of the wrong type, a field rank other than 0 or 1,
+                duplicate names, a non-finite or inverted parameter range).
+        """
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+            invariants = []
+            for item in data.get("invariants", []):
+                if item.get("values") is not None:
+                    item = {**item, "values": tuple(item["values"])}
+                invariants.append(Invariant(**item))
+            parameters = tuple(Parameter(**p) for p in data["parameters"])
+            fields = tuple(FieldSpec(**f) for f in data["fields"])
+        except (KeyError, TypeError, AttributeError, RecursionError) as error:
+            raise ValueError(f"not a valid system description ({type(error).__name__}: "
+                             f"{_first_line(error)})") from None
+        _check_declarations(data["system"], parameters, fields)
+        return cls(system=data["system"], parameters=parameters, fields=fields,
                    invariants=tuple(invariants), times=np.asarray(times, dtype=np.float64),
                    resolution=int(resolution), box_size=float(box_size),
                    time_units=time_units, length_units=length_units,
                    dataset_name=dataset_name or data["system"])
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) \
+        and not isinstance(value, (bool, np.bool_))
+
+
+def _check_declarations(system: Any, parameters: Sequence[Parameter],
+                        fields: Sequence[FieldSpec]) -> None:
+    """Types and ranges of a description read from a file (it may be damaged or crafted)."""
+    if not isinstance(system, str) or not system:
+        raise ValueError(f"system name {system!r} is not a non-empty string")
+    names = [p.name for p in parameters] + [f.name for f in fields]
+    for name in names:
+        if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+            raise ValueError(f"parameter or field name {name!r} is not a plain name")
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate parameter or field names in {names}")
+    for p in parameters:
+        if not all(_is_number(v) and math.isfinite(v) for v in (p.low, p.high, p.default)) \
+                or p.low > p.high:
+            raise ValueError(f"parameter {p.name!r}: range [{p.low!r}, {p.high!r}] (default "
+                             f"{p.default!r}) is not a finite interval")
+        if not isinstance(p.units, str) or not isinstance(p.integer, bool) \
+                or p.log not in (None, True, False):
+            raise ValueError(f"parameter {p.name!r}: units, log or integer of the wrong type")
+    for f in fields:
+        if isinstance(f.rank, bool) or f.rank not in (0, 1):
+            raise ValueError(f"field {f.name!r}: rank {f.rank!r} is not 0 or 1")
+        if not isinstance(f.units, str) or not isinstance(f.long_name, str):
+            raise ValueError(f"field {f.name!r}: units or long_name is not a string")
+    if not fields:
+        raise ValueError("no fields declared")
 
 
 def partial_path(path: str | os.PathLike) -> Path:
@@ -236,17 +287,28 @@ class FieldStoreWriter:
 
     # ----------------------------------------------------------------- creation
     def _reopen(self, resume_key: str) -> h5py.File:
+        # identify the job read-only first: a partial file of another job stays untouched
+        # (closing a file opened for writing rewrites its superblock)
         try:
-            handle = h5py.File(self.partial, "r+")
-        except OSError as error:
+            with h5py.File(self.partial, "r") as handle:
+                same = _text(handle.attrs.get("resume_key", "")) == resume_key and \
+                    int(handle.attrs.get("n_trajectories", -1)) == self.n_trajectories
+                completed = handle.get("completed")
+                shape_ok = isinstance(completed, h5py.Dataset) and \
+                    completed.shape == (self.n_trajectories,)
+        except _READ_ERRORS as error:
             raise FieldStoreError(f"{self.partial}: cannot resume, the partial file is "
-                                  f"unreadable ({error}); delete it and start again") from None
-        if handle.attrs.get("resume_key", "") != resume_key or \
-                int(handle.attrs.get("n_trajectories", -1)) != self.n_trajectories:
-            handle.close()
+                                  f"unreadable ({_first_line(error)}); delete it and start "
+                                  f"again") from None
+        if not same or not shape_ok:
             raise FieldStoreError(f"{self.partial}: was written by a different job; "
                                   f"delete it or rerun with the original options")
-        return handle
+        try:
+            return h5py.File(self.partial, "r+")
+        except OSError as error:
+            raise FieldStoreError(f"{self.partial}: cannot resume, the partial file is "
+                                  f"unreadable ({_first_line(error)}); delete it and start "
+                                  f"again") from None
 
     def _create(self, provenance: Provenance, resume_key: str,
                 extra_attrs: Mapping[str, Any]) -> h5py.File:
@@ -410,6 +472,15 @@ class FieldStoreWriter:
                     f"{dict(parameters)}); the simulation became unstable")
             arrays[spec.name] = array
         for parameter in self.schema.parameters:
+            if parameter.name not in parameters:
+                raise FieldStoreError(f"trajectory {index}: parameter {parameter.name!r} "
+                                      f"missing")
+            value = float(parameters[parameter.name])
+            if not parameter.low <= value <= parameter.high:     # also refuses NaN
+                raise FieldStoreError(f"trajectory {index}: parameter {parameter.name!r} = "
+                                      f"{value:g} is outside the declared range "
+                                      f"{parameter.range_text}")
+        for parameter in self.schema.parameters:
             handle[f"scalars/{parameter.name}"][index] = float(parameters[parameter.name])
         for spec in self.schema.fields:
             handle[f"t{spec.rank}_fields/{spec.name}"][index] = arrays[spec.name]
@@ -523,12 +594,27 @@ def write_statistics(handle: h5py.File, schema: StoreSchema) -> None:
 
 
 # ------------------------------------------------------------------- reading
+#: the most elements of a dataset that is read whole (coordinates, per-trajectory
+#: parameters, split, seeds, completion flags): a damaged or crafted file that declares
+#: more is refused instead of allocated (2**26 trajectories is far beyond any real file)
+MAX_INDEX_ELEMENTS = 2**26
+#: the largest grid side read: one float32 vector snapshot is then at most 512 MiB
+MAX_RESOLUTION = 2**13
+#: what h5py and numpy raise on a damaged file structure (turned into FieldStoreError)
+_READ_ERRORS = (KeyError, TypeError, ValueError, OSError, RuntimeError, IndexError,
+                AttributeError, RecursionError)
+
+
 def _open_h5(path: str | os.PathLike) -> h5py.File:
     path = Path(path)
     if not path.exists():
         raise FieldStoreError(f"{path}: no such file")
     if path.is_dir():
         raise FieldStoreError(f"{path}: is a directory, not an HDF5 file")
+    if not path.is_file():         # a FIFO would block the open, a device never ends
+        raise FieldStoreError(f"{path}: not a regular file (a pipe, socket or device)")
+    if path.stat().st_size == 0:
+        raise FieldStoreError(f"{path}: empty file (0 bytes), not HDF5")
     try:
         return h5py.File(path, "r")
     except OSError:
@@ -537,13 +623,89 @@ def _open_h5(path: str | os.PathLike) -> h5py.File:
 
 
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _selection_text(selection: Any) -> str:
+    if isinstance(selection, slice) and selection == slice(None):
+        return "all"
+    return printable(repr(selection))[:60]
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (newlines, terminal escapes) shown as escapes.
+
+    Text read from a file (provenance, names, units) is printed, never interpreted: this
+    keeps it on one line and keeps a crafted attribute from driving the terminal.
+    """
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def foreign_links(handle: h5py.File, *, datasets: bool = True) -> list[str]:
+    """Members that point outside the file: external links and (with ``datasets``)
+    virtual datasets and datasets whose raw data lives in external files. Readers
+    refuse them; none is ever followed."""
+    links: list[tuple[bytes, int]] = []
+    # low-level visit: the callback only records (an exception inside an h5py callback
+    # surfaces as SystemError), and no link is followed
+    handle.id.links.visit(lambda name, info: links.append((name, info.type)), info=True)
+    found = []
+    for name, kind in links:
+        if kind == h5py.h5l.TYPE_EXTERNAL:
+            target = handle.id.links.get_val(name)[0]
+            found.append(f"/{_text(name)} is a link to another file "
+                         f"({printable(_text(target))})")
+        elif kind not in (h5py.h5l.TYPE_HARD, h5py.h5l.TYPE_SOFT):
+            found.append(f"/{_text(name)} is a user-defined link (not followed)")
+    if found or not datasets:
+        return found
+    for name, kind in links:
+        if kind != h5py.h5l.TYPE_HARD:
+            continue
+        obj = handle.get(_text(name))
+        if isinstance(obj, h5py.Dataset):
+            if obj.is_virtual:
+                found.append(f"/{_text(name)} is a virtual dataset mapping other files")
+            elif obj.external:
+                found.append(f"/{_text(name)} keeps its data in external files "
+                             f"({printable(_text(obj.external[0][0]))})")
+    return found
+
+
+def _root_int(attrs: Any, key: str, low: int, high: int) -> int:
+    value = attrs[key]
+    if not _is_number(value) or not float(value).is_integer():
+        raise FieldStoreError(f"root attribute {key!r} should be an integer, got "
+                              f"{printable(repr(value))[:80]}")
+    value = int(value)
+    if not low <= value <= high:
+        raise FieldStoreError(f"root attribute {key!r} = {value} is outside [{low}, {high}]")
+    return value
+
+
+def _root_text(attrs: Any, key: str) -> str:
+    value = attrs[key]
+    if not isinstance(value, (str, bytes)):
+        raise FieldStoreError(f"root attribute {key!r} should be text, got "
+                              f"{type(value).__name__}")
+    return _text(value)
 
 
 class FieldStore:
     """Read-only view of a field-store file; reads lazily, one chunk at a time.
 
     Use as a context manager (``with FieldStore(path) as store: ...``).
+
+    Opening checks what reading needs, so that a damaged or crafted file gives one
+    :class:`FieldStoreError` naming it rather than a crash or a huge allocation later:
+    the root attributes that describe the layout (types, ``n_trajectories`` in
+    ``[0, MAX_INDEX_ELEMENTS]``, ``resolution`` in ``[1, MAX_RESOLUTION]``, a finite
+    positive ``box_size``), a valid ``system_description``, coordinates of the declared
+    sizes (finite; times strictly increasing), every declared field with shape ``(B, T,
+    N, N[, 2])``, a float dtype and chunks no larger than one snapshot, every parameter
+    and ``split``, ``trajectory_seed``, ``completed`` of shape ``(B,)``, and no member
+    pointing into other files. Completion, statistics and value ranges are left to the
+    callers (``surrogate check`` checks everything).
 
     Attributes:
         path, system, dataset_name, n_trajectories, resolution, box_size.
@@ -556,35 +718,104 @@ class FieldStore:
         self._file = _open_h5(self.path)
         try:
             self._load_metadata()
-        except FieldStoreError:
+        except FieldStoreError as error:
             self._file.close()
-            raise
-        except (KeyError, TypeError, ValueError, OSError, json.JSONDecodeError) as error:
+            message = str(error)
+            if not message.startswith(str(self.path)):
+                message = f"{self.path}: {message}"
+            raise FieldStoreError(message) from None
+        except _READ_ERRORS as error:
             self._file.close()
             raise FieldStoreError(f"{self.path}: not a field-store file "
-                                  f"(data/FORMAT.md): {error}") from None
+                                  f"(data/FORMAT.md): {_first_line(error)}") from None
+
+    def _member(self, name: str, kind: type = h5py.Dataset) -> Any:
+        obj = self._file.get(name)
+        if not isinstance(obj, kind):
+            what = "group" if kind is h5py.Group else "dataset"
+            raise FieldStoreError(f"{self.path}: {what} {name!r} missing (not a field-store "
+                                  f"file, see data/FORMAT.md)")
+        if isinstance(obj, h5py.Dataset) and (obj.is_virtual or obj.external):
+            raise FieldStoreError(f"{name} maps data in other files (a virtual dataset or "
+                                  f"external storage); links out of the file are never "
+                                  f"followed")
+        return obj
+
+    def _small(self, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+        """Read a whole (small) numeric dataset after checking its shape and size."""
+        dataset = self._member(name)
+        if shape is not None and dataset.shape != shape:
+            raise FieldStoreError(f"{name} has shape {dataset.shape}, expected {shape}")
+        if dataset.size > MAX_INDEX_ELEMENTS:
+            raise FieldStoreError(f"{name} declares {dataset.size} elements (more than "
+                                  f"{MAX_INDEX_ELEMENTS})")
+        if dataset.dtype.kind not in "biuf":
+            raise FieldStoreError(f"{name} has dtype {dataset.dtype}, expected numbers")
+        return dataset[()]
 
     def _load_metadata(self) -> None:
         handle = self._file
         for group in ("dimensions", "scalars", "t0_fields", "t1_fields"):
-            if group not in handle:
+            if not isinstance(handle.get(group, getlink=True), (h5py.HardLink, h5py.SoftLink)) \
+                    or not isinstance(handle.get(group), h5py.Group):
                 raise FieldStoreError(f"{self.path}: missing group {group!r} (not a field-store "
                                       f"file, see data/FORMAT.md)")
+        foreign = foreign_links(handle, datasets=False)
+        if foreign:
+            raise FieldStoreError(f"{foreign[0]}; links out of the file are never followed")
         attrs = handle.attrs
-        self.system = _text(attrs["system"])
-        self.dataset_name = _text(attrs["dataset_name"])
-        self.n_trajectories = int(attrs["n_trajectories"])
-        self.times = handle["dimensions/time"][...]
-        self.x = handle["dimensions/x"][...]
-        self.y = handle["dimensions/y"][...]
-        self.resolution = int(attrs["resolution"])
-        self.box_size = float(attrs["box_size"])
-        self.schema = StoreSchema.from_description(
-            _text(attrs["system_description"]), times=self.times, resolution=self.resolution,
-            box_size=self.box_size,
-            time_units=_text(handle["dimensions/time"].attrs.get("units", "1")),
-            length_units=_text(handle["dimensions/x"].attrs.get("units", "1")),
-            dataset_name=self.dataset_name)
+        self.system = _root_text(attrs, "system")
+        self.dataset_name = _root_text(attrs, "dataset_name")
+        self.n_trajectories = n = _root_int(attrs, "n_trajectories", 0, MAX_INDEX_ELEMENTS)
+        self.resolution = size = _root_int(attrs, "resolution", 1, MAX_RESOLUTION)
+        box_size = attrs["box_size"]
+        if not _is_number(box_size) or not math.isfinite(box_size) or box_size <= 0:
+            raise FieldStoreError(f"root attribute 'box_size' = "
+                                  f"{printable(repr(box_size))[:80]} is not a positive number")
+        self.box_size = float(box_size)
+        time = self._member("dimensions/time")
+        if time.ndim != 1 or not 1 <= time.size <= MAX_INDEX_ELEMENTS:
+            raise FieldStoreError(f"dimensions/time has shape {time.shape}, expected (T,) "
+                                  f"with T >= 1")
+        self.times = np.asarray(self._small("dimensions/time"), dtype=np.float64)
+        if not np.all(np.isfinite(self.times)) or np.any(np.diff(self.times) <= 0):
+            raise FieldStoreError("dimensions/time is not finite and strictly increasing")
+        self.x = self._small("dimensions/x", (size,))
+        self.y = self._small("dimensions/y", (size,))
+        if not (np.all(np.isfinite(self.x)) and np.all(np.isfinite(self.y))):
+            raise FieldStoreError("dimensions/x or dimensions/y has NaN/Inf values")
+        try:
+            self.schema = StoreSchema.from_description(
+                _root_text(attrs, "system_description"), times=self.times,
+                resolution=self.resolution, box_size=self.box_size,
+                time_units=_text(time.attrs.get("units", "1")),
+                length_units=_text(self._member("dimensions/x").attrs.get("units", "1")),
+                dataset_name=self.dataset_name)
+        except ValueError as error:      # JSONDecodeError included
+            raise FieldStoreError(f"system_description is not valid: "
+                                  f"{_first_line(error)}") from None
+        for spec in self.schema.fields:
+            where = f"t{spec.rank}_fields/{spec.name}"
+            dataset = self._member(where)
+            expected = (n, self.times.size, size, size) + ((2,) if spec.rank else ())
+            if dataset.shape != expected:
+                raise FieldStoreError(f"{where} has shape {dataset.shape}, expected {expected}")
+            if dataset.dtype.kind != "f":
+                raise FieldStoreError(f"{where} has dtype {dataset.dtype}, expected float32")
+            chunk = dataset.chunks
+            if chunk is not None and math.prod(chunk) > math.prod(expected[2:]):
+                raise FieldStoreError(f"{where} has chunks {chunk}, larger than one snapshot "
+                                      f"(data/FORMAT.md: one snapshot per chunk)")
+        for parameter in self.schema.parameters:
+            dataset = self._member(f"scalars/{parameter.name}")
+            if dataset.shape != (n,) or dataset.dtype.kind not in "biuf":
+                raise FieldStoreError(f"scalars/{parameter.name} has shape {dataset.shape} "
+                                      f"and dtype {dataset.dtype}, expected ({n},) numbers")
+        for name in ("split", "trajectory_seed", "completed"):
+            dataset = self._member(name)
+            if dataset.shape != (n,) or dataset.dtype.kind not in "biu":
+                raise FieldStoreError(f"{name} has shape {dataset.shape} and dtype "
+                                      f"{dataset.dtype}, expected ({n},) integers")
 
     def __enter__(self) -> FieldStore:
         return self
@@ -621,34 +852,94 @@ class FieldStore:
 
     def read(self, name: str, trajectories: Any = slice(None), times: Any = slice(None)
              ) -> np.ndarray:
-        """Read field ``name`` for the selected trajectories and times (float32)."""
-        return self.dataset(name)[trajectories, times]
+        """Read field ``name`` for the selected trajectories and times (float32).
+
+        Raises:
+            FieldStoreError: a chunk fails its Fletcher-32 checksum or cannot be read
+                (naming the file, the field and the selection).
+        """
+        dataset = self.dataset(name)
+        try:
+            return dataset[trajectories, times]
+        except OSError as error:
+            raise FieldStoreError(
+                f"{self.path}: {dataset.name.lstrip('/')}: trajectory "
+                f"{_selection_text(trajectories)}, time index {_selection_text(times)}: "
+                f"unreadable ({_first_line(error)}; a damaged chunk?)") from None
+
+    def _index_array(self, name: str) -> np.ndarray:
+        try:
+            return self._file[name][()]
+        except OSError as error:
+            raise FieldStoreError(f"{self.path}: {name} is unreadable "
+                                  f"({_first_line(error)})") from None
 
     def parameters(self) -> dict[str, np.ndarray]:
-        """``{parameter name: (B,) float64}`` per-trajectory physical parameters."""
-        return {name: self._file[f"scalars/{name}"][...] for name in self.parameter_names}
+        """``{parameter name: (B,) float64}`` per-trajectory physical parameters.
+
+        Raises:
+            FieldStoreError: a value of a trajectory marked completed is NaN/Inf
+                (not-yet-written trajectories of a partial file hold NaN).
+        """
+        completed = self._index_array("completed").astype(bool)
+        values = {}
+        for name in self.parameter_names:
+            array = np.asarray(self._index_array(f"scalars/{name}"), dtype=np.float64)
+            bad = completed & ~np.isfinite(array)
+            if np.any(bad):
+                raise FieldStoreError(f"{self.path}: scalars/{name} is NaN/Inf at trajectory "
+                                      f"{int(np.flatnonzero(bad)[0])}")
+            values[name] = array
+        return values
 
     @property
     def split(self) -> np.ndarray:
         """Train/valid/test code (0/1/2) per trajectory, shape (B,)."""
-        return self._file["split"][...]
+        return self._index_array("split")
 
     @property
     def seeds(self) -> np.ndarray:
-        return self._file["trajectory_seed"][...]
+        return self._index_array("trajectory_seed")
 
     def statistics(self) -> dict[str, dict[str, Any]]:
-        """``{field: {"mean", "std", "rms", ...}}`` of the training split (see FORMAT.md)."""
+        """``{field: {"mean", "std", "rms", ...}}`` of the training split (see FORMAT.md).
+
+        Raises:
+            FieldStoreError: a statistic that is not a finite number (or array of them).
+        """
         group = self._file.get("stats")
-        if group is None:
+        if not isinstance(group, h5py.Group):
             return {}
-        return {name: dict(group[name].attrs) for name in group}
+        out = {}
+        for name in group:
+            stats = dict(group[name].attrs)
+            for key, value in stats.items():
+                array = np.asarray(value)
+                if key != "split" and (array.dtype.kind not in "biuf" or array.size > 2
+                                       or not np.all(np.isfinite(array))):
+                    raise FieldStoreError(f"{self.path}: stats/{name}: {key} = "
+                                          f"{printable(repr(value))[:80]} is not a finite "
+                                          f"number")
+            out[name] = stats
+        return out
 
     def provenance(self) -> dict[str, Any]:
+        """Producer, version, seed, creation time and command line, as stored (text is
+        returned as is: it is never run or opened; print it through :func:`printable`)."""
         attrs = self._file.attrs
         keys = ("producer", "producer_version", "seed", "created", "command", "format_version")
-        return {key: (attrs[key].item() if hasattr(attrs[key], "item") else _text(attrs[key]))
-                for key in keys if key in attrs}
+        out = {}
+        for key in keys:
+            if key not in attrs:
+                continue
+            value = attrs[key]
+            if isinstance(value, (str, bytes)):
+                out[key] = _text(value)
+            elif isinstance(value, np.ndarray):
+                out[key] = [_text(v) if isinstance(v, bytes) else v for v in value.tolist()]
+            else:
+                out[key] = value.item() if hasattr(value, "item") else value
+        return out
 
     def iter_snapshots(self, name: str, trajectories: Sequence[int] | None = None
                        ) -> Iterator[tuple[int, int, np.ndarray]]:
@@ -657,7 +948,7 @@ class FieldStore:
         indices = range(dataset.shape[0]) if trajectories is None else trajectories
         for b in indices:
             for t in range(dataset.shape[1]):
-                yield int(b), t, dataset[int(b), t]
+                yield int(b), t, self.read(name, int(b), t)
 
     def to_xarray(self, trajectory: int):
         """One trajectory as the same :class:`xarray.Dataset` that ``Simulator.run`` returns."""
@@ -674,34 +965,57 @@ class FieldStore:
 
 
 def describe_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Summary of a field-store file for ``surrogate info`` (JSON-serialisable)."""
+    """Summary of a field-store file for ``surrogate info`` (JSON-serialisable).
+
+    Text from the file (names, units, provenance such as ``command``) is returned through
+    :func:`printable`: it is printed, never run or opened.
+
+    Raises:
+        FieldStoreError: the file is missing, damaged or not a field-store file.
+    """
     with FieldStore(path) as store:
-        parameters = store.parameters()
-        split = store.split
-        return {
-            "path": str(store.path),
-            "system": store.system,
-            "dataset_name": store.dataset_name,
-            "format_version": _text(store.h5.attrs.get("format_version", "?")),
-            "n_trajectories": store.n_trajectories,
-            "resolution": store.resolution,
-            "box_size": store.box_size,
-            "times": {"n": int(store.times.size), "first": float(store.times[0]),
-                      "last": float(store.times[-1]),
-                      "units": store.schema.time_units},
-            "fields": {name: {"shape": list(store.dataset(name).shape),
-                              "units": store.field_spec(name).units,
-                              "long_name": store.field_spec(name).long_name}
-                       for name in store.field_names},
-            "parameters": {name: {"min": float(np.nanmin(values)),
-                                  "max": float(np.nanmax(values)),
-                                  "units": store.schema.parameters[i].units,
-                                  "declared_range": [store.schema.parameters[i].low,
-                                                     store.schema.parameters[i].high]}
-                           for i, (name, values) in enumerate(parameters.items())},
-            "split": {name: int(np.sum(split == code)) for code, name in enumerate(SPLIT_NAMES)},
-            "provenance": store.provenance(),
-        }
+        try:
+            return _describe(store)
+        except FieldStoreError:
+            raise
+        except _READ_ERRORS as error:
+            raise FieldStoreError(f"{store.path}: unreadable ({_first_line(error)})") from None
+
+
+def _finite_range(values: np.ndarray) -> tuple[float, float]:
+    finite = values[np.isfinite(values)]
+    return (float(finite.min()), float(finite.max())) if finite.size else (math.nan, math.nan)
+
+
+def _describe(store: FieldStore) -> dict[str, Any]:
+    parameters = store.parameters()
+    split = store.split
+    specs = {p.name: p for p in store.schema.parameters}
+    provenance = {key: printable(value) if isinstance(value, str) else value
+                  for key, value in store.provenance().items()}
+    return {
+        "path": str(store.path),
+        "system": printable(store.system),
+        "dataset_name": printable(store.dataset_name),
+        "format_version": printable(_text(store.h5.attrs.get("format_version", "?"))),
+        "n_trajectories": store.n_trajectories,
+        "resolution": store.resolution,
+        "box_size": store.box_size,
+        "times": {"n": int(store.times.size), "first": float(store.times[0]),
+                  "last": float(store.times[-1]),
+                  "units": printable(store.schema.time_units)},
+        "fields": {printable(name): {"shape": list(store.dataset(name).shape),
+                                     "units": printable(store.field_spec(name).units),
+                                     "long_name": printable(store.field_spec(name).long_name)}
+                   for name in store.field_names},
+        "parameters": {printable(name): {"min": _finite_range(values)[0],
+                                         "max": _finite_range(values)[1],
+                                         "units": printable(specs[name].units),
+                                         "declared_range": [specs[name].low, specs[name].high]}
+                       for name, values in parameters.items()},
+        "split": {name: int(np.sum(split == code)) for code, name in enumerate(SPLIT_NAMES)},
+        "provenance": provenance,
+    }
 
 
 # ------------------------------------------------------------------- checker
@@ -744,14 +1058,33 @@ def check_file(path: str | os.PathLike, *, scan_values: bool = True) -> list[str
     problems: list[str] = []
     handle = _open_h5(path)
     try:
-        _check_structure(handle, problems)
+        problems += foreign_links(handle)         # checked first: nothing below follows them
+        if not problems:
+            _check_structure(handle, problems)
         if scan_values and not problems:
             _check_values(handle, problems)
-    except (KeyError, TypeError, ValueError, OSError, json.JSONDecodeError) as error:
-        problems.append(f"unreadable structure: {error}")
+    except _READ_ERRORS as error:
+        problems.append(f"unreadable structure: {_first_line(error)}")
     finally:
         handle.close()
     return problems
+
+
+def _dataset_problem(handle: h5py.File, name: str, shape: tuple[int, ...] | None = None,
+                     ndim: int | None = None) -> str | None:
+    """Why ``name`` cannot be read whole (None: it is a small numeric dataset as expected)."""
+    dataset = handle.get(name)
+    if not isinstance(dataset, h5py.Dataset):
+        return f"{name} is missing or not a dataset"
+    if shape is not None and dataset.shape != shape:
+        return f"{name} has shape {dataset.shape}, expected {shape}"
+    if ndim is not None and dataset.ndim != ndim:
+        return f"{name} has shape {dataset.shape}, expected {ndim} dimension(s)"
+    if dataset.size > MAX_INDEX_ELEMENTS:
+        return f"{name} declares {dataset.size} elements (more than {MAX_INDEX_ELEMENTS})"
+    if dataset.dtype.kind not in "biuf":
+        return f"{name} has dtype {dataset.dtype}, expected numbers"
+    return None
 
 
 def _check_structure(handle: h5py.File, problems: list[str]) -> None:
@@ -765,12 +1098,24 @@ def _check_structure(handle: h5py.File, problems: list[str]) -> None:
                             f"got {type(attrs[key]).__name__}")
     if problems:
         return
+    for key, high in (("n_trajectories", MAX_INDEX_ELEMENTS), ("resolution", MAX_RESOLUTION)):
+        if not (0 if key == "n_trajectories" else 1) <= int(attrs[key]) <= high:
+            problems.append(f"root attribute {key!r} = {int(attrs[key])} is outside "
+                            f"[{0 if key == 'n_trajectories' else 1}, {high}]")
+    if not math.isfinite(attrs["box_size"]) or attrs["box_size"] <= 0:
+        problems.append(f"root attribute 'box_size' = {attrs['box_size']} is not positive")
+    if problems:
+        return
     if _text(attrs["format_version"]) != FORMAT_VERSION:
         problems.append(f"format_version {_text(attrs['format_version'])!r} is not "
                         f"{FORMAT_VERSION!r}")
     if _text(attrs["grid_type"]) != "cartesian" or int(attrs["n_spatial_dims"]) != 2:
         problems.append("grid_type must be 'cartesian' and n_spatial_dims 2")
-    if not bool(attrs.get("complete", False)):
+    complete = attrs.get("complete", False)
+    if _attr_kind(complete) is not bool:
+        problems.append(f"root attribute 'complete' should be bool, got "
+                        f"{type(complete).__name__}")
+    elif not complete:
         problems.append("file is not marked complete (an interrupted write?)")
     for group in ("dimensions", "scalars", "boundary_conditions", "t0_fields", "t1_fields",
                   "stats"):
@@ -781,12 +1126,18 @@ def _check_structure(handle: h5py.File, problems: list[str]) -> None:
             problems.append(f"dataset {name!r} missing at the root")
     if problems:
         return
+    for name in ("time", "x", "y"):
+        problem = _dataset_problem(handle, f"dimensions/{name}", ndim=1)
+        if problem:
+            problems.append(problem)
+    if problems:
+        return
     try:
         schema = StoreSchema.from_description(
             _text(attrs["system_description"]), times=handle["dimensions/time"][...],
             resolution=int(attrs["resolution"]), box_size=float(attrs["box_size"]))
     except (KeyError, TypeError, ValueError) as error:
-        problems.append(f"system_description is not valid: {error}")
+        problems.append(f"system_description is not valid: {_first_line(error)}")
         return
     n = int(attrs["n_trajectories"])
     resolution, box_size = schema.resolution, schema.box_size
@@ -821,18 +1172,21 @@ def _check_structure(handle: h5py.File, problems: list[str]) -> None:
         if key not in handle:
             problems.append(f"{key} missing")
             continue
+        problem = _dataset_problem(handle, key, (n,))
+        if problem:
+            problems.append(problem)
+            continue
         values = handle[key][...]
-        if values.shape != (n,):
-            problems.append(f"{key} has shape {values.shape}, expected ({n},)")
-        elif not np.all(np.isfinite(values)):
+        if not np.all(np.isfinite(values)):
             problems.append(f"{key} has non-finite values (trajectory "
                             f"{int(np.flatnonzero(~np.isfinite(values))[0])})")
         elif np.any(values < parameter.low) or np.any(values > parameter.high):
             problems.append(f"{key} has values outside the declared range {parameter.range_text}")
 
     for name in ("split", "trajectory_seed", "completed"):
-        if handle[name].shape != (n,):
-            problems.append(f"{name} has shape {handle[name].shape}, expected ({n},)")
+        problem = _dataset_problem(handle, name, (n,))
+        if problem:
+            problems.append(problem)
     if not problems and not handle["completed"][...].all():
         problems.append("some trajectories were never written (completed is False)")
 
@@ -854,6 +1208,9 @@ def _check_structure(handle: h5py.File, problems: list[str]) -> None:
             dataset = group[name]
             expected = (n, times.size, resolution, resolution) + ((2,) if rank else ())
             where = f"t{rank}_fields/{name}"
+            if not isinstance(dataset, h5py.Dataset):
+                problems.append(f"{where} is not a dataset")
+                continue
             if dataset.shape != expected:
                 problems.append(f"{where} has shape {dataset.shape}, expected {expected}")
             if dataset.dtype != np.float32:
@@ -872,6 +1229,14 @@ def _check_structure(handle: h5py.File, problems: list[str]) -> None:
     for spec in schema.fields:
         if spec.name not in stats or "std" not in stats[spec.name].attrs:
             problems.append(f"stats/{spec.name} missing")
+            continue
+        for key in ("mean", "std", "rms", "min", "max", "count", "log_mean", "log_std"):
+            value = stats[spec.name].attrs.get(key, 0.0)
+            array = np.asarray(value)
+            if array.dtype.kind not in "biuf" or array.size > 2 \
+                    or not np.all(np.isfinite(array)) or (key == "std" and np.any(array < 0)):
+                problems.append(f"stats/{spec.name}: {key} = {printable(repr(value))[:60]} is "
+                                f"not a finite number")
     if not problems:
         _check_netcdf_view(handle.filename, problems)
 
@@ -883,8 +1248,9 @@ def _check_netcdf_view(filename: str, problems: list[str]) -> None:
         try:
             with xr.open_dataset(filename, engine="h5netcdf", group=group) as view:
                 phony = [str(d) for d in view.dims if str(d).startswith("phony_dim")]
-        except (OSError, ValueError, KeyError) as error:
-            problems.append(f"{group} does not open as netCDF-4 with xarray: {error}")
+        except _READ_ERRORS as error:
+            problems.append(f"{group} does not open as netCDF-4 with xarray: "
+                            f"{_first_line(error)}")
             continue
         if phony:
             problems.append(f"{group} has unnamed dimensions {phony} (dimension scales missing)")

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 EXAMPLES = """\
 examples:
@@ -221,7 +222,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     path = generate(args.run, args.output, parameters=parse_settings(args.set), like=args.like,
                     n=args.n, seed=args.seed, checkpoint=args.checkpoint, device=args.device,
                     batch_size=args.batch_size, split=args.split, overwrite=args.overwrite,
-                    progress=not args.quiet)
+                    resume=args.resume, progress=not args.quiet)
     print(f"wrote {path}")
     return 0
 
@@ -384,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--device", default="auto", help="auto, cpu, cuda")
     generate.add_argument("--batch-size", type=int, default=64, help="snapshots per call (64)")
     generate.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    generate.add_argument("--resume", action="store_true",
+                          help="continue an interrupted run from OUTPUT.partial (same options; "
+                               "same bytes as an uninterrupted run)")
     generate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     generate.set_defaults(func=cmd_generate)
 
@@ -429,23 +433,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``surrogate`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # a run directory that this command creates and that stays empty is removed on error
+    new_run = Path(args.output) if args.command == "train" and not args.resume \
+        and not Path(args.output).exists() else None
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         hint = {"simulate": " (rerun with --resume to continue the sweep)",
-                "train": " (rerun with --resume to continue from the last checkpoint)"}
+                "train": " (rerun with --resume to continue from the last checkpoint)",
+                "generate": " (rerun with --resume to continue the generation)"}
         print(f"surrogate: interrupted{hint.get(args.command, '')}", file=sys.stderr)
         return 130
-    except RuntimeError as error:
-        from surrogate.train import TrainingDivergedError
-        if not isinstance(error, TrainingDivergedError):
+    except Exception as error:
+        train = sys.modules.get("surrogate.train")      # not imported: not its error
+        if train is not None and isinstance(error, train.TrainingDivergedError):
+            print(f"surrogate: error: {error}", file=sys.stderr)
+            return 1
+        # bad input: our one-line errors, and whatever h5py raises on a damaged file
+        if not isinstance(error, (ValueError, OSError)) and not _from_h5py(error):
             raise
-        print(f"surrogate: error: {error}", file=sys.stderr)
-        return 1
-    except (ValueError, OSError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        inputs = _input_files(args)
+        if len(inputs) == 1 and _from_h5py(error) and inputs[0] not in message:
+            message = f"{inputs[0]}: {message}"     # HDF5 errors do not name the file
         print(f"surrogate: error: {message}", file=sys.stderr)
+        if new_run is not None:
+            _remove_if_empty(new_run)
         return 2
+
+
+def _input_files(args: argparse.Namespace) -> list[str]:
+    """The HDF5 files a command reads (to name in an error that does not say which)."""
+    names = {"info": ("file",), "check": ("file",), "convert": ("source",),
+             "train": ("data",), "generate": ("like",),
+             "validate": ("reference", "generated")}.get(args.command, ())
+    return [str(getattr(args, name)) for name in names if getattr(args, name, None)]
+
+
+def _from_h5py(error: BaseException) -> bool:
+    """Whether ``error`` was raised inside h5py (a damaged file, not our own message)."""
+    traceback = error.__traceback__
+    module = None
+    while traceback is not None:
+        module = traceback.tb_frame.f_globals.get("__name__", "")
+        traceback = traceback.tb_next
+    return bool(module) and module.split(".")[0] == "h5py"
+
+
+def _remove_if_empty(directory: Path) -> None:
+    """Remove ``directory`` if it holds nothing but empty directories (never a file)."""
+    if not directory.is_dir() or any(p.is_file() or p.is_symlink()
+                                     for p in directory.rglob("*")):
+        return
+    for sub in sorted(directory.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        sub.rmdir()
+    directory.rmdir()
 
 
 if __name__ == "__main__":

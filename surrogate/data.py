@@ -746,7 +746,11 @@ class SnapshotDataset(Dataset):
         datasets = self._datasets()
         for position, trajectory in enumerate(self.trajectories):
             for dataset, (name, rank, channel) in zip(datasets, self.layout, strict=True):
-                array = dataset[int(trajectory)]                 # (T, N, N[, 2])
+                try:
+                    array = dataset[int(trajectory)]             # (T, N, N[, 2])
+                except OSError as error:          # e.g. a Fletcher-32 checksum failure
+                    raise ValueError(f"{self.path}: field {name!r}, trajectory {trajectory}: "
+                                     f"unreadable ({str(error).splitlines()[0]})") from None
                 if not np.all(np.isfinite(array)):
                     bad = np.flatnonzero(~np.isfinite(array).reshape(self.n_times, -1)
                                          .all(axis=1))[0]

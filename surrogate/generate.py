@@ -11,13 +11,20 @@ another file, ``n`` trajectories per condition).
 A generated *trajectory* is one latent vector ``z`` decoded at every snapshot time of
 the schema (condition = parameters + time), so its snapshots vary smoothly with time the
 way the generator learned; per-pixel noise is fresh per snapshot. Latents are drawn in
-trajectory order from ``torch.Generator().manual_seed(seed)`` and the generator's
-per-pixel noise from the seeded global stream in call order, so the same seed, ``-n``
-and batch size give the same bytes (a trajectory's pixel noise depends on the batch it
-was generated in); the root attribute ``seed`` records the master seed and
-``trajectory_seed`` each trajectory's index in the latent stream. Trajectories are
-written as they are produced (memory does not depend on ``n``) into
-``OUTPUT.partial``, renamed when complete.
+trajectory order from ``torch.Generator().manual_seed(seed)``; the generator's per-pixel
+noise comes from torch's global stream, reseeded before each generator call from
+``(seed, index of the call's first trajectory)``. So the same seed, ``-n``, batch size
+and device give the same bytes (a trajectory's pixel noise depends on the call it was
+generated in), and any call can be redone alone: the root attribute ``seed`` records the
+master seed and ``trajectory_seed`` each trajectory's index in the latent stream.
+
+Trajectories are written as they are produced (memory does not depend on ``n``) into
+``OUTPUT.partial``, renamed when complete. A killed job leaves only the partial file;
+``resume=True`` (``surrogate generate ... --resume``) reopens it when it was written by
+the same job (same run, checkpoint weights, conditions, ``n``, seed, batch size and
+device: the ``resume_key`` attribute), skips the trajectories already written (drawing
+their latents to keep the stream aligned, without running the generator) and gives the
+same bytes as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -139,6 +146,10 @@ def _conditions_from_settings(model: SurrogateModel, settings: Mapping[str, floa
 def _conditions_like(model: SurrogateModel, like: str | os.PathLike, n: int,
                      split: str | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     with FieldStore(like) as store:
+        completed = store.h5["completed"][()].astype(bool)
+        if not completed.all():
+            raise FieldStoreError(f"{like}: {int(np.sum(~completed))} trajectories were never "
+                                  f"written (an unfinished file)")
         if store.system != model.system:
             raise FieldStoreError(f"{like}: system {store.system!r} differs from the "
                                   f"surrogate's {model.system!r}")
@@ -176,7 +187,7 @@ def generate(run_dir: str | os.PathLike, output: str | os.PathLike, *,
              parameters: Mapping[str, float] | None = None, like: str | os.PathLike | None = None,
              n: int | None = None, seed: int = 0, checkpoint: str = "best",
              device: str = "auto", batch_size: int = 64, split: str | None = None,
-             overwrite: bool = False, progress: bool = False) -> Path:
+             overwrite: bool = False, resume: bool = False, progress: bool = False) -> Path:
     """Generate a field-store file from a trained run (see the module docstring).
 
     Args:
@@ -192,13 +203,17 @@ def generate(run_dir: str | os.PathLike, output: str | os.PathLike, *,
         device: ``"auto"``, ``"cpu"``, ``"cuda"``.
         batch_size: snapshots per generator call.
         overwrite: replace an existing ``output``.
+        resume: continue ``OUTPUT.partial`` left by a killed run of the same job (without
+            it, a partial file is replaced); the result has the same bytes as an
+            uninterrupted run.
         progress: tqdm progress bar.
     Returns:
         The written path.
     Raises:
         ValueError: bad options, unknown parameters or values outside the declared
             ranges, a ``like`` file of another system/fields/grid, an unusable run or
-            checkpoint (:class:`surrogate.checkpoint.CheckpointError`).
+            checkpoint (:class:`surrogate.checkpoint.CheckpointError`), a partial file of
+            another job with ``resume``.
     """
     if like is not None and parameters:
         raise ValueError("give either --set parameters or --like FILE, not both")
@@ -213,15 +228,20 @@ def generate(run_dir: str | os.PathLike, output: str | os.PathLike, *,
         values, times = _conditions_like(model, like, n or 1, split)
     else:
         values, times = _conditions_from_settings(model, parameters or {}, n or 16)
-    _warn_extrapolation(model, values)
     count = len(next(iter(values.values())))
     n_times = times.size
     # every condition and time is checked before the output file is created
     rows = np.unique(np.stack([values[p.name] for p in model.schema.parameters], axis=1),
                      axis=0)
-    model.encoder.encode({p.name: np.repeat(rows[:, i], n_times)
-                          for i, p in enumerate(model.schema.parameters)},
-                         np.tile(times, rows.shape[0]))
+    try:
+        model.encoder.encode({p.name: np.repeat(rows[:, i], n_times)
+                              for i, p in enumerate(model.schema.parameters)},
+                             np.tile(times, rows.shape[0]))
+    except ValueError as error:
+        if like is None:
+            raise
+        raise ValueError(f"{like}: {error}") from None
+    _warn_extrapolation(model, values)     # only once the conditions are accepted
     schema = StoreSchema(system=model.schema.system, parameters=model.schema.parameters,
                          fields=model.schema.fields, invariants=model.schema.invariants,
                          times=times, resolution=model.schema.resolution,
@@ -231,29 +251,64 @@ def generate(run_dir: str | os.PathLike, output: str | os.PathLike, *,
     extra = {"generator_run_id": model.run_id, "generator_checkpoint": model.checkpoint,
              "generator_step": model.step, "generator_system": model.system}
     per_call = max(1, batch_size // n_times)
+    key = _resume_key(model, values, times, count, seed, per_call)
     latents = torch.Generator().manual_seed(seed)
     bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=count, unit="traj", desc="generate", dynamic_ncols=True)
     devices = [model.device] if model.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), FieldStoreWriter(
-            output, schema, count, Provenance("surrogate.generate", seed=seed),
-            overwrite=overwrite, extra_attrs=extra) as writer:
-        torch.manual_seed(seed)
-        for start in range(0, count, per_call):
-            stop = min(start + per_call, count)
-            noise = torch.randn(stop - start, model.model_config.noise_dim, generator=latents)
-            chunk = {name: np.repeat(v[start:stop], n_times) for name, v in values.items()}
-            condition = model.encoder.encode(chunk, np.tile(times, stop - start))
-            fields = model.sample(condition, noise.repeat_interleave(n_times, dim=0))
-            fields = fields.reshape(stop - start, n_times, *fields.shape[1:])
-            for offset in range(stop - start):
-                index = start + offset
-                writer.write(index, {name: float(v[index]) for name, v in values.items()},
-                             to_store_layout(fields[offset], schema.fields), seed=index)
-            if bar is not None:
-                bar.update(stop - start)
-    if bar is not None:
-        bar.close()
+    try:
+        with torch.random.fork_rng(devices=devices), FieldStoreWriter(
+                output, schema, count, Provenance("surrogate.generate", seed=seed),
+                overwrite=overwrite, resume=resume, resume_key=key,
+                extra_attrs=extra) as writer:
+            if progress:
+                from tqdm.auto import tqdm
+                bar = tqdm(total=count, initial=count - len(writer.pending), unit="traj",
+                           desc="generate", dynamic_ncols=True)
+            for start in range(0, count, per_call):
+                stop = min(start + per_call, count)
+                # drawn even for a call already written: the stream stays aligned
+                noise = torch.randn(stop - start, model.model_config.noise_dim,
+                                    generator=latents)
+                if writer.completed[start:stop].all():
+                    continue
+                torch.manual_seed(_call_seed(seed, start))
+                chunk = {name: np.repeat(v[start:stop], n_times) for name, v in values.items()}
+                condition = model.encoder.encode(chunk, np.tile(times, stop - start))
+                fields = model.sample(condition, noise.repeat_interleave(n_times, dim=0))
+                fields = fields.reshape(stop - start, n_times, *fields.shape[1:])
+                for offset in range(stop - start):
+                    index = start + offset
+                    if writer.completed[index]:
+                        continue
+                    writer.write(index, {name: float(v[index]) for name, v in values.items()},
+                                 to_store_layout(fields[offset], schema.fields), seed=index)
+                    if bar is not None:
+                        bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
     return Path(output)
+
+
+def _call_seed(seed: int, start: int) -> int:
+    """Seed of the pixel noise of the generator call whose first trajectory is ``start``."""
+    state = np.random.SeedSequence([seed, 0x6E4E, start]).generate_state(1, np.uint64)[0]
+    return int(state) >> 1
+
+
+def _resume_key(model: SurrogateModel, values: Mapping[str, np.ndarray], times: np.ndarray,
+                count: int, seed: int, per_call: int) -> str:
+    """JSON identity of a generation job: a partial file is resumed only by the same job."""
+    weights = hashlib.sha256()
+    for name, tensor in sorted(model.generator.state_dict().items()):
+        weights.update(name.encode())
+        weights.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    conditions = hashlib.sha256(np.asarray(times, dtype=np.float64).tobytes())
+    for name in sorted(values):
+        conditions.update(name.encode())
+        conditions.update(np.asarray(values[name], dtype=np.float64).tobytes())
+    return json.dumps({"job": "surrogate.generate", "run_id": model.run_id,
+                       "checkpoint": model.checkpoint, "step": model.step,
+                       "weights": weights.hexdigest(), "conditions": conditions.hexdigest(),
+                       "n": count, "seed": seed, "trajectories_per_call": per_call,
+                       "device": model.device.type}, sort_keys=True)

@@ -59,6 +59,7 @@ from xarray.core import indexing
 
 from simulators.base import FieldSpec, Parameter
 from simulators.store import (
+    MAX_INDEX_ELEMENTS,
     FieldStore,
     FieldStoreError,
     FieldStoreWriter,
@@ -193,6 +194,8 @@ def _open(path: str | os.PathLike) -> tuple[Path, h5py.File]:
         raise LayoutError(f"{path}: no such file")
     if path.is_dir():
         raise LayoutError(f"{path}: is a directory, not an HDF5 file")
+    if not path.is_file():         # a FIFO would block the open, a device never ends
+        raise LayoutError(f"{path}: not a regular file (a pipe, socket or device)")
     if path.stat().st_size == 0:
         raise LayoutError(f"{path}: empty file (0 bytes), not HDF5")
     try:
@@ -224,7 +227,27 @@ def _dataset(group: h5py.Group, name: str, path: Path) -> h5py.Dataset:
     obj = _member(group, name, path)
     if not isinstance(obj, h5py.Dataset):
         raise LayoutError(f"{path}: {obj.name} is not a dataset")
+    if obj.external:
+        raise LayoutError(f"{path}: {obj.name} keeps its data in external files; they are "
+                          f"not read")
     return obj
+
+
+def _count(n: Any, what: str, path: Path) -> int:
+    """A declared count (trajectories, snapshots) that is allocated as an index array."""
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) \
+            or not 0 <= n <= MAX_INDEX_ELEMENTS:
+        raise LayoutError(f"{path}: {what} = {n!r} is not a count in [0, "
+                          f"{MAX_INDEX_ELEMENTS}]")
+    return int(n)
+
+
+def _whole(dataset: h5py.Dataset, path: Path) -> np.ndarray:
+    """All of a coordinate / parameter / metadata dataset (refusing huge declared sizes)."""
+    if dataset.size > MAX_INDEX_ELEMENTS:
+        raise LayoutError(f"{path}: {dataset.name} declares {dataset.size} elements, too "
+                          f"many for a coordinate or parameter (at most {MAX_INDEX_ELEMENTS})")
+    return np.asarray(dataset[()])
 
 
 def _group(group: h5py.Group, name: str, path: Path, *, required: bool = True
@@ -336,7 +359,7 @@ def detect_layout(path: str | os.PathLike) -> str:
 # ----------------------------------------------------------- The Well / ours
 def _coordinate(group: h5py.Group, name: str, path: Path) -> tuple[np.ndarray, dict]:
     dataset = _dataset(group, name, path)
-    values = np.asarray(dataset[()])
+    values = _whole(dataset, path)
     return values, _attrs(dataset)
 
 
@@ -404,7 +427,7 @@ def _boundary_conditions(handle: h5py.File, path: Path) -> dict[str, Any]:
         item = _member(group, name, path)
         entry = {key: _json_safe(item.attrs[key]) for key in item.attrs}
         if isinstance(item, h5py.Group) and "mask" in item:
-            mask = np.asarray(_dataset(item, "mask", path)[()])
+            mask = _whole(_dataset(item, "mask", path), path)
             if mask.ndim == 1:
                 entry["mask_true_indices"] = np.flatnonzero(mask).tolist()
         out[name] = entry
@@ -421,7 +444,9 @@ def _read_well(handle: h5py.File, path: Path, layout: str) -> xr.Dataset:
                           f"files are read")
     if "n_trajectories" not in attrs:
         raise LayoutError(f"{path}: root attribute 'n_trajectories' missing")
-    n = int(attrs["n_trajectories"])
+    value = attrs["n_trajectories"]
+    n = _count(value.item() if isinstance(value, np.generic) else value, "n_trajectories",
+               path)
     coords, n_times = _well_time(dims_group, n, path)
     sizes = {"trajectory": n, "time": n_times, "component": 2, "component_i": 2,
              "component_j": 2}
@@ -464,7 +489,7 @@ def _read_well(handle: h5py.File, path: Path, layout: str) -> xr.Dataset:
             sample, timed = (_flag(dataset.attrs, "sample_varying", dataset.ndim > 0),
                              _flag(dataset.attrs, "time_varying", False))
             dims = (["trajectory"] if sample else []) + (["time"] if timed else [])
-            values = np.asarray(dataset[()])
+            values = _whole(dataset, path)
             if values.shape != tuple(sizes[d] for d in dims):
                 raise LayoutError(f"{path}: scalars/{name} has shape {values.shape}, "
                                   f"expected {tuple(sizes[d] for d in dims)}")
@@ -482,7 +507,7 @@ def _read_well(handle: h5py.File, path: Path, layout: str) -> xr.Dataset:
         for name in ("split", "trajectory_seed", "completed"):
             dataset = _member(handle, name, path, required=False)
             if isinstance(dataset, h5py.Dataset) and dataset.shape == (n,):
-                data_vars[name] = xr.Variable(("trajectory",), dataset[()],
+                data_vars[name] = xr.Variable(("trajectory",), _whole(dataset, path),
                                               {**_attrs(dataset), "role": "metadata"})
         stats = _group(handle, "stats", path, required=False)
         if stats is not None:
@@ -516,7 +541,7 @@ def _time_coordinate(values: np.ndarray | None, n_times: int, name: str, path: P
     attrs = {"units": "1", "long_name": "time"}
     extra: dict[str, xr.Variable] = {}
     if values is None:
-        times = np.arange(n_times, dtype=np.float64)
+        times = np.arange(_count(n_times, "number of snapshots", path), dtype=np.float64)
         attrs["comment"] = "no time coordinate in the source file: snapshot index"
     else:
         values = np.asarray(values).ravel()
@@ -562,8 +587,8 @@ def _read_seeds(handle: h5py.File, path: Path) -> xr.Dataset:
                               f"({first.dtype})")
     n_times, nx, ny, n_channels = first.shape
     grid = _group(groups[0], "grid", path)
-    x, y = (np.asarray(_dataset(grid, axis, path)[()]) for axis in ("x", "y"))
-    t = np.asarray(_dataset(grid, "t", path)[()]) if "t" in grid else None
+    x, y = (_whole(_dataset(grid, axis, path), path) for axis in ("x", "y"))
+    t = _whole(_dataset(grid, "t", path), path) if "t" in grid else None
     if x.shape != (nx,) or y.shape != (ny,):
         raise LayoutError(f"{path}: {grid.name}/x, y have shapes {x.shape}, {y.shape}; "
                           f"data has Nx, Ny = {nx}, {ny}")
@@ -572,7 +597,7 @@ def _read_seeds(handle: h5py.File, path: Path) -> xr.Dataset:
         if isinstance(other, h5py.Group):
             for axis, values in (("x", x), ("y", y), ("t", t)):
                 if axis in other and values is not None and not np.array_equal(
-                        other[axis][()], values):
+                        _whole(_dataset(other, axis, path), path), values):
                     raise LayoutError(f"{path}: {group.name}/grid/{axis} differs from "
                                       f"{groups[0].name}'s; one grid per file is read")
     coords, extra = _time_coordinate(t, n_times, f"{groups[0].name}/grid/t", path)
@@ -619,16 +644,16 @@ def _read_arrays(handle: h5py.File, path: Path) -> xr.Dataset:
         raise LayoutError(f"{path}: 3-D data (z-coordinate); only 2-D files are read")
     if "y-coordinate" not in handle:
         raise LayoutError(f"{path}: no y-coordinate (1-D data?); only 2-D files are read")
-    x = np.asarray(_dataset(handle, "x-coordinate", path)[()])
-    y = np.asarray(_dataset(handle, "y-coordinate", path)[()])
+    x = _whole(_dataset(handle, "x-coordinate", path), path)
+    y = _whole(_dataset(handle, "y-coordinate", path), path)
     main_name = "tensor" if "tensor" in handle else next(
         n for n in ("density", "Vx", "Vy", "pressure") if n in handle)
     main = _dataset(handle, main_name, path)
     if main.ndim != 4 or main.shape[2:] != (x.size, y.size):
         raise LayoutError(f"{path}: {main_name} has shape {main.shape}; expected (B, T, "
                           f"{x.size}, {y.size}) from the coordinates")
-    n, n_times = main.shape[:2]
-    t = np.asarray(_dataset(handle, "t-coordinate", path)[()]) \
+    n, n_times = _count(main.shape[0], "number of trajectories", path), main.shape[1]
+    t = _whole(_dataset(handle, "t-coordinate", path), path) \
         if "t-coordinate" in handle else None
     coords, data_vars = _time_coordinate(t, n_times, "t-coordinate", path)
     coords.update(_space_coords(x, y))
@@ -668,7 +693,8 @@ def _read_arrays(handle: h5py.File, path: Path) -> xr.Dataset:
             attrs = {**attrs, **_pdebench_field_attrs(name, rank=0, source_dataset=name)}
             data_vars[name] = _lazy(dims, _H5Array([dataset]), attrs)
         elif role == "parameter":
-            data_vars[name] = xr.Variable(dims, dataset[()], {**attrs, "role": role})
+            data_vars[name] = xr.Variable(dims, _whole(dataset, path),
+                                          {**attrs, "role": role})
         else:
             data_vars[name] = _lazy(dims, _H5Array([dataset]), {**attrs, "role": role,
                                                                "source_dataset": name})
@@ -954,6 +980,14 @@ def _plan(ds: xr.Dataset, path: Path, system: str | None, allow_nonperiodic: boo
             seed = int(store.h5.attrs.get("seed", 0))
             parameters = {k: np.asarray(v, dtype=np.float64)
                           for k, v in store.parameters().items()}
+            for parameter in schema.parameters:
+                values = parameters[parameter.name]
+                outside = ~((values >= parameter.low) & (values <= parameter.high))
+                if np.any(outside):
+                    index = int(np.flatnonzero(outside)[0])
+                    raise LayoutError(f"{path}: scalars/{parameter.name} = "
+                                      f"{values[index]:g} at trajectory {index} is outside "
+                                      f"the declared range {parameter.range_text}")
         return _Plan(schema, {spec.name: (name, row) for spec, name, row in sources},
                      parameters, seeds, seed, extra)
 
@@ -1112,22 +1146,35 @@ def convert(source: str | os.PathLike, output: str | os.PathLike, *, system: str
     if source.exists() and output.exists() and os.path.samefile(source, output):
         raise LayoutError(f"{output}: is the source file; write to another name")
     with open_fields(source) as ds:
-        plan = _plan(ds, source, system, allow_nonperiodic, allow_rounding)
-        schema = plan.schema
-        n = int(ds.sizes.get("trajectory", 1))
-        ranks = {spec.name: spec.rank for spec in schema.fields}
-        provenance = Provenance(producer=f"converted:{ds.attrs['layout']}", seed=plan.seed)
-        writer = FieldStoreWriter(output, schema, n, provenance, overwrite=overwrite,
-                                  extra_attrs=plan.extra_attrs)
         try:
-            for index in range(n):
-                arrays = {name: _trajectory_values(ds, var, row, ranks[name], index,
-                                                   allow_rounding, source)
-                          for name, (var, row) in plan.sources.items()}
-                writer.write(index, {k: float(v[index]) for k, v in plan.parameters.items()},
-                             arrays, seed=int(plan.seeds[index]))
-            return writer.finalize()
-        except BaseException:
-            writer.close()
-            partial_path(output).unlink(missing_ok=True)
+            return _convert(ds, source, output, system, overwrite, allow_rounding,
+                            allow_nonperiodic)
+        except FieldStoreError:
             raise
+        except _H5_ERRORS as error:        # h5py on a damaged file, past open_fields's checks
+            raise LayoutError(f"{source}: unreadable file structure "
+                              f"({_one_line(error)})") from None
+
+
+def _convert(ds: xr.Dataset, source: Path, output: Path, system: str | None, overwrite: bool,
+             allow_rounding: bool, allow_nonperiodic: bool) -> Path:
+    """:func:`convert` once the source is open (errors name ``source``)."""
+    plan = _plan(ds, source, system, allow_nonperiodic, allow_rounding)
+    schema = plan.schema
+    n = int(ds.sizes.get("trajectory", 1))
+    ranks = {spec.name: spec.rank for spec in schema.fields}
+    provenance = Provenance(producer=f"converted:{ds.attrs['layout']}", seed=plan.seed)
+    writer = FieldStoreWriter(output, schema, n, provenance, overwrite=overwrite,
+                              extra_attrs=plan.extra_attrs)
+    try:
+        for index in range(n):
+            arrays = {name: _trajectory_values(ds, var, row, ranks[name], index,
+                                               allow_rounding, source)
+                      for name, (var, row) in plan.sources.items()}
+            writer.write(index, {k: float(v[index]) for k, v in plan.parameters.items()},
+                         arrays, seed=int(plan.seeds[index]))
+        return writer.finalize()
+    except BaseException:
+        writer.close()
+        partial_path(output).unlink(missing_ok=True)
+        raise
