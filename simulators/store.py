@@ -605,21 +605,27 @@ _READ_ERRORS = (KeyError, TypeError, ValueError, OSError, RuntimeError, IndexErr
                 AttributeError, RecursionError)
 
 
-def _open_h5(path: str | os.PathLike) -> h5py.File:
+def open_hdf5(path: str | os.PathLike, error: type[FieldStoreError] = FieldStoreError
+              ) -> h5py.File:
+    """Open a regular HDF5 file read-only, or raise ``error`` with one line naming it.
+
+    Missing files, directories, non-regular files (a FIFO would block the open), empty
+    files and files h5py cannot open (truncated, another format) are refused.
+    """
     path = Path(path)
     if not path.exists():
-        raise FieldStoreError(f"{path}: no such file")
+        raise error(f"{path}: no such file")
     if path.is_dir():
-        raise FieldStoreError(f"{path}: is a directory, not an HDF5 file")
+        raise error(f"{path}: is a directory, not an HDF5 file")
     if not path.is_file():         # a FIFO would block the open, a device never ends
-        raise FieldStoreError(f"{path}: not a regular file (a pipe, socket or device)")
+        raise error(f"{path}: not a regular file (a pipe, socket or device)")
     if path.stat().st_size == 0:
-        raise FieldStoreError(f"{path}: empty file (0 bytes), not HDF5")
+        raise error(f"{path}: empty file (0 bytes), not HDF5")
     try:
         return h5py.File(path, "r")
     except OSError:
-        raise FieldStoreError(f"{path}: not a readable HDF5 file (truncated or another "
-                              f"format)") from None
+        raise error(f"{path}: not a readable HDF5 file (truncated or another "
+                    f"format)") from None
 
 
 def _text(value: Any) -> str:
@@ -715,7 +721,7 @@ class FieldStore:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self._file = _open_h5(self.path)
+        self._file = open_hdf5(self.path)
         try:
             self._load_metadata()
         except FieldStoreError as error:
@@ -1056,7 +1062,7 @@ def check_file(path: str | os.PathLike, *, scan_values: bool = True) -> list[str
         FieldStoreError: only if the file cannot be opened as HDF5 at all.
     """
     problems: list[str] = []
-    handle = _open_h5(path)
+    handle = open_hdf5(path)
     try:
         problems += foreign_links(handle)         # checked first: nothing below follows them
         if not problems:

@@ -66,6 +66,7 @@ from simulators.store import (
     Provenance,
     StoreSchema,
     check_output_path,
+    open_hdf5,
     partial_path,
 )
 
@@ -189,20 +190,7 @@ def _attrs(obj: h5py.HLObject) -> dict[str, Any]:
 
 
 def _open(path: str | os.PathLike) -> tuple[Path, h5py.File]:
-    path = Path(path)
-    if not path.exists():
-        raise LayoutError(f"{path}: no such file")
-    if path.is_dir():
-        raise LayoutError(f"{path}: is a directory, not an HDF5 file")
-    if not path.is_file():         # a FIFO would block the open, a device never ends
-        raise LayoutError(f"{path}: not a regular file (a pipe, socket or device)")
-    if path.stat().st_size == 0:
-        raise LayoutError(f"{path}: empty file (0 bytes), not HDF5")
-    try:
-        return path, h5py.File(path, "r")
-    except OSError:
-        raise LayoutError(f"{path}: not a readable HDF5 file (truncated or another "
-                          f"format)") from None
+    return Path(path), open_hdf5(path, LayoutError)
 
 
 def _member(group: h5py.Group, name: str, path: Path, *, required: bool = True
