@@ -102,11 +102,10 @@ def speed(device: torch.device, systems: Sequence[str], widths: Sequence[int]) -
     for system, resolution in SPEED_CASES:
         if system not in systems or system not in simulators.available():
             continue
+        simulator = simulators.get(system)
         simulated = gan_throughput.simulator_seconds(resolution, system=system)
         row: dict[str, Any] = {"system": system, "resolution": resolution,
-                               "t_end": None if simulators.get(system).static
-                               else (10.0 if system == "navier_stokes2d"
-                                     else simulators.get(system).default_t_end),
+                               "t_end": None if simulator.static else simulator.default_t_end,
                                "simulator_seconds_per_snapshot": simulated, "generator": {}}
         for width in widths:
             generated = gan_throughput.generator_seconds_per_field(resolution, device, width,
