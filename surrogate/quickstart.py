@@ -217,20 +217,14 @@ def quickstart(directory: str | os.PathLike = "quickstart", *, device: str = "au
         generate(run, generated, like=data, split="test", n=plan.samples_per_condition,
                  seed=plan.seed, device=str(resolved), overwrite=True, progress=progress)
 
-    result_holder: dict[str, Any] = {}
-
     def judge(resumable: bool) -> None:
-        result = validate_files(data, generated)
-        write_report(result, directory)
-        result_holder["report"] = result.report
+        write_report(validate_files(data, generated), directory)
 
     stage("simulate", 1, data, simulate)
     stage("train", 2, run / "checkpoints" / "best.pt", fit)
     stage("generate", 3, generated, sample)
     stage("validate", 4, directory / "report.json", judge)
-    report = result_holder.get("report")
-    if report is None:
-        report = json.loads((directory / "report.json").read_text())
+    report = json.loads((directory / "report.json").read_text())
     fields = {name: {"spectrum_rel_error_median": entry["spectrum"]["rel_error_median"],
                      "w1_over_std": entry["pdf"]["w1_over_std"],
                      "spread_ratio": entry["spread_ratio"]}
