@@ -46,8 +46,9 @@ from simulators.base import Invariant
 from simulators.ising import energy_per_spin, magnetisation
 from surrogate.validation.conservation import divergence_violation, energy_enstrophy
 
-__all__ = ["ORDERED_MAGNETISATION", "SYSTEM_OBSERVABLES", "condition_observables",
-           "invariant_series", "system_modes", "system_observables"]
+__all__ = ["ORDERED_MAGNETISATION", "SYSTEM_ENSEMBLE_OBSERVABLES", "SYSTEM_MODES",
+           "SYSTEM_OBSERVABLES", "condition_observables", "invariant_series", "system_modes",
+           "system_observables"]
 
 #: |m(sign)| from which an Ising snapshot counts as ordered (in the "+" or "-" state)
 ORDERED_MAGNETISATION = 0.5
@@ -131,16 +132,42 @@ def system_observables(system: str, fields: Mapping[str, np.ndarray], box_size: 
     return {} if function is None else function(fields, box_size)
 
 
-def system_modes(system: str, series: Mapping[str, np.ndarray]) -> np.ndarray | None:
-    """Per-snapshot mode labels (``"+"``, ``"-"``, ``""``) from :func:`system_observables`.
-
-    ``None`` for systems without symmetric ordered states.
-    """
-    if system != "ising":
-        return None
+def _ising_modes(series: Mapping[str, np.ndarray]) -> np.ndarray:
     m = np.asarray(series["magnetisation(sign)"])
     return np.where(m >= ORDERED_MAGNETISATION, "+",
                     np.where(m <= -ORDERED_MAGNETISATION, "-", ""))
+
+
+def _ising_ensemble(series: Mapping[str, np.ndarray], parameters: Mapping[str, float],
+                    resolution: int) -> dict[str, float]:
+    m = np.asarray(series["|magnetisation|(sign)"])
+    e = np.asarray(series["energy_per_spin(sign)"])
+    if m.size < 2:
+        return {"susceptibility": np.nan, "specific_heat": np.nan}
+    temperature = float(parameters["temperature"])
+    sites = resolution**2
+    return {"susceptibility": float(sites * (np.mean(m**2) - np.mean(m) ** 2) / temperature),
+            "specific_heat": float(sites * np.var(e) / temperature**2)}
+
+
+#: ``system name -> function(series) -> mode label per snapshot``
+SYSTEM_MODES: dict[str, Callable[[Mapping[str, np.ndarray]], np.ndarray]] = {
+    "ising": _ising_modes,
+}
+#: ``system name -> function(series, parameters, resolution) -> {observable: value}``
+SYSTEM_ENSEMBLE_OBSERVABLES: dict[
+    str, Callable[[Mapping[str, np.ndarray], Mapping[str, float], int], dict[str, float]]] = {
+    "ising": _ising_ensemble,
+}
+
+
+def system_modes(system: str, series: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """Per-snapshot mode labels (``"+"``, ``"-"``, ``""``) from :func:`system_observables`.
+
+    ``None`` for systems without symmetric ordered states (:data:`SYSTEM_MODES`).
+    """
+    function = SYSTEM_MODES.get(system)
+    return None if function is None else function(series)
 
 
 def condition_observables(system: str, series: Mapping[str, np.ndarray],
@@ -155,15 +182,8 @@ def condition_observables(system: str, series: Mapping[str, np.ndarray],
         resolution: lattice size ``N``.
     Returns:
         ``{"susceptibility", "specific_heat"}`` for ``ising`` (thresholded spins; NaN with
-        fewer than 2 snapshots), else ``{}``.
+        fewer than 2 snapshots), ``{}`` for systems without any
+        (:data:`SYSTEM_ENSEMBLE_OBSERVABLES`).
     """
-    if system != "ising":
-        return {}
-    m = np.asarray(series["|magnetisation|(sign)"])
-    e = np.asarray(series["energy_per_spin(sign)"])
-    if m.size < 2:
-        return {"susceptibility": np.nan, "specific_heat": np.nan}
-    temperature = float(parameters["temperature"])
-    sites = resolution**2
-    return {"susceptibility": float(sites * (np.mean(m**2) - np.mean(m) ** 2) / temperature),
-            "specific_heat": float(sites * np.var(e) / temperature**2)}
+    function = SYSTEM_ENSEMBLE_OBSERVABLES.get(system)
+    return {} if function is None else function(series, parameters, resolution)
