@@ -38,11 +38,16 @@ import json, sys, time
 from surrogate.validation.report import validate_files, write_report
 
 def peak_megabytes():
-    # VmHWM is this process image's peak RSS; getrusage's ru_maxrss would include the
-    # parent's RSS at fork time (Linux keeps it across execve)
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+    # Linux procfs (the same path on every Linux machine): VmHWM is this process image's
+    # peak RSS; getrusage's ru_maxrss would include the parent's RSS at fork time (Linux
+    # keeps it across execve). Elsewhere fall back to ru_maxrss.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 reference, generated, out = sys.argv[1:4]
