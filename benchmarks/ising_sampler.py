@@ -60,6 +60,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 # ------------------------------------------------------------------------ samplers
+def _start_spins(rngs: list[np.random.Generator], n: int, start: str) -> np.ndarray:
+    """int8 spins ``(len(rngs), n, n)``: all +1 (``"ordered"``) or +-1 with probability 1/2."""
+    if start == "ordered":
+        return np.ones((len(rngs), n, n), dtype=np.int8)
+    return np.stack([np.where(r.random((n, n)) < 0.5, 1, -1).astype(np.int8) for r in rngs])
+
+
 class SwendsenWang:
     """Batch of ``B`` Swendsen–Wang chains, one ``default_rng`` stream each."""
 
@@ -70,11 +77,7 @@ class SwendsenWang:
         self.rngs = [np.random.default_rng([seed, b]) for b in range(batch)]
         self.n = n
         self.probability = np.full(batch, -np.expm1(-2.0 / temperature))
-        if start == "ordered":
-            self.spins = np.ones((batch, n, n), dtype=np.int8)
-        else:
-            self.spins = np.stack([np.where(r.random((n, n)) < 0.5, 1, -1).astype(np.int8)
-                                   for r in self.rngs])
+        self.spins = _start_spins(self.rngs, n, start)
 
     def sweep(self) -> None:
         uniforms = np.stack([r.random((3, self.n, self.n)) for r in self.rngs])
@@ -100,11 +103,7 @@ class CheckerboardMetropolis:
         self.sublattices = [((i + j) % 2) == parity for parity in (0, 1)]
         # acceptance for dE = 2 s h, h in {-4, -2, 0, 2, 4}: index (s h + 4) / 2
         self.acceptance = np.minimum(1.0, np.exp(-2.0 * np.arange(-4, 5, 2) / temperature))
-        if start == "ordered":
-            self.spins = np.ones((batch, n, n), dtype=np.int8)
-        else:
-            self.spins = np.stack([np.where(r.random((n, n)) < 0.5, 1, -1).astype(np.int8)
-                                   for r in self.rngs])
+        self.spins = _start_spins(self.rngs, n, start)
 
     def sweep(self) -> None:
         uniforms = np.stack([r.random((2, self.n, self.n)) for r in self.rngs])
