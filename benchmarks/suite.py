@@ -185,7 +185,11 @@ def markdown(result: dict[str, Any]) -> str:
     machine = result["machine"]
     lines = [f"Machine: {machine['name']} ({machine['device']}, {machine['cpu_count']} CPU "
              f"cores, torch {machine['torch']}{', ' + machine['gpu'] if machine['gpu'] else ''}"
-             f"), {machine['date']}.", ""]
+             f"), {machine['date']}."]
+    if result.get("measured"):
+        lines.append("Parts measured on: " + ", ".join(
+            f"{part} {entry['date']}" for part, entry in result["measured"].items()) + ".")
+    lines.append("")
     if result.get("speed"):
         widths = sorted({w for row in result["speed"] for w in row["generator"]})
         lines += ["| system | N | t_end | simulator s/snapshot | "
@@ -240,6 +244,38 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merge_results(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``previous`` with the parts measured in ``new`` replaced (fidelity: per system).
+
+    A results file collects parts measured in separate runs (the fidelity part alone takes
+    tens of minutes on a CPU); ``measured`` records the date of each part's run and
+    ``budget`` the settings of the parts that were last measured with them.
+    """
+    merged = {key: value for key, value in previous.items()}
+    parts = new["budget"]["parts"]
+    for part in parts:
+        if part == "fidelity":
+            merged["fidelity"] = {**previous.get("fidelity", {}), **new.get("fidelity", {})}
+        elif part in new:
+            merged[part] = new[part]
+    merged["machine"] = new["machine"]
+    budget = dict(previous.get("budget", {}))
+    budget.update({key: value for key, value in new["budget"].items() if key != "parts"})
+    budget["parts"] = [p for p in PARTS if p in set(budget.get("parts", [])) | set(parts)]
+    merged["budget"] = budget
+    measured = dict(previous.get("measured", {}))
+    if "fidelity" in parts:
+        old_fidelity = measured.get("fidelity", {})
+        systems = (old_fidelity.get("systems", {}) if isinstance(old_fidelity, dict) else {})
+        entry = dict(new["measured"]["fidelity"])
+        entry["systems"] = {**systems, **{name: entry["date"]
+                                          for name in new.get("fidelity", {})}}
+        measured["fidelity"] = entry
+    measured.update({part: new["measured"][part] for part in parts if part != "fidelity"})
+    merged["measured"] = measured
+    return merged
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks",
                                      description=__doc__.splitlines()[0])
@@ -258,14 +294,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="keep the fidelity runs (data, runs, reports) in DIR")
     parser.add_argument("--output", metavar="FILE.json", default=None,
                         help="results file (default benchmarks/results/<machine>.json)")
+    parser.add_argument("--replace", action="store_true",
+                        help="overwrite the results file instead of merging this run's parts "
+                             "into it")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     systems = args.systems or simulators.available()
+    machine = machine_info(device)
     result: dict[str, Any] = {
-        "machine": machine_info(device),
+        "machine": machine,
         "budget": {"parts": args.parts, "speed_widths": args.widths,
                    "training_width": 32, "validation_sizes": args.validation_sizes,
-                   "validation_resolution": 64, "fidelity_steps_override": args.fidelity_steps}}
+                   "validation_resolution": 64, "fidelity_steps_override": args.fidelity_steps},
+        "measured": {part: {"date": machine["date"], "torch": machine["torch"]}
+                     for part in args.parts}}
     if "speed" in args.parts:
         print("speed ...", flush=True)
         result["speed"] = speed(device, systems, args.widths)
@@ -282,7 +324,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         result["fidelity"] = fidelity(device, chosen, keep, args.fidelity_steps)
     output = Path(args.output) if args.output else RESULTS / f"{machine_name(device)}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=1, allow_nan=False, default=float) + "\n")
+    if output.exists() and not args.replace:
+        result = merge_results(json.loads(output.read_text()), result)
+    tmp = output.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=1, allow_nan=False, default=float) + "\n")
+    os.replace(tmp, output)
     table = markdown(result)
     output.with_suffix(".md").write_text(table)
     print(table)

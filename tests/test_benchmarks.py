@@ -23,16 +23,56 @@ def test_speed_part_writes_results_and_a_table(tmp_path):
     assert result["budget"]["speed_widths"] == [8]
 
 
-def test_markdown_lists_fidelity_failures():
+def _fidelity_entry(**changes):
     entry = {"passed": False, "failures": ["spectrum of u"], "held_out_conditions": 3,
              "fields": {"u": {"spectrum_rel_error_median": 0.5, "spectrum_rel_error_max": 2.0,
                               "bands": {"low": {"median": 0.1, "max": 0.2}},
                               "w1_over_std": 0.1, "spread_ratio": 1.0}},
              "frechet_physics_distance": 3.0, "frechet_reference_split": 1.0,
              "stage_seconds": {"train": 12.0}, "plan": {"train": {"steps": 10}}}
+    return {**entry, **changes}
+
+
+def test_markdown_lists_fidelity_failures():
+    entry = _fidelity_entry()
     result = {"machine": {"name": "cpu-2core", "device": "cpu", "cpu_count": 2,
                           "torch": "x", "gpu": None, "date": "2026-01-01"},
               "budget": {"training_width": 32}, "fidelity": {"diffusion": entry}}
     table = suite.markdown(result)
     assert "| diffusion (3) | u | 0.5 | 2 | 0.10 / n/a / n/a |" in table
     assert "- diffusion: failed spectrum of u" in table
+
+
+def test_a_run_of_one_part_merges_into_the_existing_results(tmp_path):
+    output = tmp_path / "machine.json"
+    earlier = {"machine": {"name": "cpu-2core", "device": "cpu", "cpu_count": 2, "torch": "x",
+                           "gpu": None, "date": "2026-01-01"},
+               "budget": {"parts": ["speed", "fidelity"], "speed_widths": [16],
+                          "training_width": 32},
+               "measured": {"speed": {"date": "2026-01-01", "torch": "x"},
+                            "fidelity": {"date": "2026-01-01", "torch": "x",
+                                         "systems": {"ising": "2026-01-01"}}},
+               "speed": [{"system": "kept"}], "fidelity": {"ising": _fidelity_entry(passed=True)}}
+    output.write_text(json.dumps(earlier))
+    new = {"machine": {**earlier["machine"], "date": "2026-02-02"},
+           "budget": {"parts": ["fidelity"], "fidelity_steps_override": 5},
+           "measured": {"fidelity": {"date": "2026-02-02", "torch": "y"}},
+           "fidelity": {"gray_scott": _fidelity_entry()}}
+    merged = suite.merge_results(json.loads(output.read_text()), new)
+    assert merged["speed"] == [{"system": "kept"}]
+    assert merged["fidelity"] == {"ising": _fidelity_entry(passed=True),
+                                  "gray_scott": _fidelity_entry()}
+    assert merged["budget"]["parts"] == ["speed", "fidelity"]
+    assert merged["budget"]["speed_widths"] == [16]
+    assert merged["measured"]["speed"]["date"] == "2026-01-01"
+    assert merged["measured"]["fidelity"]["systems"] == {"ising": "2026-01-01",
+                                                         "gray_scott": "2026-02-02"}
+    # through main: a speed run keeps the earlier fidelity entries; --replace drops them
+    suite.main(["--parts", "speed", "--systems", "diffusion", "--widths", "8",
+                "--device", "cpu", "--output", str(output)])
+    saved = json.loads(output.read_text())
+    assert set(saved["fidelity"]) == {"ising"} and saved["speed"][0]["system"] == "diffusion"
+    assert "Parts measured on: speed " in output.with_suffix(".md").read_text()
+    suite.main(["--parts", "speed", "--systems", "diffusion", "--widths", "8",
+                "--device", "cpu", "--output", str(output), "--replace"])
+    assert "fidelity" not in json.loads(output.read_text())
