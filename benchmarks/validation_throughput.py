@@ -19,8 +19,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -28,6 +26,7 @@ import h5py
 import numpy as np
 
 import simulators
+from benchmarks.peak_memory import run_child
 from simulators.store import FieldStore
 from simulators.sweep import SweepSpec, run_sweep
 
@@ -35,21 +34,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 _CHILD = """
 import json, sys, time
+from benchmarks.peak_memory import peak_megabytes
 from surrogate.validation.report import validate_files, write_report
 
-def peak_megabytes():
-    # Linux procfs (the same path on every Linux machine): VmHWM is this process image's
-    # peak RSS; getrusage's ru_maxrss would include the parent's RSS at fork time (Linux
-    # keeps it across execve). Elsewhere fall back to ru_maxrss.
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 reference, generated, out = sys.argv[1:4]
 start = time.perf_counter()
 result = validate_files(reference, generated)
@@ -87,10 +74,7 @@ def make_pair(directory: Path, n: int, resolution: int) -> tuple[Path, Path]:
 
 def measure(directory: Path, n: int, resolution: int) -> dict:
     reference, generated = make_pair(directory, n, resolution)
-    output = subprocess.run([sys.executable, "-c", _CHILD, str(reference), str(generated),
-                             str(directory / f"report_{n}")], check=True, capture_output=True,
-                            text=True).stdout
-    row = json.loads(output.strip().splitlines()[-1])
+    row = run_child(_CHILD, str(reference), str(generated), str(directory / f"report_{n}"))
     field_bytes = 2 * n * resolution * resolution * 4 * 2          # two files, two fields
     row.update({"fields_per_file": n, "resolution": resolution,
                 "field_megabytes_both_files": field_bytes / 1e6,

@@ -14,7 +14,9 @@ workers, the batching, or an interruption followed by ``resume``.
 
 Trajectories run in batches (one simulator call, batched FFTs) on a process pool or on
 a Dask distributed cluster; results are written in index order as they arrive, with at
-most ``2 * workers`` batches in flight, so memory does not grow with ``n``.
+most two batches per worker process (or per Dask worker thread) in flight, so memory does
+not grow with ``n``. Only the submitting process writes; Dask workers need this package
+installed (the same version) and return arrays, never touch the output file.
 """
 
 from __future__ import annotations
@@ -168,7 +170,8 @@ class _InlineExecutor(Executor):
         return future
 
 
-def _executor(workers: int, dask_address: str | None) -> tuple[Executor, Any]:
+def _executor(workers: int, dask_address: str | None) -> tuple[Executor, Any, int]:
+    """(executor, Dask client or None, number of batches that can run at once)."""
     if dask_address:
         try:
             from distributed import Client
@@ -180,10 +183,13 @@ def _executor(workers: int, dask_address: str | None) -> tuple[Executor, Any]:
         except (OSError, TimeoutError) as error:
             raise ValueError(f"cannot connect to the Dask scheduler at {dask_address}: "
                              f"{error}") from None
-        return client.get_executor(), client
+        # keep every worker thread of the cluster busy (it may grow later; at least one)
+        slots = max(1, sum(client.nthreads().values()))
+        return client.get_executor(), client, slots
     if workers == 1:
-        return _InlineExecutor(), None
-    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")), None
+        return _InlineExecutor(), None, 1
+    return (ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")), None,
+            workers)
 
 
 def run_sweep(spec: SweepSpec, path: str | os.PathLike, *, workers: int = 1,
@@ -220,10 +226,10 @@ def run_sweep(spec: SweepSpec, path: str | os.PathLike, *, workers: int = 1,
     schema = StoreSchema.from_simulator(simulator, grid, times, dataset_name=dataset_name)
     provenance = Provenance(producer=f"simulator:{spec.system}", seed=spec.seed)
     in_flight: dict[int, Future] = {}
-    window = 2 * workers
     writer = bar = None
     # connect first (a bad --dask address writes nothing); process pools start lazily
-    executor, client = _executor(workers, dask_address)
+    executor, client, slots = _executor(workers, dask_address)
+    window = 2 * slots     # batches in flight: results are written in order as they arrive
     try:
         # the writer checks the output path before it creates anything
         writer = FieldStoreWriter(path, schema, n, provenance, overwrite=overwrite,
