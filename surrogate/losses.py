@@ -44,6 +44,7 @@ __all__ = [
     "LOSS_KINDS",
     "discriminator_loss",
     "generator_loss",
+    "mode_seeking_loss",
     "r1_penalty",
     "radial_power_spectrum",
     "radial_shell_counts",
@@ -252,3 +253,32 @@ def spectral_loss(fake: Tensor, real: Tensor, eps: float = 1e-6) -> Tensor:
     log_fake = torch.log(white * radial_power_spectrum(fake, matrix).mean(dim=0) + eps)
     log_real = torch.log(white * radial_power_spectrum(real, matrix).mean(dim=0) + eps)
     return (log_fake - log_real).square().mean()
+
+
+# ---------------------------------------------------------------------------- diversity
+def mode_seeking_loss(fake_a: Tensor, fake_b: Tensor, noise_a: Tensor, noise_b: Tensor,
+                      eps: float = 1e-5) -> Tensor:
+    """Mode-seeking term of Mao et al. 2019 (MSGAN, CVPR), a float32 scalar.
+
+    ``fake_a[i]`` and ``fake_b[i]`` are generated at the *same* condition from latents
+    ``noise_a[i]`` and ``noise_b[i]``::
+
+        L_ms = mean_i |z_a - z_b|_1 / mean_i |G(c, z_a) - G(c, z_b)|_1      (per element)
+
+    A generator that ignores its latent (mode collapse: the same field for every ``z`` at a
+    condition) makes the denominator small and ``L_ms`` large; ``loss_g += lambda_ms *
+    L_ms``. Minimising the ratio rewards distinct outputs for distinct latents; the
+    adversarial loss keeps them realistic.
+
+    Args:
+        fake_a, fake_b: (B, C, N, N) fields, same conditions row by row.
+        noise_a, noise_b: (B, Z) their latents.
+        eps: floor of the denominator.
+    """
+    if fake_a.shape != fake_b.shape or noise_a.shape != noise_b.shape:
+        raise ValueError("mode_seeking_loss needs pairs of equal shapes, got "
+                         f"{tuple(fake_a.shape)}, {tuple(fake_b.shape)} and "
+                         f"{tuple(noise_a.shape)}, {tuple(noise_b.shape)}")
+    fields = (fake_a.float() - fake_b.float()).abs().mean()
+    latents = (noise_a.float() - noise_b.float()).abs().mean()
+    return latents / (fields + eps)

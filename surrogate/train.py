@@ -72,6 +72,7 @@ from surrogate.losses import (
     LOSS_KINDS,
     discriminator_loss,
     generator_loss,
+    mode_seeking_loss,
     r1_penalty,
     spectral_loss,
 )
@@ -124,6 +125,7 @@ class TrainConfig:
     r1_gamma: float = 0.1
     r1_interval: int = 16
     spectral_loss_weight: float = 0.1
+    mode_seeking_weight: float = 0.0
     ema_decay: float = 0.999
     augment: bool = True
     width: int = 32
@@ -150,7 +152,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
-        for name in ("r1_gamma", "spectral_loss_weight"):
+        for name in ("r1_gamma", "spectral_loss_weight", "mode_seeking_weight"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
@@ -478,11 +480,17 @@ class Trainer:
         config = self.config
         real, condition, noise = self._batch()
         metrics: dict[str, float] = {}
+        fake_condition = condition
+        paired = config.mode_seeking_weight > 0 and condition.shape[0] >= 2
+        if paired:
+            # fakes in pairs at one condition (2i, 2i+1) with distinct latents
+            fake_condition = condition.clone()
+            fake_condition[1::2] = condition[0:condition.shape[0] // 2 * 2:2]
         self.discriminator.requires_grad_(True)
         with self.autocast():
-            fake = self.heads.forward_normalised(self.g_forward(noise, condition))
+            fake = self.heads.forward_normalised(self.g_forward(noise, fake_condition))
             real_logits = self.d_forward(real, condition)
-            fake_logits = self.d_forward(fake.detach(), condition)
+            fake_logits = self.d_forward(fake.detach(), fake_condition)
         loss_d = discriminator_loss(real_logits.float(), fake_logits.float(), config.loss)
         metrics["loss_d"] = float(loss_d.detach())
         if config.r1_gamma > 0 and self.step % config.r1_interval == 0:
@@ -498,9 +506,15 @@ class Trainer:
 
         self.discriminator.requires_grad_(False)
         with self.autocast():
-            generated_logits = self.d_forward(fake, condition)
+            generated_logits = self.d_forward(fake, fake_condition)
         loss_g = generator_loss(generated_logits.float(), config.loss)
         metrics["loss_g"] = float(loss_g.detach())
+        if paired:
+            pairs = condition.shape[0] // 2 * 2
+            seeking = mode_seeking_loss(fake[0:pairs:2], fake[1:pairs:2],
+                                        noise[0:pairs:2], noise[1:pairs:2])
+            loss_g = loss_g + config.mode_seeking_weight * seeking
+            metrics["mode_seeking_loss"] = float(seeking.detach())
         if config.spectral_loss_weight > 0:
             spectral = spectral_loss(fake.float(), real.float())
             loss_g = loss_g + config.spectral_loss_weight * spectral

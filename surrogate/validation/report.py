@@ -21,9 +21,16 @@ component spectra, i.e. twice the kinetic-energy spectrum; its morphology uses `
   at the reference mean and mean +- one std;
 * **spread_ratio**: ensemble spread ``mean over pixels and times of std over samples``
   of generated over reference, per condition (groups with >= 2 trajectories in both
-  files), summarised by the median over groups; when no condition holds two samples
-  in both files it is taken across all matched trajectories at each time (the report
-  says which in ``spread_basis``).
+  files), summarised by the median over groups. A Sobol sweep holds one reference
+  trajectory per condition; when the generated file holds >= 2 samples per condition the
+  reference's spread at a condition is then estimated from its nearest other reference
+  condition (``|x_b - x_b'| / sqrt(2)``: the ensemble std if the two conditions were the
+  same, and larger by the difference that the parameter change makes, so collapse is
+  judged conservatively), each side's mean-of-std corrected by ``c4(n)`` for its number
+  of samples; the median normalised distance of those pairs is reported. When neither
+  applies the spread is taken across all matched trajectories at each time. The report
+  says which in ``spread_basis`` (``per_condition``, ``nearest_reference_neighbour``,
+  ``across_conditions``).
 
 Files are compared *per condition* (:mod:`surrogate.validation.conditions`): every
 metric above is also computed for each reference condition with its matched generated
@@ -54,6 +61,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.spatial import cKDTree
+from scipy.special import gammaln
 
 from simulators.store import FieldStore, FieldStoreError
 from surrogate.validation.conditions import (
@@ -527,6 +536,8 @@ def _validate(ref_store: FieldStore, gen_store: FieldStore, limits: dict[str, fl
         spec.name: ([], []) for spec in specs}
     sample_labels: list[str] = []
     per_condition = []
+    neighbours = _neighbour_pairs(groups, matched)
+    neighbour_spread = {spec.name: _NeighbourSpread() for spec in specs}
 
     say(f"streaming {ref_indices.size} reference and {gen_indices.size} generated "
         f"trajectories in {len(matched)} conditions")
@@ -570,6 +581,16 @@ def _validate(ref_store: FieldStore, gen_store: FieldStore, limits: dict[str, fl
         if g in sample_groups:
             label = ", ".join(f"{name}={values[g]:.4g}" for name, values in groups.values.items())
             sample_labels.append(f"{label}, t={ref_store.times[-1]:.4g}")
+        if g in neighbours:
+            other, distance = neighbours[g]
+            first = _read_trajectory(ref_store, int(members["reference"][0]))
+            second = _read_trajectory(ref_store, int(groups.members(other)[0][0]))
+            for spec in specs:
+                pair = float(np.mean(np.abs(first[spec.name].astype(np.float64)
+                                            - second[spec.name]))) / math.sqrt(2.0)
+                neighbour_spread[spec.name].add(
+                    group_stats["generated"][spec.name].spread.spread(),
+                    int(members["generated"].size), pair, distance)
         entry = _condition_entry(groups, g, members, group_stats, specs, k)
         if any(condition_series[side] for side in sides):
             entry["observables"] = _condition_observables(
@@ -586,9 +607,12 @@ def _validate(ref_store: FieldStore, gen_store: FieldStore, limits: dict[str, fl
                     for key, entry in conservation.items()}
     checks += _per_condition_checks(per_condition, specs, limits)
     for spec in specs:
-        ratio, basis = _spread_ratio(sides, per_condition, spec)
+        ratio, basis = _spread_ratio(sides, per_condition, spec, neighbour_spread)
         fields_report[spec.name]["spread_ratio"] = ratio
         fields_report[spec.name]["spread_basis"] = basis
+        if basis == "nearest_reference_neighbour":
+            fields_report[spec.name]["spread_neighbour_distance_median"] = float(
+                np.median(neighbour_spread[spec.name].distance))
         checks.append(_gate("spread_ratio_min", spec.name, ratio, limits["spread_ratio_min"],
                             "min"))
         checks.append(_gate("spread_ratio_max", spec.name, ratio, limits["spread_ratio_max"],
@@ -828,11 +852,52 @@ def _per_condition_checks(per_condition: list[dict[str, Any]], specs,
     return checks
 
 
-def _spread_ratio(sides, per_condition, spec) -> tuple[float, str]:
+def _c4(n: int) -> float:
+    """``E[s] / sigma`` of the sample std ``s`` (ddof = 1) of ``n`` Gaussian samples."""
+    return math.sqrt(2.0 / (n - 1)) * math.exp(gammaln(n / 2) - gammaln((n - 1) / 2))
+
+
+class _NeighbourSpread:
+    """Generated within-condition spread against nearest-reference-neighbour pairs."""
+
+    def __init__(self) -> None:
+        self.generated: list[float] = []
+        self.reference: list[float] = []
+        self.distance: list[float] = []
+
+    def add(self, generated_spread: float, n_generated: int, pair_spread: float,
+            distance: float) -> None:
+        self.generated.append(generated_spread / _c4(n_generated))
+        self.reference.append(pair_spread / _c4(2))
+        self.distance.append(distance)
+
+    def ratio(self) -> float:
+        reference = float(np.mean(self.reference)) if self.reference else math.nan
+        return float(np.mean(self.generated)) / reference if reference > 0 else math.nan
+
+
+def _neighbour_pairs(groups: ConditionGroups, matched: Sequence[int]
+                     ) -> dict[int, tuple[int, float]]:
+    """``{g: (nearest other reference group, normalised distance)}`` for matched groups
+    with one reference and >= 2 generated trajectories (needs >= 2 reference groups)."""
+    wanted = [g for g in matched
+              if groups.members(g)[0].size == 1 and groups.members(g)[1].size >= 2]
+    if not wanted or groups.n_groups < 2:
+        return {}
+    tree = cKDTree(groups.centres)
+    distance, index = tree.query(groups.centres[wanted], k=2)
+    return {g: (int(index[i, 1]), float(distance[i, 1])) for i, g in enumerate(wanted)}
+
+
+def _spread_ratio(sides, per_condition, spec, neighbours: Mapping[str, _NeighbourSpread]
+                  ) -> tuple[float, str]:
     ratios = [c["fields"][spec.name]["spread_ratio"] for c in per_condition]
     ratios = [r for r in ratios if r is not None and not math.isnan(r)]
     if ratios:
         return float(np.median(ratios)), "per_condition"
+    neighbour = neighbours.get(spec.name)
+    if neighbour is not None and neighbour.generated:
+        return neighbour.ratio(), "nearest_reference_neighbour"
     ref = sides["reference"][spec.name].spread_all.spread()
     gen = sides["generated"][spec.name].spread_all.spread()
     return (gen / ref if ref > 0 else math.nan), "across_conditions"

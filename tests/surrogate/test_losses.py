@@ -16,6 +16,7 @@ import torch
 from surrogate.losses import (
     discriminator_loss,
     generator_loss,
+    mode_seeking_loss,
     r1_penalty,
     radial_power_spectrum,
     radial_shell_counts,
@@ -206,3 +207,32 @@ def test_spectral_loss_gradient_is_finite_and_nonzero():
 def test_spectral_loss_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="must agree"):
         spectral_loss(torch.zeros(2, 1, 16, 16), torch.zeros(2, 2, 16, 16))
+
+
+def test_mode_seeking_loss_is_the_latent_to_field_distance_ratio():
+    torch.manual_seed(0)
+    fake_a = torch.randn(4, 2, 8, 8)
+    noise_a, noise_b = torch.zeros(4, 16), torch.full((4, 16), 2.0)
+    # fields that differ by exactly 0.5 everywhere: ratio |2| / (|0.5| + eps), eps = 1e-5
+    value = mode_seeking_loss(fake_a, fake_a + 0.5, noise_a, noise_b)
+    assert math.isclose(float(value), 2.0 / (0.5 + 1e-5), rel_tol=1e-6)
+
+
+def test_mode_seeking_loss_punishes_a_generator_that_ignores_its_latent():
+    noise_a, noise_b = torch.randn(4, 16), torch.randn(4, 16)
+    field = torch.randn(4, 1, 8, 8)
+    collapsed = mode_seeking_loss(field, field.clone(), noise_a, noise_b)
+    diverse = mode_seeking_loss(field, torch.randn(4, 1, 8, 8), noise_a, noise_b)
+    assert float(collapsed) > 1e4 * float(diverse)
+    # its gradient pushes the two fields apart
+    moving = field.clone() + 0.01 * torch.randn_like(field)
+    moving.requires_grad_(True)
+    mode_seeking_loss(moving, field, noise_a, noise_b).backward()
+    step = moving.detach() - 1e-3 * moving.grad
+    assert (step - field).abs().mean() > (moving.detach() - field).abs().mean()
+
+
+def test_mode_seeking_loss_rejects_unpaired_shapes():
+    with pytest.raises(ValueError, match="pairs of equal shapes"):
+        mode_seeking_loss(torch.zeros(4, 1, 8, 8), torch.zeros(3, 1, 8, 8),
+                          torch.zeros(4, 2), torch.zeros(4, 2))

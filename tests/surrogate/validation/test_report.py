@@ -237,6 +237,53 @@ def test_ignoring_the_condition_fails_per_condition_but_not_pooled(grf_sweep):
     assert report["fields"]["delta"]["spectrum"]["rel_error_median"] < 1e-12
 
 
+@pytest.fixture(scope="module")
+def sobol_sweep(tmp_path_factory):
+    """A Sobol sweep (one trajectory per condition, 64 conditions at 32^2) and, at every
+    fourth of its conditions, four new independent simulator samples."""
+    root = tmp_path_factory.mktemp("sobol")
+    reference = _sweep(root / "reference.h5", "gaussian_random_field", 64, 32, seed=5,
+                       ranges={"spectral_index": (2.0, 3.0)}, fixed={"amplitude": 0.2})
+    with FieldStore(reference) as store:
+        index = store.parameters()["spectral_index"][::4]
+    simulator = simulators.get("gaussian_random_field")
+    grid, times = simulator.make_grid(32), simulator.snapshot_times(None, 1)
+    repeated = np.repeat(index, 4)
+    parameters = {"spectral_index": repeated, "amplitude": np.full(repeated.size, 0.2)}
+    fields = simulator.simulate(parameters, grid, times, list(range(500, 500 + repeated.size)))
+    schema = StoreSchema.from_simulator(simulator, grid, times)
+    samples = root / "samples.h5"
+    with FieldStoreWriter(samples, schema, repeated.size, Provenance("test", seed=0)) as writer:
+        for b in range(repeated.size):
+            writer.write(b, {k: float(v[b]) for k, v in parameters.items()},
+                         {k: v[b] for k, v in fields.items()}, 500 + b)
+    return root, reference, samples
+
+
+def test_one_reference_per_condition_judges_spread_against_the_nearest_neighbour(sobol_sweep):
+    _, reference, samples = sobol_sweep
+    report = validate_files(reference, samples).report
+    delta = report["fields"]["delta"]
+    assert delta["spread_basis"] == "nearest_reference_neighbour"
+    # independent samples: the c4-corrected spreads agree (uncorrected mean-of-std of four
+    # samples over that of two would read 0.921 / 0.798 = 1.15)
+    assert 0.85 < delta["spread_ratio"] < 1.12, delta["spread_ratio"]
+    assert delta["spread_neighbour_distance_median"] < 0.05
+    assert report["passed"], report["failures"]
+
+
+def test_a_generator_that_ignores_its_latent_fails_the_neighbour_spread(sobol_sweep):
+    """Different fields at different conditions, the same field for every sample at one
+    condition: the spread across conditions looks healthy, the within-condition one is 0."""
+    root, reference, samples = sobol_sweep
+    collapsed = _modified_copy(samples, root / "collapsed.h5",
+                               lambda name, v: np.repeat(v[::4], 4, axis=0))
+    report = validate_files(reference, collapsed).report
+    assert report["fields"]["delta"]["spread_ratio"] == 0.0
+    assert ("spread_ratio_min", "delta") in _failed(report)
+    assert ("spectrum_rel_error_median", "delta") not in _failed(report)
+
+
 # ------------------------------------------------------------------ streaming equals in-memory
 def test_streamed_statistics_equal_direct_computation(navier_stokes):
     from surrogate.validation import moments, power_spectrum, spread_ratio
