@@ -273,6 +273,29 @@ class OutputHeads(nn.Module):
             outputs[name] = torch.fft.irfft2(curl_hat, s=(n, n), dim=(-2, -1))[:, None]
         return torch.cat([outputs[spec.name] for spec in self.fields], dim=1)
 
+    def snap_discrete(self, fields: torch.Tensor) -> torch.Tensor:
+        """Physical fields ``(B, C, N, N)`` with every ``discrete_values`` field replaced by
+        its nearest allowed value (ties to the lower); other channels are unchanged.
+
+        Used when *sampling* (``surrogate generate``): the ``"bounded"`` head trains on the
+        open interval ``(min, max)`` (a differentiable relaxation), and the snapped output
+        is a valid configuration (e.g. Ising spins exactly +-1), so ``discrete_values``
+        holds exactly in generated files. Not differentiable; not used in training.
+        """
+        out = fields.clone()
+        channel = 0
+        for spec in self.fields:
+            width = 2 if spec.rank else 1
+            discrete = self._declared(spec.name).get("discrete_values")
+            if discrete is not None and discrete.values:
+                allowed = torch.tensor(sorted(discrete.values), dtype=fields.dtype,
+                                       device=fields.device)
+                part = out[:, channel:channel + width]
+                nearest = (part[..., None] - allowed).abs().argmin(dim=-1)
+                out[:, channel:channel + width] = allowed[nearest]
+            channel += width
+        return out
+
     def forward_normalised(self, raw: torch.Tensor) -> torch.Tensor:
         """``normalizer.encode(forward(raw))``: what the discriminator sees of fakes.
 

@@ -25,6 +25,10 @@ the same job (same run, checkpoint weights, conditions, ``n``, seed, batch size 
 device: the ``resume_key`` attribute), skips the trajectories already written (drawing
 their latents to keep the stream aligned, without running the generator) and gives the
 same bytes as an uninterrupted run.
+
+Fields declared ``discrete_values`` (Ising spins) are snapped to their nearest allowed
+value (:meth:`surrogate.constraints.OutputHeads.snap_discrete`): the generator trains on
+a continuous relaxation, the files hold valid configurations.
 """
 
 from __future__ import annotations
@@ -116,7 +120,7 @@ class SurrogateModel:
         """Physical fields ``(B, C, N, N)`` float32 for conditions ``(B, P+1)``, latents (B, Z)."""
         raw = self.generator(noise.to(self.device),
                              torch.as_tensor(condition, device=self.device))
-        return self.heads(raw).float().cpu().numpy()
+        return self.heads.snap_discrete(self.heads(raw)).float().cpu().numpy()
 
 
 def load_surrogate(run_dir: str | os.PathLike, checkpoint: str = "best",

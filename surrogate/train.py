@@ -9,6 +9,8 @@ One step (per replica; batch ``B`` split evenly over ``world_size`` replicas)::
     L_D   = loss_D(D(real, c), D(fake.detach(), c))
             [+ (gamma / 2) * k * R1(real) every k-th step, lazy R1, Mescheder et al. 2018]
     L_G   = loss_G(D(fake, c)) + w_spec * spectral_loss(fake, real)
+            [+ w_ms * mode_seeking_loss(pairs of fakes at one condition), when w_ms > 0:
+             fakes 2i and 2i+1 then share the condition of real 2i, Mao et al. 2019]
     Adam steps on D then G; EMA of G's weights: theta_ema <- beta theta_ema + (1 - beta) theta
     with beta = min(ema_decay, (1 + step) / (10 + step)).
 
@@ -102,6 +104,8 @@ class TrainConfig:
         r1_gamma: R1 weight gamma (0 disables R1).
         r1_interval: lazy R1 every ``k`` steps (scaled by ``k``).
         spectral_loss_weight: weight of the log power-spectrum loss on G (0 disables).
+        mode_seeking_weight: weight of the mode-seeking term on G (0 disables); it
+            counters a generator that ignores its latent (mode collapse).
         ema_decay: EMA decay of the generator weights.
         augment: symmetry augmentation of the real batch (only the system's symmetries).
         width: base channel width of G and D (``ModelConfig.for_resolution``).

@@ -24,6 +24,7 @@ STATISTICS = {
                               "density": {"mean": 1.0, "std": 0.6, "rms": 1.2,
                                           "log_mean": -0.125, "log_std": 0.5}},
     "diffusion": {"u": {"mean": 0.01, "std": 0.7, "rms": 0.7}},
+    "ising": {"spin": {"mean": 0.0, "std": 1.0, "rms": 1.0}},
 }
 
 
@@ -169,6 +170,28 @@ def test_bounded_one_sided_and_free_heads():
     wind = np.moveaxis(output[:, 5:7].double().numpy(), 1, -1)
     np.testing.assert_allclose(output[:, 7].double().numpy(), grid.curl(wind),
                                atol=1e-5 * np.abs(output[:, 7].numpy()).max())
+
+
+def test_snap_discrete_puts_spins_on_plus_minus_one_and_leaves_other_fields():
+    fields = (FieldSpec("spin", "1", "spin"), FieldSpec("level", "1", "three levels"),
+              FieldSpec("height", "m", "free"), FieldSpec("wind", "m/s", "vector", rank=1))
+    invariants = (Invariant("discrete_values", "spin", values=(-1.0, 1.0)),
+                  Invariant("discrete_values", "level", values=(2.0, 0.0, 1.0)))
+    statistics = {name: {"mean": 0.0, "std": 1.0, "rms": 1.0}
+                  for name in ("spin", "level", "height", "wind")}
+    normalizer = FieldNormalizer.from_statistics(fields, invariants, statistics)
+    heads = OutputHeads(fields, invariants, normalizer, box_size=2 * math.pi, resolution=N)
+    output = heads(3.0 * _raw(heads))
+    snapped = heads.snap_discrete(output)
+    spin, level = output[:, 0], output[:, 1]
+    torch.testing.assert_close(snapped[:, 0], torch.where(spin > 0, 1.0, -1.0))
+    # three allowed values given out of order: nearest of 0, 1, 2 (the head spans [0, 2])
+    torch.testing.assert_close(snapped[:, 1], torch.clamp(torch.round(level), 0.0, 2.0))
+    assert set(torch.unique(snapped[:, 1]).tolist()) <= {0.0, 1.0, 2.0}
+    torch.testing.assert_close(snapped[:, 2:], output[:, 2:], rtol=0, atol=0)
+    # the Ising system's declared spins
+    ising, _ = _heads("ising")
+    assert set(torch.unique(ising.snap_discrete(ising(_raw(ising)))).tolist()) == {-1.0, 1.0}
 
 
 def test_heads_refuse_wrong_shapes_and_inconsistent_declarations():

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from simulators.store import FieldStore, check_file
+from simulators.sweep import SweepSpec, run_sweep
 from surrogate.checkpoint import CheckpointError
 from surrogate.cli import main
 from surrogate.generate import generate, load_surrogate
@@ -135,3 +136,17 @@ def test_conditions_are_checked_before_any_file_is_made(run, tmp_path):
     with pytest.raises(ValueError, match="time = 2 is outside"):
         generate(run, tmp_path / "out.h5", like=later)
     assert not list(tmp_path.glob("out.h5*"))
+
+
+def test_an_ising_surrogate_writes_spins_of_exactly_plus_minus_one(tmp_path):
+    data = run_sweep(SweepSpec("ising", n_trajectories=12, resolution=16, n_snapshots=2,
+                               t_end=4, ranges={"temperature": (1.5, 3.5)}, seed=0),
+                     tmp_path / "ising.h5", progress=False)
+    train(data, tmp_path / "run", TrainConfig(steps=2, batch_size=4, width=8, noise_dim=8,
+                                              validate_every=2), progress=False)
+    path = generate(tmp_path / "run", tmp_path / "g.h5", parameters={"temperature": 2.0},
+                    n=3, seed=0, checkpoint="last")
+    with FieldStore(path) as store:
+        spins = store.read("spin")
+    assert set(np.unique(spins).tolist()) == {-1.0, 1.0}
+    assert check_file(path) == []
