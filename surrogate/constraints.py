@@ -15,7 +15,9 @@ round-off) for every output, trained or not:
   as well (head ``"curl"``);
 * ``discrete_values``, or ``bounded`` with ``low`` and ``high`` (1 raw channel):
   ``f = mid + half tanh(r)``, i.e. ``low + (high - low) sigmoid(2 r)``, inside
-  ``(low, high)`` (head ``"bounded"``);
+  ``(low, high)`` (head ``"bounded"``); for ``discrete_values`` this is the training
+  relaxation, and :meth:`OutputHeads.snap_discrete` puts sampled fields on the allowed
+  values;
 * ``bounded`` with ``low = 0`` only, i.e. positive (1 raw channel):
   ``f = exp(log_mean + log_std r)``, the normaliser's ``"log"`` decode, the exponent
   clamped to ``[-LOG_CLAMP, LOG_CLAMP]`` (head ``"positive"``; without log statistics
