@@ -60,8 +60,8 @@ def fidelity_plans(device_type: str) -> dict[str, QuickstartPlan]:
     plans = {"gaussian_random_field": default_plan(device_type)}
     train = ({"steps": 4000, "batch_size": 64, "width": 32, "validate_every": 500,
               "checkpoint_every": 500, "sample_every": 1000} if gpu else
-             {"steps": 1500, "batch_size": 16, "width": 16, "validate_every": 250,
-              "checkpoint_every": 250, "sample_every": 750})
+             {"steps": 3000, "batch_size": 16, "width": 16, "validate_every": 250,
+              "checkpoint_every": 250, "sample_every": 1000})
     resolution = 64 if gpu else 32
     plans["navier_stokes2d"] = QuickstartPlan(
         system="navier_stokes2d", n_trajectories=400 if gpu else 160, resolution=resolution,

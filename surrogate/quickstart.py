@@ -94,8 +94,10 @@ def default_plan(device_type: str = "cpu", *, steps: int | None = None) -> Quick
     """The quickstart's plan for a ``"cpu"`` or ``"cuda"`` device.
 
     CPU (a few minutes on 2 cores): 400 Gaussian random fields of 32^2 with spectral
-    index ``n`` in [1.5, 3.5] (amplitude 0.1), 600 steps of batch 16, width 16.
-    CUDA: 2,000 fields of 64^2, 4,000 steps of batch 64, width 32.
+    index ``n`` in [1.5, 3.5] (amplitude 0.1), 600 steps of batch 16, width 16, a light
+    mode-seeking weight 0.1 (measured on this plan: 0.3 lifts the spread ratio from 0.69
+    to 0.89 but the spectrum error from 0.17 to 0.24 in 600 steps).
+    CUDA: 2,000 fields of 64^2, 4,000 steps of batch 64, width 32 (mode-seeking 0.3).
     """
     common = {"system": "gaussian_random_field", "sweep": {"spectral_index": (1.5, 3.5)},
               "fixed": {"amplitude": 0.1}}
@@ -108,7 +110,8 @@ def default_plan(device_type: str = "cpu", *, steps: int | None = None) -> Quick
         plan = QuickstartPlan(**common, n_trajectories=400, resolution=32,
                               train={"steps": 600, "batch_size": 16, "width": 16,
                                      "validate_every": 150, "checkpoint_every": 150,
-                                     "sample_every": 300, "log_every": 25})
+                                     "sample_every": 300, "log_every": 25,
+                                     "mode_seeking_weight": 0.1})
     if steps is not None:
         plan = dataclasses.replace(plan, train={**plan.train, "steps": steps})
     return plan

@@ -129,7 +129,7 @@ class TrainConfig:
     r1_gamma: float = 0.1
     r1_interval: int = 16
     spectral_loss_weight: float = 0.1
-    mode_seeking_weight: float = 0.0
+    mode_seeking_weight: float = 0.3
     ema_decay: float = 0.999
     augment: bool = True
     width: int = 32

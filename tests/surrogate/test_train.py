@@ -83,6 +83,33 @@ def test_nan_loss_stops_with_the_last_good_checkpoint(tmp_path):
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 1
 
 
+def test_mode_seeking_pairs_fakes_at_one_condition_with_distinct_latents(tmp_path):
+    import dataclasses
+    config = dataclasses.replace(TINY, mode_seeking_weight=0.5)
+    trainer = Trainer(SAMPLE, tmp_path / "run", config, progress=False)
+    seen = []
+    forward = trainer.g_forward
+
+    def spy(noise, condition):
+        seen.append((noise.detach().clone(), condition.detach().clone()))
+        return forward(noise, condition)
+
+    trainer.g_forward = spy
+    metrics = trainer.train_step()
+    [(noise, condition)] = seen
+    assert metrics["mode_seeking_loss"] > 0
+    torch.testing.assert_close(condition[1::2], condition[0::2], rtol=0, atol=0)
+    assert not torch.equal(noise[1::2], noise[0::2])
+    # without the term, the fakes take the real batch's conditions one by one
+    trainer = Trainer(SAMPLE, tmp_path / "plain",
+                      dataclasses.replace(TINY, mode_seeking_weight=0.0), progress=False)
+    seen.clear()
+    forward = trainer.g_forward
+    trainer.g_forward = spy
+    assert "mode_seeking_loss" not in trainer.train_step()
+    assert not torch.equal(seen[0][1][1::2], seen[0][1][0::2])
+
+
 def test_physics_score_is_zero_for_identical_and_positive_for_scaled_fields():
     generator = torch.Generator().manual_seed(0)
     fields = torch.randn(16, 32, 32, generator=generator).numpy()
