@@ -20,9 +20,11 @@ the checkpoint, so on the CPU ``N`` steps, a stop and ``--resume`` for ``N`` mor
 same weights as ``2N`` steps straight (tested). Validation every ``validate_every`` steps
 generates the held-out (``valid`` split) conditions with the EMA generator and scores
 them with the validation library: ``score = mean over fields of (median spectrum
-relative error over resolved shells + W1 / std)``; the best score's EMA generator is kept
-as ``checkpoints/best.pt``. A NaN/Inf loss stops the run with a one-line message naming
-the last good checkpoint.
+relative error over resolved shells + W1 / std + |ln spread ratio|)`` (the spread of two
+latents at each condition against each reference snapshot's nearest training
+neighbour: a collapsed generator cannot be the best checkpoint); the best score's EMA
+generator is kept as ``checkpoints/best.pt``. A NaN/Inf loss stops the run with a
+one-line message naming the last good checkpoint.
 
 On CUDA: bf16 autocast for G and D (``amp``), TF32 matmuls/convolutions (``tf32``),
 optional ``torch.compile`` (R1 then runs through the uncompiled discriminator: compiled
@@ -248,18 +250,28 @@ def _spectrum_error(reference: np.ndarray, generated: np.ndarray, rank: int,
 
 
 def physics_score(reference: Mapping[str, np.ndarray], generated: Mapping[str, np.ndarray],
-                  ranks: Mapping[str, int], box_size: float) -> dict[str, float]:
+                  ranks: Mapping[str, int], box_size: float, *,
+                  pairs: Mapping[str, Mapping[str, np.ndarray]] | None = None
+                  ) -> dict[str, float]:
     """Validation score of generated vs reference snapshots (lower is better).
 
     Per field: ``spectrum`` = median over resolved shells of ``|P_gen / P_ref - 1|`` of
     the sample-mean spectra (as in the report), ``w1`` = Wasserstein-1 of the pooled
-    values over the reference std; ``score`` = mean over fields of ``spectrum + w1``.
+    values over the reference std; with ``pairs``, ``spread`` = the within-condition
+    spread ratio ``mean |g - g'| / mean |x - x'|`` (``g, g'``: two latents at one
+    condition; ``x, x'``: a reference snapshot and its nearest-parameter neighbour at the
+    same time, an upper estimate of the reference's spread, as in the report's
+    ``nearest_reference_neighbour`` basis) and the term ``|ln spread|``, which a
+    generator that ignores its latent (spread 0) makes large. ``score`` = mean over
+    fields of ``spectrum + w1 [+ |ln spread|]``.
 
     Args:
         reference, generated: ``{field: (S, N, N[, 2])}`` physical snapshots at the same
             conditions.
         ranks: ``{field: 0 or 1}``.
         box_size: side ``L`` of the periodic square.
+        pairs: ``{"generated": second generated set at the same conditions,
+            "reference": the reference snapshots' neighbours}``, same layout.
     """
     from surrogate.validation.statistics import wasserstein1_over_std
     out: dict[str, float] = {}
@@ -270,8 +282,21 @@ def physics_score(reference: Mapping[str, np.ndarray], generated: Mapping[str, n
         out[f"{name}/spectrum"] = spectrum
         out[f"{name}/w1"] = w1
         total += spectrum + w1
+        if pairs is not None:
+            reference_spread = float(np.mean(np.abs(
+                values.astype(np.float64) - pairs["reference"][name])))
+            generated_spread = float(np.mean(np.abs(
+                generated[name].astype(np.float64) - pairs["generated"][name])))
+            if reference_spread > 0:
+                ratio = generated_spread / reference_spread
+                out[f"{name}/spread"] = ratio
+                total += abs(math.log(ratio)) if ratio > 0 else _COLLAPSED_SPREAD_PENALTY
     out["score"] = total / max(len(reference), 1)
     return out
+
+
+#: score term of a spread ratio of exactly 0 (|ln 1e-3|: a total collapse)
+_COLLAPSED_SPREAD_PENALTY = -math.log(1e-3)
 
 
 # ------------------------------------------------------------------ the trainer
@@ -569,22 +594,53 @@ class Trainer:
                                     generator=noise_stream).to(self.device)
                 with self.autocast():
                     raw = self.generator_ema(noise, chunk)
-                outputs.append(self.heads(raw).float().cpu())
+                outputs.append(self.heads.snap_discrete(self.heads(raw)).float().cpu())
         generated = torch.cat(outputs).numpy()
         reference = self.data.normalizer.decode(real.double()).numpy()
         fields = self.data.schema.fields
         return (to_store_layout(reference, fields), to_store_layout(generated, fields))
 
+    def _neighbour_snapshots(self, dataset, count: int) -> dict[str, np.ndarray] | None:
+        """For the snapshots :meth:`generate_like` picks from ``dataset``: the training
+        snapshot at the same time whose parameters are nearest (encoded space), physical
+        ``{name: (S, N, N[, 2])}``; ``None`` without a training split of >= 1 trajectory."""
+        from scipy.spatial import cKDTree
+
+        from surrogate.data import to_store_layout
+        train = self.data.splits.get("train")
+        if train is None or len(train) == 0:
+            return None
+        indices = np.unique(np.linspace(0, len(dataset) - 1, min(count, len(dataset)))
+                            .round().astype(int))
+        train_parameters = train.conditions.numpy()[::train.n_times, :-1]
+        wanted = dataset.conditions.numpy()[indices, :-1]
+        if train_parameters.shape[1] == 0:
+            nearest = np.zeros(indices.size, dtype=int)
+        else:
+            nearest = cKDTree(train_parameters).query(wanted)[1]
+        times = np.array([dataset.snapshot(int(i))[1] for i in indices])
+        real, _ = train.get_batch(nearest * train.n_times + times)
+        return to_store_layout(self.data.normalizer.decode(real.double()).numpy(),
+                               self.data.schema.fields)
+
     def validate(self) -> dict[str, float] | None:
         dataset = self.data.splits.get("valid")
         if dataset is None:
             return None
-        reference, generated = self.generate_like(dataset, self.config.validation_samples,
-                                                  self.config.seed + 7)
+        count = self.config.validation_samples
+        reference, generated = self.generate_like(dataset, count, self.config.seed + 7)
+        # a second latent at every condition, and each reference snapshot's nearest
+        # training neighbour at the same time: the within-condition spread
+        _, second = self.generate_like(dataset, count, self.config.seed + 8)
+        neighbours = self._neighbour_snapshots(dataset, count)
         ranks = {spec.name: spec.rank for spec in self.data.schema.fields}
-        if not all(np.all(np.isfinite(values)) for values in generated.values()):
+        if not all(np.all(np.isfinite(values)) for values in [*generated.values(),
+                                                               *second.values()]):
             return {"score": math.inf}
-        return physics_score(reference, generated, ranks, self.data.schema.box_size)
+        pairs = None if neighbours is None else {"generated": second,
+                                                 "reference": neighbours}
+        return physics_score(reference, generated, ranks, self.data.schema.box_size,
+                             pairs=pairs)
 
     def _samples_figure(self) -> None:
         from surrogate.validation.plots import save_training_samples

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -117,6 +119,40 @@ def test_physics_score_is_zero_for_identical_and_positive_for_scaled_fields():
     score = physics_score({"f": fields}, {"f": 1.5 * fields}, {"f": 0}, 1.0)
     assert score["f/spectrum"] == pytest.approx(1.25, rel=1e-9)
     assert score["score"] > 1.25
+
+
+def test_physics_score_spread_term_punishes_a_generator_that_ignores_its_latent():
+    generator = torch.Generator().manual_seed(1)
+    draw = lambda: torch.randn(16, 32, 32, generator=generator).numpy()  # noqa: E731
+    reference, neighbours, generated, second = draw(), draw(), draw(), draw()
+    ranks = {"f": 0}
+    healthy = physics_score({"f": reference}, {"f": generated}, ranks, 1.0,
+                            pairs={"generated": {"f": second}, "reference": {"f": neighbours}})
+    # independent white-noise pairs on both sides: mean |a - b| agree to sampling error
+    assert healthy["f/spread"] == pytest.approx(1.0, abs=0.02)
+    collapsed = physics_score({"f": reference}, {"f": generated}, ranks, 1.0,
+                              pairs={"generated": {"f": generated},
+                                     "reference": {"f": neighbours}})
+    assert collapsed["f/spread"] == 0.0
+    assert collapsed["score"] == pytest.approx(healthy["score"] - abs(math.log(
+        healthy["f/spread"])) + math.log(1e3))
+    half = physics_score({"f": reference}, {"f": generated}, ranks, 1.0,
+                         pairs={"generated": {"f": generated + 0.5 * (second - generated)},
+                                "reference": {"f": neighbours}})
+    assert half["f/spread"] == pytest.approx(0.5 * healthy["f/spread"])
+
+
+def test_validation_logs_the_spread_and_compares_with_training_neighbours(tmp_path):
+    trainer = Trainer(SAMPLE, tmp_path / "run", TINY, progress=False)
+    scores = trainer.validate()
+    for name in ("vorticity", "velocity"):
+        assert scores[f"{name}/spread"] > 0
+    valid = trainer.data.splits["valid"]
+    neighbours = trainer._neighbour_snapshots(valid, 8)
+    reference, _ = trainer.generate_like(valid, 8, 0)
+    # same times; neighbours come from training trajectories, so they differ
+    assert neighbours["vorticity"].shape == reference["vorticity"].shape
+    assert not np.array_equal(neighbours["vorticity"], reference["vorticity"])
 
 
 def test_bad_options_are_one_line_errors(tmp_path, capsys):
