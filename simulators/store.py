@@ -1263,10 +1263,16 @@ def _check_netcdf_view(filename: str, problems: list[str]) -> None:
 
 
 def _check_values(handle: h5py.File, problems: list[str]) -> None:
+    # fields declared discrete_values must hold exactly those values (as float32)
+    description = json.loads(_text(handle.attrs["system_description"]))
+    allowed = {item["field"]: np.asarray(item["values"], dtype=np.float32)
+               for item in description.get("invariants", [])
+               if item.get("kind") == "discrete_values" and item.get("values")}
     for rank in (0, 1):
         group = handle[f"t{rank}_fields"]
         for name in group:
             dataset = group[name]
+            values = allowed.get(name)
             for b in range(dataset.shape[0]):
                 for t in range(dataset.shape[1]):
                     try:
@@ -1278,4 +1284,10 @@ def _check_values(handle: h5py.File, problems: list[str]) -> None:
                     if not np.all(np.isfinite(snapshot)):
                         problems.append(f"t{rank}_fields/{name}: NaN/Inf at trajectory {b}, "
                                         f"time index {t}")
+                        return
+                    if values is not None and not np.all(np.isin(snapshot, values)):
+                        other = snapshot[~np.isin(snapshot, values)].flat[0]
+                        problems.append(f"t{rank}_fields/{name}: value {other:g} at trajectory "
+                                        f"{b}, time index {t} is not one of the declared "
+                                        f"discrete values {values.tolist()}")
                         return

@@ -290,6 +290,11 @@ def _open(path: str | os.PathLike, role: str) -> FieldStore:
     if store.n_trajectories == 0:
         store.close()
         raise FieldStoreError(f"{path}: {role} file holds no trajectories")
+    if not bool(store.h5.attrs.get("complete", False)):
+        store.close()
+        raise FieldStoreError(f"{path}: {role} file is not marked complete (an interrupted "
+                              f"write, or not written by this package; `surrogate check` "
+                              f"says more)")
     completed = store.h5.get("completed")
     if completed is not None and not np.all(completed[...]):
         missing = int(np.sum(~completed[...].astype(bool)))

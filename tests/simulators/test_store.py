@@ -115,6 +115,16 @@ def test_checker_accepts_our_files_and_names_what_is_broken(diffusion_file, tmp_
         assert problems and any(message in p for p in problems), (name, problems)
 
 
+def test_checker_refuses_spins_that_are_not_plus_minus_one(tmp_path):
+    path = run_sweep(SweepSpec("ising", n_trajectories=3, resolution=8, n_snapshots=2,
+                               t_end=2, seed=0), tmp_path / "ising.h5", progress=False)
+    assert check_file(path) == []
+    with h5py.File(path, "r+") as handle:
+        handle["t0_fields/spin"][1, 1, 2, 3] = 0.5          # a continuous "spin"
+    assert check_file(path) == ["t0_fields/spin: value 0.5 at trajectory 1, time index 1 is "
+                                "not one of the declared discrete values [-1.0, 1.0]"]
+
+
 def test_truncated_and_foreign_files_raise_one_line_errors(diffusion_file, tmp_path):
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(diffusion_file.read_bytes()[:5000])

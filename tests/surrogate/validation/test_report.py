@@ -416,6 +416,14 @@ def test_empty_and_truncated_files_are_refused(navier_stokes, tmp_path, capsys):
                  "-q"]) == 2
     assert "t1_fields" in _error_line(capsys)
     assert not (tmp_path / "r").exists()
+    unmarked = tmp_path / "unmarked.h5"
+    shutil.copyfile(reference, unmarked)
+    with h5py.File(unmarked, "r+") as handle:
+        handle.attrs["complete"] = False
+    assert main(["validate", str(reference), str(unmarked), "-o", str(tmp_path / "r"),
+                 "-q"]) == 2
+    assert "unmarked.h5: generated file is not marked complete" in _error_line(capsys)
+    assert not (tmp_path / "r").exists()
 
 
 def test_existing_report_is_not_touched_by_a_failed_run(navier_stokes, grf, tmp_path):
