@@ -285,17 +285,13 @@ class OutputHeads(nn.Module):
         holds exactly in generated files. Not differentiable; not used in training.
         """
         out = fields.clone()
-        channel = 0
-        for spec in self.fields:
-            width = 2 if spec.rank else 1
-            discrete = self._declared(spec.name).get("discrete_values")
+        for name, _, channels in self.layout:
+            discrete = self._declared(name).get("discrete_values")
             if discrete is not None and discrete.values:
                 allowed = torch.tensor(sorted(discrete.values), dtype=fields.dtype,
                                        device=fields.device)
-                part = out[:, channel:channel + width]
-                nearest = (part[..., None] - allowed).abs().argmin(dim=-1)
-                out[:, channel:channel + width] = allowed[nearest]
-            channel += width
+                nearest = (out[:, channels, ..., None] - allowed).abs().argmin(dim=-1)
+                out[:, channels] = allowed[nearest]
         return out
 
     def forward_normalised(self, raw: torch.Tensor) -> torch.Tensor:

@@ -510,11 +510,11 @@ class Trainer:
         real, condition, noise = self._batch()
         metrics: dict[str, float] = {}
         fake_condition = condition
-        paired = config.mode_seeking_weight > 0 and condition.shape[0] >= 2
-        if paired:
+        pairs = condition.shape[0] // 2 * 2 if config.mode_seeking_weight > 0 else 0
+        if pairs:
             # fakes in pairs at one condition (2i, 2i+1) with distinct latents
             fake_condition = condition.clone()
-            fake_condition[1::2] = condition[0:condition.shape[0] // 2 * 2:2]
+            fake_condition[1::2] = condition[0:pairs:2]
         self.discriminator.requires_grad_(True)
         with self.autocast():
             fake = self.heads.forward_normalised(self.g_forward(noise, fake_condition))
@@ -538,8 +538,7 @@ class Trainer:
             generated_logits = self.d_forward(fake, fake_condition)
         loss_g = generator_loss(generated_logits.float(), config.loss)
         metrics["loss_g"] = float(loss_g.detach())
-        if paired:
-            pairs = condition.shape[0] // 2 * 2
+        if pairs:
             seeking = mode_seeking_loss(fake[0:pairs:2], fake[1:pairs:2],
                                         noise[0:pairs:2], noise[1:pairs:2])
             loss_g = loss_g + config.mode_seeking_weight * seeking
@@ -571,7 +570,38 @@ class Trainer:
                                     f"{self.step}: training stopped; {where}")
 
     # -------------------------------------------------------------- validation
+    @staticmethod
+    def _validation_indices(dataset, count: int) -> np.ndarray:
+        """``count`` snapshot indices of ``dataset`` spread evenly over it (all if fewer)."""
+        return np.unique(np.linspace(0, len(dataset) - 1, min(count, len(dataset)))
+                         .round().astype(int))
+
+    def _physical(self, real: torch.Tensor) -> dict[str, np.ndarray]:
+        """Normalised channels ``(S, C, N, N)`` -> physical ``{name: (S, N, N[, 2])}``."""
+        from surrogate.data import to_store_layout
+        return to_store_layout(self.data.normalizer.decode(real.double()).numpy(),
+                               self.data.schema.fields)
+
     @torch.no_grad()
+    def _generate(self, condition: torch.Tensor, seed: int) -> dict[str, np.ndarray]:
+        """EMA-generator snapshots (discrete fields snapped) at ``condition`` ``(S, P+1)``,
+        physical ``{name: (S, N, N[, 2])}``; its own seeded random stream (the training
+        stream is untouched)."""
+        from surrogate.data import to_store_layout
+        outputs = []
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            noise_stream = torch.Generator().manual_seed(seed)
+            for start in range(0, condition.shape[0], 64):
+                chunk = condition[start:start + 64].to(self.device)
+                noise = torch.randn(chunk.shape[0], self.config.noise_dim,
+                                    generator=noise_stream).to(self.device)
+                with self.autocast():
+                    raw = self.generator_ema(noise, chunk)
+                outputs.append(self.heads.snap_discrete(self.heads(raw)).float().cpu())
+        return to_store_layout(torch.cat(outputs).numpy(), self.data.schema.fields)
+
     def generate_like(self, dataset, count: int, seed: int
                       ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """EMA-generator snapshots at the conditions of ``count`` snapshots of ``dataset``.
@@ -579,60 +609,39 @@ class Trainer:
         Returns ``(reference, generated)`` physical fields ``{name: (S, N, N[, 2])}``.
         Uses its own seeded random stream (the training stream is untouched).
         """
-        from surrogate.data import to_store_layout
-        indices = np.unique(np.linspace(0, len(dataset) - 1, min(count, len(dataset)))
-                            .round().astype(int))
-        real, condition = dataset.get_batch(indices)
-        outputs = []
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            noise_stream = torch.Generator().manual_seed(seed)
-            for start in range(0, len(indices), 64):
-                chunk = condition[start:start + 64].to(self.device)
-                noise = torch.randn(chunk.shape[0], self.config.noise_dim,
-                                    generator=noise_stream).to(self.device)
-                with self.autocast():
-                    raw = self.generator_ema(noise, chunk)
-                outputs.append(self.heads.snap_discrete(self.heads(raw)).float().cpu())
-        generated = torch.cat(outputs).numpy()
-        reference = self.data.normalizer.decode(real.double()).numpy()
-        fields = self.data.schema.fields
-        return (to_store_layout(reference, fields), to_store_layout(generated, fields))
+        real, condition = dataset.get_batch(self._validation_indices(dataset, count))
+        return self._physical(real), self._generate(condition, seed)
 
-    def _neighbour_snapshots(self, dataset, count: int) -> dict[str, np.ndarray] | None:
-        """For the snapshots :meth:`generate_like` picks from ``dataset``: the training
-        snapshot at the same time whose parameters are nearest (encoded space), physical
-        ``{name: (S, N, N[, 2])}``; ``None`` without a training split of >= 1 trajectory."""
+    def _neighbour_snapshots(self, dataset, indices: np.ndarray
+                             ) -> dict[str, np.ndarray] | None:
+        """For snapshots ``indices`` of ``dataset``: the training snapshot at the same time
+        whose parameters are nearest (encoded space), physical ``{name: (S, N, N[, 2])}``;
+        ``None`` without a training split of >= 1 trajectory."""
         from scipy.spatial import cKDTree
-
-        from surrogate.data import to_store_layout
         train = self.data.splits.get("train")
         if train is None or len(train) == 0:
             return None
-        indices = np.unique(np.linspace(0, len(dataset) - 1, min(count, len(dataset)))
-                            .round().astype(int))
         train_parameters = train.conditions.numpy()[::train.n_times, :-1]
         wanted = dataset.conditions.numpy()[indices, :-1]
         if train_parameters.shape[1] == 0:
             nearest = np.zeros(indices.size, dtype=int)
         else:
             nearest = cKDTree(train_parameters).query(wanted)[1]
-        times = np.array([dataset.snapshot(int(i))[1] for i in indices])
-        real, _ = train.get_batch(nearest * train.n_times + times)
-        return to_store_layout(self.data.normalizer.decode(real.double()).numpy(),
-                               self.data.schema.fields)
+        real, _ = train.get_batch(nearest * train.n_times + indices % dataset.n_times)
+        return self._physical(real)
 
     def validate(self) -> dict[str, float] | None:
         dataset = self.data.splits.get("valid")
         if dataset is None:
             return None
-        count = self.config.validation_samples
-        reference, generated = self.generate_like(dataset, count, self.config.seed + 7)
+        indices = self._validation_indices(dataset, self.config.validation_samples)
+        real, condition = dataset.get_batch(indices)
+        reference = self._physical(real)
+        generated = self._generate(condition, self.config.seed + 7)
         # a second latent at every condition, and each reference snapshot's nearest
         # training neighbour at the same time: the within-condition spread
-        _, second = self.generate_like(dataset, count, self.config.seed + 8)
-        neighbours = self._neighbour_snapshots(dataset, count)
+        second = self._generate(condition, self.config.seed + 8)
+        neighbours = self._neighbour_snapshots(dataset, indices)
         ranks = {spec.name: spec.rank for spec in self.data.schema.fields}
         if not all(np.all(np.isfinite(values)) for values in [*generated.values(),
                                                                *second.values()]):

@@ -553,10 +553,13 @@ def _validate(ref_store: FieldStore, gen_store: FieldStore, limits: dict[str, fl
             samples=_Thinner(members[side].size * n_times * n * n * (2 if spec.rank else 1),
                              GROUP_POOLED_VALUES)) for spec in specs} for side in sides}
         condition_series: dict[str, dict[str, list[np.ndarray]]] = {side: {} for side in sides}
+        reference_fields = None      # the (single) reference trajectory of a neighbour pair
         for side, indices in members.items():
             store = stores[side]
             for b in indices:
                 fields = _read_trajectory(store, int(b))
+                if side == "reference":
+                    reference_fields = fields
                 for spec in specs:
                     values = fields[spec.name]
                     power, xi = _spectra(values, spec.rank, box)
@@ -588,10 +591,9 @@ def _validate(ref_store: FieldStore, gen_store: FieldStore, limits: dict[str, fl
             sample_labels.append(f"{label}, t={ref_store.times[-1]:.4g}")
         if g in neighbours:
             other, distance = neighbours[g]
-            first = _read_trajectory(ref_store, int(members["reference"][0]))
             second = _read_trajectory(ref_store, int(groups.members(other)[0][0]))
             for spec in specs:
-                pair = float(np.mean(np.abs(first[spec.name].astype(np.float64)
+                pair = float(np.mean(np.abs(reference_fields[spec.name].astype(np.float64)
                                             - second[spec.name]))) / math.sqrt(2.0)
                 neighbour_spread[spec.name].add(
                     group_stats["generated"][spec.name].spread.spread(),
