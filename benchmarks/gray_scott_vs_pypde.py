@@ -108,12 +108,15 @@ def fourier_resample(fields: np.ndarray, resolution: int) -> np.ndarray:
     return np.fft.ifft2(padded).real * (resolution / m) ** 2
 
 
-def py_pde_candidate(solver_name: str, resolution: int, t_end: float, repeats: int) -> dict:
-    """One py-pde run: its solution (2, N, N) at ``t_end``, timings and step count."""
-    import pde
-    from pde.solvers import EulerSolver, RungeKuttaSolver
+def pypde_problem(resolution: int):
+    """The reference problem stated in py-pde: ``(initial FieldCollection, PDE)``.
 
-    pde.config["backend.numba.multithreading"] = "never"
+    The same equations as expression strings with :data:`PARAMETERS`, a periodic
+    ``CartesianGrid`` of side :data:`BOX` and the :func:`smooth_bump` arrays. py-pde puts
+    its cells at ``(i + 1/2) dx``, ours at ``i dx``; the problem is translation invariant,
+    so the same arrays give the same arrays.
+    """
+    import pde
     grid = pde.CartesianGrid([[0.0, BOX], [0.0, BOX]], [resolution, resolution],
                              periodic=True)
     start_state = smooth_bump(resolution)
@@ -124,6 +127,16 @@ def py_pde_candidate(solver_name: str, resolution: int, t_end: float, repeats: i
                         consts={"Du": PARAMETERS["diffusivity_u"],
                                 "Dv": PARAMETERS["diffusivity_v"],
                                 "F": PARAMETERS["feed"], "k": PARAMETERS["kill"]})
+    return state, equations
+
+
+def py_pde_candidate(solver_name: str, resolution: int, t_end: float, repeats: int) -> dict:
+    """One py-pde run: its solution (2, N, N) at ``t_end``, timings and step count."""
+    import pde
+    from pde.solvers import EulerSolver, RungeKuttaSolver
+
+    pde.config["backend.numba.multithreading"] = "never"
+    state, equations = pypde_problem(resolution)
     limit = (BOX / resolution) ** 2 / (4 * PARAMETERS["diffusivity_u"])
     steps = int(np.ceil(t_end / (PYPDE_STEP_FRACTION[solver_name] * limit)))
     dt = t_end / steps                       # py-pde takes round(t_end / dt) fixed steps

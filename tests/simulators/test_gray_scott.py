@@ -13,10 +13,9 @@ import pytest
 from scipy.integrate import simpson
 
 import simulators
+from benchmarks.gray_scott_vs_pypde import PARAMETERS, pypde_problem, smooth_bump
 from simulators.gray_scott import ETDRK4, GrayScott, patch_state
 from surrogate.cli import main as cli_main
-
-DEFAULTS = {"feed": 0.037, "kill": 0.06, "diffusivity_u": 2e-5, "diffusivity_v": 1e-5}
 
 #: (F, k) of Pearson's (1993) regimes as they develop in the default box: spots,
 #: spot replication, stripes, mazes, worms, holes, waves and the chaotic low-F corner
@@ -38,17 +37,10 @@ def _batch(values: dict[str, float], size: int = 1) -> dict[str, np.ndarray]:
 
 def _regime_batch(regimes: dict[str, tuple[float, float]]) -> dict[str, np.ndarray]:
     size = len(regimes)
-    batch = _batch(DEFAULTS, size)
+    batch = _batch(PARAMETERS, size)
     batch["feed"] = np.array([feed for feed, _ in regimes.values()])
     batch["kill"] = np.array([kill for _, kill in regimes.values()])
     return batch
-
-
-def smooth_bump(resolution: int, box_size: float = 0.5) -> dict[str, np.ndarray]:
-    """The smooth reference state of the module docstring on an N x N grid."""
-    x = np.arange(resolution) * box_size / resolution
-    bump = np.outer(1 + np.cos(2 * np.pi * x / box_size), 1 + np.cos(2 * np.pi * x / box_size)) / 4
-    return {"u": 1.0 - 0.5 * bump, "v": 0.25 * bump}
 
 
 def _simulate(simulator, values, resolution, times, seeds=(0,), initial_state=None):
@@ -83,7 +75,7 @@ def test_time_stepping_is_fourth_order():
     # max-norm error at t = 100 against dt = 1/32; ETDRK4 is fourth order, so halving the
     # step divides the error by 16 in the asymptotic range (observed 14.5, 15.5, 15.8)
     def final(dt_max):
-        out = _simulate(GrayScott(dt_max=dt_max), DEFAULTS, 32, [100.0], seeds=[5])
+        out = _simulate(GrayScott(dt_max=dt_max), PARAMETERS, 32, [100.0], seeds=[5])
         return np.stack([out["u"][0, -1], out["v"][0, -1]])
 
     reference = final(1 / 32)
@@ -97,7 +89,7 @@ def test_default_box_is_resolved_at_64_and_adequate_at_32():
     # Fourier truncation: at N = 64 the spot fronts are resolved to ~1e-6 (spectral
     # accuracy); at N = 32 (six points per pattern wavelength) to a few per cent
     times = [0.0, 300.0]
-    fields = {n: _simulate(GrayScott(), DEFAULTS, n, times, initial_state=smooth_bump(n))
+    fields = {n: _simulate(GrayScott(), PARAMETERS, n, times, initial_state=smooth_bump(n))
               for n in (32, 64, 128)}
     for n, tolerance in ((32, 0.03), (64, 1e-5)):
         step = 128 // n
@@ -120,18 +112,8 @@ def _py_pde_solution(resolution: int) -> dict[str, np.ndarray]:
     far below the spatial one). py-pde puts its cells at ``(i + 1/2) dx``, ours at ``i dx``;
     the problem is translation invariant, so the same arrays give the same arrays.
     """
-    pde = pytest.importorskip("pde")
-    box = GrayScott.default_box_size
-    grid = pde.CartesianGrid([[0.0, box], [0.0, box]], [resolution, resolution],
-                             periodic=True)
-    start = smooth_bump(resolution)
-    state = pde.FieldCollection([pde.ScalarField(grid, start["u"], label="u"),
-                                 pde.ScalarField(grid, start["v"], label="v")])
-    equations = pde.PDE({"u": "Du * laplace(u) - u * v**2 + F * (1 - u)",
-                         "v": "Dv * laplace(v) + u * v**2 - (F + k) * v"},
-                        consts={"Du": DEFAULTS["diffusivity_u"],
-                                "Dv": DEFAULTS["diffusivity_v"],
-                                "F": DEFAULTS["feed"], "k": DEFAULTS["kill"]})
+    pytest.importorskip("pde")
+    state, equations = pypde_problem(resolution)
     result = equations.solve(state, t_range=PYPDE_TIME, dt=0.1, solver="scipy",
                              tracker=None, backend="numpy", method="RK45", rtol=RTOL,
                              atol=RTOL / 100)
@@ -147,7 +129,7 @@ def py_pde_comparison():
     """
     ours, theirs, times = {}, {}, np.linspace(0.0, PYPDE_TIME, 101)
     for n in (64, 128):
-        out = _simulate(GrayScott(dt_max=0.25), DEFAULTS, n, times,
+        out = _simulate(GrayScott(dt_max=0.25), PARAMETERS, n, times,
                         initial_state=smooth_bump(n))
         ours[n] = {name: out[name][0] for name in ("u", "v")}
         theirs[n] = _py_pde_solution(n)
@@ -165,8 +147,8 @@ def _truncation_bound(fields: dict[str, np.ndarray], times: np.ndarray, n: int) 
     grid = GrayScott().make_grid(n)
     fourth = grid.kx**4 + grid.ky**4
     bounds = []
-    for name, diffusivity in (("u", DEFAULTS["diffusivity_u"]),
-                              ("v", DEFAULTS["diffusivity_v"])):
+    for name, diffusivity in (("u", PARAMETERS["diffusivity_u"]),
+                              ("v", PARAMETERS["diffusivity_v"])):
         tau = np.abs(grid.ifft(grid.fft(fields[name]) * fourth)).max(axis=(-2, -1))
         bounds.append(np.trapezoid(tau, times) * diffusivity * grid.dx**2 / 12)
     return max(bounds)
@@ -205,10 +187,10 @@ def test_mean_concentrations_follow_the_reaction_source():
     # per halving of dt_s (observed 1.1e-10, 1.5e-9, 2.9e-8 for dt_s = 1, 2, 4).
     simulator = GrayScott(dt_max=0.125)
     times = np.linspace(100.0, 200.0, 101)
-    out = _simulate(simulator, DEFAULTS, 32, times, seeds=[5])
+    out = _simulate(simulator, PARAMETERS, 32, times, seeds=[5])
     u_mean, v_mean = out["u"][0].mean(axis=(1, 2)), out["v"][0].mean(axis=(1, 2))
     change = (u_mean + v_mean)[-1] - (u_mean + v_mean)[0]
-    source = DEFAULTS["feed"] * (1 - u_mean) - (DEFAULTS["feed"] + DEFAULTS["kill"]) * v_mean
+    source = PARAMETERS["feed"] * (1 - u_mean) - (PARAMETERS["feed"] + PARAMETERS["kill"]) * v_mean
     integrals = [simpson(source[::every], x=times[::every]) for every in (1, 2, 4)]
     residuals = [abs(change - integral) for integral in integrals]
     assert abs(change) > 0.01                               # a real change to balance
@@ -271,9 +253,9 @@ def test_bounds_kept_to_truncation_level_when_resolved():
 def test_same_seed_same_bytes_and_seeds_differ():
     simulator = simulators.get("gray_scott")
     kwargs = {"resolution": 32, "t_end": 50.0, "n_snapshots": 3}
-    first = simulator.run(DEFAULTS, seed=7, **kwargs)
-    again = simulator.run(DEFAULTS, seed=7, **kwargs)
-    other = simulator.run(DEFAULTS, seed=8, **kwargs)
+    first = simulator.run(PARAMETERS, seed=7, **kwargs)
+    again = simulator.run(PARAMETERS, seed=7, **kwargs)
+    other = simulator.run(PARAMETERS, seed=8, **kwargs)
     for name in ("u", "v"):
         assert first[name].values.tobytes() == again[name].values.tobytes()
         assert not np.array_equal(first[name].values, other[name].values)
@@ -344,8 +326,8 @@ def test_declared_symmetry_maps_the_random_law_and_commutes_with_the_dynamics(na
     np.testing.assert_array_equal(moved_v, spatial(v0))
 
     times = [0.0, 100.0, 200.0]
-    original = _simulate(simulator, DEFAULTS, n, times, initial_state={"u": u0, "v": v0})
-    moved = _simulate(simulator, DEFAULTS, n, times,
+    original = _simulate(simulator, PARAMETERS, n, times, initial_state={"u": u0, "v": v0})
+    moved = _simulate(simulator, PARAMETERS, n, times,
                       initial_state={"u": moved_u, "v": moved_v})
     for field in ("u", "v"):
         np.testing.assert_allclose(moved[field][0], spatial(original[field][0]), rtol=0,
