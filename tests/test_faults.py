@@ -1063,21 +1063,30 @@ def _completed(partial: Path) -> int:
         return int(np.sum(handle["completed"][()]))
 
 
+def _killed_midway(options: list, tmp_path: Path, at: int, total: int, what: str
+                   ) -> tuple[Path, Path]:
+    """Run ``surrogate *options -o killed.h5`` and SIGKILL it once its bar reports ``at``
+    trajectories: the final name must not exist, the partial file holds
+    ``at <= completed < total`` trajectories. Returns ``(final path, partial path)``."""
+    from simulators.store import partial_path
+    killed = tmp_path / "killed.h5"
+    partial = partial_path(killed)
+    log = tmp_path / f"{options[0]}.log"
+    process = _spawn([*options, "-o", killed], log)
+    _kill_when(process, _reported(log, at), what)
+    assert not killed.exists(), f"the final name appeared before {what} finished"
+    assert at <= _completed(partial) < total
+    return killed, partial
+
+
 def test_killed_sweep_leaves_no_file_and_resume_gives_the_same_bytes(tmp_path):
-    from simulators.store import check_file, partial_path
+    from simulators.store import check_file
     options = ["simulate", "navier_stokes2d", "-n", "64", "--resolution", "16", "--t-end", "8",
                "--snapshots", "3", "--sweep", "nu=1e-3:1e-2", "--batch-size", "2", "--seed",
                "3"]
     straight = tmp_path / "straight.h5"
     _cli(*options, "-o", straight, "-q")
-    killed = tmp_path / "killed.h5"
-    partial = partial_path(killed)
-    log = tmp_path / "sweep.log"
-    process = _spawn([*options, "-o", killed], log)
-    _kill_when(process, _reported(log, 4), "the sweep")
-    assert not killed.exists(), "the final name appeared before the sweep finished"
-    done = _completed(partial)
-    assert 4 <= done < 64
+    killed, partial = _killed_midway(options, tmp_path, 4, 64, "the sweep")
     _cli(*options, "-o", killed, "--resume", "-q")
     assert not partial.exists()
     assert check_file(killed) == []
@@ -1126,19 +1135,12 @@ def test_killed_training_resumes_to_the_same_weights(bases, tmp_path):
 
 
 def test_killed_generation_leaves_no_file_and_resume_gives_the_same_fields(bases, tmp_path):
-    from simulators.store import check_file, partial_path
+    from simulators.store import check_file
     options = ["generate", bases.runs["grf"], "-n", "2000", "--batch-size", "4", "--seed", "5",
                "--device", "cpu"]
     straight = tmp_path / "straight.h5"
     _cli(*options, "-o", straight, "-q")
-    killed = tmp_path / "killed.h5"
-    partial = partial_path(killed)
-    log = tmp_path / "generate.log"
-    process = _spawn([*options, "-o", killed], log)
-    _kill_when(process, _reported(log, 100), "generation")
-    assert not killed.exists(), "the final name appeared before generation finished"
-    done = _completed(partial)
-    assert 100 <= done < 2000
+    killed, partial = _killed_midway(options, tmp_path, 100, 2000, "generation")
     # another job (another seed) does not resume this partial file, nor touch it
     before = partial.read_bytes()
     other = surrogate(*[o if o != "5" else "6" for o in options], "-o", killed, "--resume",
