@@ -251,7 +251,7 @@ def merge_results(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, An
     tens of minutes on a CPU); ``measured`` records the date of each part's run and
     ``budget`` the settings of the parts that were last measured with them.
     """
-    merged = {key: value for key, value in previous.items()}
+    merged = dict(previous)
     parts = new["budget"]["parts"]
     for part in parts:
         if part == "fidelity":

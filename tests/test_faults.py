@@ -44,6 +44,8 @@ import h5py
 import numpy as np
 import pytest
 
+from tests._files import file_contents
+
 ROOT = Path(__file__).resolve().parents[1]
 #: seconds one command may take before it counts as hung
 TIMEOUT = 60.0
@@ -1024,40 +1026,6 @@ def _reported(log: Path, at_least: int) -> Callable[[], bool]:
 
 
 #: root attributes that say when and how a file was made, not what it holds
-RUN_ATTRS = ("created", "command")
-
-
-def _contents(path: Path) -> dict[str, object]:
-    """What "the same bytes" means for two field-store files.
-
-    Every dataset (fields, parameters, seeds, split, completion flags, coordinates) as
-    dtype, shape and raw bytes, and every attribute of every object, except the root's
-    :data:`RUN_ATTRS` (the time and command line of the run) and the dimension-scale
-    bookkeeping (``DIMENSION_LIST``, ``REFERENCE_LIST``: object references, checked by
-    ``surrogate check``). Chunk placement inside the file may differ.
-    """
-    out: dict[str, object] = {}
-
-    def attrs(name: str, obj) -> None:
-        for key in obj.attrs:
-            if key in ("DIMENSION_LIST", "REFERENCE_LIST") or (name == "/" and key in RUN_ATTRS):
-                continue
-            value = obj.attrs[key]
-            out[f"{name}@{key}"] = repr(value.tolist() if isinstance(value, np.ndarray)
-                                        else value)
-
-    def visit(name: str, obj) -> None:
-        attrs(name, obj)
-        if isinstance(obj, h5py.Dataset):
-            data = obj[()]
-            out[name] = (str(obj.dtype), obj.shape, np.asarray(data).tobytes())
-
-    with h5py.File(path, "r") as handle:
-        attrs("/", handle)
-        handle.visititems(visit)
-    return out
-
-
 def _completed(partial: Path) -> int:
     with h5py.File(partial, "r") as handle:
         return int(np.sum(handle["completed"][()]))
@@ -1090,7 +1058,7 @@ def test_killed_sweep_leaves_no_file_and_resume_gives_the_same_bytes(tmp_path):
     _cli(*options, "-o", killed, "--resume", "-q")
     assert not partial.exists()
     assert check_file(killed) == []
-    assert _contents(killed) == _contents(straight)
+    assert file_contents(killed) == file_contents(straight)
 
 
 def test_killed_training_resumes_to_the_same_weights(bases, tmp_path):
@@ -1150,7 +1118,7 @@ def test_killed_generation_leaves_no_file_and_resume_gives_the_same_fields(bases
     _cli(*options, "-o", killed, "--resume", "-q")
     assert not partial.exists()
     assert check_file(killed) == []
-    assert _contents(killed) == _contents(straight)
+    assert file_contents(killed) == file_contents(straight)
 
 
 # ------------------------------------------------------------ paths stored inside files

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import sys
 
-import h5py
-import numpy as np
 import pytest
 
 from simulators.sweep import SweepSpec, run_sweep
 from surrogate.cli import main
+from tests._files import file_contents
 
 distributed = pytest.importorskip("distributed")
 
@@ -33,29 +32,6 @@ def _finished_batches(address: str) -> int:
                                        if name.endswith("run_batch")))
 
 
-def _bytes(value):
-    if isinstance(value, np.ndarray):     # strings (object arrays) by value, numbers by bytes
-        return value.tolist() if value.dtype == object else (value.dtype.str, value.tobytes())
-    return value
-
-
-def _datasets(path):
-    """Every dataset's bytes and every attribute, except when and by which command (and
-    HDF5's dimension-scale references, object pointers that compare by identity)."""
-    skipped = {"created", "command", "DIMENSION_LIST", "REFERENCE_LIST"}
-    content = {}
-
-    def visit(name, item):
-        attrs = {k: _bytes(v) for k, v in item.attrs.items() if k not in skipped}
-        data = _bytes(item[()]) if isinstance(item, h5py.Dataset) else None
-        content[name] = (data, attrs)
-
-    with h5py.File(path, "r") as handle:
-        visit("/", handle)
-        handle.visititems(visit)
-    return content
-
-
 def test_cli_sweep_on_a_cluster_gives_the_same_bytes_as_a_local_run(tmp_path,
                                                                     scheduler_address):
     assert scheduler_address.startswith("tcp://127.0.0.1:")
@@ -65,7 +41,7 @@ def test_cli_sweep_on_a_cluster_gives_the_same_bytes_as_a_local_run(tmp_path,
     assert main([*common, "-o", str(tmp_path / "local.h5")]) == 0
     before = _finished_batches(scheduler_address)
     assert main([*common, "-o", str(tmp_path / "dask.h5"), "--dask", scheduler_address]) == 0
-    local, remote = _datasets(tmp_path / "local.h5"), _datasets(tmp_path / "dask.h5")
+    local, remote = file_contents(tmp_path / "local.h5"), file_contents(tmp_path / "dask.h5")
     assert set(local) == set(remote)
     for name in local:
         assert local[name] == remote[name], name
@@ -94,7 +70,7 @@ def test_resume_on_a_cluster_finishes_a_local_partial_file(tmp_path, scheduler_a
     assert not (tmp_path / "out.h5").exists()
     run_sweep(spec, tmp_path / "out.h5", batch_size=2, progress=False, resume=True,
               dask_address=scheduler_address)
-    ours, theirs = _datasets(tmp_path / "out.h5"), _datasets(reference)
+    ours, theirs = file_contents(tmp_path / "out.h5"), file_contents(reference)
     assert ours["t0_fields/density"] == theirs["t0_fields/density"]
     assert ours["scalars/spectral_index"] == theirs["scalars/spectral_index"]
 

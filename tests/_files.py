@@ -1,0 +1,42 @@
+"""Helpers shared by the tests: comparing field-store files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+#: root attributes that record when and by which command a file was written
+RUN_ATTRS = ("created", "command")
+
+
+def file_contents(path: Path) -> dict[str, object]:
+    """What "the same bytes" means for two field-store files.
+
+    Every dataset (fields, parameters, seeds, split, completion flags, coordinates) as
+    dtype, shape and raw bytes, and every attribute of every object, except the root's
+    :data:`RUN_ATTRS` (the time and command line of the run) and the dimension-scale
+    bookkeeping (``DIMENSION_LIST``, ``REFERENCE_LIST``: object references, checked by
+    ``surrogate check``). Chunk placement inside the file may differ.
+    """
+    out: dict[str, object] = {}
+
+    def attrs(name: str, obj) -> None:
+        for key in obj.attrs:
+            if key in ("DIMENSION_LIST", "REFERENCE_LIST") or (name == "/" and key in RUN_ATTRS):
+                continue
+            value = obj.attrs[key]
+            out[f"{name}@{key}"] = repr(value.tolist() if isinstance(value, np.ndarray)
+                                        else value)
+
+    def visit(name: str, obj) -> None:
+        attrs(name, obj)
+        if isinstance(obj, h5py.Dataset):
+            data = obj[()]
+            out[name] = (str(obj.dtype), obj.shape, np.asarray(data).tobytes())
+
+    with h5py.File(path, "r") as handle:
+        attrs("/", handle)
+        handle.visititems(visit)
+    return out
