@@ -997,6 +997,18 @@ class SymmetryAugmentation:
         return augment(batch, self.layout, self.symmetries, generator,
                        pseudoscalars=self.pseudoscalars)
 
+    def stacked(self, copies: int) -> SymmetryAugmentation:
+        """The same augmentation for ``copies`` snapshots stacked along channels.
+
+        A batch ``(B, copies * C, N, N)`` (e.g. consecutive snapshots of one trajectory,
+        ``torch.cat([x_t, x_t+1], dim=1)``) then gets one group element per sample, the
+        same for every stacked snapshot, so their relation in time is kept.
+        """
+        channels = sum(part.stop - part.start for _, _, part in self.layout)
+        layout = [(name, rank, slice(part.start + copy * channels, part.stop + copy * channels))
+                  for copy in range(copies) for name, rank, part in self.layout]
+        return dataclasses.replace(self, layout=layout)
+
 
 # ---------------------------------------------------------------- training bundle
 @dataclass

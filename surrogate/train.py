@@ -108,6 +108,12 @@ class TrainConfig:
         spectral_loss_weight: weight of the log power-spectrum loss on G (0 disables).
         mode_seeking_weight: weight of the mode-seeking term on G (0 disables); it
             counters a generator that ignores its latent (mode collapse).
+        temporal_weight: weight of the temporal discriminator's loss on G (0 disables;
+            active only for files with >= 2 snapshot times). A second discriminator
+            judges pairs of consecutive snapshots ``(x(t_i), x(t_i+1))`` of one
+            trajectory against pairs ``(G(z, c, t_i), G(z, c, t_i+1))`` generated from one
+            latent, so that a generated trajectory evolves like a simulated one instead
+            of being a string of independent snapshots (tempoGAN, Xie et al. 2018).
         ema_decay: EMA decay of the generator weights.
         augment: symmetry augmentation of the real batch (only the system's symmetries).
         width: base channel width of G and D (``ModelConfig.for_resolution``).
@@ -132,6 +138,7 @@ class TrainConfig:
     r1_interval: int = 16
     spectral_loss_weight: float = 0.1
     mode_seeking_weight: float = 0.3
+    temporal_weight: float = 0.0
     ema_decay: float = 0.999
     augment: bool = True
     width: int = 32
@@ -158,7 +165,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
-        for name in ("r1_gamma", "spectral_loss_weight", "mode_seeking_weight"):
+        for name in ("r1_gamma", "spectral_loss_weight", "mode_seeking_weight",
+                     "temporal_weight"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
@@ -251,7 +259,8 @@ def _spectrum_error(reference: np.ndarray, generated: np.ndarray, rank: int,
 
 def physics_score(reference: Mapping[str, np.ndarray], generated: Mapping[str, np.ndarray],
                   ranks: Mapping[str, int], box_size: float, *,
-                  pairs: Mapping[str, Mapping[str, np.ndarray]] | None = None
+                  pairs: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+                  increments: Mapping[str, Mapping[str, np.ndarray]] | None = None
                   ) -> dict[str, float]:
     """Validation score of generated vs reference snapshots (lower is better).
 
@@ -262,8 +271,12 @@ def physics_score(reference: Mapping[str, np.ndarray], generated: Mapping[str, n
     condition; ``x, x'``: a reference snapshot and its nearest-parameter neighbour at the
     same time, an upper estimate of the reference's spread, as in the report's
     ``nearest_reference_neighbour`` basis) and the term ``|ln spread|``, which a
-    generator that ignores its latent (spread 0) makes large. ``score`` = mean over
-    fields of ``spectrum + w1 [+ |ln spread|]``.
+    generator that ignores its latent (spread 0) makes large; with ``increments``,
+    ``temporal`` = ``mean |g(t_i+1) - g(t_i)| / mean |x(t_i+1) - x(t_i)|`` (one latent /
+    one simulated trajectory over consecutive snapshot times) and the term
+    ``|ln temporal|``: snapshots generated independently of one another at each time
+    change too much between times (ratio > 1), a generator that ignores time too little.
+    ``score`` = mean over fields of ``spectrum + w1 [+ |ln spread|] [+ |ln temporal|]``.
 
     Args:
         reference, generated: ``{field: (S, N, N[, 2])}`` physical snapshots at the same
@@ -272,6 +285,8 @@ def physics_score(reference: Mapping[str, np.ndarray], generated: Mapping[str, n
         box_size: side ``L`` of the periodic square.
         pairs: ``{"generated": second generated set at the same conditions,
             "reference": the reference snapshots' neighbours}``, same layout.
+        increments: ``{"generated": g(t_i+1) - g(t_i), "reference": x(t_i+1) - x(t_i)}``,
+            ``{field: (S', N, N[, 2])}`` (any number ``S'`` of consecutive pairs).
     """
     from surrogate.validation.statistics import wasserstein1_over_std
     out: dict[str, float] = {}
@@ -283,20 +298,34 @@ def physics_score(reference: Mapping[str, np.ndarray], generated: Mapping[str, n
         out[f"{name}/w1"] = w1
         total += spectrum + w1
         if pairs is not None:
-            reference_spread = float(np.mean(np.abs(
-                values.astype(np.float64) - pairs["reference"][name])))
-            generated_spread = float(np.mean(np.abs(
-                generated[name].astype(np.float64) - pairs["generated"][name])))
-            if reference_spread > 0:
-                ratio = generated_spread / reference_spread
+            ratio = _mean_abs_ratio(generated[name].astype(np.float64) - pairs["generated"][name],
+                                    values.astype(np.float64) - pairs["reference"][name])
+            if ratio is not None:
                 out[f"{name}/spread"] = ratio
-                total += abs(math.log(ratio)) if ratio > 0 else _COLLAPSED_SPREAD_PENALTY
+                total += _log_ratio_penalty(ratio)
+        if increments is not None:
+            ratio = _mean_abs_ratio(increments["generated"][name],
+                                    increments["reference"][name])
+            if ratio is not None:
+                out[f"{name}/temporal"] = ratio
+                total += _log_ratio_penalty(ratio)
     out["score"] = total / max(len(reference), 1)
     return out
 
 
 #: score term of a spread ratio of exactly 0 (|ln 1e-3|: a total collapse)
 _COLLAPSED_SPREAD_PENALTY = -math.log(1e-3)
+
+
+def _mean_abs_ratio(generated: np.ndarray, reference: np.ndarray) -> float | None:
+    """``mean |generated| / mean |reference|`` (None when the reference is all zero)."""
+    scale = float(np.mean(np.abs(reference)))
+    return float(np.mean(np.abs(generated))) / scale if scale > 0 else None
+
+
+def _log_ratio_penalty(ratio: float) -> float:
+    """``|ln ratio|``, or :data:`_COLLAPSED_SPREAD_PENALTY` for a ratio of 0."""
+    return abs(math.log(ratio)) if ratio > 0 else _COLLAPSED_SPREAD_PENALTY
 
 
 # ------------------------------------------------------------------ the trainer
@@ -378,6 +407,16 @@ class Trainer:
                                             betas=betas)
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(),
                                             lr=config.lr_discriminator, betas=betas)
+        # the temporal discriminator reads two consecutive snapshots stacked on channels
+        self.temporal = config.temporal_weight > 0 and self.data.splits["train"].n_times >= 2
+        self.temporal_discriminator: Discriminator | None = None
+        if self.temporal:
+            self.temporal_discriminator = Discriminator(dataclasses.replace(
+                self.model_config, in_channels=2 * self.model_config.in_channels)
+            ).to(self.device)
+            self.optimizer_t = torch.optim.Adam(self.temporal_discriminator.parameters(),
+                                                lr=config.lr_discriminator, betas=betas)
+            self.pair_augmentation = self.data.augmentation.stacked(2)
         self.data_generator = torch.Generator().manual_seed(config.seed + 1)
         self.noise_generator = torch.Generator().manual_seed(config.seed + 2)
         # per replica: augmentation choices and the generator's pixel noise (global torch
@@ -390,7 +429,7 @@ class Trainer:
         self.best_step = -1
         self.last_checkpoint_step = -1
         if self.ddp.world_size > 1:
-            for module in (self.generator, self.discriminator, self.generator_ema):
+            for module in self._modules():
                 for tensor in list(module.parameters()) + list(module.buffers()):
                     dist.broadcast(tensor.data, src=0)
         if saved is not None:
@@ -409,6 +448,11 @@ class Trainer:
         self.d_forward = torch.compile(self.discriminator) \
             if config.compile and not self.model_config.spectral_norm else self.discriminator
 
+    def _modules(self) -> list[torch.nn.Module]:
+        """The trained networks (and the EMA generator)."""
+        modules = [self.generator, self.discriminator, self.generator_ema]
+        return modules + ([self.temporal_discriminator] if self.temporal else [])
+
     # -------------------------------------------------------------- config and state
     def _write_config(self) -> None:
         from simulators.store import FieldStore
@@ -425,14 +469,18 @@ class Trainer:
         write_run_config(self.run_dir, config)
 
     def _state(self) -> dict[str, Any]:
-        return {"generator": self.generator.state_dict(),
-                "discriminator": self.discriminator.state_dict(),
-                "generator_ema": self.generator_ema.state_dict(),
-                "optimizer_g": self.optimizer_g.state_dict(),
-                "optimizer_d": self.optimizer_d.state_dict(),
-                "step": self.step, "best_score": self.best_score, "best_step": self.best_step,
-                "rng": self._gathered_rng_states(),
-                "system": self.data.schema.system, "model": self.model_config.to_dict()}
+        state = {"generator": self.generator.state_dict(),
+                 "discriminator": self.discriminator.state_dict(),
+                 "generator_ema": self.generator_ema.state_dict(),
+                 "optimizer_g": self.optimizer_g.state_dict(),
+                 "optimizer_d": self.optimizer_d.state_dict(),
+                 "step": self.step, "best_score": self.best_score, "best_step": self.best_step,
+                 "rng": self._gathered_rng_states(),
+                 "system": self.data.schema.system, "model": self.model_config.to_dict()}
+        if self.temporal:
+            state["temporal_discriminator"] = self.temporal_discriminator.state_dict()
+            state["optimizer_t"] = self.optimizer_t.state_dict()
+        return state
 
     def _gathered_rng_states(self) -> list[dict[str, Any]]:
         """Every replica's random state (rank order); all ranks must call this."""
@@ -465,6 +513,12 @@ class Trainer:
         self.generator_ema.load_state_dict(state["generator_ema"])
         self.optimizer_g.load_state_dict(state["optimizer_g"])
         self.optimizer_d.load_state_dict(state["optimizer_d"])
+        if self.temporal:
+            if "temporal_discriminator" not in state:
+                raise CheckpointError(f"{path}: written without the temporal discriminator "
+                                      f"(temporal_weight 0); cannot resume with it on")
+            self.temporal_discriminator.load_state_dict(state["temporal_discriminator"])
+            self.optimizer_t.load_state_dict(state["optimizer_t"])
         self.step = int(state["step"])
         self.best_score = float(state["best_score"])
         self.best_step = int(state["best_step"])
@@ -504,40 +558,89 @@ class Trainer:
         return (real.to(self.device, non_blocking=True),
                 condition.to(self.device, non_blocking=True), noise.to(self.device))
 
+    def _pair_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``batch_size // 2`` pairs of consecutive training snapshots (this replica's
+        share): ``(real (b, 2C, N, N), condition at t_i, condition at t_i+1, latents)``,
+        one symmetry element per pair."""
+        train = self.data.splits["train"]
+        times = train.n_times
+        count = max(1, self.config.batch_size // 2)
+        starts = torch.randint(train.trajectories.size * (times - 1), (count,),
+                               generator=self.data_generator)
+        first = starts // (times - 1) * times + starts % (times - 1)
+        noise = torch.randn(count, self.config.noise_dim, generator=self.noise_generator)
+        rank, world = self.ddp.rank, self.ddp.world_size
+        first, noise = first[rank::world], noise[rank::world]
+        real_a, condition_a = train.get_batch(first.numpy())
+        real_b, condition_b = train.get_batch(first.numpy() + 1)
+        real = torch.cat([real_a, real_b], dim=1)
+        if self.config.augment and self.pair_augmentation.enabled:
+            real = self.pair_augmentation(real, self.augment_generator)
+        return (real.to(self.device), condition_a.to(self.device),
+                condition_b.to(self.device), noise.to(self.device))
+
+    def _update_discriminator(self, module: Discriminator, forward: Callable,
+                              optimizer: torch.optim.Optimizer, real: torch.Tensor,
+                              condition: torch.Tensor, fake: torch.Tensor,
+                              fake_condition: torch.Tensor, suffix: str) -> dict[str, float]:
+        """One Adam step of a discriminator (loss + lazy R1); returns its metrics."""
+        config = self.config
+        metrics = {}
+        module.requires_grad_(True)
+        with self.autocast():
+            real_logits = forward(real, condition)
+            fake_logits = forward(fake.detach(), fake_condition)
+        loss = discriminator_loss(real_logits.float(), fake_logits.float(), config.loss)
+        metrics[f"loss_d{suffix}"] = float(loss.detach())
+        if config.r1_gamma > 0 and self.step % config.r1_interval == 0:
+            real_input = real.detach().requires_grad_(True)
+            penalty = r1_penalty(module(real_input, condition), real_input)
+            loss = loss + 0.5 * config.r1_gamma * config.r1_interval * penalty
+            metrics[f"r1{suffix}"] = float(penalty.detach())
+        self._check_finite(loss, "discriminator" + suffix.replace("_", " "))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        _all_reduce_gradients(module, self.ddp.world_size)
+        optimizer.step()
+        module.requires_grad_(False)
+        return metrics
+
     def train_step(self) -> dict[str, float]:
-        """One D and one G update; returns the step's losses."""
+        """One D (and temporal D) and one G update; returns the step's losses."""
         config = self.config
         real, condition, noise = self._batch()
-        metrics: dict[str, float] = {}
         fake_condition = condition
         pairs = condition.shape[0] // 2 * 2 if config.mode_seeking_weight > 0 else 0
         if pairs:
             # fakes in pairs at one condition (2i, 2i+1) with distinct latents
             fake_condition = condition.clone()
             fake_condition[1::2] = condition[0:pairs:2]
-        self.discriminator.requires_grad_(True)
         with self.autocast():
             fake = self.heads.forward_normalised(self.g_forward(noise, fake_condition))
-            real_logits = self.d_forward(real, condition)
-            fake_logits = self.d_forward(fake.detach(), fake_condition)
-        loss_d = discriminator_loss(real_logits.float(), fake_logits.float(), config.loss)
-        metrics["loss_d"] = float(loss_d.detach())
-        if config.r1_gamma > 0 and self.step % config.r1_interval == 0:
-            real_input = real.detach().requires_grad_(True)
-            penalty = r1_penalty(self.discriminator(real_input, condition), real_input)
-            loss_d = loss_d + 0.5 * config.r1_gamma * config.r1_interval * penalty
-            metrics["r1"] = float(penalty.detach())
-        self._check_finite(loss_d, "discriminator")
-        self.optimizer_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        _all_reduce_gradients(self.discriminator, self.ddp.world_size)
-        self.optimizer_d.step()
+        metrics = self._update_discriminator(self.discriminator, self.d_forward,
+                                             self.optimizer_d, real, condition, fake,
+                                             fake_condition, "")
+        if self.temporal:
+            # (G(z, c_i), G(z, c_i+1)): one latent, two consecutive times
+            real_pairs, condition_a, condition_b, pair_noise = self._pair_batch()
+            with self.autocast():
+                both = self.heads.forward_normalised(self.g_forward(
+                    torch.cat([pair_noise, pair_noise]), torch.cat([condition_a, condition_b])))
+            fake_pairs = torch.cat(both.chunk(2), dim=1)
+            metrics.update(self._update_discriminator(
+                self.temporal_discriminator, self.temporal_discriminator, self.optimizer_t,
+                real_pairs, condition_a, fake_pairs, condition_a, "_temporal"))
 
-        self.discriminator.requires_grad_(False)
         with self.autocast():
             generated_logits = self.d_forward(fake, fake_condition)
         loss_g = generator_loss(generated_logits.float(), config.loss)
         metrics["loss_g"] = float(loss_g.detach())
+        if self.temporal:
+            with self.autocast():
+                pair_logits = self.temporal_discriminator(fake_pairs, condition_a)
+            temporal = generator_loss(pair_logits.float(), config.loss)
+            loss_g = loss_g + config.temporal_weight * temporal
+            metrics["loss_g_temporal"] = float(temporal.detach())
         if pairs:
             seeking = mode_seeking_loss(fake[0:pairs:2], fake[1:pairs:2],
                                         noise[0:pairs:2], noise[1:pairs:2])
@@ -648,8 +751,33 @@ class Trainer:
             return {"score": math.inf}
         pairs = None if neighbours is None else {"generated": second,
                                                  "reference": neighbours}
+        increments = self._increments(dataset, indices) if self.temporal else None
+        if increments is not None and not all(
+                np.all(np.isfinite(values)) for values in increments["generated"].values()):
+            return {"score": math.inf}
         return physics_score(reference, generated, ranks, self.data.schema.box_size,
-                             pairs=pairs)
+                             pairs=pairs, increments=increments)
+
+    def _increments(self, dataset, indices: np.ndarray
+                    ) -> dict[str, dict[str, np.ndarray]] | None:
+        """Changes between consecutive snapshot times, ``x(t_i+1) - x(t_i)`` of the
+        reference trajectories at ``indices`` (those before the last time) and
+        ``g(t_i+1) - g(t_i)`` generated with one latent per pair; ``None`` if none."""
+        first = indices[indices % dataset.n_times < dataset.n_times - 1]
+        if first.size == 0:
+            return None
+        sides: dict[str, dict[str, np.ndarray]] = {"reference": {}, "generated": {}}
+        real_a, condition_a = dataset.get_batch(first)
+        real_b, condition_b = dataset.get_batch(first + 1)
+        reference_a, reference_b = self._physical(real_a), self._physical(real_b)
+        seed = self.config.seed + 9                   # same latents at t_i and t_i+1
+        generated_a = self._generate(condition_a, seed)
+        generated_b = self._generate(condition_b, seed)
+        for name in reference_a:
+            sides["reference"][name] = reference_b[name] - reference_a[name]
+            sides["generated"][name] = (generated_b[name].astype(np.float64)
+                                        - generated_a[name])
+        return sides
 
     def _samples_figure(self) -> None:
         from surrogate.validation.plots import save_training_samples

@@ -494,3 +494,25 @@ def test_negate_symmetry_flips_whole_samples_with_both_signs():
     sign = (out * batch).sum(dim=(1, 2, 3)).sign()
     assert torch.equal(out, batch * sign.view(-1, 1, 1, 1))
     assert 10 < int((sign < 0).sum()) < 54
+
+
+def test_stacked_augmentation_moves_consecutive_snapshots_together(ns_file):
+    data = load_training_data(ns_file)
+    train = data.splits["train"]
+    first, second = train.get_batch(range(0, 6, 3))[0], train.get_batch(range(1, 7, 3))[0]
+    channels = first.shape[1]
+    augmentation = SymmetryAugmentation(data.layout, ("shift", "flip_x", "rotate_90"),
+                                        frozenset({"vorticity"}))
+    pairs = augmentation.stacked(2)(torch.cat([first, second], dim=1),
+                                    torch.Generator().manual_seed(5))
+    # each half is what the single-snapshot augmentation does with the same random draws
+    for half, snapshot in ((pairs[:, :channels], first), (pairs[:, channels:], second)):
+        alone = augmentation(snapshot, torch.Generator().manual_seed(5))
+        torch.testing.assert_close(half, alone, rtol=0, atol=0)
+    # and a pair of equal snapshots stays equal (one group element per pair)
+    same = augmentation.stacked(2)(torch.cat([first, first], dim=1),
+                                   torch.Generator().manual_seed(6))
+    torch.testing.assert_close(same[:, :channels], same[:, channels:], rtol=0, atol=0)
+    assert not torch.equal(same[:, :channels], first)
+    assert [part for _, _, part in augmentation.stacked(2).layout] == [
+        slice(0, 1), slice(1, 3), slice(3, 4), slice(4, 6)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -19,7 +20,8 @@ TINY = TrainConfig(steps=12, batch_size=8, width=8, noise_dim=16, log_every=3,
 
 
 def _losses(path):
-    keep = ("step", "loss_d", "loss_g", "r1", "spectral_loss", "valid/score")
+    keep = ("step", "loss_d", "loss_g", "r1", "spectral_loss", "valid/score",
+            "loss_d_temporal", "loss_g_temporal", "valid/vorticity/temporal")
     return [{k: v for k, v in json.loads(line).items() if k in keep}
             for line in path.read_text().splitlines()]
 
@@ -110,6 +112,82 @@ def test_mode_seeking_pairs_fakes_at_one_condition_with_distinct_latents(tmp_pat
     trainer.g_forward = spy
     assert "mode_seeking_loss" not in trainer.train_step()
     assert not torch.equal(seen[0][1][1::2], seen[0][1][0::2])
+
+
+TEMPORAL = TrainConfig(**{**TINY.to_dict(), "temporal_weight": 1.0})
+
+
+def test_temporal_discriminator_sees_consecutive_snapshots_of_one_latent(tmp_path):
+    trainer = Trainer(SAMPLE, tmp_path / "run", TEMPORAL, progress=False)
+    times = trainer.data.splits["train"].n_times
+    assert trainer.temporal and times >= 2
+    assert trainer.temporal_discriminator.config.in_channels == 2 * 3
+    seen = []
+    forward = trainer.g_forward
+
+    def spy(noise, condition):
+        seen.append((noise.detach().clone(), condition.detach().clone()))
+        return forward(noise, condition)
+
+    trainer.g_forward = spy
+    metrics = trainer.train_step()
+    assert {"loss_d_temporal", "loss_g_temporal"} <= set(metrics)
+    [_, (noise, condition)] = seen                 # the batch, then the pairs
+    count = TEMPORAL.batch_size // 2
+    assert noise.shape[0] == condition.shape[0] == 2 * count
+    # one latent and one parameter set per pair; the second time is the next snapshot's
+    torch.testing.assert_close(noise[:count], noise[count:], rtol=0, atol=0)
+    torch.testing.assert_close(condition[:count, :-1], condition[count:, :-1], rtol=0, atol=0)
+    encoded_times = np.unique(trainer.data.splits["train"].conditions[:, -1].numpy())
+    assert encoded_times.size == times
+    step = {float(a): float(b) for a, b in itertools.pairwise(encoded_times)}
+    assert [step[float(t)] for t in condition[:count, -1]] == condition[count:, -1].tolist()
+    # the real pairs are two consecutive snapshots of one trajectory, moved together
+    real, condition_a, condition_b, _ = trainer._pair_batch()
+    assert real.shape[1] == 6
+    torch.testing.assert_close(condition_a[:, :-1], condition_b[:, :-1], rtol=0, atol=0)
+    assert bool((condition_b[:, -1] > condition_a[:, -1]).all())
+
+
+def test_temporal_run_resumes_exactly_and_logs_the_temporal_ratio(tmp_path):
+    straight = train(SAMPLE, tmp_path / "a", TEMPORAL, progress=False)
+    train(SAMPLE, tmp_path / "b", TEMPORAL, progress=False, steps=6)
+    train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
+    for key in ("generator", "temporal_discriminator", "generator_ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)
+    assert straight["steps"] == 12
+    lines = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text()
+             .splitlines()]
+    assert all(line["valid/vorticity/temporal"] > 0 for line in lines if "valid/score" in line)
+    assert _losses(tmp_path / "a" / "metrics.jsonl") == _losses(tmp_path / "b" / "metrics.jsonl")
+    # without the term: no temporal discriminator in the checkpoint, no temporal score
+    train(SAMPLE, tmp_path / "c", TINY, progress=False, steps=6)
+    assert "temporal_discriminator" not in load_checkpoint(
+        tmp_path / "c" / "checkpoints" / "last.pt")
+    assert not any("valid/vorticity/temporal" in line for line in
+                   (tmp_path / "c" / "metrics.jsonl").read_text().splitlines())
+
+
+def test_physics_score_temporal_term_punishes_snapshots_independent_in_time():
+    generator = torch.Generator().manual_seed(2)
+    draw = lambda: torch.randn(16, 32, 32, generator=generator).numpy()  # noqa: E731
+    start, change = draw(), 0.1 * draw()
+    ranks = {"f": 0}
+
+    def score(generated_change):
+        return physics_score({"f": start}, {"f": start}, ranks, 1.0, increments={
+            "reference": {"f": change}, "generated": {"f": generated_change}})
+
+    assert score(change)["f/temporal"] == 1.0 and score(change)["score"] == 0.0
+    # two independent draws at consecutive times: a change of the size of the field
+    independent = score(draw() - draw())
+    assert independent["f/temporal"] == pytest.approx(10 * math.sqrt(2), rel=0.05)
+    assert independent["score"] == pytest.approx(math.log(independent["f/temporal"]))
+    frozen = score(np.zeros_like(change))
+    assert frozen["f/temporal"] == 0.0 and frozen["score"] == pytest.approx(math.log(1e3))
 
 
 def test_physics_score_is_zero_for_identical_and_positive_for_scaled_fields():
