@@ -433,6 +433,16 @@ def render_markdown(report: Mapping[str, Any], figures: Mapping[str, str]) -> st
             f"({entry['spread_basis'].replace('_', ' ')}) | "
             f"{_number(moments['reference']['mean'])} / {_number(moments['generated']['mean'])} | "
             f"{_number(moments['reference']['std'])} / {_number(moments['generated']['std'])} |")
+    changes = {name: entry for name, entry in report["fields"].items()
+               if "temporal_change_ratio" in entry}
+    if changes:
+        lines += ["", "Change between consecutive snapshots of a trajectory, mean |f(t_i+1) - "
+                  "f(t_i)| (ratio near 1: generated trajectories evolve like simulated ones; "
+                  "> 1: snapshots independent in time; < 1: frozen): "
+                  + "; ".join(f"{name} {_number(entry['temporal_change']['reference'])} / "
+                              f"{_number(entry['temporal_change']['generated'])}, ratio "
+                              f"{_number(entry['temporal_change_ratio'], 3)}"
+                              for name, entry in changes.items()) + "."]
     lines += ["", "## Conservation (relative violation; 0 is exact)", "",
               "| check | reference | generated | allowed | passed |", "|---|---|---|---|---|"]
     for key, entry in report["conservation"].items():

@@ -30,7 +30,14 @@ component spectra, i.e. twice the kinetic-energy spectrum; its morphology uses `
   of samples; the median normalised distance of those pairs is reported. When neither
   applies the spread is taken across all matched trajectories at each time. The report
   says which in ``spread_basis`` (``per_condition``, ``nearest_reference_neighbour``,
-  ``across_conditions``).
+  ``across_conditions``);
+* **temporal_change_ratio** (files with >= 2 snapshot times): ``mean |f(t_i+1) - f(t_i)|``
+  over consecutive snapshots of each generated trajectory (one latent) over the same
+  for the reference trajectories. A generator that draws each time independently of
+  the others changes too much between snapshots (> 1; with snapshots far apart
+  compared with the decorrelation time the reference changes as much); one that
+  ignores time, or keeps one frozen field, too little (< 1). Conservation budgets over
+  time (energy) fail for the same reason; this ratio names the cause for every field.
 
 Files are compared *per condition* (:mod:`surrogate.validation.conditions`): every
 metric above is also computed for each reference condition with its matched generated
@@ -120,6 +127,8 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "pdf_ks_pvalue_min": 0.0,
     "spread_ratio_min": 0.5,
     "spread_ratio_max": 2.0,
+    "temporal_change_ratio_min": 0.5,
+    "temporal_change_ratio_max": 2.0,
     "conservation_absolute": 0.01,
     "conservation_factor": 2.0,
     "per_condition_spectrum_rel_error_median": 0.5,
@@ -135,6 +144,10 @@ THRESHOLD_DOCS: dict[str, str] = {
                          "so p-values are optimistic)",
     "spread_ratio_min": "min ensemble spread ratio gen/ref (0 is mode collapse)",
     "spread_ratio_max": "max ensemble spread ratio gen/ref",
+    "temporal_change_ratio_min": "min ratio gen/ref of the mean change between consecutive "
+                                 "snapshots of a trajectory (small: frozen in time)",
+    "temporal_change_ratio_max": "max of that ratio (large: snapshots independent of one "
+                                 "another in time)",
     "conservation_absolute": "a conservation check passes when the generated violation is "
                              "<= max(conservation_absolute, conservation_factor * reference)",
     "conservation_factor": "see conservation_absolute",
@@ -243,8 +256,16 @@ class _FieldStats:
     low: float = math.inf
     high: float = -math.inf
     spread_all: _PixelSpread = field(default_factory=_PixelSpread)
+    change_sum: float = 0.0
+    change_count: int = 0
 
     def add(self, values: np.ndarray, spectra: np.ndarray, correlation: np.ndarray) -> None:
+        """Accumulate one trajectory ``values`` (T, N, N[, 2]) and its per-snapshot
+        spectra (T, shells) and correlations (T, r)."""
+        if values.shape[0] >= 2:
+            change = np.abs(np.diff(np.asarray(values, dtype=np.float64), axis=0))
+            self.change_sum += float(change.sum())
+            self.change_count += change.size
         self.spectrum += spectra.sum(axis=0)
         self.correlation += correlation.sum(axis=0)
         self.snapshots += spectra.shape[0]
@@ -257,6 +278,10 @@ class _FieldStats:
         self.high = max(self.high, float(values.max()))
         self.samples.add(values)
         self.spread_all.add(values)
+
+    def mean_change(self) -> float:
+        """``mean |f(t_i+1) - f(t_i)|`` over consecutive snapshots (NaN for one time)."""
+        return self.change_sum / self.change_count if self.change_count else math.nan
 
     def moments(self) -> dict[str, float]:
         count, s1, s2, s3, s4 = self.power_sums
@@ -751,6 +776,16 @@ def _field_reports(sides: Mapping[str, Mapping[str, _FieldStats]], specs, k: np.
                             "max"))
         checks.append(_gate("pdf_w1_over_std", spec.name, w1, limits["pdf_w1_over_std"], "max"))
         checks.append(_gate("pdf_ks_pvalue", spec.name, ks, limits["pdf_ks_pvalue_min"], "min"))
+        if ref.change_count:
+            reference_change = ref.mean_change()
+            ratio = gen.mean_change() / reference_change if reference_change > 0 else math.nan
+            report[spec.name]["temporal_change"] = {
+                "reference": reference_change, "generated": gen.mean_change()}
+            report[spec.name]["temporal_change_ratio"] = ratio
+            checks.append(_gate("temporal_change_ratio_min", spec.name, ratio,
+                                limits["temporal_change_ratio_min"], "min"))
+            checks.append(_gate("temporal_change_ratio_max", spec.name, ratio,
+                                limits["temporal_change_ratio_max"], "max"))
     return report, checks
 
 

@@ -162,6 +162,35 @@ def test_repeated_single_sample_fails_on_spread(navier_stokes):
     assert report["fields"]["vorticity"]["spread_ratio"] == 0.0
 
 
+def test_snapshots_scrambled_across_trajectories_fail_only_in_time(navier_stokes):
+    """Each snapshot a true one at its time, but consecutive ones from other trajectories:
+    every per-snapshot statistic is unchanged; the change in time and the energy
+    budget are not."""
+    root, reference, independent = navier_stokes
+    scrambled = _modified_copy(reference, root / "scrambled.h5", lambda name, v: np.stack(
+        [v[(np.arange(v.shape[0]) + t) % v.shape[0], t] for t in range(v.shape[1])], axis=1))
+    report = validate_files(reference, scrambled).report
+    assert _failed(report) == {("temporal_change_ratio_max", "vorticity"),
+                               ("temporal_change_ratio_max", "velocity"),
+                               ("conservation energy_budget(velocity)", None)}
+    assert report["fields"]["vorticity"]["spectrum"]["rel_error_median"] < 1e-12
+    assert report["fields"]["vorticity"]["temporal_change_ratio"] > 5
+    # a second simulation of the same condition changes as much in time as the first
+    honest = validate_files(reference, independent).report["fields"]
+    for name in ("vorticity", "velocity"):
+        assert honest[name]["temporal_change_ratio"] == pytest.approx(1.0, abs=0.15)
+    with FieldStore(reference) as store:
+        vorticity = store.read("vorticity").astype(np.float64)
+    direct = np.mean(np.abs(np.diff(vorticity, axis=1)))
+    assert honest["vorticity"]["temporal_change"]["reference"] == pytest.approx(direct, rel=1e-12)
+    # a trajectory frozen at its last snapshot does not change at all
+    frozen = _modified_copy(reference, root / "frozen.h5",
+                            lambda name, v: np.broadcast_to(v[:, -1:], v.shape))
+    report = validate_files(reference, frozen).report
+    assert ("temporal_change_ratio_min", "vorticity") in _failed(report)
+    assert report["fields"]["vorticity"]["temporal_change_ratio"] == 0.0
+
+
 def test_gradient_added_to_velocity_fails_on_divergence(navier_stokes):
     root, reference, _ = navier_stokes
     with FieldStore(reference) as store:
