@@ -87,10 +87,8 @@ def test_nan_loss_stops_with_the_last_good_checkpoint(tmp_path):
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 1
 
 
-def test_mode_seeking_pairs_fakes_at_one_condition_with_distinct_latents(tmp_path):
-    import dataclasses
-    config = dataclasses.replace(TINY, mode_seeking_weight=0.5)
-    trainer = Trainer(SAMPLE, tmp_path / "run", config, progress=False)
+def _spy_on_generator(trainer: Trainer) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Record ``(noise, condition)`` of every generator call the trainer makes."""
     seen = []
     forward = trainer.g_forward
 
@@ -99,6 +97,14 @@ def test_mode_seeking_pairs_fakes_at_one_condition_with_distinct_latents(tmp_pat
         return forward(noise, condition)
 
     trainer.g_forward = spy
+    return seen
+
+
+def test_mode_seeking_pairs_fakes_at_one_condition_with_distinct_latents(tmp_path):
+    import dataclasses
+    config = dataclasses.replace(TINY, mode_seeking_weight=0.5)
+    trainer = Trainer(SAMPLE, tmp_path / "run", config, progress=False)
+    seen = _spy_on_generator(trainer)
     metrics = trainer.train_step()
     [(noise, condition)] = seen
     assert metrics["mode_seeking_loss"] > 0
@@ -107,9 +113,7 @@ def test_mode_seeking_pairs_fakes_at_one_condition_with_distinct_latents(tmp_pat
     # without the term, the fakes take the real batch's conditions one by one
     trainer = Trainer(SAMPLE, tmp_path / "plain",
                       dataclasses.replace(TINY, mode_seeking_weight=0.0), progress=False)
-    seen.clear()
-    forward = trainer.g_forward
-    trainer.g_forward = spy
+    seen = _spy_on_generator(trainer)
     assert "mode_seeking_loss" not in trainer.train_step()
     assert not torch.equal(seen[0][1][1::2], seen[0][1][0::2])
 
@@ -122,14 +126,7 @@ def test_temporal_discriminator_sees_consecutive_snapshots_of_one_latent(tmp_pat
     times = trainer.data.splits["train"].n_times
     assert trainer.temporal and times >= 2
     assert trainer.temporal_discriminator.config.in_channels == 2 * 3
-    seen = []
-    forward = trainer.g_forward
-
-    def spy(noise, condition):
-        seen.append((noise.detach().clone(), condition.detach().clone()))
-        return forward(noise, condition)
-
-    trainer.g_forward = spy
+    seen = _spy_on_generator(trainer)
     metrics = trainer.train_step()
     assert {"loss_d_temporal", "loss_g_temporal"} <= set(metrics)
     [_, (noise, condition)] = seen                 # the batch, then the pairs
