@@ -147,7 +147,8 @@ def _fidelity_entry(summary: dict[str, Any], report: dict[str, Any]) -> dict[str
             "bands": {band: {"median": values["median"], "max": values["max"]}
                       for band, values in spectrum.get("bands", {}).items()},
             "w1_over_std": entry["pdf"]["w1_over_std"],
-            "spread_ratio": entry["spread_ratio"], "spread_basis": entry.get("spread_basis")}
+            "spread_ratio": entry["spread_ratio"], "spread_basis": entry.get("spread_basis"),
+            "temporal_change_ratio": entry.get("temporal_change_ratio")}
     conservation = {name: {"reference": value.get("reference"),
                            "generated": value.get("generated"),
                            "passed": value.get("passed")}
@@ -225,9 +226,9 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append("")
     if result.get("fidelity"):
         lines += ["| system (held-out conditions) | field | spectrum err median | max | "
-                  "low / mid / high band median | W1/std | spread | Fréchet (ref. halves) "
-                  "| passed | steps, train s |",
-                  "|---|---|---:|---:|---|---:|---:|---:|---|---|"]
+                  "low / mid / high band median | W1/std | spread | change in time "
+                  "| Fréchet (ref. halves) | passed | steps, train s |",
+                  "|---|---|---:|---:|---|---:|---:|---:|---:|---|---|"]
         for system, entry in result["fidelity"].items():
             train_stage = entry["stage_seconds"].get("train")
             for name, field in entry["fields"].items():
@@ -238,6 +239,7 @@ def markdown(result: dict[str, Any]) -> str:
                     f"{_fmt(field['spectrum_rel_error_median'])} | "
                     f"{_fmt(field['spectrum_rel_error_max'])} | {bands} | "
                     f"{_fmt(field['w1_over_std'])} | {_fmt(field['spread_ratio'])} | "
+                    f"{_fmt(field.get('temporal_change_ratio'))} | "
                     f"{_fmt(entry['frechet_physics_distance'], '.3g')} "
                     f"({_fmt(entry['frechet_reference_split'], '.3g')}) | "
                     f"{'yes' if entry['passed'] else 'no'} | "
