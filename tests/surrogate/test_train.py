@@ -168,6 +168,18 @@ def test_temporal_run_resumes_exactly_and_logs_the_temporal_ratio(tmp_path):
                    (tmp_path / "c" / "metrics.jsonl").read_text().splitlines())
 
 
+def test_a_file_with_one_snapshot_time_trains_without_the_temporal_discriminator(tmp_path):
+    from simulators.sweep import SweepSpec, run_sweep
+    data = run_sweep(SweepSpec("gaussian_random_field", 12, resolution=16,
+                               ranges={"spectral_index": (2.0, 3.0)}), tmp_path / "grf.h5",
+                     progress=False)
+    trainer = Trainer(data, tmp_path / "run", TEMPORAL, progress=False)
+    assert trainer.data.splits["train"].n_times == 1
+    assert not trainer.temporal and trainer.temporal_discriminator is None
+    assert "loss_d_temporal" not in trainer.train_step()
+    assert not any(key.endswith("/temporal") for key in trainer.validate())
+
+
 def test_physics_score_temporal_term_punishes_snapshots_independent_in_time():
     generator = torch.Generator().manual_seed(2)
     draw = lambda: torch.randn(16, 32, 32, generator=generator).numpy()  # noqa: E731
