@@ -44,7 +44,7 @@ TRAIN_OPTION_HELP = (
     ("spectral_loss_weight", float, "log power-spectrum loss weight (0.1)"),
     ("mode_seeking_weight", float, "mode-seeking term weight against mode collapse (0.3)"),
     ("temporal_weight", float, "weight of the temporal discriminator on consecutive "
-                               "snapshots (0: off)"),
+                               "snapshots (1.0; 0 disables)"),
     ("width", int, "base channel width of G and D (32)"),
     ("augment", bool, "symmetry augmentation of real fields (on)"),
     ("amp", bool, "bf16 autocast on CUDA (on)"),

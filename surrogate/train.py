@@ -109,7 +109,9 @@ class TrainConfig:
         mode_seeking_weight: weight of the mode-seeking term on G (0 disables); it
             counters a generator that ignores its latent (mode collapse).
         temporal_weight: weight of the temporal discriminator's loss on G (0 disables;
-            active only for files with >= 2 snapshot times). A second discriminator
+            active only for files with >= 2 snapshot times; a step then costs one more
+            generator pass of ``batch_size`` snapshots and a discriminator pass of
+            ``batch_size / 2`` pairs). A second discriminator
             judges pairs of consecutive snapshots ``(x(t_i), x(t_i+1))`` of one
             trajectory against pairs ``(G(z, c, t_i), G(z, c, t_i+1))`` generated from one
             latent, so that a generated trajectory evolves like a simulated one instead
@@ -138,7 +140,7 @@ class TrainConfig:
     r1_interval: int = 16
     spectral_loss_weight: float = 0.1
     mode_seeking_weight: float = 0.3
-    temporal_weight: float = 0.0
+    temporal_weight: float = 1.0
     ema_decay: float = 0.999
     augment: bool = True
     width: int = 32
@@ -908,7 +910,8 @@ def train(data_path: str | os.PathLike, run_dir: str | os.PathLike,
             raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
         saved = read_run_config(run_dir)
         try:
-            config = TrainConfig.from_dict(saved["train"])
+            # runs written before the temporal discriminator existed trained without it
+            config = TrainConfig.from_dict({"temporal_weight": 0.0, **saved["train"]})
         except (KeyError, TypeError) as error:
             raise CheckpointError(f"{run_dir}/config.json: no valid training settings "
                                   f"({error})") from None

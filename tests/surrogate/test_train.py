@@ -106,7 +106,7 @@ def test_mode_seeking_pairs_fakes_at_one_condition_with_distinct_latents(tmp_pat
     trainer = Trainer(SAMPLE, tmp_path / "run", config, progress=False)
     seen = _spy_on_generator(trainer)
     metrics = trainer.train_step()
-    [(noise, condition)] = seen
+    noise, condition = seen[0]                     # the batch (then the temporal pairs)
     assert metrics["mode_seeking_loss"] > 0
     torch.testing.assert_close(condition[1::2], condition[0::2], rtol=0, atol=0)
     assert not torch.equal(noise[1::2], noise[0::2])
@@ -118,7 +118,7 @@ def test_mode_seeking_pairs_fakes_at_one_condition_with_distinct_latents(tmp_pat
     assert not torch.equal(seen[0][1][1::2], seen[0][1][0::2])
 
 
-TEMPORAL = TrainConfig(**{**TINY.to_dict(), "temporal_weight": 1.0})
+TEMPORAL = TrainConfig(**{**TINY.to_dict(), "temporal_weight": 1.0})   # the default
 
 
 def test_temporal_discriminator_sees_consecutive_snapshots_of_one_latent(tmp_path):
@@ -161,11 +161,22 @@ def test_temporal_run_resumes_exactly_and_logs_the_temporal_ratio(tmp_path):
     assert all(line["valid/vorticity/temporal"] > 0 for line in lines if "valid/score" in line)
     assert _losses(tmp_path / "a" / "metrics.jsonl") == _losses(tmp_path / "b" / "metrics.jsonl")
     # without the term: no temporal discriminator in the checkpoint, no temporal score
-    train(SAMPLE, tmp_path / "c", TINY, progress=False, steps=6)
+    plain = TrainConfig(**{**TINY.to_dict(), "temporal_weight": 0.0})
+    train(SAMPLE, tmp_path / "c", plain, progress=False, steps=6)
     assert "temporal_discriminator" not in load_checkpoint(
         tmp_path / "c" / "checkpoints" / "last.pt")
     assert not any("valid/vorticity/temporal" in line for line in
                    (tmp_path / "c" / "metrics.jsonl").read_text().splitlines())
+    # a run written before the option existed resumes as it was trained: without it
+    config = json.loads((tmp_path / "c" / "config.json").read_text())
+    del config["train"]["temporal_weight"]
+    (tmp_path / "c" / "config.json").write_text(json.dumps(config))
+    assert train(SAMPLE, tmp_path / "c", resume=True, progress=False, steps=9)["steps"] == 9
+    # the option turned on by hand in config.json: a one-line refusal, not a crash
+    config["train"]["temporal_weight"] = 1.0
+    (tmp_path / "c" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="without the temporal discriminator"):
+        train(SAMPLE, tmp_path / "c", resume=True, progress=False, steps=12)
 
 
 def test_a_file_with_one_snapshot_time_trains_without_the_temporal_discriminator(tmp_path):
