@@ -126,9 +126,12 @@ def speed(device: torch.device, systems: Sequence[str], widths: Sequence[int]) -
 
 
 def training(device: torch.device, width: int) -> dict[str, float]:
-    result = {"fp32": gan_throughput.training_images_per_second(device, False, width)}
-    if device.type == "cuda":
-        result["bf16"] = gan_throughput.training_images_per_second(device, True, width)
+    result = {}
+    for amp in ((False, True) if device.type == "cuda" else (False,)):
+        precision = "bf16" if amp else "fp32"
+        result[precision] = gan_throughput.training_images_per_second(device, amp, width)
+        result[f"{precision} without the temporal discriminator"] = \
+            gan_throughput.training_images_per_second(device, amp, width, temporal_weight=0.0)
     return result
 
 
