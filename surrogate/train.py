@@ -11,7 +11,12 @@ One step (per replica; batch ``B`` split evenly over ``world_size`` replicas)::
     L_G   = loss_G(D(fake, c)) + w_spec * spectral_loss(fake, real)
             [+ w_ms * mode_seeking_loss(pairs of fakes at one condition), when w_ms > 0:
              fakes 2i and 2i+1 then share the condition of real 2i, Mao et al. 2019]
-    Adam steps on D then G; EMA of G's weights: theta_ema <- beta theta_ema + (1 - beta) theta
+            [+ w_t * loss_G(D_t([G(z', c_i), G(z', c_i+1)], c_i)), when w_t > 0 and the
+             file has >= 2 times: B/2 pairs of consecutive snapshot times, one latent z'
+             per pair; D_t, a second discriminator on the two snapshots stacked along
+             channels, is trained like D on real pairs [x(t_i), x(t_i+1)] of one
+             trajectory (one symmetry element per pair)]
+    Adam steps on D (then D_t) then G; EMA of G's weights: theta_ema <- beta theta_ema + (1 - beta) theta
     with beta = min(ema_decay, (1 + step) / (10 + step)).
 
 Fakes share the conditions of the real batch (the projection discriminator compares
