@@ -16,8 +16,9 @@ One step (per replica; batch ``B`` split evenly over ``world_size`` replicas)::
              per pair; D_t, a second discriminator on the two snapshots stacked along
              channels, is trained like D on real pairs [x(t_i), x(t_i+1)] of one
              trajectory (one symmetry element per pair)]
-    Adam steps on D (then D_t) then G; EMA of G's weights: theta_ema <- beta theta_ema + (1 - beta) theta
-    with beta = min(ema_decay, (1 + step) / (10 + step)).
+    Adam steps on D (then D_t) then G; EMA of G's weights:
+    theta_ema <- beta theta_ema + (1 - beta) theta with beta = min(ema_decay,
+    (1 + step) / (10 + step)).
 
 Fakes share the conditions of the real batch (the projection discriminator compares
 like with like). Every random number comes from torch generators whose states go into
@@ -25,9 +26,11 @@ the checkpoint, so on the CPU ``N`` steps, a stop and ``--resume`` for ``N`` mor
 same weights as ``2N`` steps straight (tested). Validation every ``validate_every`` steps
 generates the held-out (``valid`` split) conditions with the EMA generator and scores
 them with the validation library: ``score = mean over fields of (median spectrum
-relative error over resolved shells + W1 / std + |ln spread ratio|)`` (the spread of two
-latents at each condition against each reference snapshot's nearest training
-neighbour: a collapsed generator cannot be the best checkpoint); the best score's EMA
+relative error over resolved shells + W1 / std + |ln spread ratio| [+ |ln temporal
+change ratio|])`` (the spread of two latents at each condition against each reference
+snapshot's nearest training neighbour: a collapsed generator cannot be the best
+checkpoint; with D_t, the change between consecutive times of one latent against that
+of one simulated trajectory, see :func:`physics_score`); the best score's EMA
 generator is kept as ``checkpoints/best.pt``. A NaN/Inf loss stops the run with a
 one-line message naming the last good checkpoint.
 
