@@ -39,6 +39,8 @@ TRAIN_OPTION_HELP = (
     ("seed", int, "seed of weights, data order and noise (0)"),
     ("lr_generator", float, "Adam learning rate of G (2e-4)"),
     ("lr_discriminator", float, "Adam learning rate of D (2e-4)"),
+    ("lr_decay_fraction", float, "final fraction of the steps over which the learning "
+                                 "rates fall linearly to 0 (0: constant)"),
     ("loss", str, "hinge (default) or nonsaturating"),
     ("r1_gamma", float, "R1 penalty weight (0.1; 0 disables)"),
     ("spectral_loss_weight", float, "log power-spectrum loss weight (0.1)"),

@@ -109,6 +109,10 @@ class TrainConfig:
         steps: total optimisation steps (a resumed run continues up to this number).
         batch_size: global batch (split over DDP replicas).
         lr_generator, lr_discriminator: Adam learning rates.
+        lr_decay_fraction: over this final fraction of ``steps`` both learning rates fall
+            linearly to 0 (0: constant). GAN weights keep oscillating at a constant
+            rate; the decay lets the last checkpoints (and the EMA) settle. The schedule
+            follows the total ``steps``: resuming with a larger total raises the rate.
         beta1, beta2: Adam betas (StyleGAN2 uses 0, 0.99).
         loss: ``"hinge"`` or ``"nonsaturating"``.
         r1_gamma: R1 weight gamma (0 disables R1).
@@ -141,6 +145,7 @@ class TrainConfig:
     batch_size: int = 32
     lr_generator: float = 2e-4
     lr_discriminator: float = 2e-4
+    lr_decay_fraction: float = 0.0
     beta1: float = 0.0
     beta2: float = 0.99
     loss: str = "hinge"
@@ -184,6 +189,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0 <= value < 1):
                 raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        if not (isinstance(self.lr_decay_fraction, int | float)
+                and 0 <= self.lr_decay_fraction <= 1):
+            raise ValueError(f"lr_decay_fraction must be in [0, 1], got "
+                             f"{self.lr_decay_fraction!r}")
         if self.loss not in LOSS_KINDS:
             raise ValueError(f"unknown loss {self.loss!r} (choose from {', '.join(LOSS_KINDS)})")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -615,9 +624,26 @@ class Trainer:
         module.requires_grad_(False)
         return metrics
 
+    def learning_rate_factor(self) -> float:
+        """Multiplier of both learning rates at the current step (linear decay to 0 over
+        the last ``lr_decay_fraction`` of the steps; 1 before it)."""
+        decay_steps = self.config.lr_decay_fraction * self.config.steps
+        if decay_steps <= 0:
+            return 1.0
+        return min(1.0, max(0.0, (self.config.steps - self.step) / decay_steps))
+
     def train_step(self) -> dict[str, float]:
         """One D (and temporal D) and one G update; returns the step's losses."""
         config = self.config
+        if config.lr_decay_fraction > 0:
+            factor = self.learning_rate_factor()
+            optimizers = [(self.optimizer_g, config.lr_generator),
+                          (self.optimizer_d, config.lr_discriminator)]
+            if self.temporal:
+                optimizers.append((self.optimizer_t, config.lr_discriminator))
+            for optimizer, rate in optimizers:
+                for group in optimizer.param_groups:
+                    group["lr"] = rate * factor
         real, condition, noise = self._batch()
         fake_condition = condition
         pairs = condition.shape[0] // 2 * 2 if config.mode_seeking_weight > 0 else 0

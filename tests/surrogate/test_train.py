@@ -48,6 +48,36 @@ def test_resume_gives_the_same_weights_as_training_straight(tmp_path):
     assert not torch.equal(a["generator"]["to_raw.weight"], c["generator"]["to_raw.weight"])
 
 
+def test_learning_rates_decay_linearly_and_an_interrupted_run_resumes_exactly(tmp_path):
+    config = TrainConfig(**{**TINY.to_dict(), "lr_decay_fraction": 0.5, "lr_generator": 1e-4})
+    straight = train(SAMPLE, tmp_path / "a", config, progress=False)
+    assert straight["steps"] == 12
+    # stopped after 6 of 12 steps (a kill after the checkpoint), then resumed
+    trainer = Trainer(SAMPLE, tmp_path / "b", config, progress=False)
+    factors = []
+    for _ in range(6):
+        factors.append(trainer.learning_rate_factor())
+        trainer.train_step()
+    trainer.save()
+    assert factors == [1.0] * 6
+    assert trainer.optimizer_g.param_groups[0]["lr"] == pytest.approx(1e-4)
+    trainer.step = 9
+    assert trainer.learning_rate_factor() == pytest.approx(0.5)
+    trainer.step = 12
+    assert trainer.learning_rate_factor() == 0.0
+    train(SAMPLE, tmp_path / "b", resume=True, progress=False)
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
+    for key in ("generator", "discriminator", "generator_ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)
+    # the last step ran at 1/6 of the rate: lr 1e-4 * (12 - 11) / 6
+    assert b["optimizer_g"]["param_groups"][0]["lr"] == pytest.approx(1e-4 / 6)
+    assert b["optimizer_d"]["param_groups"][0]["lr"] == pytest.approx(2e-4 / 6)
+    with pytest.raises(ValueError, match="lr_decay_fraction must be in"):
+        TrainConfig(lr_decay_fraction=1.5)
+
+
 def test_run_directory_contents(tmp_path):
     summary = train(SAMPLE, tmp_path / "run", TINY, progress=False)
     run = tmp_path / "run"
