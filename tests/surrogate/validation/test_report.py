@@ -346,9 +346,13 @@ def test_cli_writes_report_files_with_stable_keys(navier_stokes, tmp_path, capsy
     assert {"k", "reference", "generated", "rel_error_median", "rel_error_max"} <= set(spectrum)
     assert {"w1_over_std", "ks_pvalue"} <= set(report["fields"]["velocity"]["pdf"])
     assert "spread_ratio" in report["fields"]["velocity"]
+    assert {"reference", "generated"} <= set(report["fields"]["velocity"]["temporal_change"])
     for key, entry in report["conservation"].items():
         assert {"reference", "generated"} <= set(entry), key
     markdown = (tmp_path / "r" / "report.md").read_text()
+    ratio = report["fields"]["vorticity"]["temporal_change_ratio"]
+    assert f"vorticity {report['fields']['vorticity']['temporal_change']['reference']:.4g}" \
+        in markdown and f"ratio {ratio:.3g}" in markdown
     for figure in ("spectra.png", "pdfs.png", "samples.png", "conservation.png",
                    "two_point.png"):
         assert f"]({figure})" in markdown
