@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import tempfile
 import time
 from collections.abc import Sequence
@@ -165,23 +166,46 @@ def _fidelity_entry(summary: dict[str, Any], report: dict[str, Any]) -> dict[str
             "plan": summary["plan"]}
 
 
+def _repeat_record(seed: int, entry: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of one training seed's fidelity entry."""
+    keys = ("spectrum_rel_error_median", "w1_over_std", "spread_ratio", "temporal_change_ratio")
+    return {"training_seed": seed, "passed": entry["passed"], "failures": entry["failures"],
+            "fields": {name: {key: field.get(key) for key in keys}
+                       for name, field in entry["fields"].items()},
+            "train_seconds": entry["stage_seconds"].get("train")}
+
+
 def fidelity(device: torch.device, systems: Sequence[str], directory: Path | None,
-             steps: int | None) -> dict[str, dict]:
-    """Train, generate at held-out conditions and validate each system (quickstart flow)."""
+             steps: int | None, seeds: Sequence[int] | None = None) -> dict[str, dict]:
+    """Train, generate at held-out conditions and validate each system (quickstart flow).
+
+    With several training ``seeds`` (same data, same held-out conditions, the training
+    run's seed changed), each system's entry holds the first seed's full numbers and a
+    ``repeats`` list with every seed's headline numbers: one GAN training is one draw.
+    """
     results = {}
     plans = fidelity_plans(device.type)
     for system in systems:
         if system not in plans:
             continue
-        plan = plans[system]
+        base = plans[system]
         if steps is not None:
-            plan = dataclasses.replace(plan, train={**plan.train, "steps": steps})
-        with tempfile.TemporaryDirectory() as scratch:
-            work = (directory or Path(scratch)) / system
-            summary = quickstart(work, device=str(device), plan=plan, progress=False,
-                                 log=lambda line: print(f"  {line}", flush=True))
-            report = json.loads(Path(summary["report_json"]).read_text())
-            results[system] = _fidelity_entry(summary, report)
+            base = dataclasses.replace(base, train={**base.train, "steps": steps})
+        entries = []
+        for seed in seeds or [None]:
+            plan = base if seed is None else dataclasses.replace(
+                base, train={**base.train, "seed": seed})
+            with tempfile.TemporaryDirectory() as scratch:
+                label = system if seed is None else f"{system}_seed{seed}"
+                summary = quickstart((directory or Path(scratch)) / label, device=str(device),
+                                     plan=plan, progress=False,
+                                     log=lambda line: print(f"  {line}", flush=True))
+                report = json.loads(Path(summary["report_json"]).read_text())
+                entries.append(_fidelity_entry(summary, report))
+        results[system] = entries[0]
+        if seeds is not None and len(seeds) > 1:
+            results[system]["repeats"] = [_repeat_record(seed, entry)
+                                          for seed, entry in zip(seeds, entries, strict=True)]
     return results
 
 
@@ -251,7 +275,35 @@ def markdown(result: dict[str, Any]) -> str:
         for system, entry in result["fidelity"].items():
             for failure in entry["failures"]:
                 lines.append(f"- {system}: failed {failure}")
+        lines += _repeats_table(result["fidelity"])
     return "\n".join(lines) + "\n"
+
+
+def _repeats_table(fidelity_results: dict[str, Any]) -> list[str]:
+    """Min / median / max over training seeds, for the systems trained with several."""
+    repeated = {system: entry["repeats"] for system, entry in fidelity_results.items()
+                if len(entry.get("repeats", [])) > 1}
+    if not repeated:
+        return []
+    lines = ["", "| system | field | training seeds | spectrum err median: min / median / max "
+                 "| W1/std max | spread min / max | passed |",
+             "|---|---|---|---|---:|---|---:|"]
+
+    def min_median_max(values: list[float]) -> str:
+        return " / ".join(_fmt(v) for v in (min(values), statistics.median(values),
+                                            max(values)))
+
+    for system, repeats in repeated.items():
+        seeds = ", ".join(str(r["training_seed"]) for r in repeats)
+        passed = f"{sum(r['passed'] for r in repeats)} of {len(repeats)}"
+        for name in repeats[0]["fields"]:
+            values = [r["fields"][name] for r in repeats]
+            spectra = [v["spectrum_rel_error_median"] for v in values]
+            spreads = [v["spread_ratio"] for v in values]
+            lines.append(f"| {system} | {name} | {seeds} | {min_median_max(spectra)} | "
+                         f"{_fmt(max(v['w1_over_std'] for v in values))} | "
+                         f"{_fmt(min(spreads))} / {_fmt(max(spreads))} | {passed} |")
+    return lines
 
 
 def merge_results(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -297,6 +349,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="systems of the fidelity part (default: all with a plan)")
     parser.add_argument("--fidelity-steps", type=int, default=None,
                         help="override the training steps of every fidelity plan")
+    parser.add_argument("--fidelity-seeds", type=int, nargs="+", default=None,
+                        help="train each fidelity plan once per seed (same data and held-out "
+                             "conditions) and report the spread over seeds")
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32],
                         help="generator widths of the speed table (16 32)")
     parser.add_argument("--validation-sizes", type=int, nargs="+", default=[250])
@@ -315,7 +370,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "machine": machine,
         "budget": {"parts": args.parts, "speed_widths": args.widths,
                    "training_width": 32, "validation_sizes": args.validation_sizes,
-                   "validation_resolution": 64, "fidelity_steps_override": args.fidelity_steps},
+                   "validation_resolution": 64, "fidelity_steps_override": args.fidelity_steps,
+                   "fidelity_seeds": args.fidelity_seeds},
         "measured": {part: {"date": machine["date"], "torch": machine["torch"]}
                      for part in args.parts}}
     if "speed" in args.parts:
@@ -331,7 +387,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print("fidelity ...", flush=True)
         keep = Path(args.keep) if args.keep else None
         chosen = args.fidelity_systems or list(fidelity_plans(device.type))
-        result["fidelity"] = fidelity(device, chosen, keep, args.fidelity_steps)
+        result["fidelity"] = fidelity(device, chosen, keep, args.fidelity_steps,
+                                      args.fidelity_seeds)
     output = Path(args.output) if args.output else RESULTS / f"{machine_name(device)}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.exists() and not args.replace:

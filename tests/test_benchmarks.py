@@ -76,3 +76,39 @@ def test_a_run_of_one_part_merges_into_the_existing_results(tmp_path):
     suite.main(["--parts", "speed", "--systems", "diffusion", "--widths", "8",
                 "--device", "cpu", "--output", str(output), "--replace"])
     assert "fidelity" not in json.loads(output.read_text())
+
+
+def test_fidelity_over_training_seeds_reports_each_seed_and_the_spread(tmp_path, monkeypatch):
+    trained = []
+
+    def fake_quickstart(work, *, device, plan, progress, log):
+        seed = plan.train["seed"]
+        trained.append((work.name, seed, plan.seed))
+        work.mkdir(parents=True)
+        report = {"passed": seed != 1, "failures": [] if seed != 1 else ["spectrum of u"],
+                  "fields": {"u": {"spectrum": {"rel_error_median": 0.1 * (seed + 1),
+                                                "rel_error_max": 1.0, "bands": {}},
+                                   "pdf": {"w1_over_std": 0.05}, "spread_ratio": 0.9,
+                                   "temporal_change_ratio": 1.0}},
+                  "conservation": {}, "frechet_physics_distance": 1.0,
+                  "counts": {"matched_conditions": 4}}
+        (work / "report.json").write_text(json.dumps(report))
+        return {"report_json": str(work / "report.json"), "plan": plan.to_dict(),
+                "stages": {"train": {"seconds": 2.0}}}
+
+    monkeypatch.setattr(suite, "quickstart", fake_quickstart)
+    result = suite.fidelity(__import__("torch").device("cpu"), ["gaussian_random_field"],
+                            tmp_path, None, seeds=[3, 1])
+    # the same data (plan seed) for every run, the training seed changed
+    assert [(name, seed) for name, seed, _ in trained] == [
+        ("gaussian_random_field_seed3", 3), ("gaussian_random_field_seed1", 1)]
+    assert len({data_seed for _, _, data_seed in trained}) == 1
+    entry = result["gaussian_random_field"]
+    assert entry["fields"]["u"]["spectrum_rel_error_median"] == 0.4       # the first seed's
+    assert [r["training_seed"] for r in entry["repeats"]] == [3, 1]
+    assert [r["passed"] for r in entry["repeats"]] == [True, False]
+    table = suite.markdown({"machine": {"name": "m", "device": "cpu", "cpu_count": 2,
+                                        "torch": "x", "gpu": None, "date": "d"},
+                            "budget": {}, "fidelity": result})
+    assert "| gaussian_random_field | u | 3, 1 | 0.2 / 0.3 / 0.4 | 0.05 | 0.9 / 0.9 | 1 of 2 |" \
+        in table
