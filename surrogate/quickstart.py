@@ -58,7 +58,8 @@ class QuickstartPlan:
         t_end, n_snapshots: snapshot times (``None``: the system's defaults).
         train: :class:`surrogate.train.TrainConfig` fields.
         samples_per_condition: generated trajectories per held-out (test) condition.
-        seed: seed of the sweep, the training run and the generation.
+        seed: seed of the sweep, the training run and the generation (a ``"seed"`` in
+            ``train`` seeds the training run instead: one dataset, several trainings).
     """
 
     system: str
@@ -210,7 +211,7 @@ def quickstart(directory: str | os.PathLike = "quickstart", *, device: str = "au
                   resume=resumable and partial_path(data).exists())
 
     def fit(resumable: bool) -> None:
-        config = TrainConfig(**{**plan.train, "seed": plan.seed})
+        config = TrainConfig(**{"seed": plan.seed, **plan.train})
         can_resume = resumable and (run / "checkpoints" / "last.pt").exists()
         train(data, run, None if can_resume else config, device=str(resolved),
               resume=can_resume, overwrite=not can_resume, progress=progress,

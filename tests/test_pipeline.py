@@ -58,6 +58,13 @@ def test_changed_training_reruns_training_and_later_stages_only(tmp_path):
     steps = [json.loads(line)["step"]
              for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert max(steps) == 12
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["seed"] == 0
+    # a training seed of its own: the same data, another training run
+    reseeded = QuickstartPlan(**{**TINY.__dict__, "train": {**TINY.train, "steps": 12,
+                                                            "seed": 5}})
+    summary = quickstart(tmp_path, device="cpu", plan=reseeded, progress=False)
+    assert summary["stages"]["simulate"]["reused"] and not summary["stages"]["train"]["reused"]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["seed"] == 5
 
 
 def test_interrupted_training_resumes(tmp_path, monkeypatch):
