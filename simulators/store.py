@@ -1285,8 +1285,9 @@ def _check_values(handle: h5py.File, problems: list[str]) -> None:
                         problems.append(f"t{rank}_fields/{name}: NaN/Inf at trajectory {b}, "
                                         f"time index {t}")
                         return
-                    if values is not None and not np.all(np.isin(snapshot, values)):
-                        other = snapshot[~np.isin(snapshot, values)].flat[0]
+                    outside = None if values is None else ~np.isin(snapshot, values)
+                    if outside is not None and outside.any():
+                        other = snapshot[outside].flat[0]
                         problems.append(f"t{rank}_fields/{name}: value {other:g} at trajectory "
                                         f"{b}, time index {t} is not one of the declared "
                                         f"discrete values {values.tolist()}")
