@@ -332,8 +332,9 @@ def physics_score(reference: Mapping[str, np.ndarray], generated: Mapping[str, n
     return out
 
 
-#: score term of a spread ratio of exactly 0 (|ln 1e-3|: a total collapse)
-_COLLAPSED_SPREAD_PENALTY = -math.log(1e-3)
+#: score term of a spread or temporal ratio of exactly 0 (|ln 1e-3|: a total collapse,
+#: or a field frozen in time)
+_ZERO_RATIO_PENALTY = -math.log(1e-3)
 
 
 def _mean_abs_ratio(generated: np.ndarray, reference: np.ndarray) -> float | None:
@@ -343,8 +344,8 @@ def _mean_abs_ratio(generated: np.ndarray, reference: np.ndarray) -> float | Non
 
 
 def _log_ratio_penalty(ratio: float) -> float:
-    """``|ln ratio|``, or :data:`_COLLAPSED_SPREAD_PENALTY` for a ratio of 0."""
-    return abs(math.log(ratio)) if ratio > 0 else _COLLAPSED_SPREAD_PENALTY
+    """``|ln ratio|``, or :data:`_ZERO_RATIO_PENALTY` for a ratio of 0."""
+    return abs(math.log(ratio)) if ratio > 0 else _ZERO_RATIO_PENALTY
 
 
 # ------------------------------------------------------------------ the trainer
@@ -781,31 +782,32 @@ class Trainer:
         # training neighbour at the same time: the within-condition spread
         second = self._generate(condition, self.config.seed + 8)
         neighbours = self._neighbour_snapshots(dataset, indices)
+        increments = (self._increments(dataset, indices, reference, condition)
+                      if self.temporal else None)
         ranks = {spec.name: spec.rank for spec in self.data.schema.fields}
-        if not all(np.all(np.isfinite(values)) for values in [*generated.values(),
-                                                               *second.values()]):
+        sampled = [*generated.values(), *second.values(),
+                   *(increments["generated"].values() if increments is not None else ())]
+        if not all(np.all(np.isfinite(values)) for values in sampled):
             return {"score": math.inf}
         pairs = None if neighbours is None else {"generated": second,
                                                  "reference": neighbours}
-        increments = self._increments(dataset, indices) if self.temporal else None
-        if increments is not None and not all(
-                np.all(np.isfinite(values)) for values in increments["generated"].values()):
-            return {"score": math.inf}
         return physics_score(reference, generated, ranks, self.data.schema.box_size,
                              pairs=pairs, increments=increments)
 
-    def _increments(self, dataset, indices: np.ndarray
-                    ) -> dict[str, dict[str, np.ndarray]] | None:
+    def _increments(self, dataset, indices: np.ndarray, reference: dict[str, np.ndarray],
+                    condition: torch.Tensor) -> dict[str, dict[str, np.ndarray]] | None:
         """Changes between consecutive snapshot times, ``x(t_i+1) - x(t_i)`` of the
-        reference trajectories at ``indices`` (those before the last time) and
-        ``g(t_i+1) - g(t_i)`` generated with one latent per pair; ``None`` if none."""
-        first = indices[indices % dataset.n_times < dataset.n_times - 1]
-        if first.size == 0:
+        reference trajectories at ``indices`` (those before the last time; ``reference``
+        and ``condition`` are those snapshots, already read) and ``g(t_i+1) - g(t_i)``
+        generated with one latent per pair; ``None`` if none."""
+        before_last = indices % dataset.n_times < dataset.n_times - 1
+        if not before_last.any():
             return None
         sides: dict[str, dict[str, np.ndarray]] = {"reference": {}, "generated": {}}
-        real_a, condition_a = dataset.get_batch(first)
-        real_b, condition_b = dataset.get_batch(first + 1)
-        reference_a, reference_b = self._physical(real_a), self._physical(real_b)
+        reference_a = {name: values[before_last] for name, values in reference.items()}
+        condition_a = condition[torch.from_numpy(before_last)]
+        real_b, condition_b = dataset.get_batch(indices[before_last] + 1)
+        reference_b = self._physical(real_b)
         seed = self.config.seed + 9                   # same latents at t_i and t_i+1
         generated_a = self._generate(condition_a, seed)
         generated_b = self._generate(condition_b, seed)
