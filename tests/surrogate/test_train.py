@@ -26,18 +26,24 @@ def _losses(path):
             for line in path.read_text().splitlines()]
 
 
+def _last_checkpoints_agree(run_a, run_b, keys=("generator", "discriminator", "generator_ema")):
+    """Both runs' last.pt, after asserting their ``keys`` state dicts are bit-identical."""
+    a = load_checkpoint(run_a / "checkpoints" / "last.pt")
+    b = load_checkpoint(run_b / "checkpoints" / "last.pt")
+    for key in keys:
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)
+    return a, b
+
+
 def test_resume_gives_the_same_weights_as_training_straight(tmp_path):
     straight = train(SAMPLE, tmp_path / "a", TINY, progress=False)
     train(SAMPLE, tmp_path / "b", TINY, progress=False, steps=6)
     resumed = train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
     assert straight["steps"] == resumed["steps"] == 12
     assert resumed["steps_this_run"] == 6
-    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
-    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
-    for key in ("generator", "discriminator", "generator_ema"):
-        assert a[key].keys() == b[key].keys()
-        for name in a[key]:
-            assert torch.equal(a[key][name], b[key][name]), (key, name)
+    a, b = _last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
     assert _losses(tmp_path / "a" / "metrics.jsonl") == _losses(tmp_path / "b" / "metrics.jsonl")
     assert a["best_step"] == b["best_step"]
     # a different seed gives different weights (the comparison above can fail)
@@ -66,11 +72,7 @@ def test_learning_rates_decay_linearly_and_an_interrupted_run_resumes_exactly(tm
     trainer.step = 12
     assert trainer.learning_rate_factor() == 0.0
     train(SAMPLE, tmp_path / "b", resume=True, progress=False)
-    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
-    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
-    for key in ("generator", "discriminator", "generator_ema"):
-        for name in a[key]:
-            assert torch.equal(a[key][name], b[key][name]), (key, name)
+    _, b = _last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
     # the last step ran at 1/6 of the rate: lr 1e-4 * (12 - 11) / 6
     assert b["optimizer_g"]["param_groups"][0]["lr"] == pytest.approx(1e-4 / 6)
     assert b["optimizer_d"]["param_groups"][0]["lr"] == pytest.approx(2e-4 / 6)
@@ -180,11 +182,9 @@ def test_temporal_run_resumes_exactly_and_logs_the_temporal_ratio(tmp_path):
     straight = train(SAMPLE, tmp_path / "a", TEMPORAL, progress=False)
     train(SAMPLE, tmp_path / "b", TEMPORAL, progress=False, steps=6)
     train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
-    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
-    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
-    for key in ("generator", "temporal_discriminator", "generator_ema"):
-        for name in a[key]:
-            assert torch.equal(a[key][name], b[key][name]), (key, name)
+    _last_checkpoints_agree(tmp_path / "a", tmp_path / "b",
+                            ("generator", "discriminator", "temporal_discriminator",
+                             "generator_ema"))
     assert straight["steps"] == 12
     lines = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text()
              .splitlines()]
