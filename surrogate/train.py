@@ -90,7 +90,7 @@ from surrogate.losses import (
 )
 from surrogate.models import Discriminator, Generator, ModelConfig
 
-__all__ = ["RUN_FORMAT", "TrainConfig", "TrainingDivergedError", "build_models",
+__all__ = ["RUN_FORMAT", "TrainConfig", "TrainingDivergedError", "autocast_dtype", "build_models",
            "physics_score", "resolve_device", "schema_to_dict", "train"]
 
 #: version of the run directory's config.json layout
@@ -221,9 +221,30 @@ def resolve_device(device: str) -> torch.device:
         raise ValueError(f"unknown device {device!r} (use auto, cpu, cuda or cuda:N)") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but no CUDA GPU is available")
+    if resolved.type == "cuda" and resolved.index is not None \
+            and resolved.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} requested but this machine has "
+                         f"{torch.cuda.device_count()} CUDA GPU(s)")
     if resolved.type not in ("cpu", "cuda"):
         raise ValueError(f"unsupported device {device!r} (use auto, cpu, cuda or cuda:N)")
     return resolved
+
+
+def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    """The autocast dtype of training and validation on ``device``, or ``None`` (fp32).
+
+    bf16 on a CUDA device that supports it (Ampere and newer) when ``amp`` is on; fp32 on
+    the CPU (``amp`` is ignored there) and when ``amp`` is off. A CUDA device without bf16
+    trains in fp32 with a warning: fp16 autocast would need loss scaling, which the GAN
+    losses (R1's double backward in particular) are not written for.
+    """
+    if not amp or device.type != "cuda":
+        return None
+    if not torch.cuda.is_bf16_supported():
+        warnings.warn(f"{device}: no bf16 support; amp is ignored and training runs in fp32",
+                      stacklevel=2)
+        return None
+    return torch.bfloat16
 
 
 def schema_to_dict(schema) -> dict[str, Any]:
@@ -460,8 +481,9 @@ class Trainer:
         if cuda and config.tf32:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) \
-            if cuda and config.amp else contextlib.nullcontext
+        dtype = autocast_dtype(self.device, config.amp)
+        self.autocast = (lambda: torch.autocast("cuda", dtype=dtype)) \
+            if dtype is not None else contextlib.nullcontext
         self.g_forward = torch.compile(self.generator) if config.compile else self.generator
         # a compiled D with spectral norm fails in backward after two forwards (the power
         # iteration updates its buffers in place), so only G is compiled then
