@@ -14,6 +14,13 @@ and implements :meth:`Simulator.simulate`, which integrates a *batch* of traject
 (one parameter vector and one seed each) and returns arrays of shape
 ``(B, T, Nx, Ny)`` for scalar fields and ``(B, T, Nx, Ny, 2)`` for vector fields.
 
+Backends: ``simulate(..., device=None)`` runs the numpy reference code. Systems with
+:attr:`Simulator.torch_backend` (the spectral ones: ``diffusion``,
+``gaussian_random_field``, ``navier_stokes2d``, ``gray_scott``) also take a torch device
+string (``"cpu"``, ``"cuda"``, ``"cuda:1"``) and run the same scheme with ``torch.fft``
+there, in float64, from the same numpy initial conditions; results are numpy float64
+arrays of the same shapes either way (:mod:`simulators.backend`).
+
 :meth:`Simulator.run` is the one-trajectory convenience wrapper of DESIGN.md section 4;
 it validates its input and returns an :class:`xarray.Dataset`.
 
@@ -29,12 +36,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import xarray as xr
 
 from simulators.grid import PeriodicGrid
+
+if TYPE_CHECKING:
+    import torch
 
 MIN_RESOLUTION = 8
 MAX_RESOLUTION = 4096
@@ -216,6 +226,8 @@ class Simulator:
     default_snapshots: ClassVar[int] = 11
     #: trajectories per simulator call in sweeps (batched FFTs); never changes results
     sweep_batch_size: ClassVar[int] = 8
+    #: whether ``simulate``/``run`` take a torch ``device`` (see :meth:`check_device`)
+    torch_backend: ClassVar[bool] = False
     #: exact symmetries (names from :data:`SYMMETRIES`) of the *distribution* of the
     #: system's fields at every time and for every parameter value: the dynamics commute
     #: with them and the random initial conditions are statistically invariant under
@@ -336,10 +348,26 @@ class Simulator:
         """Hook for subclasses: raise ``ValueError`` if ``state`` breaks physical bounds."""
 
     # ---------------------------------------------------------------- integration
+    def check_device(self, device: str | None) -> torch.device | None:
+        """``None`` for the numpy path, else the checked :class:`torch.device`.
+
+        Raises:
+            ValueError: one line, when this system has no torch backend
+                (:attr:`torch_backend`) or the device is unknown or absent
+                (:func:`simulators.backend.resolve_device`).
+        """
+        if device is None:
+            return None
+        if not self.torch_backend:
+            raise ValueError(f"{self.name} has no torch backend: run it with device=None "
+                             f"(numpy), not device={device!r}")
+        from simulators.backend import resolve_device
+        return resolve_device(device)
+
     def simulate(self, parameters: Mapping[str, np.ndarray], grid: PeriodicGrid,
                  times: np.ndarray, seeds: Sequence[int], init: str = "random",
-                 initial_state: Mapping[str, np.ndarray] | None = None
-                 ) -> dict[str, np.ndarray]:
+                 initial_state: Mapping[str, np.ndarray] | None = None,
+                 device: str | None = None) -> dict[str, np.ndarray]:
         """Integrate a batch of ``B`` trajectories.
 
         Args:
@@ -350,6 +378,8 @@ class Simulator:
             init: name of the initial condition, one of :attr:`inits`.
             initial_state: optional checked initial fields ``{name: (Nx, Ny)}``, shared
                 by the whole batch (overrides ``init``).
+            device: ``None`` (numpy) or a torch device string for systems with
+                :attr:`torch_backend` (see :meth:`check_device`).
 
         Returns:
             ``{field name: float64 array (B, T, Nx, Ny) or (B, T, Nx, Ny, 2)}``.
@@ -359,7 +389,7 @@ class Simulator:
     def run(self, parameters: Mapping[str, Any] | None = None, resolution: int = 64,
             t_end: float | None = None, n_snapshots: int | None = None, seed: int = 0,
             init: str = "random", initial_state: Mapping[str, Any] | None = None,
-            box_size: float | None = None) -> xr.Dataset:
+            box_size: float | None = None, device: str | None = None) -> xr.Dataset:
         """Run one trajectory and return it as an :class:`xarray.Dataset`.
 
         Args:
@@ -372,6 +402,8 @@ class Simulator:
             init: initial condition name (:attr:`inits`).
             initial_state: ``{field: (Nx, Ny) array}`` overriding ``init``.
             box_size: side ``L`` of the periodic square (default :attr:`default_box_size`).
+            device: ``None`` (numpy) or a torch device string (systems with
+                :attr:`torch_backend`; ``ValueError`` otherwise).
 
         Returns:
             Dataset with data variables named after :attr:`fields` (dims
@@ -390,8 +422,10 @@ class Simulator:
         seed = check_seed(seed)
         self.check_init(init)
         state = self.check_initial_state(initial_state, grid)
+        self.check_device(device)
         batch = {name: np.array([value]) for name, value in parameters.items()}
-        fields = self.simulate(batch, grid, times, [seed], init=init, initial_state=state)
+        fields = self.simulate(batch, grid, times, [seed], init=init, initial_state=state,
+                               device=device)
         return self.to_dataset({name: array[0] for name, array in fields.items()},
                                grid, times, parameters, seed=seed,
                                init="initial_state" if state is not None else init)

@@ -403,6 +403,12 @@ class Ising(Simulator):
     +1, cold start), or ``initial_state={"spin": (N, N) array of +1/-1}`` shared by the
     batch (burn-in applies to it too).
 
+    Backend: numpy only (``torch_backend = False``; a ``device`` other than ``None``
+    raises ``ValueError``). Every sweep draws its uniforms from the trajectory's own
+    ``numpy.random.default_rng(seed)`` stream, which torch generators cannot reproduce
+    (the same seed would no longer give the same file), and the cluster search is graph
+    work (``scipy.sparse.csgraph``), not FFT work that a GPU would speed up.
+
     Random numbers: trajectory ``b`` draws from ``numpy.random.default_rng(seeds[b])``
     only, in a fixed pattern (``random((N, N))`` for the hot start, then
     ``random((3, N, N))`` per sweep), so its result is bit-for-bit the same whatever the
@@ -519,10 +525,22 @@ class Ising(Simulator):
             return np.ones(grid.shape, dtype=np.int8)
         return np.where(rng.random(grid.shape) < 0.5, 1, -1).astype(np.int8)
 
+    def check_device(self, device: str | None) -> None:
+        """``None`` only: the Ising sampler has no torch backend (see the class docstring).
+
+        Raises:
+            ValueError: one line, for any ``device`` other than ``None``.
+        """
+        if device is not None:
+            raise ValueError(f"{self.name} runs on numpy only (device={device!r} refused): its "
+                             "Swendsen-Wang sweeps draw from one numpy default_rng(seed) "
+                             "stream per trajectory, which torch cannot reproduce, so the "
+                             "same seed would no longer give the same file")
+
     def simulate(self, parameters: Mapping[str, np.ndarray], grid: PeriodicGrid,
                  times: np.ndarray, seeds: Sequence[int], init: str = "random",
-                 initial_state: Mapping[str, np.ndarray] | None = None
-                 ) -> dict[str, np.ndarray]:
+                 initial_state: Mapping[str, np.ndarray] | None = None,
+                 device: str | None = None) -> dict[str, np.ndarray]:
         """Sample ``B = len(seeds)`` Swendsen–Wang chains; see the class docstring.
 
         Args:
@@ -533,12 +551,14 @@ class Ising(Simulator):
             seeds: one seed per trajectory.
             init: ``"random"`` or ``"ordered"`` (ignored with ``initial_state``).
             initial_state: ``{"spin": (N, N)}`` of +1/-1, shared by the batch.
+            device: must be ``None`` (numpy only, see :meth:`check_device`).
         Returns:
             ``{"spin": (B, T, N, N)}`` float64 of +1/-1.
         Raises:
-            ValueError: times that are not whole numbers of sweeps, or spins other than
-                +1/-1 in ``initial_state``.
+            ValueError: times that are not whole numbers of sweeps, spins other than
+                +1/-1 in ``initial_state``, or a ``device``.
         """
+        self.check_device(device)
         sweeps = self._check_times(times).astype(np.int64)
         self.check_init(init)
         seeds = list(seeds)
