@@ -210,6 +210,7 @@ def test_heads_refuse_wrong_shapes_and_inconsistent_declarations():
         OutputHeads(simulators.get("navier_stokes2d").fields, (), other.normalizer, 1.0, N)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_heads_on_cuda_under_bf16_autocast():
     heads, schema = _heads("navier_stokes2d")

@@ -463,6 +463,7 @@ def test_condition_encoder_from_dict_rejects_garbage():
         ConditionEncoder([Parameter("a", 0.0, 0.0, 1.0, "1", "", log=True)], (0.0, 1.0))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_augment_on_cuda_with_a_cpu_generator_matches_the_cpu_result():
     layout = channel_layout(_ns_schema(resolution=8).fields)
