@@ -153,7 +153,6 @@ def environment(device: torch.device, sizes: Sizes, smoke: bool) -> dict[str, An
     target = torch.empty_like(source)
     seconds = _best_seconds(lambda: target.copy_(source), device, 5)
     info["copy_gb_per_s"] = 2 * source.numel() * 4 / seconds / 1e9       # read + write
-    del a, b, source, target
     return info
 
 
