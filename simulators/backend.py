@@ -73,7 +73,10 @@ def chunk_size(device: torch.device, bytes_per_point: int, resolution: int,
 
 def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     """A numpy array as a tensor on ``device`` (same dtype; float64/complex128 kept)."""
-    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+    array = np.ascontiguousarray(array)
+    if not array.flags.writeable:         # e.g. the grid's cached multipliers
+        array = array.copy()
+    return torch.from_numpy(array).to(device)
 
 
 def to_numpy(tensor: torch.Tensor) -> np.ndarray:

@@ -28,16 +28,32 @@ is invariant under the whole square-lattice group.
 
 Units: ``delta`` and ``density`` are dimensionless; ``amplitude`` has units of
 length^2 (2-D power spectrum of a dimensionless field), wavenumbers 1/length.
+
+Backends (``simulate(..., device=...)``): ``device=None`` is numpy/scipy throughout. A
+torch device (``"cpu"``, ``"cuda"``, ``"cuda:N"``) keeps the random draws on numpy (each
+seed's ``default_rng(seed).standard_normal((N, N))``, so a seed gives the same field)
+and the colouring filters and variances too (numpy, per trajectory), and moves the
+spectral colouring (``rfft2``, multiply, ``irfft2``) and the lognormal transform to the
+device, in float64, for the whole batch at once: equal to numpy to round-off. The
+draws then dominate the cost (a few ms per 512^2 field on one core), so a GPU gains
+less here than for the time-dependent systems.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from simulators.base import FieldSpec, Invariant, Parameter, Simulator
-from simulators.grid import PeriodicGrid, gaussian_random_field
+from simulators.grid import PeriodicGrid, colouring_filter, gaussian_random_field
+
+if TYPE_CHECKING:
+    import torch
+
+#: device memory per grid point and trajectory of the torch path (bytes, with margin)
+TORCH_BYTES_PER_POINT = 64
 
 
 def power_law(amplitude: float, spectral_index: float):
@@ -75,15 +91,22 @@ class GaussianRandomField(Simulator):
     inits = ("random",)
     symmetries = ("shift", "flip_x", "flip_y", "rotate_90")
     static = True
+    torch_backend = True
     default_snapshots = 1
 
     def simulate(self, parameters: Mapping[str, np.ndarray], grid: PeriodicGrid,
                  times: np.ndarray, seeds: Sequence[int], init: str = "random",
-                 initial_state: Mapping[str, np.ndarray] | None = None
-                 ) -> dict[str, np.ndarray]:
-        """Draw one realisation per seed: ``{"delta", "density"}`` of shape (B, 1, N, N)."""
+                 initial_state: Mapping[str, np.ndarray] | None = None,
+                 device: str | None = None) -> dict[str, np.ndarray]:
+        """Draw one realisation per seed: ``{"delta", "density"}`` of shape (B, 1, N, N).
+
+        ``device``: ``None`` (numpy) or a torch device (see the module docstring).
+        """
         if initial_state is not None:
             raise ValueError(f"{self.name} is static and takes no initial_state")
+        resolved = self.check_device(device)
+        if resolved is not None:
+            return self._simulate_torch(parameters, grid, seeds, resolved)
         deltas, densities = [], []
         for index, seed in enumerate(seeds):
             amplitude = float(parameters["amplitude"][index])
@@ -98,3 +121,32 @@ class GaussianRandomField(Simulator):
     @property
     def initial_fields(self) -> tuple[str, ...]:
         return ()
+
+    @staticmethod
+    def _simulate_torch(parameters: Mapping[str, np.ndarray], grid: PeriodicGrid,
+                        seeds: Sequence[int], device: torch.device) -> dict[str, np.ndarray]:
+        """:meth:`simulate` with the colouring on ``device`` (see the module docstring)."""
+        import torch
+
+        from simulators.backend import chunk_size, to_device, to_numpy
+        seeds = list(seeds)
+        batch, n = len(seeds), grid.resolution
+        delta, density = np.empty((batch, 1, n, n)), np.empty((batch, 1, n, n))
+        size = chunk_size(device, TORCH_BYTES_PER_POINT, n, max(batch, 1))
+        for start in range(0, batch, size):
+            indices = range(start, min(start + size, batch))
+            noise = np.stack([np.random.default_rng(seeds[i]).standard_normal(grid.shape)
+                              for i in indices])
+            spectra = [power_law(float(parameters["amplitude"][i]),
+                                 float(parameters["spectral_index"][i])) for i in indices]
+            filters = np.stack([colouring_filter(grid, spectrum) for spectrum in spectra])
+            variance = np.array([expected_variance(grid, float(parameters["amplitude"][i]),
+                                                   float(parameters["spectral_index"][i]))
+                                 for i in indices])
+            field = torch.fft.irfft2(torch.fft.rfft2(to_device(noise, device))
+                                     * to_device(filters, device), s=(n, n))
+            chunk = slice(start, indices[-1] + 1)
+            delta[chunk, 0] = to_numpy(field)
+            density[chunk, 0] = to_numpy(torch.exp(
+                field - 0.5 * to_device(variance, device)[:, None, None]))
+        return {"delta": delta, "density": density}

@@ -207,8 +207,19 @@ def gaussian_random_field(grid: PeriodicGrid, power_spectrum: Callable[[np.ndarr
         Real field of shape (N, N), float64; its k = 0 mode is exactly zero.
     """
     noise = rng.standard_normal(grid.shape)
+    return grid.ifft(grid.fft(noise) * colouring_filter(grid, power_spectrum))
+
+
+def colouring_filter(grid: PeriodicGrid, power_spectrum: Callable[[np.ndarray], np.ndarray]
+                     ) -> np.ndarray:
+    """The Fourier multiplier ``sqrt(P(|k|)) N / L`` (0 at ``k = 0``) that
+    :func:`gaussian_random_field` applies to the FFT of unit white noise.
+
+    Returns:
+        Real array of shape (N, N // 2 + 1), float64.
+    """
     k = grid.k_magnitude
     amplitude = np.zeros_like(k)
     nonzero = k > 0
     amplitude[nonzero] = np.sqrt(power_spectrum(k[nonzero])) * grid.resolution / grid.box_size
-    return grid.ifft(grid.fft(noise) * amplitude)
+    return amplitude
