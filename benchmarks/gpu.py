@@ -323,8 +323,10 @@ def training(device: torch.device, sizes: Sizes, smoke: bool, deadline: float,
         for resolution in sizes.training_resolutions:
             data = _navier_stokes_file(Path(scratch) / f"ns{resolution}.h5", resolution,
                                        max(8, sizes.training_batch // 4), str(device))
+            # compiling costs a minute or more per model: measured at the largest size only
+            compile_here = sizes.compile and resolution == max(sizes.training_resolutions)
             for amp, compiled in variants + ([(device.type == "cuda", True)]
-                                             if sizes.compile else []):
+                                             if compile_here else []):
                 if compiled and time.monotonic() + 120 > deadline - reserve:
                     rows.append({"resolution": resolution, "compile": True,
                                  "skipped": "not enough time left"})
@@ -363,20 +365,26 @@ def training(device: torch.device, sizes: Sizes, smoke: bool, deadline: float,
 
 
 def fidelity(device: torch.device, sizes: Sizes, smoke: bool, deadline: float,
-             images_per_second: float | None, output: Path) -> dict[str, Any]:
-    """Navier–Stokes at 64^2: simulate on the device, train (steps sized to the time
-    left), generate at the held-out test conditions, validate; the report's numbers."""
-    from benchmarks.suite import _fidelity_entry
+             images_per_second: float | None, output: Path,
+             seeds: tuple[int, ...] = (0, 1, 2)) -> dict[str, Any]:
+    """Navier–Stokes at 64^2: simulate on the device, train once per training seed (the
+    same data and held-out conditions; steps sized so that every seed fits in the time
+    left), generate at the held-out test conditions, validate.
+
+    Returns the first seed's full report numbers (:func:`benchmarks.suite._fidelity_entry`)
+    with ``repeats``, every seed's headline numbers: one GAN training is one draw.
+    """
+    from benchmarks.suite import _fidelity_entry, _repeat_record
     from surrogate.quickstart import QuickstartPlan, quickstart
-    left = deadline - time.monotonic()
     steps = sizes.fidelity_max_steps
     if images_per_second and not smoke:
-        # training with validation runs at about 70 % of the bare step rate; keep 60 s
-        # for simulating, generating and validating
-        affordable = int(0.7 * (left - 60) * images_per_second / sizes.fidelity_batch)
+        # per seed: training with validation runs at about 70 % of the bare step rate;
+        # 30 s go to simulating (first seed), generating and validating
+        per_seed = (deadline - time.monotonic()) / len(seeds) - 30
+        affordable = int(0.7 * per_seed * images_per_second / sizes.fidelity_batch)
         steps = max(250, min(steps, affordable // 250 * 250))
     every = max(1, steps // 5)
-    plan = QuickstartPlan(
+    base = QuickstartPlan(
         system="navier_stokes2d", n_trajectories=sizes.fidelity_trajectories,
         resolution=sizes.fidelity_resolution, sweep={"nu": (1e-3, 1e-2)},
         fixed={"forcing_amplitude": 0.1, "forcing_wavenumber": 4},
@@ -385,15 +393,31 @@ def fidelity(device: torch.device, sizes: Sizes, smoke: bool, deadline: float,
                "width": sizes.fidelity_width, "validate_every": every,
                "checkpoint_every": every, "sample_every": steps, "log_every": every,
                **({"validation_samples": 16, "noise_dim": 16} if smoke else {})})
+    name = f"gpu-{device_slug(device)}-fidelity" if not smoke else "smoke-fidelity"
+    entry: dict[str, Any] = {}
+    repeats = []
     with tempfile.TemporaryDirectory() as scratch:
-        directory = Path(scratch) / "fidelity"
-        summary = quickstart(directory, device=str(device), plan=plan, progress=False)
-        report = json.loads((directory / "report.json").read_text())
-        name = f"gpu-{device_slug(device)}-fidelity" if not smoke else "smoke-fidelity"
-        for suffix in (".md", ".json"):
-            shutil.copyfile(directory / f"report{suffix}", output / f"{name}-report{suffix}")
-    entry = _fidelity_entry(summary, report)
+        for seed in seeds:
+            if repeats and time.monotonic() > deadline - 20:
+                break
+            plan = dataclasses.replace(base, train={**base.train, "seed": seed})
+            directory = Path(scratch) / f"seed{seed}"
+            if repeats:                   # the same sweep: the first seed's file is reused
+                first = Path(scratch) / f"seed{seeds[0]}"
+                directory.mkdir()
+                for reused in ("data.h5", "quickstart.json"):
+                    shutil.copyfile(first / reused, directory / reused)
+            summary = quickstart(directory, device=str(device), plan=plan, progress=False)
+            report = json.loads((directory / "report.json").read_text())
+            result = _fidelity_entry(summary, report)
+            repeats.append(_repeat_record(seed, result))
+            if not entry:
+                entry = result
+                for suffix in (".md", ".json"):
+                    shutil.copyfile(directory / f"report{suffix}",
+                                    output / f"{name}-report{suffix}")
     entry["report"] = f"{name}-report.md"
+    entry["repeats"] = repeats
     return entry
 
 
@@ -407,7 +431,8 @@ def markdown(results: dict[str, Any]) -> str:
     for name in STAGES:
         stage = stages.get(name)
         if stage is None:
-            lines += [f"## {name}", "", "not reached (the run ended first)", ""]
+            lines += [f"## {name}", "", "not run (the run ended first, or other --stages ran)",
+                      ""]
             continue
         lines += [f"## {name} ({stage['status']}, {stage.get('seconds', 0):.1f} s)", ""]
         if stage["status"] != "ok":
@@ -470,7 +495,23 @@ def markdown(results: dict[str, Any]) -> str:
                          "w1_over_std", "spread_ratio", "temporal_change_ratio")]
                 lines.append(f"| {field} | " + " | ".join(
                     "-" if cell is None else f"{cell:.3g}" for cell in cells) + " |")
-            lines += ["", "failures: " + ("; ".join(value["failures"]) or "none"),
+            repeats = value.get("repeats", [])
+            if len(repeats) > 1:
+                lines += ["", "Every training seed (same data, same held-out conditions):", "",
+                          "| seed | passed | field | spectrum error | W1/std | spread ratio | "
+                          "change-in-time ratio | train s |", "|---|---|---|---|---|---|---|---|"]
+                for repeat in repeats:
+                    for field, numbers in repeat["fields"].items():
+                        cells = [numbers.get(key) for key in (
+                            "spectrum_rel_error_median", "w1_over_std", "spread_ratio",
+                            "temporal_change_ratio")]
+                        seconds = repeat.get("train_seconds")
+                        lines.append(f"| {repeat['training_seed']} | {repeat['passed']} | "
+                                     f"{field} | " + " | ".join(
+                                         "-" if cell is None else f"{cell:.3g}"
+                                         for cell in cells)
+                                     + f" | {'-' if seconds is None else f'{seconds:.0f}'} |")
+            lines += ["", "failures (first seed): " + ("; ".join(value["failures"]) or "none"),
                       "stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in
                                                     value["stage_seconds"].items())]
         lines.append("")
@@ -480,11 +521,13 @@ def markdown(results: dict[str, Any]) -> str:
 class Results:
     """The results of one run, rewritten (JSON and Markdown, atomically) after each stage."""
 
-    def __init__(self, output: Path, name: str, budget: float, smoke: bool) -> None:
+    def __init__(self, output: Path, name: str, budget: float, smoke: bool,
+                 keep: dict[str, Any] | None = None) -> None:
         self.output = output
         self.name = name
         self.data: dict[str, Any] = {"machine_name": name, "date": time.strftime("%Y-%m-%d"),
-                                     "budget_seconds": budget, "smoke": smoke, "stages": {}}
+                                     "budget_seconds": budget, "smoke": smoke,
+                                     "stages": dict(keep or {})}
 
     @property
     def paths(self) -> tuple[Path, Path]:
@@ -500,18 +543,32 @@ class Results:
             os.replace(temporary, path)
 
 
-def run(device: torch.device, *, smoke: bool, budget: float, output: Path) -> dict[str, Any]:
-    """Run every stage in order within ``budget`` seconds; returns the results dict."""
+def run(device: torch.device, *, smoke: bool, budget: float, output: Path,
+        stages: tuple[str, ...] = STAGES, seeds: tuple[int, ...] = (0, 1, 2)
+        ) -> dict[str, Any]:
+    """Run ``stages`` in order within ``budget`` seconds; returns the results dict.
+
+    With a subset of the stages, the other stages' entries of an existing results file
+    are kept (a second call measures what a first one left out).
+    """
     sizes = SMOKE if smoke else Sizes()
     output.mkdir(parents=True, exist_ok=True)
-    name = "smoke-cpu" if smoke else f"gpu-{device_slug(device)}"
-    results = Results(output, name, budget, smoke)
+    name = f"smoke-{device.type}" if smoke else f"gpu-{device_slug(device)}"
+    keep = {}
+    if set(stages) != set(STAGES):
+        try:
+            keep = json.loads((output / f"{name}.json").read_text())["stages"]
+        except (OSError, ValueError, KeyError):
+            keep = {}
+    results = Results(output, name, budget, smoke, keep)
     deadline = time.monotonic() + budget
     #: seconds kept for the fidelity stage when deciding whether optional work fits
-    reserve = 0.0 if smoke else 200.0
+    reserve = 0.0 if smoke else 150.0
     measured: dict[str, Any] = {}
 
     def stage(name: str, work: Callable[[], Any], minimum: float = 0.0) -> None:
+        if name not in stages:
+            return
         left = deadline - time.monotonic()
         if left < minimum:
             results.record(name, {"status": "skipped", "reason": f"{left:.0f} s left, the "
@@ -540,12 +597,12 @@ def run(device: torch.device, *, smoke: bool, budget: float, output: Path) -> di
     stage("simulators", lambda: simulators_stage(
         device, sizes, smoke, measured.get("generation", {}).get("rows")))
     stage("training", lambda: training(device, sizes, smoke, deadline, reserve))
-    rate = next((row["images_per_second"] for row in
-                 measured.get("training", {}).get("rows", [])
+    training_rows = measured.get("training", keep.get("training", {}).get("result", {}))
+    rate = next((row["images_per_second"] for row in training_rows.get("rows", [])
                  if row.get("resolution") == sizes.fidelity_resolution
                  and row.get("precision") == ("bf16" if device.type == "cuda" else "fp32")
                  and not row.get("compile")), None)
-    stage("fidelity", lambda: fidelity(device, sizes, smoke, deadline, rate, output),
+    stage("fidelity", lambda: fidelity(device, sizes, smoke, deadline, rate, output, seeds),
           minimum=0.0 if smoke else 90.0)
     return results.data
 
@@ -561,6 +618,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds for the whole run (450; stages that do not fit are "
                              "skipped and recorded as such)")
     parser.add_argument("--output", default=str(RESULTS), help="results folder")
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES),
+                        help="run only these stages (the others' results in an existing "
+                             "results file are kept)")
+    parser.add_argument("--training-seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="training seeds of the fidelity stage (0 1 2)")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("benchmarks.gpu: no CUDA GPU on this machine, nothing measured (run "
@@ -576,7 +638,8 @@ def main(argv: list[str] | None = None) -> int:
         print("benchmarks.gpu: error: --device cpu needs --smoke (the full stages are sized "
               "for a GPU)", file=sys.stderr)
         return 2
-    results = run(device, smoke=args.smoke, budget=args.budget, output=Path(args.output))
+    results = run(device, smoke=args.smoke, budget=args.budget, output=Path(args.output),
+                  stages=tuple(args.stages), seeds=tuple(args.training_seeds))
     json_path = Path(args.output) / f"{results['machine_name']}.json"
     print(markdown(results))
     print(f"[benchmarks.gpu] wrote {json_path} and {json_path.with_suffix('.md')}")

@@ -4,7 +4,8 @@
 writing into ``DIR``:
 
 1. **simulate** -> ``DIR/data.h5``: a Sobol sweep of the reference simulator (the file is
-   split by trajectory into train / valid / test conditions when it is written);
+   split by trajectory into train / valid / test conditions when it is written; on a
+   CUDA device, systems with a torch backend are simulated on the GPU too);
 2. **train** -> ``DIR/run/``: the conditional GAN on the train split, its best checkpoint
    chosen by the physics score on the valid split;
 3. **generate** -> ``DIR/generated.h5``: ``samples_per_condition`` new trajectories at
@@ -183,6 +184,11 @@ def quickstart(directory: str | os.PathLike = "quickstart", *, device: str = "au
         raise ValueError(f"{directory}: exists and is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
     manifest = _Manifest(directory)
+    # on a GPU the sweep runs there too when the system has a torch backend (the same
+    # scheme and seeds; the file equals the numpy one to float32 round-off)
+    import simulators
+    simulate_on = str(resolved) if resolved.type == "cuda" \
+        and simulators.get(plan.system).torch_backend else None
     data, run, generated = directory / "data.h5", directory / "run", directory / "generated.h5"
     timings: dict[str, dict[str, Any]] = {}
 
@@ -208,7 +214,7 @@ def quickstart(directory: str | os.PathLike = "quickstart", *, device: str = "au
                          n_snapshots=plan.n_snapshots, ranges=dict(plan.sweep),
                          fixed=dict(plan.fixed), seed=plan.seed)
         run_sweep(spec, data, workers=1, overwrite=True, progress=progress,
-                  resume=resumable and partial_path(data).exists())
+                  resume=resumable and partial_path(data).exists(), device=simulate_on)
 
     def fit(resumable: bool) -> None:
         config = TrainConfig(**{"seed": plan.seed, **plan.train})
