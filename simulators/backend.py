@@ -64,7 +64,10 @@ def chunk_size(device: torch.device, bytes_per_point: int, resolution: int,
 
     On a GPU the whole batch at once, capped so the chunk's work arrays stay under
     :data:`TORCH_CHUNK_BYTES` (``bytes_per_point`` per grid point and trajectory); on
-    the CPU the numpy path's cache-sized ``numpy_chunk``. Results do not depend on it.
+    the CPU the numpy path's cache-sized ``numpy_chunk``. Results depend on it only at
+    round-off level (~1e-14 relative; torch's kernels may round the last bit differently
+    for arrays of different sizes), unlike the numpy path's, which are bit-for-bit
+    independent of the chunking.
     """
     if device.type == "cpu":
         return numpy_chunk

@@ -442,7 +442,8 @@ class GrayScott(Simulator):
     ETDRK4 steps in complex128 with ``torch.fft`` (:class:`TorchGrayScottIntegrator`):
     the initial states, linear part and ETDRK4 coefficients (contour integrals, once per
     distinct step) come from the numpy code, the stages run on the device. It agrees
-    with numpy to round-off, not bit-for-bit. On a GPU a chunk is the whole batch,
+    with numpy to round-off, not bit-for-bit, and depends on the batch and chunking
+    at round-off level only (not bit-for-bit as on numpy). On a GPU a chunk is the whole batch,
     capped at ``backend.TORCH_CHUNK_BYTES`` of work arrays (``TORCH_BYTES_PER_POINT``
     per grid point and trajectory); on the CPU it is :meth:`chunk_size`.
 

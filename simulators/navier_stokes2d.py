@@ -376,8 +376,9 @@ class NavierStokes2D(Simulator):
     multipliers, forcing row and initial spectra are built by the numpy code and copied
     to the device, the time loop (tendency, CFL step, Lawson RK4 from the same tableau)
     runs there, with one host copy of the ``(B,)`` speeds per step and of the fields per
-    snapshot. It agrees with numpy to round-off (relative differences ~1e-13 at 32^2,
-    t = 1), not bit-for-bit. On a GPU a chunk is the whole batch, capped at
+    snapshot. It agrees with numpy to round-off (relative differences ~1e-15 at 32^2,
+    t = 1), not bit-for-bit, and depends on the batch and chunking at round-off level
+    only (numpy: not at all). On a GPU a chunk is the whole batch, capped at
     ``backend.TORCH_CHUNK_BYTES`` of work arrays (``TORCH_BYTES_PER_POINT`` per grid
     point and trajectory: 64 trajectories at 512^2); on the CPU it is :meth:`chunk_size`.
     The ``workers`` option is ignored there (torch threads its own kernels).

@@ -17,6 +17,15 @@ a Dask distributed cluster; results are written in index order as they arrive, w
 most two batches per worker process (or per Dask worker thread) in flight, so memory does
 not grow with ``n``. Only the submitting process writes; Dask workers need this package
 installed (the same version) and return arrays, never touch the output file.
+
+``device``: the systems with a torch backend (``Simulator.torch_backend``) can run their
+batches with torch on a device (``"cpu"``, ``"cuda"``, ``"cuda:N"``) in this process
+(``workers=1``, no Dask). With a CUDA device the default batch is large: as many
+trajectories as keep one batch's float64 output under ``DEVICE_BATCH_OUTPUT_BYTES``
+(2 GiB; e.g. 1985 trajectories of Navier–Stokes at 64^2 with 11 snapshots, 31 at
+512^2), which the simulator integrates in chunks capped by device memory. The file's
+layout does not depend on the device; its values agree with the numpy path's to
+round-off, not bit for bit, so resume a sweep on the backend that started it.
 """
 
 from __future__ import annotations
@@ -38,6 +47,9 @@ from scipy.stats import qmc
 from simulators.base import Simulator, check_seed
 from simulators.registry import get
 from simulators.store import FieldStoreWriter, Provenance, StoreSchema
+
+#: float64 bytes one simulator call may return on a CUDA device: caps the default batch
+DEVICE_BATCH_OUTPUT_BYTES = 2**31
 
 
 @dataclass(frozen=True)
@@ -150,12 +162,30 @@ def trajectory_seeds(seed: int, n: int) -> np.ndarray:
 
 def _run_batch(system: str, options: Mapping[str, Any], parameters: Mapping[str, np.ndarray],
                resolution: int, box_size: float | None, times: np.ndarray, seeds: list[int],
-               init: str) -> dict[str, np.ndarray]:
+               init: str, device: str | None = None) -> dict[str, np.ndarray]:
     """Worker entry point: integrate one batch and return float32 arrays."""
     simulator = get(system, **dict(options))
     grid = simulator.make_grid(resolution, box_size)
-    fields = simulator.simulate(parameters, grid, times, seeds, init=init)
+    if device is None:
+        fields = simulator.simulate(parameters, grid, times, seeds, init=init)
+    else:
+        fields = simulator.simulate(parameters, grid, times, seeds, init=init, device=device)
     return {name: np.asarray(array, dtype=np.float32) for name, array in fields.items()}
+
+
+def default_batch_size(simulator: Simulator, grid: Any, times: np.ndarray,
+                       device: Any = None) -> int:
+    """Trajectories per simulator call when ``run_sweep`` is not given ``batch_size``.
+
+    ``simulator.sweep_batch_size`` on numpy and on a torch CPU device; on a CUDA device
+    (a resolved ``torch.device``) as many as keep the batch's float64 output under
+    :data:`DEVICE_BATCH_OUTPUT_BYTES` (at least ``sweep_batch_size``).
+    """
+    if device is None or device.type != "cuda":
+        return simulator.sweep_batch_size
+    values = sum(2 if spec.rank == 1 else 1 for spec in simulator.fields) \
+        * len(times) * grid.resolution**2
+    return max(simulator.sweep_batch_size, DEVICE_BATCH_OUTPUT_BYTES // (8 * values))
 
 
 class _InlineExecutor(Executor):
@@ -195,7 +225,7 @@ def _executor(workers: int, dask_address: str | None) -> tuple[Executor, Any, in
 def run_sweep(spec: SweepSpec, path: str | os.PathLike, *, workers: int = 1,
               batch_size: int | None = None, overwrite: bool = False, resume: bool = False,
               progress: bool = True, dask_address: str | None = None,
-              dataset_name: str = "") -> Path:
+              dataset_name: str = "", device: str | None = None) -> Path:
     """Run a sweep and write it to one field-store file (atomic; resumable).
 
     Args:
@@ -203,23 +233,36 @@ def run_sweep(spec: SweepSpec, path: str | os.PathLike, *, workers: int = 1,
         path: output ``.h5`` file; it appears only when every trajectory is written.
         workers: worker processes (``1``: run in this process).
         batch_size: trajectories per simulator call (default: the system's
-            ``sweep_batch_size``); does not change any output byte.
+            ``sweep_batch_size``, larger on a CUDA device: :func:`default_batch_size`);
+            does not change any output byte (on a given backend).
         overwrite: replace an existing output file.
         resume: continue from ``<path>.partial`` left by an interrupted run of the same
             spec (without it, a stale partial file is replaced).
         progress: show a tqdm progress bar on stderr.
         dask_address: run the batches on the Dask scheduler at this address instead.
         dataset_name: ``dataset_name`` root attribute (default: the system name).
+        device: ``None`` (numpy) or a torch device string (``"cpu"``, ``"cuda"``,
+            ``"cuda:N"``) for systems with a torch backend; only with ``workers=1`` and
+            no ``dask_address``.
 
     Returns:
         The path of the finished file.
+
+    Raises:
+        ValueError: a bad spec, ``workers`` or Dask address; a device with ``workers > 1``
+            or ``dask_address``, for a system without a torch backend, or unknown or
+            absent (no CUDA GPU) — all before any file is created.
     """
     from tqdm.auto import tqdm
 
     simulator, grid, times = check_spec(spec)
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    batch_size = batch_size or simulator.sweep_batch_size
+    if device is not None and (workers > 1 or dask_address):
+        raise ValueError(f"device {device!r} runs the sweep in this process: it cannot be "
+                         f"combined with {'a Dask scheduler' if dask_address else 'workers > 1'}")
+    resolved = simulator.check_device(device)
+    batch_size = batch_size or default_batch_size(simulator, grid, times, resolved)
     n = spec.n_trajectories
     design = sobol_design(simulator, n, spec.ranges, spec.fixed, spec.seed)
     seeds = trajectory_seeds(spec.seed, n)
@@ -247,7 +290,7 @@ def run_sweep(spec: SweepSpec, path: str | os.PathLike, *, workers: int = 1,
                     _run_batch, spec.system, dict(spec.options),
                     {name: values[indices] for name, values in design.items()},
                     grid.resolution, spec.box_size, times,
-                    [int(seeds[i]) for i in indices], spec.init)
+                    [int(seeds[i]) for i in indices], spec.init, device)
                 next_submit += 1
             result = in_flight.pop(position).result()
             for offset, index in enumerate(batch):

@@ -124,7 +124,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                      seed=args.seed, init=args.init)
     path = run_sweep(spec, args.output, workers=args.workers, batch_size=args.batch_size,
                      overwrite=args.overwrite, resume=args.resume, progress=not args.quiet,
-                     dask_address=args.dask)
+                     dask_address=args.dask, device=args.device)
     print(f"wrote {path} ({args.n} trajectories of {args.system})")
     return 0
 
@@ -310,9 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--init", default="random", help="initial condition (random)")
     simulate.add_argument("--workers", type=int, default=1, help="worker processes (1)")
     simulate.add_argument("--batch-size", type=int, default=None,
-                          help="trajectories per simulator call (system default)")
+                          help="trajectories per simulator call (system default; larger "
+                               "with --device cuda)")
     simulate.add_argument("--dask", metavar="ADDRESS", default=None,
                           help="run on the Dask distributed scheduler at ADDRESS")
+    simulate.add_argument("--device", default=None, metavar="DEVICE",
+                          help="run the spectral systems (diffusion, gaussian_random_field, "
+                               "navier_stokes2d, gray_scott) with torch on DEVICE: cpu, cuda, "
+                               "cuda:N (default: numpy; not with --workers > 1 or --dask)")
     simulate.add_argument("--resume", action="store_true",
                           help="continue an interrupted sweep from OUTPUT.partial")
     simulate.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
