@@ -191,7 +191,7 @@ def _largest_batch(measure: Callable[[int], float], first: int, largest: int,
     while batch <= largest:
         try:
             seconds = measure(batch)
-        except torch.OutOfMemoryError:
+        except torch.cuda.OutOfMemoryError:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             break
@@ -206,7 +206,7 @@ def _largest_batch(measure: Callable[[int], float], first: int, largest: int,
             break
         batch *= 2
     if best_batch == 0:
-        raise torch.OutOfMemoryError(f"batch {first} does not fit in device memory")
+        raise torch.cuda.OutOfMemoryError(f"batch {first} does not fit in device memory")
     return best_batch, best
 
 

@@ -29,7 +29,8 @@ TORCH_CHUNK_BYTES = 2**32
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """The :class:`torch.device` for ``device``, checked to exist and to compute in float64.
+    """The :class:`torch.device` for ``device``, checked to exist (one rule for the
+    simulators' torch backend and the trainer, :func:`surrogate.train.resolve_device`).
 
     Accepts ``"cpu"``, ``"cuda"`` and ``"cuda:N"`` (or such a ``torch.device``).
 
@@ -46,11 +47,10 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if resolved.type == "cpu":
         return resolved
     if resolved.type != "cuda":
-        raise ValueError(f"device {device!r} is not supported: the simulators' torch backend "
-                         "runs in float64 on 'cpu' or 'cuda[:N]'")
+        raise ValueError(f"device {device!r} is not supported (use 'cpu', 'cuda' or "
+                         "'cuda:N'; the simulators need float64, the trainer CUDA's bf16)")
     if not torch.cuda.is_available():
-        raise ValueError(f"device {device!r}: no CUDA GPU is available (use 'cpu', or omit "
-                         "the device for the numpy path)")
+        raise ValueError(f"device {device!r}: no CUDA GPU is available (use 'cpu')")
     count = torch.cuda.device_count()
     if resolved.index is not None and resolved.index >= count:
         raise ValueError(f"device {device!r}: there is no CUDA device with index "

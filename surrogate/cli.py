@@ -459,6 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if train is not None and isinstance(error, train.TrainingDivergedError):
             print(f"surrogate: error: {error}", file=sys.stderr)
             return 1
+        error = _out_of_memory(error, args) or error
         # bad input: our one-line errors, and whatever h5py raises on a damaged file
         if not isinstance(error, (ValueError, OSError)) and not _from_h5py(error):
             raise
@@ -470,6 +471,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if new_run is not None:
             _remove_if_empty(new_run)
         return 2
+
+
+def _out_of_memory(error: BaseException, args: argparse.Namespace) -> ValueError | None:
+    """A GPU out-of-memory error as a one-line ``ValueError`` naming the size to change.
+
+    Halving the batch behind the user's back would change the bytes of ``generate`` and
+    the arithmetic of ``train``, so the command stops (exit status 2; a partial file or
+    the last checkpoint stays for ``--resume``) and says which option sets the size.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(error, torch.cuda.OutOfMemoryError):
+        return None
+    detail = str(error).splitlines()[0] if str(error) else "CUDA out of memory"
+    batch = getattr(args, "batch_size", None)
+    size = f"--batch-size {batch}" if batch is not None else "this size"
+    option = "a smaller --batch-size" + (" or --width, and --overwrite" if args.command
+                                         == "train" else "")
+    return ValueError(f"{args.command}: out of GPU memory with {size} ({detail.rstrip('.')}); "
+                      f"rerun with {option}")
 
 
 def _input_files(args: argparse.Namespace) -> list[str]:

@@ -212,22 +212,17 @@ class TrainConfig:
 
 # ------------------------------------------------------------------ helpers
 def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without a GPU is an error."""
+    """``"auto"`` -> CUDA when available, else CPU; otherwise the checked device.
+
+    ``"cpu"``, ``"cuda"`` and ``"cuda:N"`` are checked by the one rule the simulators'
+    torch backend uses too (:func:`simulators.backend.resolve_device`): a one-line
+    ``ValueError`` for an unknown name, a CUDA device on a machine without one, or an
+    index beyond the GPUs present.
+    """
+    from simulators.backend import resolve_device as resolve_torch_device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {device!r} (use auto, cpu, cuda or cuda:N)") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but no CUDA GPU is available")
-    if resolved.type == "cuda" and resolved.index is not None \
-            and resolved.index >= torch.cuda.device_count():
-        raise ValueError(f"device {device!r} requested but this machine has "
-                         f"{torch.cuda.device_count()} CUDA GPU(s)")
-    if resolved.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {device!r} (use auto, cpu, cuda or cuda:N)")
-    return resolved
+    return resolve_torch_device(device)
 
 
 def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:

@@ -92,12 +92,12 @@ def test_largest_batch_doubles_while_throughput_grows_and_stops_at_out_of_memory
     def measure(batch):
         calls.append(batch)
         if batch > 64:
-            raise torch.OutOfMemoryError("out of memory")
+            raise torch.cuda.OutOfMemoryError("out of memory")
         return 1.0 / batch                     # seconds per item fall with the batch
 
     assert gpu._largest_batch(measure, 8, 1024, torch.device("cpu")) == (64, 1 / 64)
     assert calls == [8, 16, 32, 64, 128]
-    with pytest.raises(torch.OutOfMemoryError, match="batch 128"):
+    with pytest.raises(torch.cuda.OutOfMemoryError, match="batch 128"):
         gpu._largest_batch(measure, 128, 1024, torch.device("cpu"))
 
 

@@ -227,3 +227,31 @@ def test_two_gpu_replicas_train_one_model_over_nccl(tmp_path):
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [1, 2, 3, 4]
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4
+
+
+def _out_of_memory(*args, **kwargs):
+    raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 "
+                                      "has a total capacity of 79.19 GiB\nmore detail")
+
+
+@pytest.mark.parametrize("command", ["train", "generate"])
+def test_out_of_gpu_memory_is_a_one_line_error_naming_the_batch_size(
+        tmp_path, capsys, monkeypatch, cpu_run, command):
+    output = tmp_path / "out"
+    if command == "train":
+        monkeypatch.setattr(Trainer, "train_step", _out_of_memory)
+        argv = ["train", SAMPLE, "-o", str(output), "--batch-size", "48", "--device", "cpu",
+                "-q"]
+    else:
+        from surrogate.generate import SurrogateModel
+        monkeypatch.setattr(SurrogateModel, "sample", _out_of_memory)
+        argv = ["generate", str(cpu_run), "-o", str(output), "--set", "nu=0.003",
+                "--batch-size", "48", "--device", "cpu", "-q"]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.splitlines() == [error], error
+    assert f"{command}: out of GPU memory with --batch-size 48" in error
+    assert "Tried to allocate 20.00 GiB" in error and "smaller --batch-size" in error
+    # no checkpoint or file was written (a new run directory keeps only its config.json)
+    assert not output.exists() or not (output / "checkpoints" / "last.pt").exists()
+    assert not output.is_file()
