@@ -36,7 +36,7 @@ import os
 import warnings
 from collections.abc import Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,10 @@ class SweepSpec:
         init: initial-condition name.
         box_size: domain side (``None``: the system's default).
         options: numerical options of the simulator's constructor.
+        design_seed: seed of the Sobol design alone (``None``: ``seed``). A sweep with
+            another ``seed`` and the same ``design_seed`` runs the same conditions with
+            independent trajectories (:meth:`replicate`), e.g. the second simulator
+            ensemble the validation's noise floor compares with the first.
     """
 
     system: str
@@ -81,13 +85,53 @@ class SweepSpec:
     init: str = "random"
     box_size: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    design_seed: int | None = None
 
     def key(self) -> str:
-        """Canonical JSON of the spec (identifies the job for ``resume``)."""
+        """Canonical JSON of the spec (identifies the job for ``resume``; the file keeps
+        it as its ``resume_key`` attribute, which :meth:`from_file` reads back)."""
         data = asdict(self)
         data["ranges"] = {k: list(v) for k, v in sorted(self.ranges.items())}
         data["fixed"] = dict(sorted(self.fixed.items()))
+        if self.design_seed is None:           # the keys of files written before it
+            del data["design_seed"]
         return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> SweepSpec:
+        """The spec a sweep file was written with (its ``resume_key`` attribute).
+
+        Raises:
+            ValueError: the file is missing or unreadable, or was not written by a sweep
+                (a generated or converted file records no spec).
+        """
+        import h5py
+        try:
+            with h5py.File(path, "r") as handle:
+                text = handle.attrs.get("resume_key", "")
+        except (OSError, FileNotFoundError) as error:
+            raise ValueError(f"{path}: cannot read ({str(error).splitlines()[0]})") from None
+        text = text.decode() if isinstance(text, bytes) else str(text)
+        try:
+            data = json.loads(text)
+            data["ranges"] = {k: tuple(v) for k, v in data["ranges"].items()}
+            return cls(**data)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise ValueError(f"{path}: records no simulator sweep (not written by `surrogate "
+                             f"simulate`), so its conditions cannot be replicated") from None
+
+    def replicate(self, seed: int) -> SweepSpec:
+        """The same conditions (Sobol design, grid, times, init) with trajectory seed ``seed``.
+
+        Raises:
+            ValueError: ``seed`` is this sweep's own trajectory seed (the copy would be
+                identical, not an independent ensemble).
+        """
+        if seed == self.seed:
+            raise ValueError(f"seed {seed} is the sweep's own seed: an independent ensemble "
+                             f"needs another seed")
+        return replace(self, seed=seed,
+                       design_seed=self.seed if self.design_seed is None else self.design_seed)
 
 
 def check_spec(spec: SweepSpec) -> tuple[Simulator, Any, np.ndarray]:
@@ -103,6 +147,8 @@ def check_spec(spec: SweepSpec) -> tuple[Simulator, Any, np.ndarray]:
         raise ValueError(f"number of trajectories must be a positive integer, got "
                          f"{spec.n_trajectories!r}")
     check_seed(spec.seed)
+    if spec.design_seed is not None:
+        check_seed(spec.design_seed)
     simulator.check_init(spec.init)
     both = set(spec.ranges) & set(spec.fixed)
     if both:
@@ -264,7 +310,8 @@ def run_sweep(spec: SweepSpec, path: str | os.PathLike, *, workers: int = 1,
     resolved = simulator.check_device(device)
     batch_size = batch_size or default_batch_size(simulator, grid, times, resolved)
     n = spec.n_trajectories
-    design = sobol_design(simulator, n, spec.ranges, spec.fixed, spec.seed)
+    design = sobol_design(simulator, n, spec.ranges, spec.fixed,
+                          spec.seed if spec.design_seed is None else spec.design_seed)
     seeds = trajectory_seeds(spec.seed, n)
     schema = StoreSchema.from_simulator(simulator, grid, times, dataset_name=dataset_name)
     provenance = Provenance(producer=f"simulator:{spec.system}", seed=spec.seed)

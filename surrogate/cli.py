@@ -118,10 +118,19 @@ def cmd_systems(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from simulators.sweep import SweepSpec, run_sweep
-    spec = SweepSpec(system=args.system, n_trajectories=args.n, resolution=args.resolution,
-                     t_end=args.t_end, n_snapshots=args.snapshots,
-                     ranges=parse_sweeps(args.sweep), fixed=parse_settings(args.set),
-                     seed=args.seed, init=args.init)
+    if args.like is not None:
+        if args.sweep or args.set:
+            raise ValueError("--like copies the sweep of its file: give no --sweep or --set")
+        spec = SweepSpec.from_file(args.like)
+        if spec.system != args.system:
+            raise ValueError(f"{args.like}: a {spec.system} sweep, not {args.system}")
+        spec = spec.replicate(args.seed)
+        args.n = spec.n_trajectories
+    else:
+        spec = SweepSpec(system=args.system, n_trajectories=args.n,
+                         resolution=args.resolution, t_end=args.t_end,
+                         n_snapshots=args.snapshots, ranges=parse_sweeps(args.sweep),
+                         fixed=parse_settings(args.set), seed=args.seed, init=args.init)
     path = run_sweep(spec, args.output, workers=args.workers, batch_size=args.batch_size,
                      overwrite=args.overwrite, resume=args.resume, progress=not args.quiet,
                      dask_address=args.dask, device=args.device)
@@ -237,7 +246,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     thresholds = load_thresholds(args.thresholds) if args.thresholds else None
     progress = None if args.quiet else (lambda message: print(f"  {message}", file=sys.stderr))
     result = validate_files(args.reference, args.generated, thresholds=thresholds,
-                            max_match_distance=args.max_match_distance, progress=progress)
+                            max_match_distance=args.max_match_distance, progress=progress,
+                            floor=args.floor)
     page = write_report(result, args.output)
     report = result.report
     print(f"{'PASSED' if result.passed else 'FAILED'}: {args.generated} against "
@@ -307,6 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                           help="hold a parameter fixed (repeatable)")
     simulate.add_argument("--seed", type=int, default=0, help="master seed (0)")
+    simulate.add_argument("--like", metavar="REF.h5", default=None,
+                          help="run REF's sweep again (its conditions, grid, times, init) "
+                               "with trajectory seed --seed: a second, independent ensemble "
+                               "at the same conditions, e.g. for `surrogate validate ... "
+                               "--floor`; -n, --resolution, --t-end, --snapshots and --init "
+                               "are taken from REF")
     simulate.add_argument("--init", default="random", help="initial condition (random)")
     simulate.add_argument("--workers", type=int, default=1, help="worker processes (1)")
     simulate.add_argument("--batch-size", type=int, default=None,
@@ -417,6 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--max-match-distance", type=float, default=0.02,
                           help="matching radius of conditions in normalised parameter space "
                                "(0.02)")
+    validate.add_argument("--floor", metavar="REF2.h5", default=None,
+                          help="a second simulation of REFERENCE's conditions (other seeds, "
+                               "e.g. `surrogate simulate --like REFERENCE --seed 1`): every "
+                               "gated metric is also computed between it and REFERENCE, the "
+                               "noise floor shown beside each value (default: from two halves "
+                               "of REFERENCE when it holds >= 2 trajectories per condition)")
     validate.add_argument("--strict", action="store_true",
                           help="exit with status 1 when the validation fails")
     validate.add_argument("-q", "--quiet", action="store_true", help="no stage messages")
@@ -495,8 +517,9 @@ def _out_of_memory(error: BaseException, args: argparse.Namespace) -> ValueError
 def _input_files(args: argparse.Namespace) -> list[str]:
     """The HDF5 files a command reads (to name in an error that does not say which)."""
     names = {"info": ("file",), "check": ("file",), "convert": ("source",),
+             "simulate": ("like",),
              "train": ("data",), "generate": ("like",),
-             "validate": ("reference", "generated")}.get(args.command, ())
+             "validate": ("reference", "generated", "floor")}.get(args.command, ())
     return [str(getattr(args, name)) for name in names if getattr(args, name, None)]
 
 

@@ -401,6 +401,41 @@ def _number(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _floor_lines(report: Mapping[str, Any]) -> list[str]:
+    """The gated checks with the noise floor beside each value (report.md section)."""
+    floor = report.get("floor")
+    lines = ["## Checks and the noise floor", ""]
+    if not floor or floor.get("source") is None:
+        reason = (floor or {}).get("reason", "not computed")
+        lines += [f"No noise floor: {reason}.", ""]
+        floor = {}
+    else:
+        sides = floor["counts"]["trajectories"]
+        source = ("two halves of the reference (every other trajectory of each condition; "
+                  "half the samples per side, so about sqrt(2) above a full-size floor)"
+                  if floor["source"] == "reference_halves" else
+                  f"the reference against a second simulation of its conditions "
+                  f"(`{floor['path']}`)")
+        lines += [f"Floor: each metric between two independent simulator ensembles, what a "
+                  f"perfect surrogate would score: {source}; {sides[0]} against {sides[1]} "
+                  f"trajectories in {floor['counts']['conditions']} conditions.", ""]
+    lines += ["| check | field | value | floor | threshold | passed |",
+              "|---|---|---|---|---|---|"]
+    for check in report["checks"]:
+        if not check["gated"]:
+            continue
+        relation = "<=" if check["kind"] == "max" else ">="
+        lines.append(f"| {check['check']} | {check['field'] or ''} | "
+                     f"{_number(check['value'], 3)} | {_number(check.get('floor'), 3)} | "
+                     f"{relation} {_number(check['threshold'], 3)} | "
+                     f"{_number(check['passed'])} |")
+    if floor.get("too_noisy"):
+        lines += ["", "The floor exceeds a third of the threshold for: "
+                  + ", ".join(floor["too_noisy"]) + ". At this reference size these checks "
+                  "cannot tell a good surrogate from a perfect one; use a larger reference."]
+    return [*lines, ""]
+
+
 def render_markdown(report: Mapping[str, Any], figures: Mapping[str, str]) -> str:
     """The ``report.md`` page: verdict, failed checks, headline tables and figures."""
     counts = report["counts"]
@@ -420,6 +455,7 @@ def render_markdown(report: Mapping[str, Any], figures: Mapping[str, str]) -> st
         lines += [f"{counts['unmatched_generated_trajectories']} generated trajectories lie "
                   f"farther than {counts['max_match_distance']} from every reference condition "
                   "and are not compared.", ""]
+    lines += _floor_lines(report)
     lines += ["## Fields", "",
               "| field | spectrum median / max rel err | W1/std | KS p | spread ratio | "
               "mean ref / gen | std ref / gen |",

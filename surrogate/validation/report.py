@@ -57,6 +57,7 @@ a TOML file of the same flat keys (``inf`` or ``0`` disables a maximum / minimum
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -105,8 +106,8 @@ from surrogate.validation.statistics import (
 )
 
 __all__ = ["DEFAULT_THRESHOLDS", "REPORT_VERSION", "THRESHOLD_DOCS", "ValidationResult",
-           "json_safe", "load_thresholds", "resolve_thresholds", "spectrum_summary",
-           "validate_files", "write_report"]
+           "attach_floor", "json_safe", "load_thresholds", "noise_floor", "resolve_thresholds",
+           "spectrum_summary", "validate_files", "write_report"]
 
 REPORT_VERSION = 1
 
@@ -494,7 +495,9 @@ class ValidationResult:
 def validate_files(reference: str | os.PathLike, generated: str | os.PathLike, *,
                    thresholds: Mapping[str, Any] | None = None,
                    max_match_distance: float = DEFAULT_MATCH_DISTANCE,
-                   progress: Callable[[str], None] | None = None) -> ValidationResult:
+                   progress: Callable[[str], None] | None = None,
+                   floor: str | os.PathLike | None = None,
+                   reference_halves: bool = True) -> ValidationResult:
     """Compare two field-store files of one system; see the module docstring.
 
     Args:
@@ -504,19 +507,192 @@ def validate_files(reference: str | os.PathLike, generated: str | os.PathLike, *
         max_match_distance: matching radius in normalised parameter space
             (:func:`surrogate.validation.conditions.group_conditions`).
         progress: optional callback receiving a short message per stage.
+        floor: a second simulation of the reference's conditions (other seeds): every
+            gated metric is also computed between it and the reference, the *noise
+            floor* a perfect surrogate would score (see :func:`noise_floor`).
+        reference_halves: without ``floor``, take the floor from two halves of the
+            reference when it holds >= 2 trajectories at the compared conditions.
     Returns:
         :class:`ValidationResult`.
     Raises:
         ValueError (:class:`simulators.store.FieldStoreError`): missing / corrupt /
             empty / unfinished files, different systems, fields, resolutions, box
             sizes, parameters or times, NaN/Inf values (with trajectory and time index),
-            no generated trajectory near any reference condition, unknown thresholds.
+            no generated trajectory near any reference condition, unknown thresholds,
+            a floor file of another system, grid or field set, or one that misses
+            conditions the generated file is compared at.
     """
     limits = resolve_thresholds(thresholds)
     say = progress or (lambda message: None)
-    with _open(reference, "reference") as ref_store, _open(generated, "generated") as gen_store:
+    with contextlib.ExitStack() as stack:
+        ref_store = stack.enter_context(_open(reference, "reference"))
+        gen_store = stack.enter_context(_open(generated, "generated"))
         _check_compatible(ref_store, gen_store)
-        return _validate(ref_store, gen_store, limits, max_match_distance, say)
+        floor_store = None
+        if floor is not None:
+            floor_store = stack.enter_context(_open(floor, "floor"))
+            _check_compatible(ref_store, floor_store)
+        result = _validate(ref_store, gen_store, limits, max_match_distance, say)
+        if floor_store is not None or reference_halves:
+            say("noise floor")
+            attach_floor(result.report, noise_floor(ref_store, gen_store, floor_store,
+                                                    limits, max_match_distance))
+        return result
+
+
+class _TrajectorySubset:
+    """Read-only view of some trajectories (ascending indices) of an open field store."""
+
+    def __init__(self, store: FieldStore, indices: np.ndarray, label: str) -> None:
+        self._store = store
+        self.indices = np.sort(np.asarray(indices, dtype=np.intp))
+        self.label = label
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    @property
+    def n_trajectories(self) -> int:
+        return int(self.indices.size)
+
+    @property
+    def path(self) -> str:
+        return f"{self._store.path} ({self.label})"
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        return {name: values[self.indices] for name, values in self._store.parameters().items()}
+
+    def read(self, name: str, trajectories: Any = slice(None), times: Any = slice(None)
+             ) -> np.ndarray:
+        return self._store.read(name, self.indices[trajectories], times)
+
+
+def noise_floor(ref_store: FieldStore, gen_store: FieldStore, floor_store: FieldStore | None,
+                limits: Mapping[str, float],
+                max_match_distance: float = DEFAULT_MATCH_DISTANCE) -> dict[str, Any] | None:
+    """Every gated metric between two independent simulator ensembles: the noise floor.
+
+    What a perfect surrogate would score against this reference at these conditions
+    (the conditions the generated file is compared at), with sampling noise only:
+
+    * ``floor_store`` given (``--floor REF2``, a second simulation of the reference's
+      conditions with other seeds): the reference against REF2, restricted to the
+      compared conditions; REF2 must hold a trajectory at each of them.
+    * otherwise, at the compared conditions holding >= 2 reference trajectories, one
+      half of them (every other trajectory of each condition) against the other half.
+      Each side then has half the reference's samples, so for metrics limited by
+      sampling noise this floor is about ``sqrt(2)`` times the one of a full-size
+      comparison (conservative); ``counts`` says how many trajectories each side had.
+
+    Returns:
+        ``{"source", "counts", "report"}`` (``report``: the full report of that
+        comparison) or ``None`` when no floor can be formed (a Sobol sweep holds one
+        trajectory per condition: give a second simulation).
+    Raises:
+        FieldStoreError: ``floor_store`` misses conditions the generated file is
+            compared at.
+    """
+    groups = group_conditions(ref_store.schema.parameters, ref_store.parameters(),
+                              gen_store.parameters(), max_distance=max_match_distance)
+    matched = [g for g in range(groups.n_groups) if groups.members(g)[1].size]
+    quiet = lambda message: None        # noqa: E731
+    if floor_store is not None:
+        floor_groups = group_conditions(ref_store.schema.parameters, ref_store.parameters(),
+                                        floor_store.parameters(),
+                                        max_distance=max_match_distance)
+        missing = [g for g in matched if floor_groups.members(g)[1].size == 0]
+        if missing:
+            raise FieldStoreError(
+                f"{floor_store.path}: the floor file holds no trajectory at {len(missing)} of "
+                f"the {len(matched)} conditions the generated file is compared at (expected "
+                f"a second simulation of the reference's conditions, e.g. `surrogate "
+                f"simulate --like REFERENCE --seed S`)")
+        chosen = np.concatenate([floor_groups.members(g)[1] for g in matched])
+        second = _TrajectorySubset(floor_store, chosen, "floor")
+        result = _validate(ref_store, second, limits, max_match_distance, quiet)
+        source = "file"
+    else:
+        halves: tuple[list[int], list[int]] = ([], [])
+        for g in matched:
+            members = np.sort(groups.members(g)[0])
+            if members.size >= 2:
+                halves[0].extend(members[0::2].tolist())
+                halves[1].extend(members[1::2].tolist())
+        if not halves[0]:
+            return None
+        first = _TrajectorySubset(ref_store, np.array(halves[0]), "reference half 1")
+        second = _TrajectorySubset(ref_store, np.array(halves[1]), "reference half 2")
+        result = _validate(first, second, limits, max_match_distance, quiet)
+        source = "reference_halves"
+    counts = result.report["counts"]
+    return {"source": source, "path": str(getattr(second, "path", "")),
+            "counts": {"trajectories": [counts["matched_reference_trajectories"],
+                                        counts["matched_generated_trajectories"]],
+                       "conditions": counts["matched_conditions"]},
+            "report": result.report}
+
+
+#: checks of a ratio whose ideal value is 1 (the others are errors whose ideal is 0)
+RATIO_CHECKS = ("spread_ratio_min", "spread_ratio_max", "temporal_change_ratio_min",
+                "temporal_change_ratio_max", "mode_coverage_min")
+
+
+def _floor_too_noisy(check: Mapping[str, Any], floor: float) -> bool:
+    """Whether a check's floor exceeds a third of its threshold's distance from ideal.
+
+    Errors (ideal 0): ``floor > threshold / 3``. Ratios (ideal 1): ``|ln floor| >
+    |ln threshold| / 3`` (a floor of 0 is infinitely far).
+    """
+    if check["check"] in RATIO_CHECKS:
+        if floor <= 0:
+            return True
+        return abs(math.log(floor)) > abs(math.log(check["threshold"])) / 3
+    if check["kind"] != "max":
+        return False
+    return floor > check["threshold"] / 3
+
+
+def attach_floor(report: dict[str, Any], floor: dict[str, Any] | None) -> None:
+    """Write each gated metric's floor next to it in ``report`` (in place).
+
+    ``checks[i]["floor"]``, ``fields.NAME.spectrum.floor`` (median spectrum error),
+    ``fields.NAME.pdf.floor`` (W1/std), ``fields.NAME.spread_ratio_floor``,
+    ``fields.NAME.temporal_change_ratio_floor``, ``conservation.KEY.floor``,
+    ``mode_coverage.floor``, ``frechet_physics_distance_floor``; ``report["floor"]``
+    says where the floor came from (or why there is none) and lists the checks whose
+    floor exceeds a third of their threshold (for ratios, a third of the threshold's
+    distance from 1 on a log scale): ``too_noisy``, where the reference is too small to
+    tell a good surrogate from a perfect one.
+    """
+    if floor is None:
+        report["floor"] = {"source": None, "reason": "the reference holds one trajectory per "
+                           "compared condition; give a second simulation of its conditions "
+                           "(surrogate validate ... --floor REF2)"}
+        return
+    other = floor["report"]
+    values = {(c["check"], c["field"]): c["value"] for c in other["checks"]}
+    too_noisy = []
+    for check in report["checks"]:
+        value = values.get((check["check"], check["field"]))
+        check["floor"] = value
+        if check["gated"] and value is not None and _floor_too_noisy(check, value):
+            too_noisy.append(check["check"] + (f" of {check['field']}" if check["field"]
+                                               else ""))
+    for name, entry in report["fields"].items():
+        theirs = other["fields"].get(name, {})
+        entry["spectrum"]["floor"] = theirs.get("spectrum", {}).get("rel_error_median")
+        entry["pdf"]["floor"] = theirs.get("pdf", {}).get("w1_over_std")
+        entry["spread_ratio_floor"] = theirs.get("spread_ratio")
+        if "temporal_change_ratio" in entry:
+            entry["temporal_change_ratio_floor"] = theirs.get("temporal_change_ratio")
+    for key, entry in report["conservation"].items():
+        entry["floor"] = values.get((f"conservation {key}", None))
+    if report.get("mode_coverage") and other.get("mode_coverage"):
+        report["mode_coverage"]["floor"] = other["mode_coverage"]["coverage"]
+    report["frechet_physics_distance_floor"] = other["frechet_physics_distance"]
+    report["floor"] = {"source": floor["source"], "path": floor["path"],
+                       "counts": floor["counts"], "too_noisy": too_noisy,
+                       "passed": other["passed"], "failures": other["failures"]}
 
 
 def _validate(ref_store: FieldStore, gen_store: FieldStore, limits: dict[str, float],

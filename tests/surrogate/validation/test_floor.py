@@ -1,0 +1,143 @@
+"""The noise floor: each gated metric between two independent simulator ensembles.
+
+A second simulator ensemble scores at its floor; broken copies (white noise, a blur) are
+far above it; the floor comes from a second file (``--floor``) or from two halves of the
+reference; a floor file of another system, grid or set of conditions is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import scipy.ndimage
+
+from simulators.store import FieldStore
+from simulators.sweep import SweepSpec, run_sweep
+from surrogate.cli import main
+from surrogate.validation.report import validate_files
+
+GRF = dict(system="gaussian_random_field", resolution=32)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """One condition x 32 trajectories (halves possible) and a 48-point sweep (not)."""
+    directory = tmp_path_factory.mktemp("floor")
+    one = SweepSpec(n_trajectories=32, fixed={"spectral_index": 2.5, "amplitude": 0.3}, **GRF)
+    sweep = SweepSpec(n_trajectories=48, ranges={"spectral_index": (2.0, 3.0)}, **GRF)
+    paths = {"one": run_sweep(one, directory / "one.h5", progress=False),
+             "sweep": run_sweep(sweep, directory / "sweep.h5", progress=False)}
+    for label, spec in (("one", one), ("sweep", sweep)):
+        for seed in (1, 2):
+            paths[f"{label}{seed}"] = run_sweep(spec.replicate(seed),
+                                                directory / f"{label}{seed}.h5", progress=False)
+    return paths
+
+
+def _broken(source: Path, target: Path, transform) -> Path:
+    shutil.copyfile(source, target)
+    with h5py.File(target, "r+") as handle:
+        for dataset in handle["t0_fields"].values():
+            dataset[...] = transform(dataset[...]).astype(dataset.dtype)
+    return target
+
+
+def _checks(report, name):
+    return {check["field"]: check for check in report["checks"] if check["check"] == name}
+
+
+def test_a_replicated_sweep_runs_the_same_conditions_with_other_trajectories(files):
+    with FieldStore(files["sweep"]) as a, FieldStore(files["sweep1"]) as b:
+        assert a.parameters()["spectral_index"].tolist() == \
+            b.parameters()["spectral_index"].tolist()
+        assert not np.array_equal(a.read("delta", 0), b.read("delta", 0))
+    spec = SweepSpec.from_file(files["sweep1"])
+    assert spec.seed == 1 and spec.design_seed == 0
+    with pytest.raises(ValueError, match="own seed"):
+        spec.replicate(1)
+
+
+def test_a_second_simulator_ensemble_scores_at_its_floor_and_broken_copies_far_above(
+        files, tmp_path):
+    result = validate_files(files["one"], files["one1"], floor=files["one2"]).report
+    assert result["floor"]["source"] == "file" and result["passed"]
+    for name in ("spectrum_rel_error_median", "pdf_w1_over_std"):
+        for field, check in _checks(result, name).items():
+            # two draws of the same noise: the same order of magnitude
+            assert check["floor"] > 0 and check["value"] < 3 * check["floor"], (name, field)
+    rng = np.random.default_rng(0)
+    noisy = _broken(files["one1"], tmp_path / "noisy.h5",
+                    lambda a: a + 0.5 * a.std() * rng.standard_normal(a.shape))
+    blurred = _broken(files["one1"], tmp_path / "blurred.h5",
+                      lambda a: scipy.ndimage.gaussian_filter(a, (0, 0, 1.5, 1.5),
+                                                              mode="wrap"))
+    for broken in (noisy, blurred):
+        report = validate_files(files["one"], broken, floor=files["one2"]).report
+        for field, check in _checks(report, "spectrum_rel_error_median").items():
+            assert check["value"] > 5 * check["floor"], (broken.name, field)
+
+
+def test_the_floor_sits_beside_each_metric_in_json_and_markdown(files, tmp_path):
+    assert main(["validate", str(files["sweep"]), str(files["sweep1"]), "-o",
+                 str(tmp_path / "report"), "--floor", str(files["sweep2"]), "-q"]) == 0
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    checks = {(c["check"], c["field"]): c["floor"] for c in report["checks"]}
+    for name, entry in report["fields"].items():
+        assert entry["spectrum"]["floor"] == checks[("spectrum_rel_error_median", name)]
+        assert entry["pdf"]["floor"] == checks[("pdf_w1_over_std", name)]
+        assert entry["spread_ratio_floor"] == checks[("spread_ratio_min", name)]
+    for key, entry in report["conservation"].items():
+        assert entry["floor"] == checks[(f"conservation {key}", None)]
+    assert report["floor"]["counts"] == {"trajectories": [48, 48], "conditions": 48}
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "| check | field | value | floor | threshold | passed |" in markdown
+    # one trajectory per condition: the per-condition spectrum check is noise-limited
+    assert "per_condition_spectrum_rel_error_median of delta" in report["floor"]["too_noisy"]
+
+
+def test_halves_of_the_reference_give_the_floor_when_it_has_two_per_condition(files):
+    report = validate_files(files["one"], files["one1"]).report
+    assert report["floor"]["source"] == "reference_halves"
+    assert report["floor"]["counts"]["trajectories"] == [16, 16]
+    # a Sobol sweep holds one trajectory per condition: no floor, and the report says why
+    report = validate_files(files["sweep"], files["sweep1"]).report
+    assert report["floor"]["source"] is None and "--floor" in report["floor"]["reason"]
+    assert all(check.get("floor") is None for check in report["checks"])
+
+
+def test_a_floor_file_that_does_not_fit_is_a_one_line_error_and_writes_nothing(
+        files, tmp_path, capsys):
+    other_grid = run_sweep(SweepSpec(n_trajectories=4, system="gaussian_random_field",
+                                     resolution=16), tmp_path / "grid.h5", progress=False)
+    other_conditions = run_sweep(SweepSpec(n_trajectories=48, ranges={"spectral_index": (
+        2.0, 3.0)}, seed=7, **GRF), tmp_path / "conditions.h5", progress=False)
+    cases = {other_grid: "resolution 16", "data/sample_navier_stokes2d.h5": "system",
+             other_conditions: "holds no trajectory at", tmp_path / "missing.h5": "not found"}
+    for floor, message in cases.items():
+        output = tmp_path / "report"
+        assert main(["validate", str(files["sweep"]), str(files["sweep1"]), "-o",
+                     str(output), "--floor", str(floor), "-q"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.splitlines() == [error] and message in error, error
+        assert not output.exists()
+
+
+def test_simulate_like_refuses_files_without_a_sweep_and_its_own_seed(files, tmp_path, capsys):
+    generated_like = tmp_path / "no_spec.h5"
+    shutil.copyfile(files["one"], generated_like)
+    with h5py.File(generated_like, "r+") as handle:
+        del handle.attrs["resume_key"]
+    cases = [(generated_like, 1, "records no simulator sweep"), (files["one"], 0, "own seed")]
+    for like, seed, message in cases:
+        assert main(["simulate", "gaussian_random_field", "--like", str(like), "--seed",
+                     str(seed), "-o", str(tmp_path / "out.h5"), "-q"]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["simulate", "navier_stokes2d", "--like", str(files["one"]), "--seed", "1",
+                 "-o", str(tmp_path / "out.h5"), "-q"]) == 2
+    assert "a gaussian_random_field sweep" in capsys.readouterr().err
+    assert not (tmp_path / "out.h5").exists()
