@@ -30,13 +30,14 @@ round-off, not bit for bit, so resume a sweep on the backend that started it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import warnings
 from collections.abc import Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -68,10 +69,9 @@ class SweepSpec:
         init: initial-condition name.
         box_size: domain side (``None``: the system's default).
         options: numerical options of the simulator's constructor.
-        design_seed: seed of the Sobol design alone (``None``: ``seed``). A sweep with
-            another ``seed`` and the same ``design_seed`` runs the same conditions with
-            independent trajectories (:meth:`replicate`), e.g. the second simulator
-            ensemble the validation's noise floor compares with the first.
+        design: explicit per-trajectory parameter values ``{name: (n values)}`` for
+            every declared parameter, used instead of a Sobol design (``ranges`` and
+            ``fixed`` must then be empty); :meth:`like` builds such a spec from a file.
     """
 
     system: str
@@ -85,53 +85,61 @@ class SweepSpec:
     init: str = "random"
     box_size: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
-    design_seed: int | None = None
+    design: Mapping[str, tuple[float, ...]] | None = None
 
     def key(self) -> str:
-        """Canonical JSON of the spec (identifies the job for ``resume``; the file keeps
-        it as its ``resume_key`` attribute, which :meth:`from_file` reads back)."""
+        """Canonical JSON of the spec (identifies the job for ``resume``); an explicit
+        design enters as its SHA-256 (an HDF5 attribute stays small)."""
         data = asdict(self)
         data["ranges"] = {k: list(v) for k, v in sorted(self.ranges.items())}
         data["fixed"] = dict(sorted(self.fixed.items()))
-        if self.design_seed is None:           # the keys of files written before it
-            del data["design_seed"]
+        if self.design is None:                # the keys of files written before it
+            del data["design"]
+        else:
+            text = json.dumps({k: [float(x) for x in v] for k, v in sorted(self.design.items())})
+            data["design"] = hashlib.sha256(text.encode()).hexdigest()
         return json.dumps(data, sort_keys=True)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> SweepSpec:
-        """The spec a sweep file was written with (its ``resume_key`` attribute).
+    def like(cls, path: str | os.PathLike, seed: int) -> SweepSpec:
+        """A sweep of the conditions of a field-store file with new trajectory seeds.
+
+        Every trajectory of ``path`` (a simulator sweep or a generated file) is simulated
+        again at its parameters, on its grid, at its snapshot times and with its init
+        (``"random"`` when the file records none), its random initial state drawn from
+        seed ``seed`` instead: an independent simulator ensemble shaped like the file,
+        e.g. the noise floor's second ensemble (``surrogate validate --floor``).
 
         Raises:
-            ValueError: the file is missing or unreadable, or was not written by a sweep
-                (a generated or converted file records no spec).
+            ValueError: unreadable file, unknown system, snapshot times that are not
+                ``linspace(0, t_end, T)`` (or ``[t_end]``), or ``seed`` equal to the
+                file's own master seed.
         """
-        import h5py
-        try:
-            with h5py.File(path, "r") as handle:
-                text = handle.attrs.get("resume_key", "")
-        except (OSError, FileNotFoundError) as error:
-            raise ValueError(f"{path}: cannot read ({str(error).splitlines()[0]})") from None
-        text = text.decode() if isinstance(text, bytes) else str(text)
-        try:
-            data = json.loads(text)
-            data["ranges"] = {k: tuple(v) for k, v in data["ranges"].items()}
-            return cls(**data)
-        except (ValueError, TypeError, KeyError, AttributeError):
-            raise ValueError(f"{path}: records no simulator sweep (not written by `surrogate "
-                             f"simulate`), so its conditions cannot be replicated") from None
-
-    def replicate(self, seed: int) -> SweepSpec:
-        """The same conditions (Sobol design, grid, times, init) with trajectory seed ``seed``.
-
-        Raises:
-            ValueError: ``seed`` is this sweep's own trajectory seed (the copy would be
-                identical, not an independent ensemble).
-        """
-        if seed == self.seed:
-            raise ValueError(f"seed {seed} is the sweep's own seed: an independent ensemble "
-                             f"needs another seed")
-        return replace(self, seed=seed,
-                       design_seed=self.seed if self.design_seed is None else self.design_seed)
+        from simulators.store import FieldStore
+        with FieldStore(path) as store:
+            system, times = store.system, store.times
+            design = {name: tuple(float(x) for x in values)
+                      for name, values in store.parameters().items()}
+            attrs = {key: store.h5.attrs.get(key) for key in ("init", "seed", "producer")}
+            resolution, box_size = store.resolution, store.box_size
+            n = store.n_trajectories
+        text = {key: value.decode() if isinstance(value, bytes) else value
+                for key, value in attrs.items()}
+        init = str(text["init"] or "random")
+        if str(text["producer"] or "").startswith("simulator:") and text["seed"] is not None \
+                and int(text["seed"]) == seed:
+            raise ValueError(f"{path}: seed {seed} is the file's own seed; an independent "
+                             f"ensemble needs another seed")
+        static = get(system).static
+        n_snapshots = times.size
+        t_end = None if static else float(times[-1])
+        expected = get(system).snapshot_times(1.0 if static else t_end, n_snapshots)
+        if not np.allclose(times, expected, rtol=1e-9, atol=1e-12):
+            raise ValueError(f"{path}: snapshot times {np.round(times, 6).tolist()} are not "
+                             f"equally spaced from 0, which a sweep cannot reproduce")
+        return cls(system=system, n_trajectories=n, resolution=resolution, t_end=t_end,
+                   n_snapshots=n_snapshots, seed=seed, init=init, box_size=box_size,
+                   design=design)
 
 
 def check_spec(spec: SweepSpec) -> tuple[Simulator, Any, np.ndarray]:
@@ -147,8 +155,19 @@ def check_spec(spec: SweepSpec) -> tuple[Simulator, Any, np.ndarray]:
         raise ValueError(f"number of trajectories must be a positive integer, got "
                          f"{spec.n_trajectories!r}")
     check_seed(spec.seed)
-    if spec.design_seed is not None:
-        check_seed(spec.design_seed)
+    if spec.design is not None:
+        if spec.ranges or spec.fixed:
+            raise ValueError("an explicit design takes no ranges or fixed parameters")
+        names = [p.name for p in simulator.parameters]
+        if sorted(spec.design) != sorted(names):
+            raise ValueError(f"the design gives parameters {sorted(spec.design)}, the system "
+                             f"declares {sorted(names)}")
+        for name, values in spec.design.items():
+            if len(values) != spec.n_trajectories:
+                raise ValueError(f"the design gives {len(values)} values of {name!r} for "
+                                 f"{spec.n_trajectories} trajectories")
+            for value in values:
+                simulator.parameter(name).check(value)
     simulator.check_init(spec.init)
     both = set(spec.ranges) & set(spec.fixed)
     if both:
@@ -310,8 +329,11 @@ def run_sweep(spec: SweepSpec, path: str | os.PathLike, *, workers: int = 1,
     resolved = simulator.check_device(device)
     batch_size = batch_size or default_batch_size(simulator, grid, times, resolved)
     n = spec.n_trajectories
-    design = sobol_design(simulator, n, spec.ranges, spec.fixed,
-                          spec.seed if spec.design_seed is None else spec.design_seed)
+    if spec.design is None:
+        design = sobol_design(simulator, n, spec.ranges, spec.fixed, spec.seed)
+    else:
+        design = {name: np.asarray(values, dtype=np.float64)
+                  for name, values in spec.design.items()}
     seeds = trajectory_seeds(spec.seed, n)
     schema = StoreSchema.from_simulator(simulator, grid, times, dataset_name=dataset_name)
     provenance = Provenance(producer=f"simulator:{spec.system}", seed=spec.seed)

@@ -121,10 +121,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.like is not None:
         if args.sweep or args.set:
             raise ValueError("--like copies the sweep of its file: give no --sweep or --set")
-        spec = SweepSpec.from_file(args.like)
+        spec = SweepSpec.like(args.like, args.seed)
         if spec.system != args.system:
-            raise ValueError(f"{args.like}: a {spec.system} sweep, not {args.system}")
-        spec = spec.replicate(args.seed)
+            raise ValueError(f"{args.like}: a {spec.system} file, not {args.system}")
         args.n = spec.n_trajectories
     else:
         spec = SweepSpec(system=args.system, n_trajectories=args.n,
@@ -318,11 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="hold a parameter fixed (repeatable)")
     simulate.add_argument("--seed", type=int, default=0, help="master seed (0)")
     simulate.add_argument("--like", metavar="REF.h5", default=None,
-                          help="run REF's sweep again (its conditions, grid, times, init) "
-                               "with trajectory seed --seed: a second, independent ensemble "
-                               "at the same conditions, e.g. for `surrogate validate ... "
-                               "--floor`; -n, --resolution, --t-end, --snapshots and --init "
-                               "are taken from REF")
+                          help="simulate every trajectory of REF again (a sweep or a "
+                               "generated file: its parameters, grid, times, init) from new "
+                               "seeds (--seed): an independent ensemble shaped like REF, e.g. "
+                               "for `surrogate validate ... --floor`; -n, --resolution, "
+                               "--t-end, --snapshots and --init are taken from REF")
     simulate.add_argument("--init", default="random", help="initial condition (random)")
     simulate.add_argument("--workers", type=int, default=1, help="worker processes (1)")
     simulate.add_argument("--batch-size", type=int, default=None,

@@ -11,7 +11,10 @@ writing into ``DIR``:
 3. **generate** -> ``DIR/generated.h5``: ``samples_per_condition`` new trajectories at
    each *test* condition (parameter values the GAN never saw);
 4. **validate** -> ``DIR/report.md``, ``DIR/report.json`` and PNG figures: the generated
-   fields against the reference file, matched condition by condition.
+   fields against the reference file, matched condition by condition, with the noise
+   floor beside every gated metric: the simulator run again at each generated
+   trajectory's condition from new seeds (``DIR/floor.h5``, what a perfect surrogate
+   would have written) and judged the same way.
 
 The default plan (:func:`default_plan`) is small enough to finish in a few minutes on two
 CPU cores: a Gaussian random field sweep over the spectral index ``n`` of ``P(k) = A
@@ -228,7 +231,12 @@ def quickstart(directory: str | os.PathLike = "quickstart", *, device: str = "au
                  seed=plan.seed, device=str(resolved), overwrite=True, progress=progress)
 
     def judge(resumable: bool) -> None:
-        write_report(validate_files(data, generated), directory)
+        # the noise floor: the simulator run again at every generated trajectory's
+        # condition (new seeds), i.e. what a perfect surrogate would have written
+        floor = directory / "floor.h5"
+        run_sweep(SweepSpec.like(generated, plan.seed + 1), floor, overwrite=True,
+                  progress=False, device=simulate_on)
+        write_report(validate_files(data, generated, floor=floor), directory)
 
     stage("simulate", 1, data, simulate)
     stage("train", 2, run / "checkpoints" / "best.pt", fit)

@@ -32,9 +32,9 @@ def files(tmp_path_factory):
     sweep = SweepSpec(n_trajectories=48, ranges={"spectral_index": (2.0, 3.0)}, **GRF)
     paths = {"one": run_sweep(one, directory / "one.h5", progress=False),
              "sweep": run_sweep(sweep, directory / "sweep.h5", progress=False)}
-    for label, spec in (("one", one), ("sweep", sweep)):
+    for label in ("one", "sweep"):
         for seed in (1, 2):
-            paths[f"{label}{seed}"] = run_sweep(spec.replicate(seed),
+            paths[f"{label}{seed}"] = run_sweep(SweepSpec.like(paths[label], seed),
                                                 directory / f"{label}{seed}.h5", progress=False)
     return paths
 
@@ -51,15 +51,24 @@ def _checks(report, name):
     return {check["field"]: check for check in report["checks"] if check["check"] == name}
 
 
-def test_a_replicated_sweep_runs_the_same_conditions_with_other_trajectories(files):
+def test_like_runs_the_same_conditions_with_other_trajectories(files, tmp_path):
     with FieldStore(files["sweep"]) as a, FieldStore(files["sweep1"]) as b:
-        assert a.parameters()["spectral_index"].tolist() == \
-            b.parameters()["spectral_index"].tolist()
+        assert a.parameters().keys() == b.parameters().keys()
+        for name, values in a.parameters().items():
+            assert values.tolist() == b.parameters()[name].tolist()
+        assert a.times.tolist() == b.times.tolist()
         assert not np.array_equal(a.read("delta", 0), b.read("delta", 0))
-    spec = SweepSpec.from_file(files["sweep1"])
-    assert spec.seed == 1 and spec.design_seed == 0
     with pytest.raises(ValueError, match="own seed"):
-        spec.replicate(1)
+        SweepSpec.like(files["sweep"], 0)
+    # a generated file is not a sweep: its trajectories' conditions are simulated again
+    # (here a file written by the generator's writer is stood in for by a copy whose
+    # producer is not the simulator)
+    copy = tmp_path / "generated_like.h5"
+    shutil.copyfile(files["one"], copy)
+    with h5py.File(copy, "r+") as handle:
+        handle.attrs["producer"] = "surrogate.generate"
+    spec = SweepSpec.like(copy, 0)
+    assert spec.n_trajectories == 32 and set(spec.design["spectral_index"]) == {2.5}
 
 
 def test_a_second_simulator_ensemble_scores_at_its_floor_and_broken_copies_far_above(
@@ -127,17 +136,13 @@ def test_a_floor_file_that_does_not_fit_is_a_one_line_error_and_writes_nothing(
         assert not output.exists()
 
 
-def test_simulate_like_refuses_files_without_a_sweep_and_its_own_seed(files, tmp_path, capsys):
-    generated_like = tmp_path / "no_spec.h5"
-    shutil.copyfile(files["one"], generated_like)
-    with h5py.File(generated_like, "r+") as handle:
-        del handle.attrs["resume_key"]
-    cases = [(generated_like, 1, "records no simulator sweep"), (files["one"], 0, "own seed")]
+def test_simulate_like_refuses_bad_files_and_its_own_seed(files, tmp_path, capsys):
+    cases = [(tmp_path / "missing.h5", 1, "missing.h5"), (files["one"], 0, "own seed")]
     for like, seed, message in cases:
         assert main(["simulate", "gaussian_random_field", "--like", str(like), "--seed",
                      str(seed), "-o", str(tmp_path / "out.h5"), "-q"]) == 2
         assert message in capsys.readouterr().err
     assert main(["simulate", "navier_stokes2d", "--like", str(files["one"]), "--seed", "1",
                  "-o", str(tmp_path / "out.h5"), "-q"]) == 2
-    assert "a gaussian_random_field sweep" in capsys.readouterr().err
+    assert "a gaussian_random_field file" in capsys.readouterr().err
     assert not (tmp_path / "out.h5").exists()
