@@ -49,6 +49,8 @@ TRAIN_OPTION_HELP = (
                                "snapshots (1.0; 0 disables)"),
     ("width", int, "base channel width of G and D (32)"),
     ("augment", bool, "symmetry augmentation of real fields (on)"),
+    ("sign_equivariant", bool, "build a declared negate symmetry (Ising) into G and D: "
+                               "both global signs by construction (on)"),
     ("amp", bool, "bf16 autocast on CUDA (on)"),
     ("compile", bool, "torch.compile G and D (off)"),
     ("validate_every", int, "steps between validations on held-out conditions (500)"),

@@ -56,7 +56,7 @@ from surrogate.checkpoint import CheckpointError, load_checkpoint, read_run_conf
 from surrogate.constraints import OutputHeads
 from surrogate.data import ConditionEncoder, FieldNormalizer, to_store_layout
 from surrogate.models import Generator, ModelConfig
-from surrogate.train import resolve_device
+from surrogate.train import resolve_device, same_model
 
 __all__ = ["SurrogateModel", "generate", "load_surrogate"]
 
@@ -100,7 +100,7 @@ class SurrogateModel:
         if state.get("system") != self.system:
             raise CheckpointError(f"{path}: checkpoint of system {state.get('system')!r}, "
                                   f"but the run is {self.system!r}")
-        if state.get("model") != self.model_config.to_dict():
+        if not same_model(state.get("model"), self.model_config):
             raise CheckpointError(f"{path}: checkpoint's model differs from the run's "
                                   f"config.json (a checkpoint of another run?)")
         self.generator = Generator(self.model_config).to(self.device).eval()

@@ -100,6 +100,14 @@ class ModelConfig:
             batch size not above it is used; 1 makes the extra feature map zero).
         spectral_branch: D also reads the radially averaged log power spectrum.
         upsample_mode: ``"bilinear"`` (periodic, smoother spectra) or ``"nearest"``.
+        negate: the system's law is invariant under ``f -> -f`` of every field (declared
+            symmetry ``negate``, e.g. Ising spins in zero field), built in: G is
+            sign-equivariant, ``G(z) = s G(z')`` with ``s = sign(z_0)`` and ``z' = (|z_0|,
+            z_1, ...)``, so the latents ``z`` and ``(-z_0, z_1, ...)`` give exactly opposite
+            raw outputs and each sign is drawn with probability 1/2 whatever the weights;
+            D is sign-invariant, ``D(x) = (D'(x) + D'(-x)) / 2``. Exact in physical space
+            when the normalisation has no offset and the output heads are odd (the
+            trainer checks both).
     """
 
     resolution: int
@@ -114,6 +122,7 @@ class ModelConfig:
     mbstd_group_size: int = 4
     spectral_branch: bool = True
     upsample_mode: str = "bilinear"
+    negate: bool = False
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -409,6 +418,10 @@ class Generator(nn.Module):
                 f"noise must have shape (B, {config.noise_dim}), got {tuple(noise.shape)}"
             )
         _check_condition(condition, config)
+        sign = None
+        if config.negate:
+            sign = latent_sign(noise)
+            noise = torch.cat([noise[:, :1].abs(), noise[:, 1:]], dim=1)
         z = noise * torch.rsqrt(noise.square().mean(dim=1, keepdim=True) + 1e-8)
         embedding = self.embedding(condition)
         w = self.mapping(torch.cat([z, embedding], dim=1))
@@ -418,7 +431,14 @@ class Generator(nn.Module):
         x = self.input_conv(x, style, pixel_noise)
         for block in self.blocks:
             x = block(x, style, pixel_noise)
-        return self.to_raw(x).float()
+        raw = self.to_raw(x).float()
+        return raw if sign is None else raw * sign[:, :, None, None]
+
+
+def latent_sign(noise: Tensor) -> Tensor:
+    """The global sign ``s = sign(z_0)`` (``+1`` at 0) of a sign-equivariant generator,
+    shape (B, 1), in ``noise``'s dtype."""
+    return torch.where(noise[:, :1] >= 0, 1.0, -1.0).to(noise.dtype)
 
 
 # ------------------------------------------------------------------------ discriminator
@@ -564,6 +584,11 @@ class Discriminator(nn.Module):
                 f"got {tuple(fields.shape)}"
             )
         _check_condition(condition, config)
+        if config.negate:               # blind to the global sign: (D'(x) + D'(-x)) / 2
+            return 0.5 * (self._logits(fields, condition) + self._logits(-fields, condition))
+        return self._logits(fields, condition)
+
+    def _logits(self, fields: Tensor, condition: Tensor) -> Tensor:
         embedding = self.embedding(condition)
         x = _lrelu(self.from_fields(fields))
         for block in self.blocks:

@@ -128,6 +128,10 @@ class TrainConfig:
             trajectory against pairs ``(G(z, c, t_i), G(z, c, t_i+1))`` generated from one
             latent, so that a generated trajectory evolves like a simulated one instead
             of being a string of independent snapshots (tempoGAN, Xie et al. 2018).
+        sign_equivariant: for systems that declare the ``negate`` symmetry (Ising in zero
+            field), build it into the networks (``ModelConfig.negate``): both global signs
+            are generated with probability 1/2 by construction, however training goes.
+            Runs written before the option existed resume without it.
         ema_decay: EMA decay of the generator weights.
         augment: symmetry augmentation of the real batch (only the system's symmetries).
         width: base channel width of G and D (``ModelConfig.for_resolution``).
@@ -154,6 +158,7 @@ class TrainConfig:
     spectral_loss_weight: float = 0.1
     mode_seeking_weight: float = 0.3
     temporal_weight: float = 1.0
+    sign_equivariant: bool = True
     ema_decay: float = 0.999
     augment: bool = True
     width: int = 32
@@ -240,6 +245,34 @@ def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
                       stacklevel=2)
         return None
     return torch.bfloat16
+
+
+def same_model(saved: Any, config: ModelConfig) -> bool:
+    """Whether a checkpoint's ``model`` dict describes ``config`` (keys added since it was
+    written take their defaults)."""
+    try:
+        return ModelConfig.from_dict(dict(saved)) == config
+    except (TypeError, ValueError):
+        return False
+
+
+def check_sign_equivariance(heads: OutputHeads, normalizer: FieldNormalizer) -> None:
+    """Raise ``ValueError`` unless negating raw outputs negates the physical and the
+    normalised fields (odd heads, no normalisation offset): what ``ModelConfig.negate``
+    needs to make the built-in sign a physical ``f -> -f``."""
+    offsets = [name for name in normalizer.field_names if normalizer.transform(name).offset]
+    generator = torch.Generator().manual_seed(0)
+    raw = torch.randn(2, heads.raw_channels, heads.resolution, heads.resolution,
+                      generator=generator, dtype=torch.float64)
+    with torch.no_grad():
+        odd = torch.allclose(heads.forward(-raw.to(heads.dtype)),
+                             -heads.forward(raw.to(heads.dtype)), rtol=1e-5, atol=1e-6)
+    if offsets or not odd:
+        where = f"fields {offsets} are normalised with an offset" if offsets else \
+            "the output heads are not odd functions"
+        raise ValueError(f"the system declares the negate symmetry but {where}: the "
+                         f"sign-equivariant networks cannot represent it (train with "
+                         f"sign_equivariant off)")
 
 
 def schema_to_dict(schema) -> dict[str, Any]:
@@ -430,10 +463,13 @@ class Trainer:
         self.local_batch = config.batch_size // self.ddp.world_size
         self.heads = OutputHeads.from_schema(schema, self.data.normalizer).to(self.device)
         torch.manual_seed(config.seed)
+        negate = config.sign_equivariant and "negate" in self.data.augmentation.symmetries
+        if negate:
+            check_sign_equivariance(self.heads, self.data.normalizer)
         self.model_config = ModelConfig.for_resolution(
             schema.resolution, self.heads.raw_channels, n_channels(schema.fields),
             self.data.encoder.dim, width=config.width, noise_dim=config.noise_dim,
-            spectral_branch=config.spectral_branch)
+            spectral_branch=config.spectral_branch, negate=negate)
         generator, discriminator = build_models(self.model_config)
         self.generator = generator.to(self.device)
         self.discriminator = discriminator.to(self.device)
@@ -542,7 +578,7 @@ class Trainer:
 
     def _load_state(self, path: Path) -> None:
         state = load_checkpoint(path, map_location=self.device)
-        if state.get("model") != self.model_config.to_dict():
+        if not same_model(state.get("model"), self.model_config):
             raise CheckpointError(f"{path}: model configuration differs from the run's "
                                   f"config.json")
         self.generator.load_state_dict(state["generator"])
@@ -964,7 +1000,8 @@ def train(data_path: str | os.PathLike, run_dir: str | os.PathLike,
         saved = read_run_config(run_dir)
         try:
             # runs written before the temporal discriminator existed trained without it
-            config = TrainConfig.from_dict({"temporal_weight": 0.0, **saved["train"]})
+            config = TrainConfig.from_dict({"temporal_weight": 0.0, "sign_equivariant": False,
+                                            **saved["train"]})
         except (KeyError, TypeError) as error:
             raise CheckpointError(f"{run_dir}/config.json: no valid training settings "
                                   f"({error})") from None

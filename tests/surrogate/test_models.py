@@ -308,3 +308,45 @@ def test_wrong_input_shapes_raise_value_errors():
         Generator(config)(noise, condition[:, :-1])
     with pytest.raises(ValueError, match="fields must have shape"):
         Discriminator(config)(fields[:, :1], condition)
+
+
+# ------------------------------------------------------------------ a declared sign flip
+def test_a_sign_equivariant_generator_gives_exactly_opposite_fields_for_opposite_z0():
+    from surrogate.models import latent_sign
+    config = _config(negate=True)
+    generator = Generator(config).eval()
+    with torch.no_grad():      # an untrained network: the property holds by construction
+        for layer in generator.parameters():
+            layer.add_(0.1 * torch.randn_like(layer))
+    noise, condition, _ = _inputs(config, 6)
+    flipped = noise.clone()
+    flipped[:, 0] = -flipped[:, 0]
+    with torch.no_grad():
+        a = generator(noise, condition, pixel_noise=False)
+        b = generator(flipped, condition, pixel_noise=False)
+    assert torch.equal(a, -b)
+    assert torch.equal(latent_sign(noise), -latent_sign(flipped))
+    # without the switch the same pair gives unrelated fields (the test can fail)
+    plain = Generator(_config()).eval()
+    plain.load_state_dict(generator.state_dict())
+    with torch.no_grad():
+        c = plain(noise, condition, pixel_noise=False)
+        d = plain(flipped, condition, pixel_noise=False)
+    assert not torch.allclose(c, -d, atol=1e-3)
+    # the two signs are drawn with probability 1/2 each: latents are standard normal
+    draws = latent_sign(torch.randn(20000, config.noise_dim,
+                                    generator=torch.Generator().manual_seed(1)))
+    assert abs(float((draws > 0).float().mean()) - 0.5) < 0.015      # 4 sigma
+
+
+def test_a_sign_invariant_discriminator_reads_x_and_minus_x_alike():
+    config = _config(negate=True)
+    discriminator = Discriminator(config).eval()
+    _, condition, fields = _inputs(config, 4)
+    with torch.no_grad():
+        assert torch.allclose(discriminator(fields, condition),
+                              discriminator(-fields, condition), atol=1e-6)
+    plain = Discriminator(_config()).eval()
+    with torch.no_grad():
+        assert not torch.allclose(plain(fields, condition), plain(-fields, condition),
+                                  atol=1e-4)

@@ -325,3 +325,66 @@ def test_resume_cannot_go_back_and_broken_configs_are_one_line_errors(tmp_path, 
     (tmp_path / "run" / "config.json").write_text(json.dumps(config))
     assert main(["train", SAMPLE, "-o", str(tmp_path / "run"), "--resume", "-q"]) == 2
     assert "missing normalizer" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ built-in sign symmetry
+@pytest.fixture(scope="module")
+def ising_file(tmp_path_factory):
+    from simulators.sweep import SweepSpec, run_sweep
+    spec = SweepSpec(system="ising", n_trajectories=8, resolution=16, t_end=10.0,
+                     n_snapshots=2, ranges={"temperature": (1.5, 3.5)})
+    return run_sweep(spec, tmp_path_factory.mktemp("ising") / "ising.h5", progress=False)
+
+
+def test_ising_trains_sign_equivariant_and_generates_both_signs_in_pairs(ising_file, tmp_path):
+    import numpy as np
+
+    from surrogate.generate import load_surrogate
+    summary = train(ising_file, tmp_path / "run", TINY, progress=False)
+    assert summary["steps"] == 12
+    model = load_surrogate(tmp_path / "run", device="cpu")
+    assert model.model_config.negate
+    noise = torch.randn(16, model.model_config.noise_dim, generator=torch.Generator()
+                        .manual_seed(0))
+    flipped = noise.clone()
+    flipped[:, 0] *= -1
+    condition = np.zeros((16, model.model_config.condition_dim), dtype=np.float32)
+    torch.manual_seed(1)
+    spins = model.sample(condition, noise)
+    torch.manual_seed(1)                       # the same per-pixel noise
+    opposite = model.sample(condition, flipped)
+    assert set(np.unique(spins)) <= {-1.0, 1.0}
+    np.testing.assert_array_equal(spins, -opposite)      # every field's mirror image
+    # switched off, the networks do not carry the symmetry
+    off = TrainConfig(**{**TINY.to_dict(), "sign_equivariant": False})
+    train(ising_file, tmp_path / "off", off, progress=False)
+    assert not load_surrogate(tmp_path / "off", device="cpu").model_config.negate
+
+
+def test_a_system_whose_heads_are_not_odd_cannot_take_the_sign_symmetry(tmp_path):
+    from simulators.sweep import SweepSpec, run_sweep
+    from surrogate.train import check_sign_equivariance
+    path = run_sweep(SweepSpec(system="gaussian_random_field", n_trajectories=8,
+                               resolution=16), tmp_path / "grf.h5", progress=False)
+    trainer = Trainer(path, tmp_path / "run", TINY, device="cpu", progress=False)
+    assert not trainer.model_config.negate            # GRF declares no negate
+    with pytest.raises(ValueError, match=r"density.*cannot represent"):   # log-normalised
+        check_sign_equivariance(trainer.heads, trainer.data.normalizer)
+
+
+def test_a_run_written_before_the_sign_option_resumes_without_it(ising_file, tmp_path):
+    run = tmp_path / "run"
+    config = TrainConfig(**{**TINY.to_dict(), "sign_equivariant": False, "steps": 6})
+    train(ising_file, run, config, progress=False)
+    # what an older version wrote: no sign_equivariant option, no negate model key
+    saved = json.loads((run / "config.json").read_text())
+    del saved["train"]["sign_equivariant"]
+    del saved["model"]["negate"]
+    (run / "config.json").write_text(json.dumps(saved))
+    for name in ("last.pt", "best.pt"):
+        state = torch.load(run / "checkpoints" / name, weights_only=True)
+        del state["model"]["negate"]
+        torch.save(state, run / "checkpoints" / name)
+    summary = train(ising_file, run, resume=True, progress=False, steps=12)
+    assert summary["steps"] == 12
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["model"]["negate"] is False
