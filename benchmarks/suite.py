@@ -152,12 +152,22 @@ def _fidelity_entry(summary: dict[str, Any], report: dict[str, Any]) -> dict[str
                       for band, values in spectrum.get("bands", {}).items()},
             "w1_over_std": entry["pdf"]["w1_over_std"],
             "spread_ratio": entry["spread_ratio"], "spread_basis": entry.get("spread_basis"),
-            "temporal_change_ratio": entry.get("temporal_change_ratio")}
+            "temporal_change_ratio": entry.get("temporal_change_ratio"),
+            # the noise floor: the simulator at the same conditions, judged the same way
+            "spectrum_rel_error_floor": spectrum.get("floor"),
+            "w1_over_std_floor": entry["pdf"].get("floor"),
+            "spread_ratio_floor": entry.get("spread_ratio_floor"),
+            "temporal_change_ratio_floor": entry.get("temporal_change_ratio_floor")}
     conservation = {name: {"reference": value.get("reference"),
                            "generated": value.get("generated"),
+                           "floor": value.get("floor"),
                            "passed": value.get("passed")}
                     for name, value in report["conservation"].items()}
+    floor = report.get("floor") or {}
     return {"passed": report["passed"], "failures": report["failures"], "fields": fields,
+            "floor_source": floor.get("source"), "floor_too_noisy": floor.get("too_noisy", []),
+            "mode_coverage": (report.get("mode_coverage") or {}).get("coverage"),
+            "mode_coverage_floor": (report.get("mode_coverage") or {}).get("floor"),
             "conservation": conservation, "observables": report.get("observables", {}),
             "frechet_physics_distance": report["frechet_physics_distance"],
             "frechet_reference_split": report.get("frechet_reference_split"),
@@ -168,8 +178,10 @@ def _fidelity_entry(summary: dict[str, Any], report: dict[str, Any]) -> dict[str
 
 def _repeat_record(seed: int, entry: dict[str, Any]) -> dict[str, Any]:
     """The headline numbers of one training seed's fidelity entry."""
-    keys = ("spectrum_rel_error_median", "w1_over_std", "spread_ratio", "temporal_change_ratio")
+    keys = ("spectrum_rel_error_median", "w1_over_std", "spread_ratio", "temporal_change_ratio",
+            "spectrum_rel_error_floor", "w1_over_std_floor", "spread_ratio_floor")
     return {"training_seed": seed, "passed": entry["passed"], "failures": entry["failures"],
+            "mode_coverage": entry.get("mode_coverage"),
             "fields": {name: {key: field.get(key) for key in keys}
                        for name, field in entry["fields"].items()},
             "train_seconds": entry["stage_seconds"].get("train")}
@@ -263,20 +275,29 @@ def markdown(result: dict[str, Any]) -> str:
                                    for b in ("low", "mid", "high"))
                 lines.append(
                     f"| {system} ({entry['held_out_conditions']}) | {name} | "
-                    f"{_fmt(field['spectrum_rel_error_median'])} | "
-                    f"{_fmt(field['spectrum_rel_error_max'])} | {bands} | "
-                    f"{_fmt(field['w1_over_std'])} | {_fmt(field['spread_ratio'])} | "
+                    f"{_with_floor(field, 'spectrum_rel_error_median', 'spectrum_rel_error_floor')}"
+                    f" | {_fmt(field['spectrum_rel_error_max'])} | {bands} | "
+                    f"{_with_floor(field, 'w1_over_std', 'w1_over_std_floor')} | "
+                    f"{_with_floor(field, 'spread_ratio', 'spread_ratio_floor')} | "
                     f"{_fmt(field.get('temporal_change_ratio'))} | "
                     f"{_fmt(entry['frechet_physics_distance'], '.3g')} "
                     f"({_fmt(entry['frechet_reference_split'], '.3g')}) | "
                     f"{'yes' if entry['passed'] else 'no'} | "
                     f"{entry['plan']['train']['steps']}, {_fmt(train_stage, '.0f')} |")
-        lines.append("")
+        lines += ["", "(value (floor): the floor is the same metric for the simulator run "
+                  "again at the generated trajectories' conditions, what a perfect surrogate "
+                  "would score)", ""]
         for system, entry in result["fidelity"].items():
             for failure in entry["failures"]:
                 lines.append(f"- {system}: failed {failure}")
         lines += _repeats_table(result["fidelity"])
     return "\n".join(lines) + "\n"
+
+
+def _with_floor(numbers: dict[str, Any], key: str, floor_key: str) -> str:
+    """``value (floor)``, or the value alone where no floor was measured."""
+    floor = numbers.get(floor_key)
+    return _fmt(numbers.get(key)) + ("" if floor is None else f" ({_fmt(floor)})")
 
 
 def _repeats_table(fidelity_results: dict[str, Any]) -> list[str]:
@@ -300,7 +321,9 @@ def _repeats_table(fidelity_results: dict[str, Any]) -> list[str]:
             values = [r["fields"][name] for r in repeats]
             spectra = [v["spectrum_rel_error_median"] for v in values]
             spreads = [v["spread_ratio"] for v in values]
-            lines.append(f"| {system} | {name} | {seeds} | {min_median_max(spectra)} | "
+            floors = [v.get("spectrum_rel_error_floor") for v in values]
+            floor = "" if None in floors else f" (floor {_fmt(statistics.median(floors))})"
+            lines.append(f"| {system} | {name} | {seeds} | {min_median_max(spectra)}{floor} | "
                          f"{_fmt(max(v['w1_over_std'] for v in values))} | "
                          f"{_fmt(min(spreads))} / {_fmt(max(spreads))} | {passed} |")
     return lines

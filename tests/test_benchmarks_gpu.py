@@ -50,6 +50,9 @@ def test_smoke_numbers_are_the_quotients_of_what_was_measured(smoke):
     fidelity = stages["fidelity"]["result"]
     assert set(fidelity["fields"]) == {"vorticity", "velocity"}
     assert fidelity["plan"]["resolution"] == gpu.SMOKE.fidelity_resolution
+    # the quickstart's report carries the noise floor: the simulator at the same conditions
+    assert fidelity["floor_source"] == "file"
+    assert fidelity["fields"]["vorticity"]["spectrum_rel_error_floor"] > 0
     # one entry per training seed, the same held-out conditions, different trainings
     assert [repeat["training_seed"] for repeat in fidelity["repeats"]] == [0, 1]
     first, second = (repeat["fields"]["vorticity"] for repeat in fidelity["repeats"])
