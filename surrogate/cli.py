@@ -220,8 +220,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(f"--resume continues with the run's own settings; only --steps may "
                          f"change (got {', '.join('--' + k.replace('_', '-') for k in options)})")
     config = None if args.resume else TrainConfig(**options)
-    summary = train(args.data, args.output, config, device=args.device, resume=args.resume,
-                    overwrite=args.overwrite, progress=not args.quiet, steps=options.get("steps"))
+    if args.restarts is not None:
+        from surrogate.train import train_restarts
+        if args.resume:
+            raise UsageError("--restarts trains afresh; resume one restart with `surrogate "
+                             "train DATA -o RUN/restarts/seed_S --resume`")
+        summary = train_restarts(args.data, args.output, config, args.restarts,
+                                 device=args.device, overwrite=args.overwrite,
+                                 progress=not args.quiet)
+        for entry in summary["restarts"]:
+            score = entry["best_score"]
+            print(f"seed {entry['seed']}: best validation score "
+                  + ("n/a" if score is None or score != score else f"{score:.4g}")
+                  + f" at step {entry['best_step']}"
+                  + (" (kept)" if entry["seed"] == summary["kept_seed"] else ""))
+    else:
+        summary = train(args.data, args.output, config, device=args.device,
+                        resume=args.resume, overwrite=args.overwrite,
+                        progress=not args.quiet, steps=options.get("steps"))
     if summary["world_size"] > 1 and int(__import__("os").environ.get("RANK", "0")) != 0:
         return 0
     best = summary["best_score"]
@@ -381,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue RUN from checkpoints/last.pt (exactly, on the CPU)")
     train.add_argument("--overwrite", action="store_true",
                        help="start afresh in an existing RUN")
+    train.add_argument("--restarts", type=int, default=None, metavar="K",
+                       help="train K runs that differ only in their seed (--seed, --seed+1, "
+                            "...) on the same split into RUN/restarts/ and keep the one with "
+                            "the best validation score as RUN (K times the cost)")
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     for name, kind, text in TRAIN_OPTION_HELP:
         flag = "--" + name.replace("_", "-")

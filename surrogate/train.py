@@ -91,7 +91,7 @@ from surrogate.losses import (
 from surrogate.models import Discriminator, Generator, ModelConfig
 
 __all__ = ["RUN_FORMAT", "TrainConfig", "TrainingDivergedError", "autocast_dtype", "build_models",
-           "physics_score", "resolve_device", "schema_to_dict", "train"]
+           "physics_score", "resolve_device", "schema_to_dict", "train", "train_restarts"]
 
 #: version of the run directory's config.json layout
 RUN_FORMAT = 1
@@ -1031,3 +1031,65 @@ def train(data_path: str | os.PathLike, run_dir: str | os.PathLike,
             saved["train"] = config.to_dict()
             write_run_config(run_dir, saved)
     return trainer.run()
+
+
+def train_restarts(data_path: str | os.PathLike, run_dir: str | os.PathLike,
+                   config: TrainConfig | None = None, restarts: int = 2, *,
+                   device: str = "auto", overwrite: bool = False, progress: bool = True
+                   ) -> dict[str, Any]:
+    """Train ``restarts`` runs that differ only in their seed; keep the best-scored one.
+
+    Run ``k`` trains with seed ``config.seed + k`` on the same file and the same split
+    into ``RUN/restarts/seed_<seed>/``; the kept run is the one with the lowest best
+    validation score (the held-out ``valid`` split, :func:`physics_score`), and ``RUN``
+    itself becomes a copy of it (``config.json``, ``metrics.jsonl``, ``checkpoints/``,
+    ``samples/``), so ``surrogate generate RUN`` uses it as any run.
+    ``RUN/restarts.json`` lists every seed's best score and step and the kept seed. One
+    GAN training is one draw from a wide distribution; ``K`` restarts cost ``K`` trainings
+    and keep the best draw as the validation split sees it.
+
+    Raises:
+        ValueError: ``restarts`` is not a positive integer, or ``RUN`` holds a run and
+            ``overwrite`` is off (plus everything :func:`train` raises).
+    """
+    import shutil
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+        raise ValueError(f"restarts must be a positive integer, got {restarts!r}")
+    run_dir = Path(run_dir)
+    if (run_dir / "config.json").exists() and not overwrite:
+        raise ValueError(f"{run_dir}: a training run already exists (use --overwrite to "
+                         f"replace it)")
+    config = config or TrainConfig()
+    runs = []
+    for k in range(restarts):
+        seed = config.seed + k
+        summary = train(data_path, run_dir / "restarts" / f"seed_{seed}",
+                        dataclasses.replace(config, seed=seed), device=device,
+                        overwrite=True, progress=progress)
+        score = summary["best_score"]
+        runs.append({"seed": seed, "best_score": score, "best_step": summary["best_step"],
+                     "seconds": summary.get("seconds"), "summary": summary})
+
+    def sort_key(entry: dict[str, Any]) -> float:
+        score = entry["best_score"]
+        return math.inf if score is None or not math.isfinite(score) else score
+
+    kept = min(runs, key=sort_key)
+    if int(os.environ.get("RANK", "0")) == 0:
+        source = run_dir / "restarts" / f"seed_{kept['seed']}"
+        for name in ("config.json", "metrics.jsonl"):
+            if (source / name).exists():
+                shutil.copyfile(source / name, run_dir / name)
+        for folder in ("checkpoints", "samples"):
+            if (run_dir / folder).exists():
+                shutil.rmtree(run_dir / folder)
+            if (source / folder).exists():
+                shutil.copytree(source / folder, run_dir / folder)
+        listing = {"kept_seed": kept["seed"],
+                   "restarts": [{key: entry[key] for key in ("seed", "best_score", "best_step",
+                                                             "seconds")} for entry in runs]}
+        from surrogate.validation.report import json_safe
+        (run_dir / "restarts.json").write_text(json.dumps(json_safe(listing), indent=1) + "\n")
+    return {**kept["summary"], "run_dir": str(run_dir), "kept_seed": kept["seed"],
+            "restarts": [{key: entry[key] for key in ("seed", "best_score", "best_step")}
+                         for entry in runs]}

@@ -388,3 +388,33 @@ def test_a_run_written_before_the_sign_option_resumes_without_it(ising_file, tmp
     summary = train(ising_file, run, resume=True, progress=False, steps=12)
     assert summary["steps"] == 12
     assert load_checkpoint(run / "checkpoints" / "last.pt")["model"]["negate"] is False
+
+
+def test_restarts_keep_the_best_scored_run(tmp_path):
+    from surrogate.generate import generate
+    from surrogate.train import train_restarts
+    run = tmp_path / "run"
+    config = TrainConfig(steps=4, batch_size=8, width=8, noise_dim=16, validate_every=2,
+                         validation_samples=16, seed=4)
+    summary = train_restarts(SAMPLE, run, config, 2, device="cpu", progress=False)
+    listing = json.loads((run / "restarts.json").read_text())
+    scores = {entry["seed"]: entry["best_score"] for entry in listing["restarts"]}
+    assert sorted(scores) == [4, 5]
+    assert listing["kept_seed"] == summary["kept_seed"] == min(scores, key=scores.get)
+    assert len(set(scores.values())) == 2                  # two different draws
+    kept = run / "restarts" / f"seed_{listing['kept_seed']}"
+    assert (run / "checkpoints" / "best.pt").read_bytes() == \
+        (kept / "checkpoints" / "best.pt").read_bytes()
+    assert json.loads((run / "config.json").read_text())["train"]["seed"] == \
+        listing["kept_seed"]
+    # RUN is a run like any other
+    assert generate(run, tmp_path / "g.h5", parameters={"nu": 3e-3}, n=2).exists()
+
+
+def test_bad_restarts_are_one_line_errors_and_write_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", SAMPLE, "-o", str(run), "--restarts", "0", "-q"]) == 2
+    assert "restarts must be a positive integer" in capsys.readouterr().err
+    assert not run.exists()
+    assert main(["train", SAMPLE, "-o", str(run), "--restarts", "2", "--resume", "-q"]) == 2
+    assert "--restarts trains afresh" in capsys.readouterr().err
