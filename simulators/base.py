@@ -21,8 +21,8 @@ string (``"cpu"``, ``"cuda"``, ``"cuda:1"``) and run the same scheme with ``torc
 there, in float64, from the same numpy initial conditions; results are numpy float64
 arrays of the same shapes either way (:mod:`simulators.backend`).
 
-:meth:`Simulator.run` is the one-trajectory convenience wrapper of DESIGN.md section 4;
-it validates its input and returns an :class:`xarray.Dataset`.
+:meth:`Simulator.run` is the one-trajectory convenience wrapper (README.md, "Python in
+five lines"); it validates its input and returns an :class:`xarray.Dataset`.
 
 Conventions: the domain is the periodic square ``[0, L)^2`` with ``L = box_size``;
 array axis ``-2`` is ``x`` and axis ``-1`` is ``y`` (``field[..., ix, iy]``); grid

@@ -1,4 +1,5 @@
-"""Fault tests: corrupted files, SIGKILLed jobs, paths stored inside files (DESIGN.md §8).
+"""Fault tests: corrupted files, SIGKILLed jobs, paths stored inside files (the bad-input
+contract of README.md: a one-line error, exit status 2, nothing written or overwritten).
 
 Every read command (``info``, ``check``, ``check --quick``, ``validate`` both ways,
 ``generate --like``, ``train``, ``convert``) is run on many deterministically corrupted
@@ -795,7 +796,8 @@ def _fields(path: Path) -> dict[str, np.ndarray]:
 
 
 def _judge(invocation: Invocation, outcome: Outcome, bases: Bases) -> list[str]:
-    """Violations of the contract of DESIGN.md §8 by one outcome (empty: all well)."""
+    """Violations of the bad-input contract (module docstring) by one outcome (empty: all
+    well)."""
     problems = []
     command, err = invocation.command, outcome.stderr
     lines = [line for line in err.splitlines() if line.strip()]

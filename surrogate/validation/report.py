@@ -1,10 +1,11 @@
 """Compare a generated field-store file with a reference one; decide whether it passes.
 
 :func:`validate_files` streams both files once per pass, one trajectory in memory at a
-time, and fills the report of DESIGN.md section 6 (:func:`write_report` writes it as
-``report.json`` + ``report.md`` + PNG figures). What is compared, per field (a vector
-field's one-point statistics pool its two components; its spectrum is the sum of the
-component spectra, i.e. twice the kinetic-energy spectrum; its morphology uses ``|u|``):
+time, and fills the report whose keys README.md's Validation section lists
+(:func:`write_report` writes it as ``report.json`` + ``report.md`` + PNG figures).
+What is compared, per field (a vector field's one-point statistics pool its two
+components; its spectrum is the sum of the component spectra, i.e. twice the
+kinetic-energy spectrum; its morphology uses ``|u|``):
 
 * **spectrum**: mean power spectrum over all matched snapshots of each file, relative
   error per shell ``(P_gen - P_ref) / P_ref`` over the *resolved* shells (those whose
@@ -476,7 +477,7 @@ class ValidationResult:
     """What :func:`validate_files` found.
 
     Attributes:
-        report: the JSON-able report (keys of DESIGN.md section 6 and more).
+        report: the JSON-able report (stable keys; README.md, section Validation).
         samples: ``{field: (reference, generated)}`` arrays ``(S, N, N[, 2])`` of the
             snapshots shown side by side (same condition and time in each pair).
         sample_labels: one caption per shown pair.
