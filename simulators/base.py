@@ -228,6 +228,8 @@ class Simulator:
     sweep_batch_size: ClassVar[int] = 8
     #: whether ``simulate``/``run`` take a torch ``device`` (see :meth:`check_device`)
     torch_backend: ClassVar[bool] = False
+    #: why a system without a torch backend stays on numpy (quoted when it refuses one)
+    numpy_only_reason: ClassVar[str] = "it has no torch backend"
     #: exact symmetries (names from :data:`SYMMETRIES`) of the *distribution* of the
     #: system's fields at every time and for every parameter value: the dynamics commute
     #: with them and the random initial conditions are statistically invariant under
@@ -359,8 +361,8 @@ class Simulator:
         if device is None:
             return None
         if not self.torch_backend:
-            raise ValueError(f"{self.name} has no torch backend: run it with device=None "
-                             f"(numpy), not device={device!r}")
+            raise ValueError(f"{self.name} runs on numpy only (device={device!r} refused): "
+                             f"{self.numpy_only_reason}")
         from simulators.backend import resolve_device
         return resolve_device(device)
 

@@ -446,6 +446,9 @@ class Ising(Simulator):
     )
     inits = ("random", "ordered")
     symmetries = ("shift", "flip_x", "flip_y", "rotate_90", "negate")
+    numpy_only_reason = ("its Swendsen-Wang sweeps draw from one numpy default_rng(seed) "
+                         "stream per trajectory, which torch cannot reproduce, so the same "
+                         "seed would no longer give the same file")
     default_t_end = 100.0
     default_snapshots = 11
     time_units = "sweep"
@@ -525,18 +528,6 @@ class Ising(Simulator):
             return np.ones(grid.shape, dtype=np.int8)
         return np.where(rng.random(grid.shape) < 0.5, 1, -1).astype(np.int8)
 
-    def check_device(self, device: str | None) -> None:
-        """``None`` only: the Ising sampler has no torch backend (see the class docstring).
-
-        Raises:
-            ValueError: one line, for any ``device`` other than ``None``.
-        """
-        if device is not None:
-            raise ValueError(f"{self.name} runs on numpy only (device={device!r} refused): its "
-                             "Swendsen-Wang sweeps draw from one numpy default_rng(seed) "
-                             "stream per trajectory, which torch cannot reproduce, so the "
-                             "same seed would no longer give the same file")
-
     def simulate(self, parameters: Mapping[str, np.ndarray], grid: PeriodicGrid,
                  times: np.ndarray, seeds: Sequence[int], init: str = "random",
                  initial_state: Mapping[str, np.ndarray] | None = None,
@@ -551,7 +542,7 @@ class Ising(Simulator):
             seeds: one seed per trajectory.
             init: ``"random"`` or ``"ordered"`` (ignored with ``initial_state``).
             initial_state: ``{"spin": (N, N)}`` of +1/-1, shared by the batch.
-            device: must be ``None`` (numpy only, see :meth:`check_device`).
+            device: must be ``None`` (numpy only, see :meth:`Simulator.check_device`).
         Returns:
             ``{"spin": (B, T, N, N)}`` float64 of +1/-1.
         Raises:

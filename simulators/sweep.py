@@ -130,10 +130,10 @@ class SweepSpec:
                 and int(text["seed"]) == seed:
             raise ValueError(f"{path}: seed {seed} is the file's own seed; an independent "
                              f"ensemble needs another seed")
-        static = get(system).static
+        simulator = get(system)
         n_snapshots = times.size
-        t_end = None if static else float(times[-1])
-        expected = get(system).snapshot_times(1.0 if static else t_end, n_snapshots)
+        t_end = None if simulator.static else float(times[-1])
+        expected = simulator.snapshot_times(1.0 if simulator.static else t_end, n_snapshots)
         if not np.allclose(times, expected, rtol=1e-9, atol=1e-12):
             raise ValueError(f"{path}: snapshot times {np.round(times, 6).tolist()} are not "
                              f"equally spaced from 0, which a sweep cannot reproduce")
@@ -231,10 +231,7 @@ def _run_batch(system: str, options: Mapping[str, Any], parameters: Mapping[str,
     """Worker entry point: integrate one batch and return float32 arrays."""
     simulator = get(system, **dict(options))
     grid = simulator.make_grid(resolution, box_size)
-    if device is None:
-        fields = simulator.simulate(parameters, grid, times, seeds, init=init)
-    else:
-        fields = simulator.simulate(parameters, grid, times, seeds, init=init, device=device)
+    fields = simulator.simulate(parameters, grid, times, seeds, init=init, device=device)
     return {name: np.asarray(array, dtype=np.float32) for name, array in fields.items()}
 
 

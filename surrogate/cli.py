@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -228,24 +229,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary = train_restarts(args.data, args.output, config, args.restarts,
                                  device=args.device, overwrite=args.overwrite,
                                  progress=not args.quiet)
-        for entry in summary["restarts"]:
-            score = entry["best_score"]
-            print(f"seed {entry['seed']}: best validation score "
-                  + ("n/a" if score is None or score != score else f"{score:.4g}")
-                  + f" at step {entry['best_step']}"
-                  + (" (kept)" if entry["seed"] == summary["kept_seed"] else ""))
     else:
         summary = train(args.data, args.output, config, device=args.device,
                         resume=args.resume, overwrite=args.overwrite,
                         progress=not args.quiet, steps=options.get("steps"))
     if summary["world_size"] > 1 and int(__import__("os").environ.get("RANK", "0")) != 0:
         return 0
-    best = summary["best_score"]
+    for entry in summary.get("restarts", []):
+        print(f"seed {entry['seed']}: best validation score {_score_text(entry['best_score'])}"
+              f" at step {entry['best_step']}"
+              + (" (kept)" if entry["seed"] == summary["kept_seed"] else ""))
     print(f"trained {summary['steps']} steps on {summary['device']} "
           f"({summary['images_per_second']:.1f} images/s); best validation score "
-          + ("n/a" if best is None or best != best or best == float("inf") else f"{best:.4g}")
-          + f" at step {summary['best_step']}; run: {summary['run_dir']}")
+          f"{_score_text(summary['best_score'])} at step {summary['best_step']}; "
+          f"run: {summary['run_dir']}")
     return 0
+
+
+def _score_text(score: float | None) -> str:
+    """A validation score for printing: ``n/a`` when there was none (None, NaN or inf)."""
+    return "n/a" if score is None or not math.isfinite(score) else f"{score:.4g}"
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

@@ -1066,15 +1066,17 @@ def train_restarts(data_path: str | os.PathLike, run_dir: str | os.PathLike,
         summary = train(data_path, run_dir / "restarts" / f"seed_{seed}",
                         dataclasses.replace(config, seed=seed), device=device,
                         overwrite=True, progress=progress)
-        score = summary["best_score"]
-        runs.append({"seed": seed, "best_score": score, "best_step": summary["best_step"],
-                     "seconds": summary.get("seconds"), "summary": summary})
+        runs.append({"seed": seed, "best_score": summary["best_score"],
+                     "best_step": summary["best_step"], "seconds": summary["seconds"],
+                     "summary": summary})
 
     def sort_key(entry: dict[str, Any]) -> float:
         score = entry["best_score"]
         return math.inf if score is None or not math.isfinite(score) else score
 
     kept = min(runs, key=sort_key)
+    records = [{key: entry[key] for key in ("seed", "best_score", "best_step", "seconds")}
+               for entry in runs]
     if int(os.environ.get("RANK", "0")) == 0:
         source = run_dir / "restarts" / f"seed_{kept['seed']}"
         for name in ("config.json", "metrics.jsonl"):
@@ -1085,11 +1087,8 @@ def train_restarts(data_path: str | os.PathLike, run_dir: str | os.PathLike,
                 shutil.rmtree(run_dir / folder)
             if (source / folder).exists():
                 shutil.copytree(source / folder, run_dir / folder)
-        listing = {"kept_seed": kept["seed"],
-                   "restarts": [{key: entry[key] for key in ("seed", "best_score", "best_step",
-                                                             "seconds")} for entry in runs]}
         from surrogate.validation.report import json_safe
+        listing = {"kept_seed": kept["seed"], "restarts": records}
         (run_dir / "restarts.json").write_text(json.dumps(json_safe(listing), indent=1) + "\n")
     return {**kept["summary"], "run_dir": str(run_dir), "kept_seed": kept["seed"],
-            "restarts": [{key: entry[key] for key in ("seed", "best_score", "best_step")}
-                         for entry in runs]}
+            "restarts": records}

@@ -677,8 +677,7 @@ def attach_floor(report: dict[str, Any], floor: dict[str, Any] | None) -> None:
         value = values.get((check["check"], check["field"]))
         check["floor"] = value
         if check["gated"] and value is not None and _floor_too_noisy(check, value):
-            too_noisy.append(check["check"] + (f" of {check['field']}" if check["field"]
-                                               else ""))
+            too_noisy.append(_check_label(check))
     for name, entry in report["fields"].items():
         theirs = other["fields"].get(name, {})
         entry["spectrum"]["floor"] = theirs.get("spectrum", {}).get("rel_error_median")
@@ -885,8 +884,7 @@ def _validate(ref_store: FieldStore, gen_store: FieldStore, limits: dict[str, fl
         "frechet_features": names,
         "checks": checks,
         "failures": [_failure_text(c) for c in gated if not c["passed"]],
-        "not_evaluated": [c["check"] + (f" of {c['field']}" if c["field"] else "")
-                          for c in checks if not c["evaluated"]],
+        "not_evaluated": [_check_label(c) for c in checks if not c["evaluated"]],
         "passed": all(c["passed"] for c in gated),
         "thresholds": limits,
     }
@@ -908,10 +906,14 @@ def _gate(check: str, field_name: str | None, value: float, threshold: float, ki
             "passed": bool(passed)}
 
 
+def _check_label(check: Mapping[str, Any]) -> str:
+    """``"name of field"`` (or ``"name"`` for a check of no one field)."""
+    return check["check"] + (f" of {check['field']}" if check["field"] else "")
+
+
 def _failure_text(check: Mapping[str, Any]) -> str:
-    where = f" of {check['field']}" if check["field"] else ""
     relation = ">" if check["kind"] == "max" else "<"
-    return f"{check['check']}{where} = {check['value']:.4g} {relation} {check['threshold']:.4g}"
+    return f"{_check_label(check)} = {check['value']:.4g} {relation} {check['threshold']:.4g}"
 
 
 def _field_reports(sides: Mapping[str, Mapping[str, _FieldStats]], specs, k: np.ndarray,
