@@ -210,7 +210,7 @@ def _largest_batch(measure: Callable[[int], float], first: int, largest: int,
     return best_batch, best
 
 
-def generation(device: torch.device, sizes: Sizes, smoke: bool) -> dict[str, Any]:
+def generation(device: torch.device, sizes: Sizes) -> dict[str, Any]:
     """Generator fields per second by resolution, width and precision (largest batch)."""
     from benchmarks.gan_throughput import generator_seconds_per_field
     rows = []
@@ -245,7 +245,7 @@ def _simulate_seconds(system: str, resolution: int, t_end: float | None, batch: 
     return time.perf_counter() - start
 
 
-def simulators_stage(device: torch.device, sizes: Sizes, smoke: bool,
+def simulators_stage(device: torch.device, sizes: Sizes,
                      generation_rows: list[dict] | None) -> dict[str, Any]:
     """Simulator trajectories/s on the device (torch) and the CPU (numpy); speedups."""
     rows = []
@@ -262,7 +262,7 @@ def simulators_stage(device: torch.device, sizes: Sizes, smoke: bool,
         rows.append({"system": system, "resolution": resolution, "t_end": t_end,
                      "backend": f"numpy, this machine's CPU ({os.cpu_count()} cores)",
                      "batch": 1, "seconds": seconds, "trajectories_per_second": 1 / seconds})
-    return {"rows": rows, "speedups": speedups(rows, generation_rows or [], device)}
+    return {"rows": rows, "speedups": speedups(rows, generation_rows or [])}
 
 
 def _cpu_reference() -> dict[tuple[str, int], float]:
@@ -275,8 +275,7 @@ def _cpu_reference() -> dict[tuple[str, int], float]:
             for row in rows}
 
 
-def speedups(simulator_rows: list[dict], generation_rows: list[dict],
-             device: torch.device) -> list[dict]:
+def speedups(simulator_rows: list[dict], generation_rows: list[dict]) -> list[dict]:
     """Navier–Stokes at t = 10: generator seconds per field against the simulator's
     seconds per trajectory on the 2-core CPU, on this machine's CPU and batched on the
     device, for every resolution both were measured at (best generator precision)."""
@@ -296,11 +295,12 @@ def speedups(simulator_rows: list[dict], generation_rows: list[dict],
                         and row["t_end"] == 10.0:
                     key = "same_device" if row["backend"].startswith("torch") else "this_cpu"
                     simulated[key] = row["seconds"] / row["batch"]
-            for key, seconds in simulated.items():
-                if seconds is not None:
-                    entry[f"simulator_seconds_{key}"] = seconds
-                    entry[f"speedup_vs_{key}"] = seconds / fastest["seconds_per_field"]
-            if len(entry) > 4:
+            measured = {key: seconds for key, seconds in simulated.items()
+                        if seconds is not None}
+            for key, seconds in measured.items():
+                entry[f"simulator_seconds_{key}"] = seconds
+                entry[f"speedup_vs_{key}"] = seconds / fastest["seconds_per_field"]
+            if measured:
                 result.append(entry)
     return result
 
@@ -313,7 +313,7 @@ def _navier_stokes_file(path: Path, resolution: int, trajectories: int, device: 
     return run_sweep(spec, path, progress=False, device=device)
 
 
-def training(device: torch.device, sizes: Sizes, smoke: bool, deadline: float,
+def training(device: torch.device, sizes: Sizes, deadline: float,
              reserve: float) -> dict[str, Any]:
     """Training images/s at each resolution: fp32, bf16, and compiled bf16 if time allows."""
     from surrogate.train import TrainConfig, Trainer
@@ -593,10 +593,10 @@ def run(device: torch.device, *, smoke: bool, budget: float, output: Path,
 
     stage("environment", lambda: environment(device, sizes, smoke))
     stage("cuda_tests", lambda: cuda_tests(device, sizes, smoke))
-    stage("generation", lambda: generation(device, sizes, smoke))
+    stage("generation", lambda: generation(device, sizes))
     stage("simulators", lambda: simulators_stage(
-        device, sizes, smoke, measured.get("generation", {}).get("rows")))
-    stage("training", lambda: training(device, sizes, smoke, deadline, reserve))
+        device, sizes, measured.get("generation", {}).get("rows")))
+    stage("training", lambda: training(device, sizes, deadline, reserve))
     training_rows = measured.get("training", keep.get("training", {}).get("result", {}))
     rate = next((row["images_per_second"] for row in training_rows.get("rows", [])
                  if row.get("resolution") == sizes.fidelity_resolution

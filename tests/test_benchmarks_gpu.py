@@ -82,7 +82,7 @@ def test_speedups_divide_simulator_time_by_generator_time(monkeypatch):
                   {"system": "navier_stokes2d", "resolution": 128, "t_end": 10.0,
                    "backend": "numpy, this machine's CPU (16 cores)", "batch": 1,
                    "seconds": 0.4}]
-    [row] = gpu.speedups(simulated, generation, torch.device("cpu"))
+    [row] = gpu.speedups(simulated, generation)
     assert row["generator_precision"] == "bf16"                 # the faster one
     assert row["speedup_vs_cpu_2core"] == pytest.approx(0.5 / 1e-5)
     assert row["speedup_vs_same_device"] == pytest.approx(0.02 / 1e-5)
