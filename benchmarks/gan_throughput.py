@@ -96,7 +96,7 @@ def generator_seconds_per_field(resolution: int, device: torch.device, width: in
 
     def call() -> None:
         with torch.no_grad(), context:
-            heads(generator(noise, condition))
+            heads(generator(noise, condition), condition)
         if device.type == "cuda":
             torch.cuda.synchronize()
     call()

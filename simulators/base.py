@@ -150,6 +150,13 @@ class Invariant:
       ``E = <|u|^2>/2``, ``Z = <(curl u)^2>/2`` and ``P`` the forcing work
       (Navier–Stokes); checked only where the simulator provides the terms.
     * ``"discrete_values"``: ``field`` only takes the values in ``values``.
+    * ``"initial_energy"``: the vector ``field`` has ``E = <|u|^2>/2 = value`` at
+      ``t = 0`` exactly (a global norm the initial condition fixes, e.g. Navier–Stokes'
+      random state scaled to unit rms velocity, ``E = 0.5``).
+
+    ``init`` restricts an invariant to trajectories started from that named initial
+    condition (``None``: every one); :meth:`Simulator.invariants_for` applies it, and a
+    file's schema keeps only the invariants of the init it was simulated from.
     """
 
     kind: str
@@ -158,16 +165,23 @@ class Invariant:
     high: float | None = None
     of: str | None = None
     values: tuple[float, ...] | None = None
+    value: float | None = None
+    init: str | None = None
     doc: str = ""
 
     KINDS: ClassVar[tuple[str, ...]] = ("conserved_mean", "zero_mean", "bounded",
                                         "divergence_free", "curl_of", "energy_budget",
-                                        "discrete_values")
+                                        "discrete_values", "initial_energy")
 
     def __post_init__(self) -> None:
         if self.kind not in self.KINDS:
             raise ValueError(f"unknown invariant kind {self.kind!r}; expected one of "
                              f"{', '.join(self.KINDS)}")
+        if self.kind == "initial_energy" and not (
+                isinstance(self.value, (int, float)) and not isinstance(self.value, bool)
+                and math.isfinite(self.value) and self.value > 0):
+            raise ValueError(f"invariant initial_energy({self.field}) needs a positive "
+                             f"finite value, got {self.value!r}")
 
 
 #: Vocabulary of :attr:`Simulator.symmetries`: exact symmetries of the periodic grid that a
@@ -460,6 +474,12 @@ class Simulator:
         attrs = {"system": self.name, "seed": int(seed), "init": init,
                  "box_size": float(grid.box_size), **{k: float(v) for k, v in parameters.items()}}
         return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+    def invariants_for(self, init: str | None) -> tuple[Invariant, ...]:
+        """The declared invariants that hold for trajectories started from ``init``
+        (those without an ``init`` restriction, and those restricted to ``init``);
+        ``None`` gives those without a restriction only (e.g. a user's initial state)."""
+        return tuple(i for i in self.invariants if i.init is None or i.init == init)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-serialisable description (name, parameters, fields, invariants, symmetries)."""

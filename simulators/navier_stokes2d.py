@@ -468,6 +468,8 @@ class NavierStokes2D(Simulator):
         Invariant("energy_budget", "velocity",
                   doc="dE/dt = -2 nu Z - 2 nu_h P_al - 2 drag E + <F.u>; terms from "
                       "NavierStokes2D.energy_budget"),
+        Invariant("initial_energy", "velocity", value=0.5, init="random",
+                  doc="the random initial state is scaled to rms velocity 1"),
     )
     inits = ("random", "taylor_green")
     symmetries = ("shift_x", "rotate_180")

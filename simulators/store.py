@@ -79,10 +79,13 @@ class StoreSchema:
 
     @classmethod
     def from_simulator(cls, simulator: Simulator, grid: PeriodicGrid, times: np.ndarray,
-                       dataset_name: str = "") -> StoreSchema:
-        """Schema of the files written for ``simulator`` on ``grid`` at ``times``."""
+                       dataset_name: str = "", init: str | None = "random") -> StoreSchema:
+        """Schema of the files written for ``simulator`` on ``grid`` at ``times``, for
+        trajectories started from ``init`` (its invariants are
+        :meth:`Simulator.invariants_for` that init; ``None`` for states of unknown origin,
+        e.g. converted data)."""
         return cls(system=simulator.name, parameters=tuple(simulator.parameters),
-                   fields=tuple(simulator.fields), invariants=tuple(simulator.invariants),
+                   fields=tuple(simulator.fields), invariants=simulator.invariants_for(init),
                    times=np.asarray(times, dtype=np.float64), resolution=grid.resolution,
                    box_size=grid.box_size, time_units=simulator.time_units,
                    length_units=simulator.length_units,

@@ -332,7 +332,8 @@ def run_sweep(spec: SweepSpec, path: str | os.PathLike, *, workers: int = 1,
         design = {name: np.asarray(values, dtype=np.float64)
                   for name, values in spec.design.items()}
     seeds = trajectory_seeds(spec.seed, n)
-    schema = StoreSchema.from_simulator(simulator, grid, times, dataset_name=dataset_name)
+    schema = StoreSchema.from_simulator(simulator, grid, times, dataset_name=dataset_name,
+                                        init=spec.init)
     provenance = Provenance(producer=f"simulator:{spec.system}", seed=spec.seed)
     in_flight: dict[int, Future] = {}
     writer = bar = None

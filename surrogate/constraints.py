@@ -10,6 +10,16 @@ round-off) for every output, trained or not:
 * vector field declared ``divergence_free`` (1 raw channel, a stream function
   ``psi``): ``u = s (d psi/dy', -d psi/dx')``, the curl of ``psi``, so ``div u = 0``
   (head ``"stream_function"``);
+* vector field declared ``divergence_free`` and ``initial_energy`` ``E_0`` (2 raw
+  channels, ``psi`` and ``r``): the stream function's velocity ``u_psi`` gives the
+  *shape*, a conditional amplitude the kinetic energy,
+  ``u = u_psi sqrt(E(t) / E_psi)`` with ``E_psi = <|u_psi|^2>/2`` and
+  ``E(t) = E_0 exp(a t / T)``, where ``a = <r>`` is the spatial mean of the second raw
+  channel (a function of the latent and the condition, so the energy's distribution
+  is learned), ``t`` the snapshot's physical time and ``T = max(|t_first|, |t_last|)``
+  the time scale of the training file. At ``t = 0``, ``E = E_0`` exactly for every
+  latent, trained or not (head ``"stream_function_energy"``; it needs the condition,
+  whose last entry encodes ``t``, see :class:`surrogate.data.ConditionEncoder`);
 * scalar field declared ``curl_of`` a generated vector field ``v`` (no raw channel):
   ``w = dv_y/dx - dv_x/dy``, the spectral curl of the generated ``v``, hence zero mean
   as well (head ``"curl"``);
@@ -69,8 +79,8 @@ from surrogate.data import FieldNormalizer, channel_layout, n_channels
 __all__ = ["HEAD_KINDS", "LOG_CLAMP", "OutputHeads"]
 
 #: head names (see the module docstring's table)
-HEAD_KINDS = ("stream_function", "curl", "bounded", "positive", "lower_bound",
-              "upper_bound", "zero_mean", "free")
+HEAD_KINDS = ("stream_function", "stream_function_energy", "curl", "bounded", "positive",
+              "lower_bound", "upper_bound", "zero_mean", "free")
 #: the log of a positive field is clamped to ``[-LOG_CLAMP, LOG_CLAMP]`` before ``exp``, so
 #: that the output stays finite and strictly positive in float32 (``exp`` overflows above
 #: ~88.7 and underflows to 0 below ~-103); real data sit far inside
@@ -91,6 +101,9 @@ class OutputHeads(nn.Module):
         resolution: grid points per side ``N``.
         dtype: floating type of the outputs and of the spectral maths (default float32,
             also under mixed precision; float64 for exactness checks).
+        time_range: ``(t_first, t_last)`` of the condition's time entry (the training
+            file's first and last snapshot times); needed by the
+            ``"stream_function_energy"`` head only.
 
     Attributes:
         raw_channels: ``R``, the channels the generator must produce.
@@ -101,7 +114,8 @@ class OutputHeads(nn.Module):
 
     def __init__(self, fields: Sequence[FieldSpec], invariants: Sequence[Invariant],
                  normalizer: FieldNormalizer, box_size: float, resolution: int, *,
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype = torch.float32,
+                 time_range: tuple[float, float] | None = None) -> None:
         super().__init__()
         names = [(spec.name, spec.rank) for spec in fields]
         if names != [(t.name, t.rank) for t in normalizer.transforms]:
@@ -122,11 +136,17 @@ class OutputHeads(nn.Module):
         self.layout = channel_layout(self.fields)
         self.channels = n_channels(self.fields)
         self.heads = {spec.name: self._choose(spec) for spec in self.fields}
+        self.time_range = None if time_range is None else tuple(float(t) for t in time_range)
+        if self.needs_condition and (self.time_range is None or not all(
+                math.isfinite(t) for t in self.time_range)):
+            raise ValueError("the stream_function_energy head needs the finite time_range "
+                             f"of the condition, got {time_range!r}")
         self.raw_layout: list[tuple[str, str, slice]] = []
         start = 0
         for spec in self.fields:
             kind = self.heads[spec.name]
-            width = {"stream_function": 1, "curl": 0}.get(kind, 1 + spec.rank)
+            width = {"stream_function": 1, "stream_function_energy": 2,
+                     "curl": 0}.get(kind, 1 + spec.rank)
             self.raw_layout.append((spec.name, kind, slice(start, start + width)))
             start += width
         self.raw_channels = start
@@ -135,9 +155,17 @@ class OutputHeads(nn.Module):
     @classmethod
     def from_schema(cls, schema: StoreSchema, normalizer: FieldNormalizer, *,
                     dtype: torch.dtype = torch.float32) -> OutputHeads:
-        """Heads for a file's (or simulator's) schema: fields, invariants, box, grid."""
+        """Heads for a file's (or simulator's) schema: fields, invariants, box, grid and
+        the time range of its snapshots."""
+        times = schema.times
         return cls(schema.fields, schema.invariants, normalizer, schema.box_size,
-                   schema.resolution, dtype=dtype)
+                   schema.resolution, dtype=dtype,
+                   time_range=(float(times[0]), float(times[-1])))
+
+    @property
+    def needs_condition(self) -> bool:
+        """Whether :meth:`forward` needs the condition (a head that reads the time)."""
+        return "stream_function_energy" in self.heads.values()
 
     # ------------------------------------------------------------------- choice
     def _declared(self, name: str) -> dict[str, Invariant]:
@@ -150,7 +178,10 @@ class OutputHeads(nn.Module):
     def _choose(self, spec: FieldSpec) -> str:
         declared = self._declared(spec.name)
         if spec.rank == 1:
-            return "stream_function" if "divergence_free" in declared else "free"
+            if "divergence_free" not in declared:
+                return "free"
+            return ("stream_function_energy" if "initial_energy" in declared
+                    else "stream_function")
         if "curl_of" in declared:
             source = declared["curl_of"].of
             ranks = {f.name: f.rank for f in self.fields}
@@ -217,34 +248,70 @@ class OutputHeads(nn.Module):
         factor_x, factor_y = self._derivative_factors(spectrum.device)
         return spectrum * (factor_x if axis == "x" else factor_y)
 
-    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+    def forward(self, raw: torch.Tensor, condition: torch.Tensor | None = None
+                ) -> torch.Tensor:
         """Raw channels ``(B, raw_channels, N, N)`` -> physical fields ``(B, C, N, N)``.
 
-        The output has dtype :attr:`dtype` (float32 by default) whatever the input dtype;
-        gradients flow to ``raw``.
+        ``condition`` ``(B, P + 1)`` is the generator's condition (only its last entry,
+        the encoded time, is read); required when :attr:`needs_condition`. The output
+        has dtype :attr:`dtype` (float32 by default) whatever the input dtype; gradients
+        flow to ``raw``.
         """
         if raw.ndim != 4 or raw.shape[1] != self.raw_channels \
                 or tuple(raw.shape[-2:]) != (self.resolution, self.resolution):
             raise ValueError(f"raw output must have shape (B, {self.raw_channels}, "
                              f"{self.resolution}, {self.resolution}), got {tuple(raw.shape)}")
+        times = None
+        if self.needs_condition:
+            if condition is None or condition.ndim != 2 or condition.shape[0] != raw.shape[0]:
+                raise ValueError(f"the {', '.join(self.heads)} heads need the condition "
+                                 f"(B={raw.shape[0]}, P + 1), got "
+                                 f"{None if condition is None else tuple(condition.shape)}")
+            times = self.physical_time(condition)
         with torch.autocast(device_type=raw.device.type, enabled=False):
-            return self._forward(raw.to(self.dtype))
+            return self._forward(raw.to(self.dtype), times)
 
-    def _forward(self, raw: torch.Tensor) -> torch.Tensor:
+    def physical_time(self, condition: torch.Tensor) -> torch.Tensor:
+        """Snapshot times ``(B,)`` (time units) from the condition's last entry,
+        ``t = t_first + (c_t + 1) / 2 (t_last - t_first)``, in :attr:`dtype`."""
+        first, last = self.time_range
+        fraction = (condition[:, -1].to(self.dtype).clamp(-1.0, 1.0) + 1.0) / 2.0
+        return first + fraction * (last - first)
+
+    def _energy_factor(self, name: str, part: torch.Tensor, velocity: torch.Tensor,
+                       times: torch.Tensor) -> torch.Tensor:
+        """``sqrt(E(t) / E_psi)`` per sample, shape ``(B, 1, 1, 1)``, of a
+        ``stream_function_energy`` head (module docstring); ``velocity`` is ``u_psi``
+        ``(B, 2, N, N)`` and ``part`` the head's raw channels ``(B, 2, N, N)``."""
+        value = float(self._declared(name)["initial_energy"].value)
+        shape_energy = 0.5 * velocity.square().sum(dim=1).mean(dim=(-2, -1))
+        scale = self.normalizer.transform(name).scale
+        time_scale = max(abs(t) for t in self.time_range) or 1.0
+        exponent = torch.clamp(part[:, 1].mean(dim=(-2, -1)) * (times / time_scale),
+                               min=-LOG_CLAMP, max=LOG_CLAMP)
+        target = value * torch.exp(exponent)
+        return torch.sqrt(target / (shape_energy + 1e-12 * scale * scale))[:, None, None, None]
+
+    def _forward(self, raw: torch.Tensor, times: torch.Tensor | None) -> torch.Tensor:
         n = self.resolution
         to_length = 2 * math.pi / self.box_size          # d/dx = (2 pi / L) d/dx'
         outputs: dict[str, torch.Tensor] = {}
         spectra: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}   # vector: (û_x, û_y)
         for name, kind, channel in self.raw_layout:
             part = raw[:, channel]
-            if kind == "stream_function":
+            if kind in ("stream_function", "stream_function_energy"):
                 scale = self.normalizer.transform(name).scale
                 psi_hat = torch.fft.rfft2(part[:, 0], dim=(-2, -1))
                 u_hat = (scale * self._spectral_derivative(psi_hat, "y"),
                          -scale * self._spectral_derivative(psi_hat, "x"))
+                velocity = torch.stack([torch.fft.irfft2(c, s=(n, n), dim=(-2, -1))
+                                        for c in u_hat], dim=1)
+                if kind == "stream_function_energy":
+                    factor = self._energy_factor(name, part, velocity, times)
+                    velocity = velocity * factor
+                    u_hat = tuple(c * factor[:, 0] for c in u_hat)
                 spectra[name] = u_hat
-                outputs[name] = torch.stack([torch.fft.irfft2(c, s=(n, n), dim=(-2, -1))
-                                             for c in u_hat], dim=1)
+                outputs[name] = velocity
             elif kind == "free":
                 outputs[name] = self._decode(name, part)
             elif kind == "bounded":
@@ -294,13 +361,15 @@ class OutputHeads(nn.Module):
                 out[:, channels] = allowed[nearest]
         return out
 
-    def forward_normalised(self, raw: torch.Tensor) -> torch.Tensor:
-        """``normalizer.encode(forward(raw))``: what the discriminator sees of fakes.
+    def forward_normalised(self, raw: torch.Tensor, condition: torch.Tensor | None = None
+                           ) -> torch.Tensor:
+        """``normalizer.encode(forward(raw, condition))``: what the discriminator sees of
+        fakes.
 
         Real data go through the same :meth:`FieldNormalizer.encode`, so real and fake
         are compared through one transform.
         """
-        return self.normalizer.encode(self(raw))
+        return self.normalizer.encode(self(raw, condition))
 
     def extra_repr(self) -> str:
         heads = ", ".join(f"{name}: {kind}" for name, kind in self.heads.items())

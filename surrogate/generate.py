@@ -118,9 +118,9 @@ class SurrogateModel:
     @torch.no_grad()
     def sample(self, condition: np.ndarray, noise: torch.Tensor) -> np.ndarray:
         """Physical fields ``(B, C, N, N)`` float32 for conditions ``(B, P+1)``, latents (B, Z)."""
-        raw = self.generator(noise.to(self.device),
-                             torch.as_tensor(condition, device=self.device))
-        return self.heads.snap_discrete(self.heads(raw)).float().cpu().numpy()
+        condition = torch.as_tensor(condition, device=self.device)
+        raw = self.generator(noise.to(self.device), condition)
+        return self.heads.snap_discrete(self.heads(raw, condition)).float().cpu().numpy()
 
 
 def load_surrogate(run_dir: str | os.PathLike, checkpoint: str = "best",

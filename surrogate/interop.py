@@ -1042,7 +1042,9 @@ def _registered_schema(system: str, specs: Sequence[FieldSpec],
                 parameter.check(value)
             except ValueError as error:
                 raise LayoutError(f"{path}: trajectory {index}: {error}") from None
-    return StoreSchema.from_simulator(simulator, PeriodicGrid(resolution, box_size), times)
+    # converted states are of unknown origin: no init-specific invariant applies
+    return StoreSchema.from_simulator(simulator, PeriodicGrid(resolution, box_size), times,
+                                      init=None)
 
 
 def _trajectory_values(ds: xr.Dataset, name: str, row: int | None, rank: int, index: int,

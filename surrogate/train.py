@@ -264,9 +264,11 @@ def check_sign_equivariance(heads: OutputHeads, normalizer: FieldNormalizer) -> 
     generator = torch.Generator().manual_seed(0)
     raw = torch.randn(2, heads.raw_channels, heads.resolution, heads.resolution,
                       generator=generator, dtype=torch.float64)
+    condition = torch.rand(2, 1, generator=generator) * 2 - 1     # the heads read time only
     with torch.no_grad():
-        odd = torch.allclose(heads.forward(-raw.to(heads.dtype)),
-                             -heads.forward(raw.to(heads.dtype)), rtol=1e-5, atol=1e-6)
+        odd = torch.allclose(heads.forward(-raw.to(heads.dtype), condition),
+                             -heads.forward(raw.to(heads.dtype), condition),
+                             rtol=1e-5, atol=1e-6)
     if offsets or not odd:
         where = f"fields {offsets} are normalised with an offset" if offsets else \
             "the output heads are not odd functions"
@@ -706,7 +708,8 @@ class Trainer:
             fake_condition = condition.clone()
             fake_condition[1::2] = condition[0:pairs:2]
         with self.autocast():
-            fake = self.heads.forward_normalised(self.g_forward(noise, fake_condition))
+            fake = self.heads.forward_normalised(self.g_forward(noise, fake_condition),
+                                                 fake_condition)
         metrics = self._update_discriminator(self.discriminator, self.d_forward,
                                              self.optimizer_d, real, condition, fake,
                                              fake_condition, "")
@@ -714,8 +717,9 @@ class Trainer:
             # (G(z, c_i), G(z, c_i+1)): one latent, two consecutive times
             real_pairs, condition_a, condition_b, pair_noise = self._pair_batch()
             with self.autocast():
+                both_conditions = torch.cat([condition_a, condition_b])
                 both = self.heads.forward_normalised(self.g_forward(
-                    torch.cat([pair_noise, pair_noise]), torch.cat([condition_a, condition_b])))
+                    torch.cat([pair_noise, pair_noise]), both_conditions), both_conditions)
             fake_pairs = torch.cat(both.chunk(2), dim=1)
             metrics.update(self._update_discriminator(
                 self.temporal_discriminator, self.temporal_discriminator, self.optimizer_t,
@@ -792,7 +796,7 @@ class Trainer:
                                     generator=noise_stream).to(self.device)
                 with self.autocast():
                     raw = self.generator_ema(noise, chunk)
-                outputs.append(self.heads.snap_discrete(self.heads(raw)).float().cpu())
+                outputs.append(self.heads.snap_discrete(self.heads(raw, chunk)).float().cpu())
         return to_store_layout(torch.cat(outputs).numpy(), self.data.schema.fields)
 
     def generate_like(self, dataset, count: int, seed: int

@@ -53,6 +53,7 @@ __all__ = [
     "energy_budget_residual",
     "energy_budget_violation",
     "energy_enstrophy",
+    "initial_energy_violation",
     "invariant_key",
     "kolmogorov_forcing_work",
     "reference_scale",
@@ -449,6 +450,29 @@ def energy_budget_violation(times: np.ndarray, energy: np.ndarray, enstrophy: np
     return float(np.max(_ratio(np.max(np.abs(residual), axis=-1), scale)))
 
 
+def initial_energy_violation(velocity: np.ndarray, times: np.ndarray, value: float) -> float:
+    """Relative error of the kinetic energy at ``t = 0``: ``max_b |E_b(0) - value| / value``.
+
+    Args:
+        velocity: ``(B, T, N, N, 2)`` vector fields.
+        times: snapshot times ``(T,)``; the check reads the snapshot at ``t == 0``.
+        value: the declared ``E(t = 0) = <|u|^2>/2`` (velocity^2), positive.
+    Returns:
+        Dimensionless; ~1e-7 for float32 fields that hold it exactly.
+    Raises:
+        ValueError: no snapshot at ``t = 0``, or shapes that do not match.
+    """
+    flow = _real(velocity, "velocity", min_ndim=5)
+    times = np.asarray(times, dtype=np.float64)
+    if times.shape != flow.shape[1:2]:
+        raise ValueError(f"times has shape {times.shape}, expected ({flow.shape[1]},)")
+    zero = np.flatnonzero(times == 0.0)
+    if zero.size == 0:
+        raise ValueError("no snapshot at t = 0")
+    energy = 0.5 * np.mean(np.sum(flow[:, zero[0]] ** 2, axis=-1), axis=(-2, -1))
+    return float(np.max(np.abs(energy - value)) / abs(value))
+
+
 # ------------------------------------------------------------- invariant driver
 def invariant_key(invariant: Invariant) -> str:
     """Stable result key: ``"kind(field)"``, or ``"curl_of(field,of)"``."""
@@ -519,7 +543,7 @@ def check_invariants(invariants: Sequence[Invariant], fields: Mapping[str, np.nd
     Keys are :func:`invariant_key` (``"conserved_mean(u)"``, ``"zero_mean(delta)"``,
     ``"bounded(density)"``, ``"divergence_free(velocity)"``,
     ``"curl_of(vorticity,velocity)"``, ``"energy_budget(velocity)"``,
-    ``"discrete_values(spin)"``). Values are relative violations (0 = perfect):
+    ``"discrete_values(spin)"``, ``"initial_energy(velocity)"``). Values are relative violations (0 = perfect):
 
     * ``conserved_mean``: :func:`conserved_mean_violation` (float),
     * ``zero_mean``: :func:`zero_mean_violation` (float),
@@ -532,7 +556,9 @@ def check_invariants(invariants: Sequence[Invariant], fields: Mapping[str, np.nd
       trajectory's ``nu``, and the forcing work of :func:`kolmogorov_forcing_work` when
       ``forcing_amplitude`` and ``forcing_wavenumber`` are given (unforced when both are
       absent); max over trajectories (float). It needs ``times`` and ``parameters["nu"]``
-      and densely sampled snapshots (see :func:`energy_budget_residual`).
+      and densely sampled snapshots (see :func:`energy_budget_residual`),
+    * ``initial_energy``: :func:`initial_energy_violation` (float; needs ``times`` with a
+      snapshot at ``t = 0``).
 
     A check that cannot run gives ``{"skipped": reason}`` instead of a number: a field
     missing from ``fields``, an energy budget without times / ``nu`` / at least three
@@ -595,6 +621,13 @@ def check_invariants(invariants: Sequence[Invariant], fields: Mapping[str, np.nd
         elif kind == "energy_budget":
             results[key] = _energy_budget_entry(invariant, get(name, True), box_size, times,
                                                 parameters)
+        elif kind == "initial_energy":
+            flow = get(name, True)
+            try:
+                results[key] = initial_energy_violation(
+                    flow, np.asarray([] if times is None else times), float(invariant.value))
+            except ValueError as error:
+                results[key] = {SKIPPED: f"needs the snapshot times with t = 0 ({error})"}
         else:                                  # pragma: no cover - Invariant checks kinds
             results[key] = {SKIPPED: f"no check for kind {kind!r}"}
     return results

@@ -335,5 +335,6 @@ def test_declares_parameters_fields_and_invariants() -> None:
     assert [(f.name, f.rank) for f in simulator.fields] == [("vorticity", 0), ("velocity", 1)]
     kinds = {(i.kind, i.field) for i in simulator.invariants}
     assert kinds == {("zero_mean", "vorticity"), ("divergence_free", "velocity"),
-                     ("curl_of", "vorticity"), ("energy_budget", "velocity")}
+                     ("curl_of", "vorticity"), ("energy_budget", "velocity"),
+                     ("initial_energy", "velocity")}
     assert simulator.inits == ("random", "taylor_green")

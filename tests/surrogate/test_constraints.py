@@ -28,10 +28,12 @@ STATISTICS = {
 }
 
 
-def _heads(system, box_size=None, dtype=torch.float32):
+def _heads(system, box_size=None, dtype=torch.float32, init=None, times=(0.0,)):
+    """Heads of ``system``'s schema; ``init=None`` leaves out init-specific invariants
+    (Navier–Stokes' initial energy), ``"random"`` keeps them."""
     simulator = simulators.get(system)
     schema = StoreSchema.from_simulator(simulator, simulator.make_grid(N, box_size),
-                                        np.zeros(1))
+                                        np.asarray(times, dtype=float), init=init)
     normalizer = FieldNormalizer.from_statistics(schema.fields, schema.invariants,
                                                  STATISTICS[system])
     return OutputHeads.from_schema(schema, normalizer, dtype=dtype), schema
@@ -213,10 +215,90 @@ def test_heads_refuse_wrong_shapes_and_inconsistent_declarations():
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_heads_on_cuda_under_bf16_autocast():
-    heads, schema = _heads("navier_stokes2d")
+    heads, schema = _heads("navier_stokes2d", init="random", times=np.linspace(0, 10, 11))
     heads = heads.to("cuda")
     raw = _raw(heads).to("cuda")
+    condition = torch.zeros(4, 4, device="cuda")
+    condition[:, -1] = -1.0                                        # t = 0
     with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
-        output = heads(raw.to(torch.bfloat16))
+        output = heads(raw.to(torch.bfloat16), condition)
     assert output.dtype == torch.float32 and output.device.type == "cuda"
     assert max(_ns_violations(output.cpu(), schema.box_size)) < 1e-5
+    assert np.max(np.abs(_energy(output.cpu()) / 0.5 - 1)) < 1e-6
+
+
+# ------------------------------------------------------------ energy amplitude head
+def _energy(output):
+    """E = <|u|^2>/2 per sample, float64, from the velocity channels (numpy)."""
+    velocity = output[:, 1:3].detach().to(torch.float64).numpy()
+    return 0.5 * np.mean(np.sum(velocity**2, axis=1), axis=(-2, -1))
+
+
+def _time_condition(times, t_last, batch):
+    """Condition vectors (B, 4) whose last entry encodes ``times`` over [0, t_last]."""
+    condition = torch.zeros(batch, 4)
+    condition[:, -1] = 2 * torch.as_tensor(times, dtype=torch.float32) / t_last - 1
+    return condition
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_energy_head_fixes_the_initial_energy_for_any_untrained_output(dtype):
+    heads, schema = _heads("navier_stokes2d", box_size=3.0, dtype=dtype, init="random",
+                           times=np.linspace(0.0, 10.0, 11))
+    assert heads.heads == {"vorticity": "curl", "velocity": "stream_function_energy"}
+    assert heads.raw_channels == 2 and heads.needs_condition
+    raw = 7.0 * _raw(heads, batch=16) + 3.0                 # far from a trained output
+    output = heads(raw, _time_condition(np.zeros(16), 10.0, 16))
+    energy = _energy(output)
+    # the simulator's declared E(t = 0) = 0.5, to float32 round-off of the output
+    assert np.max(np.abs(energy / 0.5 - 1)) < (1e-6 if dtype == torch.float32 else 1e-12)
+    # the head keeps the exact constraints of the plain stream function
+    assert max(_ns_violations(output, schema.box_size)) < (1e-5 if dtype == torch.float32
+                                                           else 1e-12)
+
+
+def test_energy_head_amplitude_follows_the_mean_of_its_second_channel_in_time():
+    # E(t) = E_0 exp(a t / T), a = spatial mean of raw channel 1, T = t_last = 10
+    heads, _ = _heads("navier_stokes2d", dtype=torch.float64, init="random",
+                      times=np.linspace(0.0, 10.0, 11))
+    raw = _raw(heads, dtype=torch.float64, batch=6)
+    rate = torch.tensor([-2.0, -0.5, 0.0, 0.3, 1.0, -4.0], dtype=torch.float64)
+    raw[:, 1] = raw[:, 1] - raw[:, 1].mean(dim=(-2, -1), keepdim=True) + rate[:, None, None]
+    times = np.array([0.0, 1.0, 2.5, 5.0, 7.5, 10.0])
+    energy = _energy(heads(raw, _time_condition(times, 10.0, 6)))
+    np.testing.assert_allclose(energy, 0.5 * np.exp(rate.numpy() * times / 10.0), rtol=1e-6)
+    # the shape is the stream function's: doubling psi leaves the output unchanged
+    doubled = raw.clone()
+    doubled[:, 0] *= 2.0
+    torch.testing.assert_close(heads(doubled, _time_condition(times, 10.0, 6)),
+                               heads(raw, _time_condition(times, 10.0, 6)))
+
+
+def test_energy_head_gradients_reach_shape_and_amplitude_channels():
+    heads, _ = _heads("navier_stokes2d", init="random", times=np.linspace(0.0, 10.0, 11))
+    raw = _raw(heads).requires_grad_(True)
+    condition = _time_condition(np.array([0.0, 2.0, 5.0, 10.0]), 10.0, 4)
+    weights = torch.randn(4, heads.channels, N, N, generator=torch.Generator().manual_seed(1))
+    (heads(raw, condition) * weights).sum().backward()
+    assert torch.isfinite(raw.grad).all()
+    assert raw.grad[:, 0].abs().sum() > 0
+    # the amplitude channel only acts through E(t): no gradient at t = 0, some later
+    assert raw.grad[0, 1].abs().max() == 0 and raw.grad[1:, 1].abs().min() > 0
+
+
+def test_energy_head_needs_the_condition_and_a_time_range():
+    heads, _ = _heads("navier_stokes2d", init="random", times=np.linspace(0.0, 1.0, 3))
+    with pytest.raises(ValueError, match="need the condition"):
+        heads(_raw(heads))
+    with pytest.raises(ValueError, match="time_range"):
+        OutputHeads(heads.fields, heads.invariants, heads.normalizer, 2 * math.pi, N)
+
+
+def test_energy_invariant_applies_to_the_random_init_only():
+    simulator = simulators.get("navier_stokes2d")
+    kinds = {init: [i.kind for i in simulator.invariants_for(init)]
+             for init in ("random", "taylor_green", None)}
+    assert "initial_energy" in kinds["random"]
+    assert "initial_energy" not in kinds["taylor_green"] and "initial_energy" not in kinds[None]
+    heads, _ = _heads("navier_stokes2d", init="taylor_green")
+    assert heads.heads["velocity"] == "stream_function" and not heads.needs_condition

@@ -29,6 +29,7 @@ from surrogate.validation.conservation import (
     energy_budget_residual,
     energy_budget_violation,
     energy_enstrophy,
+    initial_energy_violation,
     reference_scale,
     zero_mean_violation,
 )
@@ -109,7 +110,8 @@ def test_checks_reject_nan_instead_of_ignoring_it():
     ("diffusion_run", {"conserved_mean(u)"}),
     ("grf_run", {"zero_mean(delta)", "bounded(density)"}),
     ("ns_run", {"zero_mean(vorticity)", "divergence_free(velocity)",
-                "curl_of(vorticity,velocity)", "energy_budget(velocity)"}),
+                "curl_of(vorticity,velocity)", "energy_budget(velocity)",
+                "initial_energy(velocity)"}),
 ])
 def test_simulator_output_keeps_every_declared_invariant_to_float32_round_off(
         fixture, expected_keys, request):
@@ -136,7 +138,8 @@ def test_batched_navier_stokes_keeps_invariants_for_every_trajectory():
     fields = {name: array.astype(np.float32) for name, array in fields.items()}
     result = check_invariants(simulator.invariants, fields, BOX, times, parameters)
     assert max(result["zero_mean(vorticity)"], result["divergence_free(velocity)"],
-               result["curl_of(vorticity,velocity)"]) <= ROUND_OFF
+               result["curl_of(vorticity,velocity)"],
+               result["initial_energy(velocity)"]) <= ROUND_OFF
     assert result["energy_budget(velocity)"] < 1e-3
     # the per-trajectory viscosities matter: swapping them breaks the budget
     swapped = {**parameters, "nu": parameters["nu"][::-1]}
@@ -428,3 +431,21 @@ def test_streaming_pools_bounds_and_uses_the_global_scale(tmp_path):
     assert streamed["zero_mean(delta)"] == pytest.approx(in_memory["zero_mean(delta)"],
                                                          rel=1e-9)
     assert streamed["zero_mean(delta)"] > 0.01
+
+
+def test_initial_energy_check_reads_the_t0_snapshot_and_fails_a_rescaled_flow():
+    # a Taylor–Green flow u = (sin x cos y, -cos x sin y) has E = 1/4 exactly
+    grid = PeriodicGrid(16, BOX)
+    x, y = grid.mesh()
+    flow = np.stack([np.sin(x) * np.cos(y), -np.cos(x) * np.sin(y)], axis=-1)
+    velocity = np.stack([flow, 3.0 * flow])[None]                   # (1, 2, N, N, 2)
+    assert initial_energy_violation(velocity, np.array([0.0, 1.0]), 0.25) < 1e-15
+    # the snapshot at t = 0 is the one judged, wherever it sits
+    assert initial_energy_violation(velocity, np.array([-1.0, 0.0]), 0.25) \
+        == pytest.approx(8.0)
+    invariant = Invariant("initial_energy", "velocity", value=0.25)
+    skipped = check_invariants([invariant], {"velocity": velocity}, BOX,
+                               np.array([0.5, 1.0]))
+    assert "t = 0" in skipped["initial_energy(velocity)"]["skipped"]
+    with pytest.raises(ValueError, match="positive finite value"):
+        Invariant("initial_energy", "velocity", value=-1.0)
