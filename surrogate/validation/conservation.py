@@ -543,7 +543,8 @@ def check_invariants(invariants: Sequence[Invariant], fields: Mapping[str, np.nd
     Keys are :func:`invariant_key` (``"conserved_mean(u)"``, ``"zero_mean(delta)"``,
     ``"bounded(density)"``, ``"divergence_free(velocity)"``,
     ``"curl_of(vorticity,velocity)"``, ``"energy_budget(velocity)"``,
-    ``"discrete_values(spin)"``, ``"initial_energy(velocity)"``). Values are relative violations (0 = perfect):
+    ``"discrete_values(spin)"``, ``"initial_energy(velocity)"``). Values are relative
+    violations (0 = perfect):
 
     * ``conserved_mean``: :func:`conserved_mean_violation` (float),
     * ``zero_mean``: :func:`zero_mean_violation` (float),
