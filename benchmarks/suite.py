@@ -184,6 +184,9 @@ def _repeat_record(seed: int, entry: dict[str, Any]) -> dict[str, Any]:
             "mode_coverage": entry.get("mode_coverage"),
             "fields": {name: {key: field.get(key) for key in keys}
                        for name, field in entry["fields"].items()},
+            "conservation": {key: {"generated": value["generated"], "floor": value["floor"],
+                                   "passed": value["passed"]}
+                             for key, value in entry["conservation"].items()},
             "train_seconds": entry["stage_seconds"].get("train")}
 
 

@@ -995,7 +995,10 @@ def _plan(ds: xr.Dataset, path: Path, system: str | None, allow_nonperiodic: boo
     length_units = _text(ds["x"].attrs.get("units", ""))
     import simulators
     if name in simulators.available():
-        schema = _registered_schema(name, specs, parameters, times, nx, box_size, path)
+        # our own files record the initial condition ("random" when they record none,
+        # as for `surrogate simulate --like`); other sources' is unknown
+        init = _text(ds.attrs.get("init") or "random") if layout == "ours" else None
+        schema = _registered_schema(name, specs, parameters, times, nx, box_size, path, init)
         parameters = {p.name: parameters[p.name] for p in schema.parameters}
     elif system is not None:
         raise LayoutError(f"{path}: unknown system {system!r} (available: "
@@ -1019,7 +1022,8 @@ def _plan(ds: xr.Dataset, path: Path, system: str | None, allow_nonperiodic: boo
 
 def _registered_schema(system: str, specs: Sequence[FieldSpec],
                        parameters: Mapping[str, np.ndarray], times: np.ndarray,
-                       resolution: int, box_size: float, path: Path) -> StoreSchema:
+                       resolution: int, box_size: float, path: Path,
+                       init: str | None = None) -> StoreSchema:
     """The registered system's schema, if the file's fields and parameters match it."""
     import simulators
     from simulators.grid import PeriodicGrid
@@ -1042,9 +1046,9 @@ def _registered_schema(system: str, specs: Sequence[FieldSpec],
                 parameter.check(value)
             except ValueError as error:
                 raise LayoutError(f"{path}: trajectory {index}: {error}") from None
-    # converted states are of unknown origin: no init-specific invariant applies
+    # init-specific invariants (e.g. a fixed initial energy) only for a known init
     return StoreSchema.from_simulator(simulator, PeriodicGrid(resolution, box_size), times,
-                                      init=None)
+                                      init=init)
 
 
 def _trajectory_values(ds: xr.Dataset, name: str, row: int | None, rank: int, index: int,
