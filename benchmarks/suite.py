@@ -45,7 +45,7 @@ import torch
 import simulators
 from benchmarks import gan_throughput, validation_throughput
 from surrogate.quickstart import QuickstartPlan, default_plan, quickstart
-from surrogate.train import resolve_device
+from surrogate.train import resolve_device, score_noise_summary
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PARTS = ("speed", "training", "validation", "fidelity")
@@ -165,6 +165,7 @@ def _fidelity_entry(summary: dict[str, Any], report: dict[str, Any]) -> dict[str
                     for name, value in report["conservation"].items()}
     floor = report.get("floor") or {}
     return {"passed": report["passed"], "failures": report["failures"], "fields": fields,
+            "validation_score": _validation_score(Path(summary["directory"]) / "run"),
             "floor_source": floor.get("source"), "floor_too_noisy": floor.get("too_noisy", []),
             "mode_coverage": (report.get("mode_coverage") or {}).get("coverage"),
             "mode_coverage_floor": (report.get("mode_coverage") or {}).get("floor"),
@@ -174,6 +175,18 @@ def _fidelity_entry(summary: dict[str, Any], report: dict[str, Any]) -> dict[str
             "held_out_conditions": report["counts"]["matched_conditions"],
             "stage_seconds": {k: v["seconds"] for k, v in summary["stages"].items()},
             "plan": summary["plan"]}
+
+
+def _validation_score(run: Path) -> dict[str, Any]:
+    """The training's validation scores: best and its step, the median noise of a score
+    (two latent draws) and the median change between consecutive validations."""
+    path = run / "metrics.jsonl"
+    records = ([json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+               if path.exists() else [])
+    scored = [(r["step"], r["valid/score"]) for r in records if "valid/score" in r]
+    best = min(scored, key=lambda item: item[1], default=(None, None))
+    return {"best": best[1], "best_step": best[0], "scores": [score for _, score in scored],
+            **score_noise_summary(records)}
 
 
 def _repeat_record(seed: int, entry: dict[str, Any]) -> dict[str, Any]:
@@ -187,6 +200,7 @@ def _repeat_record(seed: int, entry: dict[str, Any]) -> dict[str, Any]:
             "conservation": {key: {"generated": value["generated"], "floor": value["floor"],
                                    "passed": value["passed"]}
                              for key, value in entry["conservation"].items()},
+            "validation_score": entry.get("validation_score"),
             "train_seconds": entry["stage_seconds"].get("train")}
 
 
@@ -310,8 +324,9 @@ def _repeats_table(fidelity_results: dict[str, Any]) -> list[str]:
     if not repeated:
         return []
     lines = ["", "| system | field | training seeds | spectrum err median: min / median / max "
-                 "| W1/std max | spread min / max | passed |",
-             "|---|---|---|---|---:|---|---:|"]
+                 "| W1/std max | spread min / max | passed | validation score noise / change "
+                 "(medians over seeds) |",
+             "|---|---|---|---|---:|---|---:|---|"]
 
     def min_median_max(values: list[float]) -> str:
         return " / ".join(_fmt(v) for v in (min(values), statistics.median(values),
@@ -320,6 +335,11 @@ def _repeats_table(fidelity_results: dict[str, Any]) -> list[str]:
     for system, repeats in repeated.items():
         seeds = ", ".join(str(r["training_seed"]) for r in repeats)
         passed = f"{sum(r['passed'] for r in repeats)} of {len(repeats)}"
+        noise = []
+        for key in ("score_noise_median", "score_change_median"):
+            values = [(r.get("validation_score") or {}).get(key) for r in repeats]
+            values = [v for v in values if v is not None]
+            noise.append(_fmt(statistics.median(values)) if values else "n/a")
         for name in repeats[0]["fields"]:
             values = [r["fields"][name] for r in repeats]
             spectra = [v["spectrum_rel_error_median"] for v in values]
@@ -328,7 +348,8 @@ def _repeats_table(fidelity_results: dict[str, Any]) -> list[str]:
             floor = "" if None in floors else f" (floor {_fmt(statistics.median(floors))})"
             lines.append(f"| {system} | {name} | {seeds} | {min_median_max(spectra)}{floor} | "
                          f"{_fmt(max(v['w1_over_std'] for v in values))} | "
-                         f"{_fmt(min(spreads))} / {_fmt(max(spreads))} | {passed} |")
+                         f"{_fmt(min(spreads))} / {_fmt(max(spreads))} | {passed} | "
+                         f"{noise[0]} / {noise[1]} |")
     return lines
 
 

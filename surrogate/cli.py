@@ -243,6 +243,10 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"({summary['images_per_second']:.1f} images/s); best validation score "
           f"{_score_text(summary['best_score'])} at step {summary['best_step']}; "
           f"run: {summary['run_dir']}")
+    if summary.get("score_noise_median") is not None:
+        print(f"validation score noise (two latent draws): median "
+              f"{_score_text(summary['score_noise_median'])}; median change between "
+              f"validations {_score_text(summary.get('score_change_median'))}")
     return 0
 
 

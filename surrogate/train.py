@@ -30,8 +30,10 @@ relative error over resolved shells + W1 / std + |ln spread ratio| [+ |ln tempor
 change ratio|])`` (the spread of two latents at each condition against each reference
 snapshot's nearest training neighbour: a collapsed generator cannot be the best
 checkpoint; with D_t, the change between consecutive times of one latent against that
-of one simulated trajectory, see :func:`physics_score`); the best score's EMA
-generator is kept as ``checkpoints/best.pt``. A NaN/Inf loss stops the run with a
+of one simulated trajectory, see :func:`physics_score`), averaged over two latent
+draws whose half-difference is logged as the score's own noise (``valid/score_noise``,
+:func:`two_draw_score`); the best score's EMA generator is kept as
+``checkpoints/best.pt``. A NaN/Inf loss stops the run with a
 one-line message naming the last good checkpoint.
 
 On CUDA: bf16 autocast for G and D (``amp``), TF32 matmuls/convolutions (``tf32``),
@@ -48,12 +50,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import itertools
 import json
 import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,7 +94,8 @@ from surrogate.losses import (
 from surrogate.models import Discriminator, Generator, ModelConfig
 
 __all__ = ["RUN_FORMAT", "TrainConfig", "TrainingDivergedError", "autocast_dtype", "build_models",
-           "physics_score", "resolve_device", "schema_to_dict", "train", "train_restarts"]
+           "physics_score", "resolve_device", "schema_to_dict", "score_noise_summary", "train",
+           "train_restarts", "two_draw_score"]
 
 #: version of the run directory's config.json layout
 RUN_FORMAT = 1
@@ -381,6 +385,34 @@ def physics_score(reference: Mapping[str, np.ndarray], generated: Mapping[str, n
                 total += _log_ratio_penalty(ratio)
     out["score"] = total / max(len(reference), 1)
     return out
+
+
+def two_draw_score(first: Mapping[str, float], second: Mapping[str, float]
+                   ) -> dict[str, float]:
+    """The validation score of one checkpoint from two latent draws, and its noise.
+
+    Every entry is the mean of the two draws' :func:`physics_score` entries (the same
+    reference snapshots, two independent latent sets), and ``score_noise`` =
+    ``|score_1 - score_2| / 2`` estimates the standard error of that mean: the part of
+    the score that the sampling of latents alone moves. Differences between
+    checkpoints of the order of ``score_noise`` are not evidence that one is better.
+    """
+    out = {key: (first[key] + second[key]) / 2 for key in first if key in second}
+    out["score_noise"] = abs(first["score"] - second["score"]) / 2
+    return out
+
+
+def score_noise_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """Median score noise and median change of the score between consecutive
+    validations, from the training log's ``valid/score`` and ``valid/score_noise``
+    entries (``None`` when fewer than two validations, or none with a finite score)."""
+    scores = [(r["valid/score"], r.get("valid/score_noise")) for r in records
+              if "valid/score" in r and r["valid/score"] is not None
+              and math.isfinite(r["valid/score"])]
+    noise = [n for _, n in scores if n is not None and math.isfinite(n)]
+    changes = [abs(b[0] - a[0]) for a, b in itertools.pairwise(scores)]
+    return {"score_noise_median": float(np.median(noise)) if noise else None,
+            "score_change_median": float(np.median(changes)) if changes else None}
 
 
 #: score term of a spread or temporal ratio of exactly 0 (|ln 1e-3|: a total collapse,
@@ -846,10 +878,13 @@ class Trainer:
                    *(increments["generated"].values() if increments is not None else ())]
         if not all(np.all(np.isfinite(values)) for values in sampled):
             return {"score": math.inf}
-        pairs = None if neighbours is None else {"generated": second,
-                                                 "reference": neighbours}
-        return physics_score(reference, generated, ranks, self.data.schema.box_size,
-                             pairs=pairs, increments=increments)
+        draws = []
+        for first, other in ((generated, second), (second, generated)):
+            pairs = None if neighbours is None else {"generated": other,
+                                                     "reference": neighbours}
+            draws.append(physics_score(reference, first, ranks, self.data.schema.box_size,
+                                       pairs=pairs, increments=increments))
+        return two_draw_score(*draws)
 
     def _increments(self, dataset, indices: np.ndarray, reference: dict[str, np.ndarray],
                     condition: torch.Tensor) -> dict[str, dict[str, np.ndarray]] | None:
@@ -940,10 +975,15 @@ class Trainer:
                 "model": self.model_config.to_dict()})
         seconds = time.perf_counter() - started
         steps = self.step - start_step
+        records = []
+        if metrics_path.exists():
+            records = [json.loads(line) for line in metrics_path.read_text().splitlines()
+                       if line.strip()]
         return {"run_dir": str(self.run_dir), "steps": self.step, "steps_this_run": steps,
                 "seconds": seconds,
                 "images_per_second": steps * config.batch_size / seconds if seconds else 0.0,
                 "best_score": self.best_score, "best_step": self.best_step,
+                **score_noise_summary(records),
                 "device": str(self.device), "world_size": self.ddp.world_size}
 
 
@@ -1072,6 +1112,7 @@ def train_restarts(data_path: str | os.PathLike, run_dir: str | os.PathLike,
                         overwrite=True, progress=progress)
         runs.append({"seed": seed, "best_score": summary["best_score"],
                      "best_step": summary["best_step"], "seconds": summary["seconds"],
+                     "score_noise_median": summary["score_noise_median"],
                      "summary": summary})
 
     def sort_key(entry: dict[str, Any]) -> float:
@@ -1079,7 +1120,8 @@ def train_restarts(data_path: str | os.PathLike, run_dir: str | os.PathLike,
         return math.inf if score is None or not math.isfinite(score) else score
 
     kept = min(runs, key=sort_key)
-    records = [{key: entry[key] for key in ("seed", "best_score", "best_step", "seconds")}
+    records = [{key: entry[key] for key in ("seed", "best_score", "best_step", "seconds",
+                                            "score_noise_median")}
                for entry in runs]
     if int(os.environ.get("RANK", "0")) == 0:
         source = run_dir / "restarts" / f"seed_{kept['seed']}"

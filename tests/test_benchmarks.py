@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks import suite
 
 
@@ -93,8 +95,14 @@ def test_fidelity_over_training_seeds_reports_each_seed_and_the_spread(tmp_path,
                   "conservation": {}, "frechet_physics_distance": 1.0,
                   "counts": {"matched_conditions": 4}}
         (work / "report.json").write_text(json.dumps(report))
+        (work / "run").mkdir()
+        scores = [(2, 0.9, 0.1), (4, 0.5, 0.05), (6, 0.6, 0.02)]
+        (work / "run" / "metrics.jsonl").write_text("".join(
+            json.dumps({"step": step, "valid/score": score, "valid/score_noise": noise}) + "\n"
+            + json.dumps({"step": step + 1, "loss_d": 1.0}) + "\n"
+            for step, score, noise in scores))
         return {"report_json": str(work / "report.json"), "plan": plan.to_dict(),
-                "stages": {"train": {"seconds": 2.0}}}
+                "directory": str(work), "stages": {"train": {"seconds": 2.0}}}
 
     monkeypatch.setattr(suite, "quickstart", fake_quickstart)
     result = suite.fidelity(__import__("torch").device("cpu"), ["gaussian_random_field"],
@@ -107,8 +115,12 @@ def test_fidelity_over_training_seeds_reports_each_seed_and_the_spread(tmp_path,
     assert entry["fields"]["u"]["spectrum_rel_error_median"] == 0.4       # the first seed's
     assert [r["training_seed"] for r in entry["repeats"]] == [3, 1]
     assert [r["passed"] for r in entry["repeats"]] == [True, False]
+    # the training log's scores: best and its step, noise and change medians
+    assert entry["repeats"][0]["validation_score"] == pytest.approx(
+        {"best": 0.5, "best_step": 4, "scores": [0.9, 0.5, 0.6], "score_noise_median": 0.05,
+         "score_change_median": 0.25})
     table = suite.markdown({"machine": {"name": "m", "device": "cpu", "cpu_count": 2,
                                         "torch": "x", "gpu": None, "date": "d"},
                             "budget": {}, "fidelity": result})
-    assert "| gaussian_random_field | u | 3, 1 | 0.2 / 0.3 / 0.4 | 0.05 | 0.9 / 0.9 | 1 of 2 |" \
-        in table
+    assert "| gaussian_random_field | u | 3, 1 | 0.2 / 0.3 / 0.4 | 0.05 | 0.9 / 0.9 | 1 of 2 " \
+           "| 0.05 / 0.25 |" in table

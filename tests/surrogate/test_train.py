@@ -283,6 +283,26 @@ def test_validation_logs_the_spread_and_compares_with_training_neighbours(tmp_pa
     assert not np.array_equal(neighbours["vorticity"], reference["vorticity"])
 
 
+def test_validation_score_is_the_mean_of_two_latent_draws_with_its_noise(tmp_path):
+    from surrogate.train import score_noise_summary, two_draw_score
+    first = {"score": 0.5, "f/spectrum": 0.2}
+    second = {"score": 0.3, "f/spectrum": 0.1}
+    assert two_draw_score(first, second) == pytest.approx(
+        {"score": 0.4, "f/spectrum": 0.15, "score_noise": 0.1})
+    # the trainer: the logged noise is half the difference of two real draws, i.e. > 0 for
+    # an untrained generator and small against the score itself
+    trainer = Trainer(SAMPLE, tmp_path / "run", TINY, progress=False)
+    scores = trainer.validate()
+    assert 0 < scores["score_noise"] < scores["score"]
+    summary = score_noise_summary([{"step": 1, "valid/score": 1.0, "valid/score_noise": 0.1},
+                                   {"step": 2, "loss_d": 0.5},
+                                   {"step": 3, "valid/score": 0.7, "valid/score_noise": 0.3},
+                                   {"step": 4, "valid/score": math.inf},
+                                   {"step": 5, "valid/score": 0.8, "valid/score_noise": 0.2}])
+    assert summary == pytest.approx({"score_noise_median": 0.2, "score_change_median": 0.2})
+    assert score_noise_summary([]) == {"score_noise_median": None, "score_change_median": None}
+
+
 def test_bad_options_are_one_line_errors(tmp_path, capsys):
     assert main(["train", SAMPLE, "-o", str(tmp_path / "r"), "--steps", "0", "-q"]) == 2
     assert "steps must be a positive integer" in capsys.readouterr().err
