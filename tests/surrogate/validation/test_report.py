@@ -216,6 +216,30 @@ def test_mean_shift_of_vorticity_fails_on_zero_mean(navier_stokes):
     assert ("conservation zero_mean(vorticity)", None) in failed
 
 
+def test_initial_energy_off_by_a_few_percent_fails_even_without_it_in_the_generated_schema(
+        navier_stokes):
+    # a surrogate without the energy head: each trajectory's flow scaled by 1 +- 0.05 (its
+    # structure exact), written in a file whose own schema does not declare the invariant
+    root, reference, _ = navier_stokes
+    factors = np.array([0.95, 1.05] * 4)[:, None, None, None]
+
+    def scale(name, values):
+        return values * (factors if values.ndim == 4 else factors[..., None])
+
+    broken = _modified_copy(reference, root / "energy.h5", scale)
+    with h5py.File(broken, "r+") as handle:
+        description = json.loads(handle.attrs["system_description"])
+        description["invariants"] = [i for i in description["invariants"]
+                                     if i["kind"] != "initial_energy"]
+        handle.attrs["system_description"] = json.dumps(description)
+    report = validate_files(reference, broken).report
+    entry = report["conservation"]["initial_energy(velocity)"]
+    assert entry["reference"] < 1e-6                        # float32 storage of E = 0.5
+    # |1.05^2 - 1| = 0.1025 (an independent number: the scaling applied above)
+    assert entry["generated"] == pytest.approx(0.1025, rel=1e-5)
+    assert ("conservation initial_energy(velocity)", None) in _failed(report)
+
+
 # ------------------------------------------------------------------ per condition
 @pytest.fixture(scope="module")
 def grf_sweep(tmp_path_factory):
