@@ -48,6 +48,10 @@ TRAIN_OPTION_HELP = (
     ("mode_seeking_weight", float, "mode-seeking term weight against mode collapse (0.3)"),
     ("temporal_weight", float, "weight of the temporal discriminator on consecutive "
                                "snapshots (1.0; 0 disables)"),
+    ("ema_half_life_fraction", float, "EMA half-life as a fraction of the steps seen "
+                                      "(0: the default ramp (1 + step) / (10 + step))"),
+    ("consistency_weight", float, "balanced consistency regularisation of D under the "
+                                  "system's declared symmetries (0: off)"),
     ("width", int, "base channel width of G and D (32)"),
     ("augment", bool, "symmetry augmentation of real fields (on)"),
     ("sign_equivariant", bool, "build a declared negate symmetry (Ising) into G and D: "

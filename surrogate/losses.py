@@ -30,6 +30,15 @@ steps (``k = 16`` there) and multiply it by ``k`` so that its average strength i
 unchanged: ``L_D += (gamma / 2) * k * R1`` on those steps. (StyleGAN2 also rescales
 Adam's learning rate and betas by ``k / (k + 1)``; that is the training loop's business.)
 
+Balanced consistency regularisation (Zhao et al. 2021, "Improved consistency
+regularization for GANs"; bCR)::
+
+    CR = E[ (D(x, c) - D(T x, c))^2 ]        T: a random declared symmetry of the system
+
+on real *and* generated fields, added to the discriminator loss as ``lambda * (CR_real
++ CR_fake)``: the discriminator is taught that a declared symmetry of the physics does
+not change realism (:func:`consistency_penalty`).
+
 Spectral loss: see :func:`spectral_loss`; the radial power spectrum it compares is
 :func:`radial_power_spectrum`, also used by the discriminator's spectral branch.
 """
@@ -42,6 +51,7 @@ from torch import Tensor
 
 __all__ = [
     "LOSS_KINDS",
+    "consistency_penalty",
     "discriminator_loss",
     "generator_loss",
     "mode_seeking_loss",
@@ -219,6 +229,19 @@ def r1_penalty(real_logits: Tensor, real_inputs: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------------------- spectral
+def consistency_penalty(logits: Tensor, transformed_logits: Tensor) -> Tensor:
+    """``E[(D(x) - D(T x))^2]`` of one batch's logits ``(B,)`` or ``(B, 1)`` and the logits
+    of the same fields under a symmetry ``T`` (bCR, module docstring), in float32.
+
+    Gradients flow through both logits; it is zero, with zero gradient, for a
+    discriminator that is invariant under ``T``.
+    """
+    if logits.shape != transformed_logits.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and transformed logits "
+                         f"{tuple(transformed_logits.shape)} differ in shape")
+    return (logits.float() - transformed_logits.float()).square().mean()
+
+
 def spectral_loss(fake: Tensor, real: Tensor, eps: float = 1e-6) -> Tensor:
     """Mean squared log-ratio of the batch-mean radial power spectra, a float32 scalar.
 

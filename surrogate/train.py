@@ -79,12 +79,14 @@ from surrogate.data import (
     ConditionEncoder,
     EmptySplitWarning,
     FieldNormalizer,
+    SymmetryAugmentation,
     TrainingData,
     load_training_data,
     n_channels,
 )
 from surrogate.losses import (
     LOSS_KINDS,
+    consistency_penalty,
     discriminator_loss,
     generator_loss,
     mode_seeking_loss,
@@ -136,7 +138,18 @@ class TrainConfig:
             field), build it into the networks (``ModelConfig.negate``): both global signs
             are generated with probability 1/2 by construction, however training goes.
             Runs written before the option existed resume without it.
-        ema_decay: EMA decay of the generator weights.
+        ema_decay: EMA decay of the generator weights: the largest ``beta`` of
+            ``theta_ema <- beta theta_ema + (1 - beta) theta``.
+        ema_half_life_fraction: 0 (default) ramps ``beta = min(ema_decay, (1 + step) /
+            (10 + step))``, whose half-life is about 7.7 % of the steps taken below
+            ~9,000 steps; ``f > 0`` sets the half-life to the fraction ``f`` of the steps
+            (images) seen so far, ``beta = min(ema_decay, 0.5 ** (1 / (f step)))``
+            (StyleGAN2-ADA's ramp, ``f = 0.05`` there).
+        consistency_weight: weight ``lambda`` of balanced consistency regularisation on
+            every discriminator (0 disables): ``lambda E[(D(x) - D(T x))^2]`` for real and
+            generated fields, ``T`` a random element of the system's declared symmetry
+            group (:func:`surrogate.losses.consistency_penalty`); costs two more
+            discriminator passes per update. Systems without symmetries ignore it.
         augment: symmetry augmentation of the real batch (only the system's symmetries).
         width: base channel width of G and D (``ModelConfig.for_resolution``).
         noise_dim: latent size.
@@ -164,6 +177,8 @@ class TrainConfig:
     temporal_weight: float = 1.0
     sign_equivariant: bool = True
     ema_decay: float = 0.999
+    ema_half_life_fraction: float = 0.0
+    consistency_weight: float = 0.0
     augment: bool = True
     width: int = 32
     noise_dim: int = 64
@@ -190,7 +205,7 @@ class TrainConfig:
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         for name in ("r1_gamma", "spectral_loss_weight", "mode_seeking_weight",
-                     "temporal_weight"):
+                     "temporal_weight", "consistency_weight"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
@@ -198,6 +213,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0 <= value < 1):
                 raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        if not (isinstance(self.ema_half_life_fraction, int | float)
+                and 0 <= self.ema_half_life_fraction <= 1):
+            raise ValueError(f"ema_half_life_fraction must be in [0, 1], got "
+                             f"{self.ema_half_life_fraction!r}")
         if not (isinstance(self.lr_decay_fraction, int | float)
                 and 0 <= self.lr_decay_fraction <= 1):
             raise ValueError(f"lr_decay_fraction must be in [0, 1], got "
@@ -292,6 +311,15 @@ def schema_to_dict(schema) -> dict[str, Any]:
 def build_models(model_config: ModelConfig) -> tuple[Generator, Discriminator]:
     """Generator and discriminator of a model config."""
     return Generator(model_config), Discriminator(model_config)
+
+
+def ema_beta(config: TrainConfig, step: int) -> float:
+    """EMA decay ``beta`` after ``step`` optimisation steps (``step >= 1``), see
+    :attr:`TrainConfig.ema_half_life_fraction`."""
+    if config.ema_half_life_fraction > 0:
+        half_life = config.ema_half_life_fraction * step
+        return min(config.ema_decay, 0.5 ** (1.0 / half_life)) if half_life > 0 else 0.0
+    return min(config.ema_decay, (1.0 + step) / (10.0 + step))
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> None:
@@ -689,8 +717,10 @@ class Trainer:
     def _update_discriminator(self, module: Discriminator, forward: Callable,
                               optimizer: torch.optim.Optimizer, real: torch.Tensor,
                               condition: torch.Tensor, fake: torch.Tensor,
-                              fake_condition: torch.Tensor, suffix: str) -> dict[str, float]:
-        """One Adam step of a discriminator (loss + lazy R1); returns its metrics."""
+                              fake_condition: torch.Tensor, suffix: str,
+                              augmentation: SymmetryAugmentation) -> dict[str, float]:
+        """One Adam step of a discriminator (loss + lazy R1 + consistency with
+        ``augmentation``'s symmetries); returns its metrics."""
         config = self.config
         metrics = {}
         module.requires_grad_(True)
@@ -699,6 +729,15 @@ class Trainer:
             fake_logits = forward(fake.detach(), fake_condition)
         loss = discriminator_loss(real_logits.float(), fake_logits.float(), config.loss)
         metrics[f"loss_d{suffix}"] = float(loss.detach())
+        if config.consistency_weight > 0 and augmentation.enabled:
+            with self.autocast():
+                real_moved = forward(augmentation(real, self.augment_generator), condition)
+                fake_moved = forward(augmentation(fake.detach(), self.augment_generator),
+                                     fake_condition)
+            consistency = (consistency_penalty(real_logits, real_moved)
+                           + consistency_penalty(fake_logits, fake_moved))
+            loss = loss + config.consistency_weight * consistency
+            metrics[f"consistency{suffix}"] = float(consistency.detach())
         if config.r1_gamma > 0 and self.step % config.r1_interval == 0:
             real_input = real.detach().requires_grad_(True)
             penalty = r1_penalty(module(real_input, condition), real_input)
@@ -744,7 +783,7 @@ class Trainer:
                                                  fake_condition)
         metrics = self._update_discriminator(self.discriminator, self.d_forward,
                                              self.optimizer_d, real, condition, fake,
-                                             fake_condition, "")
+                                             fake_condition, "", self.data.augmentation)
         if self.temporal:
             # (G(z, c_i), G(z, c_i+1)): one latent, two consecutive times
             real_pairs, condition_a, condition_b, pair_noise = self._pair_batch()
@@ -755,7 +794,8 @@ class Trainer:
             fake_pairs = torch.cat(both.chunk(2), dim=1)
             metrics.update(self._update_discriminator(
                 self.temporal_discriminator, self.temporal_discriminator, self.optimizer_t,
-                real_pairs, condition_a, fake_pairs, condition_a, "_temporal"))
+                real_pairs, condition_a, fake_pairs, condition_a, "_temporal",
+                self.pair_augmentation))
 
         with self.autocast():
             generated_logits = self.d_forward(fake, fake_condition)
@@ -781,8 +821,7 @@ class Trainer:
         loss_g.backward()
         _all_reduce_gradients(self.generator, self.ddp.world_size)
         self.optimizer_g.step()
-        beta = min(config.ema_decay, (1.0 + self.step) / (10.0 + self.step))
-        _ema_update(self.generator_ema, self.generator, beta)
+        _ema_update(self.generator_ema, self.generator, ema_beta(config, self.step))
         self.step += 1
         return metrics
 

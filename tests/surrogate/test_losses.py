@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from surrogate.losses import (
+    consistency_penalty,
     discriminator_loss,
     generator_loss,
     mode_seeking_loss,
@@ -236,3 +237,49 @@ def test_mode_seeking_loss_rejects_unpaired_shapes():
     with pytest.raises(ValueError, match="pairs of equal shapes"):
         mode_seeking_loss(torch.zeros(4, 1, 8, 8), torch.zeros(3, 1, 8, 8),
                           torch.zeros(4, 2), torch.zeros(4, 2))
+
+
+# --------------------------------------------------------- consistency regularisation
+def _shift(fields, cells):
+    return torch.roll(fields, shifts=cells, dims=-1)
+
+
+def test_consistency_penalty_vanishes_with_its_gradient_for_an_invariant_discriminator():
+    # D(x) = w . mean over the grid of tanh(a x): invariant under every periodic shift
+    weights = torch.tensor([0.7, -1.3], requires_grad=True)
+    gain = torch.tensor(1.5, requires_grad=True)
+
+    def invariant(x):
+        return (torch.tanh(gain * x).mean(dim=(-2, -1)) * weights).sum(dim=1)
+
+    x = torch.randn(6, 2, 16, 16, generator=torch.Generator().manual_seed(0))
+    penalty = consistency_penalty(invariant(x), invariant(_shift(x, 5)))
+    penalty.backward()
+    assert penalty.item() == pytest.approx(0.0, abs=1e-12)
+    assert weights.grad.abs().max() < 1e-10 and gain.grad.abs() < 1e-10
+
+
+def test_consistency_penalty_gradient_is_the_analytic_one_for_a_position_dependent_d():
+    # D(x) = sum_p v_p x_p (a linear D that sees positions): D(x) - D(T x) = v . (x - T x),
+    # penalty = mean_b (v . d_b)^2, gradient 2 mean_b (v . d_b) d_b with d_b = x_b - T x_b
+    v = torch.randn(1, 16, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    v.requires_grad_(True)
+    x = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(2),
+                    dtype=torch.float64)
+
+    def linear(fields):
+        return (fields * v).sum(dim=(1, 2, 3))
+
+    moved = _shift(x, 3)
+    penalty = consistency_penalty(linear(x), linear(moved))
+    penalty.backward()
+    difference = (x - moved)[:, 0]
+    projection = (difference * v.detach()[0]).sum(dim=(-2, -1))
+    assert penalty.item() == pytest.approx(float(projection.square().mean()), rel=1e-6)
+    expected = 2 * (projection[:, None, None] * difference).mean(dim=0)
+    # the penalty is computed in float32 by design: agreement to float32 round-off
+    torch.testing.assert_close(v.grad[0].double(), expected, rtol=1e-5,
+                               atol=1e-6 * float(expected.abs().max()))
+    assert penalty.item() > 0
+    with pytest.raises(ValueError, match="differ in shape"):
+        consistency_penalty(linear(x), linear(moved)[:2])
