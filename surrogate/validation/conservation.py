@@ -39,6 +39,7 @@ import numpy as np
 
 from simulators.base import Invariant
 from simulators.grid import PeriodicGrid
+from simulators.store import RunningMoments
 
 __all__ = [
     "DISCRETE_TOLERANCE",
@@ -638,33 +639,13 @@ def check_invariants(invariants: Sequence[Invariant], fields: Mapping[str, np.nd
 _SCALED_KINDS = ("conserved_mean", "zero_mean", "bounded")
 
 
-class _RunningMoments:
-    """Count, mean, M2 (Chan et al. 1979 pairwise update) and max |f| of a stream."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.mean = 0.0
-        self.m2 = 0.0
-        self.max_abs = 0.0
-
-    def add(self, values: np.ndarray) -> None:
-        values = values.astype(np.float64, copy=False)
-        count = values.size
-        if count == 0:
-            return
-        mean = float(np.mean(values))
-        m2 = float(np.sum((values - mean) ** 2))
-        total = self.count + count
-        delta = mean - self.mean
-        self.m2 += m2 + delta * delta * self.count * count / total
-        self.mean += delta * count / total
-        self.count = total
-        self.max_abs = max(self.max_abs, float(np.max(np.abs(values))))
+class _RunningMoments(RunningMoments):
+    """Streaming moments (:class:`simulators.store.RunningMoments`: count, mean, M2 by the
+    Chan et al. 1979 pairwise update, max |f|) with the reference scale they give."""
 
     @property
     def scale(self) -> float:
-        std = float(np.sqrt(self.m2 / self.count)) if self.count else 0.0
-        return _scale_from_moments(std, self.max_abs)
+        return _scale_from_moments(self.std, self.max_abs)
 
 
 def _merge(total: dict[str, Any], part: Mapping[str, Any], seen: int) -> None:

@@ -1,0 +1,159 @@
+"""What fixes a file's layout, and how its trajectories are split.
+
+:class:`StoreSchema` holds the system, its declared parameters, fields and invariants,
+the grid and the snapshot times (everything that decides the shapes and attributes of a
+file, see ``data/FORMAT.md``); it is written to the root attribute
+``system_description`` as JSON and read back from it. :func:`assign_split` is the
+train/valid/test policy: by trajectory, fixed from the master seed when a file is
+created.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from simulators.base import FieldSpec, Invariant, Parameter, Simulator
+from simulators.grid import PeriodicGrid
+from simulators.store.hdf5 import _first_line, _is_number
+
+FORMAT_VERSION = "1.0"
+SPLIT_NAMES = ("train", "valid", "test")
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+
+
+@dataclass(frozen=True)
+class StoreSchema:
+    """Everything that fixes a file's layout: system, parameters, fields, grid, times.
+
+    Attributes:
+        system: simulator name (``"navier_stokes2d"``).
+        parameters: declared parameters (names, ranges, units), in order.
+        fields: declared fields; rank 0 go to ``t0_fields``, rank 1 to ``t1_fields``.
+        invariants: declared invariants (stored as JSON for downstream tools).
+        times: snapshot times, shape (T,).
+        resolution: grid points per side ``N``.
+        box_size: side ``L`` of the periodic square.
+        time_units, length_units: CF unit strings.
+        dataset_name: free name (default: the system name).
+    """
+
+    system: str
+    parameters: tuple[Parameter, ...]
+    fields: tuple[FieldSpec, ...]
+    invariants: tuple[Invariant, ...]
+    times: np.ndarray
+    resolution: int
+    box_size: float
+    time_units: str = "1"
+    length_units: str = "1"
+    dataset_name: str = ""
+
+    @classmethod
+    def from_simulator(cls, simulator: Simulator, grid: PeriodicGrid, times: np.ndarray,
+                       dataset_name: str = "", init: str | None = "random") -> StoreSchema:
+        """Schema of the files written for ``simulator`` on ``grid`` at ``times``, for
+        trajectories started from ``init`` (its invariants are
+        :meth:`Simulator.invariants_for` that init; ``None`` for states of unknown origin,
+        e.g. converted data)."""
+        return cls(system=simulator.name, parameters=tuple(simulator.parameters),
+                   fields=tuple(simulator.fields), invariants=simulator.invariants_for(init),
+                   times=np.asarray(times, dtype=np.float64), resolution=grid.resolution,
+                   box_size=grid.box_size, time_units=simulator.time_units,
+                   length_units=simulator.length_units,
+                   dataset_name=dataset_name or simulator.name)
+
+    @property
+    def grid(self) -> PeriodicGrid:
+        return PeriodicGrid(self.resolution, self.box_size)
+
+    def description_json(self) -> str:
+        """JSON text of parameters, fields and invariants (root attr ``system_description``)."""
+        return json.dumps({
+            "system": self.system,
+            "parameters": [vars(p) for p in self.parameters],
+            "fields": [vars(f) for f in self.fields],
+            "invariants": [{k: v for k, v in vars(i).items() if v is not None}
+                           for i in self.invariants],
+        })
+
+    @classmethod
+    def from_description(cls, text: str, *, times: np.ndarray, resolution: int,
+                         box_size: float, time_units: str = "1", length_units: str = "1",
+                         dataset_name: str = "") -> StoreSchema:
+        """Inverse of :meth:`description_json` plus the grid and times.
+
+        Raises:
+            ValueError: ``text`` is not such a JSON description (bad JSON, missing or
+                unknown keys, values of the wrong type, a field rank other than 0 or 1,
+                duplicate names, a non-finite or inverted parameter range).
+        """
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+            invariants = []
+            for item in data.get("invariants", []):
+                if item.get("values") is not None:
+                    item = {**item, "values": tuple(item["values"])}
+                invariants.append(Invariant(**item))
+            parameters = tuple(Parameter(**p) for p in data["parameters"])
+            fields = tuple(FieldSpec(**f) for f in data["fields"])
+        except (KeyError, TypeError, AttributeError, RecursionError) as error:
+            raise ValueError(f"not a valid system description ({type(error).__name__}: "
+                             f"{_first_line(error)})") from None
+        _check_declarations(data["system"], parameters, fields)
+        return cls(system=data["system"], parameters=parameters, fields=fields,
+                   invariants=tuple(invariants), times=np.asarray(times, dtype=np.float64),
+                   resolution=int(resolution), box_size=float(box_size),
+                   time_units=time_units, length_units=length_units,
+                   dataset_name=dataset_name or data["system"])
+
+
+def _check_declarations(system: Any, parameters: Sequence[Parameter],
+                        fields: Sequence[FieldSpec]) -> None:
+    """Types and ranges of a description read from a file (it may be damaged or crafted)."""
+    if not isinstance(system, str) or not system:
+        raise ValueError(f"system name {system!r} is not a non-empty string")
+    names = [p.name for p in parameters] + [f.name for f in fields]
+    for name in names:
+        if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+            raise ValueError(f"parameter or field name {name!r} is not a plain name")
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate parameter or field names in {names}")
+    for p in parameters:
+        if not all(_is_number(v) and math.isfinite(v) for v in (p.low, p.high, p.default)) \
+                or p.low > p.high:
+            raise ValueError(f"parameter {p.name!r}: range [{p.low!r}, {p.high!r}] (default "
+                             f"{p.default!r}) is not a finite interval")
+        if not isinstance(p.units, str) or not isinstance(p.integer, bool) \
+                or p.log not in (None, True, False):
+            raise ValueError(f"parameter {p.name!r}: units, log or integer of the wrong type")
+    for f in fields:
+        if isinstance(f.rank, bool) or f.rank not in (0, 1):
+            raise ValueError(f"field {f.name!r}: rank {f.rank!r} is not 0 or 1")
+        if not isinstance(f.units, str) or not isinstance(f.long_name, str):
+            raise ValueError(f"field {f.name!r}: units or long_name is not a string")
+    if not fields:
+        raise ValueError("no fields declared")
+
+
+def assign_split(n_trajectories: int, seed: int) -> np.ndarray:
+    """Deterministic train/valid/test assignment by trajectory (0/1/2), shape (B,).
+
+    With ``B >= 5``: ``max(1, round(0.1 B))`` trajectories each for validation and
+    test, chosen by a permutation seeded from ``seed``; the rest train. With fewer
+    trajectories, all train. Snapshots of one trajectory never straddle splits.
+    """
+    split = np.zeros(n_trajectories, dtype=np.int8)
+    if n_trajectories >= 5:
+        n_held = max(1, round(SPLIT_FRACTIONS[1] * n_trajectories))
+        order = np.random.default_rng([seed, 0x5B1]).permutation(n_trajectories)
+        split[order[:n_held]] = 1
+        split[order[n_held:2 * n_held]] = 2
+    return split
