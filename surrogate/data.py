@@ -43,7 +43,7 @@ import torch
 from torch.utils.data import Dataset
 
 from simulators.base import SYMMETRIES, FieldSpec, Invariant, Parameter
-from simulators.store import SPLIT_NAMES, FieldStore, StoreSchema
+from simulators.store import SPLIT_NAMES, FieldStore, StoreSchema, require_complete
 
 __all__ = [
     "DEFAULT_CACHE_BYTES",
@@ -553,15 +553,10 @@ def open_store(path: str | os.PathLike) -> FieldStore:
     store = FieldStore(path)
     try:
         handle = store.h5
-        if not bool(handle.attrs.get("complete", False)):
-            raise ValueError(f"{store.path}: file is not marked complete (an interrupted "
-                             f"write?); check it with `surrogate check`")
-        for name in ("split", "completed"):
-            if name not in handle or handle[name].shape != (store.n_trajectories,):
-                raise ValueError(f"{store.path}: dataset {name!r} missing or not of shape "
-                                 f"({store.n_trajectories},)")
-        if not np.all(handle["completed"][...]):
-            raise ValueError(f"{store.path}: some trajectories were never written")
+        require_complete(store)
+        if "split" not in handle or handle["split"].shape != (store.n_trajectories,):
+            raise ValueError(f"{store.path}: dataset 'split' missing or not of shape "
+                             f"({store.n_trajectories},)")
         codes = np.unique(store.split)
         if not np.all(np.isin(codes, np.arange(len(SPLIT_NAMES)))):
             raise ValueError(f"{store.path}: split codes {codes.tolist()} are not all in "

@@ -51,6 +51,7 @@ from simulators.store import (
     FieldStoreWriter,
     Provenance,
     StoreSchema,
+    require_complete,
 )
 from surrogate.checkpoint import CheckpointError, load_checkpoint, read_run_config
 from surrogate.constraints import OutputHeads
@@ -150,10 +151,7 @@ def _conditions_from_settings(model: SurrogateModel, settings: Mapping[str, floa
 def _conditions_like(model: SurrogateModel, like: str | os.PathLike, n: int,
                      split: str | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     with FieldStore(like) as store:
-        completed = store.h5["completed"][()].astype(bool)
-        if not completed.all():
-            raise FieldStoreError(f"{like}: {int(np.sum(~completed))} trajectories were never "
-                                  f"written (an unfinished file)")
+        require_complete(store, like)
         if store.system != model.system:
             raise FieldStoreError(f"{like}: system {store.system!r} differs from the "
                                   f"surrogate's {model.system!r}")

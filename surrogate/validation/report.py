@@ -73,7 +73,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.special import gammaln
 
-from simulators.store import FieldStore, FieldStoreError
+from simulators.store import FieldStore, FieldStoreError, require_complete
 from surrogate.validation.conditions import (
     DEFAULT_MATCH_DISTANCE,
     ConditionGroups,
@@ -317,17 +317,11 @@ def _open(path: str | os.PathLike, role: str) -> FieldStore:
     if store.n_trajectories == 0:
         store.close()
         raise FieldStoreError(f"{path}: {role} file holds no trajectories")
-    if not bool(store.h5.attrs.get("complete", False)):
+    try:
+        require_complete(store, f"{path} ({role} file)")
+    except FieldStoreError:
         store.close()
-        raise FieldStoreError(f"{path}: {role} file is not marked complete (an interrupted "
-                              f"write, or not written by this package; `surrogate check` "
-                              f"says more)")
-    completed = store.h5.get("completed")
-    if completed is not None and not np.all(completed[...]):
-        missing = int(np.sum(~completed[...].astype(bool)))
-        store.close()
-        raise FieldStoreError(f"{path}: {missing} trajectories not completed (an unfinished "
-                              f"run; finish it with --resume)")
+        raise
     return store
 
 

@@ -479,7 +479,7 @@ def test_empty_and_truncated_files_are_refused(navier_stokes, tmp_path, capsys):
         handle.attrs["complete"] = False
     assert main(["validate", str(reference), str(unmarked), "-o", str(tmp_path / "r"),
                  "-q"]) == 2
-    assert "unmarked.h5: generated file is not marked complete" in _error_line(capsys)
+    assert "unmarked.h5 (generated file): file is not marked complete" in _error_line(capsys)
     assert not (tmp_path / "r").exists()
 
 
