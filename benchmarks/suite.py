@@ -205,7 +205,8 @@ def _repeat_record(seed: int, entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def fidelity(device: torch.device, systems: Sequence[str], directory: Path | None,
-             steps: int | None, seeds: Sequence[int] | None = None) -> dict[str, dict]:
+             steps: int | None, seeds: Sequence[int] | None = None,
+             train_options: dict[str, Any] | None = None) -> dict[str, dict]:
     """Train, generate at held-out conditions and validate each system (quickstart flow).
 
     With several training ``seeds`` (same data, same held-out conditions, the training
@@ -220,6 +221,8 @@ def fidelity(device: torch.device, systems: Sequence[str], directory: Path | Non
         base = plans[system]
         if steps is not None:
             base = dataclasses.replace(base, train={**base.train, "steps": steps})
+        if train_options:
+            base = dataclasses.replace(base, train={**base.train, **train_options})
         entries = []
         for seed in seeds or [None]:
             plan = base if seed is None else dataclasses.replace(
@@ -385,6 +388,27 @@ def merge_results(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, An
     return merged
 
 
+def _train_overrides(parser: argparse.ArgumentParser, items: Sequence[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` items -> ``{name: value}`` of TrainConfig fields (one-line error)."""
+    from surrogate.train import TrainConfig
+    known = {field.name for field in dataclasses.fields(TrainConfig)}
+    options: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or name not in known:
+            parser.error(f"--fidelity-train {item!r}: expected NAME=VALUE with NAME a "
+                         f"training option")
+        try:
+            options[name] = json.loads(text)
+        except json.JSONDecodeError:
+            options[name] = text
+    try:
+        TrainConfig(**options)
+    except (TypeError, ValueError) as error:
+        parser.error(f"--fidelity-train: {error}")
+    return options
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks",
                                      description=__doc__.splitlines()[0])
@@ -399,6 +423,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--fidelity-seeds", type=int, nargs="+", default=None,
                         help="train each fidelity plan once per seed (same data and held-out "
                              "conditions) and report the spread over seeds")
+    parser.add_argument("--fidelity-train", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="override training options of every fidelity plan (TrainConfig "
+                             "fields, e.g. consistency_weight=10); values are JSON numbers, "
+                             "booleans or strings")
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32],
                         help="generator widths of the speed table (16 32)")
     parser.add_argument("--validation-sizes", type=int, nargs="+", default=[250])
@@ -410,6 +438,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="overwrite the results file instead of merging this run's parts "
                              "into it")
     args = parser.parse_args(argv)
+    train_options = _train_overrides(parser, args.fidelity_train)
     device = resolve_device(args.device)
     systems = args.systems or simulators.available()
     machine = machine_info(device)
@@ -418,6 +447,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "budget": {"parts": args.parts, "speed_widths": args.widths,
                    "training_width": 32, "validation_sizes": args.validation_sizes,
                    "validation_resolution": 64, "fidelity_steps_override": args.fidelity_steps,
+                   "fidelity_train_overrides": train_options,
                    "fidelity_seeds": args.fidelity_seeds},
         "measured": {part: {"date": machine["date"], "torch": machine["torch"]}
                      for part in args.parts}}
@@ -435,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         keep = Path(args.keep) if args.keep else None
         chosen = args.fidelity_systems or list(fidelity_plans(device.type))
         result["fidelity"] = fidelity(device, chosen, keep, args.fidelity_steps,
-                                      args.fidelity_seeds)
+                                      args.fidelity_seeds, train_options)
     output = Path(args.output) if args.output else RESULTS / f"{machine_name(device)}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.exists() and not args.replace:

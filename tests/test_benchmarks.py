@@ -85,6 +85,7 @@ def test_fidelity_over_training_seeds_reports_each_seed_and_the_spread(tmp_path,
 
     def fake_quickstart(work, *, device, plan, progress, log):
         seed = plan.train["seed"]
+        assert plan.train["consistency_weight"] == 10.0       # --fidelity-train reached it
         trained.append((work.name, seed, plan.seed))
         work.mkdir(parents=True)
         report = {"passed": seed != 1, "failures": [] if seed != 1 else ["spectrum of u"],
@@ -106,7 +107,8 @@ def test_fidelity_over_training_seeds_reports_each_seed_and_the_spread(tmp_path,
 
     monkeypatch.setattr(suite, "quickstart", fake_quickstart)
     result = suite.fidelity(__import__("torch").device("cpu"), ["gaussian_random_field"],
-                            tmp_path, None, seeds=[3, 1])
+                            tmp_path, None, seeds=[3, 1],
+                            train_options={"consistency_weight": 10.0})
     # the same data (plan seed) for every run, the training seed changed
     assert [(name, seed) for name, seed, _ in trained] == [
         ("gaussian_random_field_seed3", 3), ("gaussian_random_field_seed1", 1)]
@@ -124,3 +126,15 @@ def test_fidelity_over_training_seeds_reports_each_seed_and_the_spread(tmp_path,
                             "budget": {}, "fidelity": result})
     assert "| gaussian_random_field | u | 3, 1 | 0.2 / 0.3 / 0.4 | 0.05 | 0.9 / 0.9 | 1 of 2 " \
            "| 0.05 / 0.25 |" in table
+
+
+def test_fidelity_train_overrides_are_checked_training_options(capsys):
+    assert suite._train_overrides(None, ["consistency_weight=10", "augment=false"]) == {
+        "consistency_weight": 10, "augment": False}
+    import argparse
+    parser = argparse.ArgumentParser(prog="bench")
+    for bad, message in (("nonsense=1", "training option"),
+                         ("ema_half_life_fraction=2", "ema_half_life_fraction")):
+        with pytest.raises(SystemExit) as error:
+            suite._train_overrides(parser, [bad])
+        assert error.value.code == 2 and message in capsys.readouterr().err
