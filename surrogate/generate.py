@@ -40,7 +40,6 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -56,19 +55,10 @@ from simulators.store import (
 from surrogate.checkpoint import CheckpointError, load_checkpoint, read_run_config
 from surrogate.constraints import OutputHeads
 from surrogate.data import ConditionEncoder, FieldNormalizer, to_store_layout
-from surrogate.models import Generator, ModelConfig
-from surrogate.train import resolve_device, same_model
+from surrogate.devices import resolve_device
+from surrogate.models import Generator, ModelConfig, same_model
 
 __all__ = ["SurrogateModel", "generate", "load_surrogate"]
-
-
-def _schema_from_config(config: Mapping[str, Any]) -> StoreSchema:
-    schema = config["schema"]
-    return StoreSchema.from_description(
-        json.dumps(schema["description"]), times=np.asarray(schema["times"]),
-        resolution=schema["resolution"], box_size=schema["box_size"],
-        time_units=schema["time_units"], length_units=schema["length_units"],
-        dataset_name=schema["dataset_name"])
 
 
 class SurrogateModel:
@@ -85,7 +75,7 @@ class SurrogateModel:
         run_dir = Path(run_dir)
         config = read_run_config(run_dir)
         try:
-            self.schema = _schema_from_config(config)
+            self.schema = StoreSchema.from_dict(config["schema"])
             self.normalizer = FieldNormalizer.from_dict(config["normalizer"])
             self.encoder = ConditionEncoder.from_dict(config["condition_encoder"])
             self.model_config = ModelConfig.from_dict(config["model"])

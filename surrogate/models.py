@@ -65,6 +65,7 @@ __all__ = [
     "ModelConfig",
     "parameter_count",
     "periodic_upsample2x",
+    "same_model",
 ]
 
 LEAKY_SLOPE = 0.2
@@ -200,6 +201,15 @@ class ModelConfig:
         if missing:
             raise ValueError(f"missing ModelConfig keys: {', '.join(missing)}")
         return cls(**data)
+
+
+def same_model(saved: Any, config: ModelConfig) -> bool:
+    """Whether a checkpoint's ``model`` dict describes ``config`` (keys added since it was
+    written take their defaults)."""
+    try:
+        return ModelConfig.from_dict(dict(saved)) == config
+    except (TypeError, ValueError):
+        return False
 
 
 def parameter_count(module: nn.Module) -> int:

@@ -84,6 +84,7 @@ from surrogate.data import (
     load_training_data,
     n_channels,
 )
+from surrogate.devices import autocast_dtype, resolve_device
 from surrogate.losses import (
     LOSS_KINDS,
     consistency_penalty,
@@ -93,10 +94,10 @@ from surrogate.losses import (
     r1_penalty,
     spectral_loss,
 )
-from surrogate.models import Discriminator, Generator, ModelConfig
+from surrogate.models import Discriminator, Generator, ModelConfig, same_model
 
 __all__ = ["RUN_FORMAT", "TrainConfig", "TrainingDivergedError", "autocast_dtype", "build_models",
-           "physics_score", "resolve_device", "schema_to_dict", "score_noise_summary", "train",
+           "physics_score", "resolve_device", "score_noise_summary", "train",
            "train_restarts", "two_draw_score"]
 
 #: version of the run directory's config.json layout
@@ -239,46 +240,6 @@ class TrainConfig:
 
 
 # ------------------------------------------------------------------ helpers
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; otherwise the checked device.
-
-    ``"cpu"``, ``"cuda"`` and ``"cuda:N"`` are checked by the one rule the simulators'
-    torch backend uses too (:func:`simulators.backend.resolve_device`): a one-line
-    ``ValueError`` for an unknown name, a CUDA device on a machine without one, or an
-    index beyond the GPUs present.
-    """
-    from simulators.backend import resolve_device as resolve_torch_device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return resolve_torch_device(device)
-
-
-def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
-    """The autocast dtype of training and validation on ``device``, or ``None`` (fp32).
-
-    bf16 on a CUDA device that supports it (Ampere and newer) when ``amp`` is on; fp32 on
-    the CPU (``amp`` is ignored there) and when ``amp`` is off. A CUDA device without bf16
-    trains in fp32 with a warning: fp16 autocast would need loss scaling, which the GAN
-    losses (R1's double backward in particular) are not written for.
-    """
-    if not amp or device.type != "cuda":
-        return None
-    if not torch.cuda.is_bf16_supported():
-        warnings.warn(f"{device}: no bf16 support; amp is ignored and training runs in fp32",
-                      stacklevel=2)
-        return None
-    return torch.bfloat16
-
-
-def same_model(saved: Any, config: ModelConfig) -> bool:
-    """Whether a checkpoint's ``model`` dict describes ``config`` (keys added since it was
-    written take their defaults)."""
-    try:
-        return ModelConfig.from_dict(dict(saved)) == config
-    except (TypeError, ValueError):
-        return False
-
-
 def check_sign_equivariance(heads: OutputHeads, normalizer: FieldNormalizer) -> None:
     """Raise ``ValueError`` unless negating raw outputs negates the physical and the
     normalised fields (odd heads, no normalisation offset): what ``ModelConfig.negate``
@@ -298,14 +259,6 @@ def check_sign_equivariance(heads: OutputHeads, normalizer: FieldNormalizer) -> 
         raise ValueError(f"the system declares the negate symmetry but {where}: the "
                          f"sign-equivariant networks cannot represent it (train with "
                          f"sign_equivariant off)")
-
-
-def schema_to_dict(schema) -> dict[str, Any]:
-    """A file's schema as plain JSON (enough to write generated files in the same layout)."""
-    return {"description": json.loads(schema.description_json()),
-            "times": [float(t) for t in schema.times], "resolution": int(schema.resolution),
-            "box_size": float(schema.box_size), "time_units": schema.time_units,
-            "length_units": schema.length_units, "dataset_name": schema.dataset_name}
 
 
 def build_models(model_config: ModelConfig) -> tuple[Generator, Discriminator]:
@@ -597,7 +550,7 @@ class Trainer:
         config = {"format": RUN_FORMAT, "system": self.data.schema.system,
                   "data_parameter_ranges": ranges,
                   "fields": [spec.name for spec in self.data.schema.fields],
-                  "data": str(self.data.path), "schema": schema_to_dict(self.data.schema),
+                  "data": str(self.data.path), "schema": self.data.schema.to_dict(),
                   "train": self.config.to_dict(), "model": self.model_config.to_dict(),
                   "normalizer": self.data.normalizer.to_dict(),
                   "condition_encoder": self.data.encoder.to_dict()}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +81,25 @@ class StoreSchema:
             "invariants": [{k: v for k, v in vars(i).items() if v is not None}
                            for i in self.invariants],
         })
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON of the whole schema (a run's ``config.json`` keeps it, so generated
+        files follow the training file's layout): the description of
+        :meth:`description_json` plus grid, times, units and name. Inverse:
+        :meth:`from_dict`."""
+        return {"description": json.loads(self.description_json()),
+                "times": [float(t) for t in self.times], "resolution": int(self.resolution),
+                "box_size": float(self.box_size), "time_units": self.time_units,
+                "length_units": self.length_units, "dataset_name": self.dataset_name}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StoreSchema:
+        """Inverse of :meth:`to_dict` (``KeyError``/``ValueError`` for a damaged dict)."""
+        return cls.from_description(
+            json.dumps(data["description"]), times=np.asarray(data["times"]),
+            resolution=data["resolution"], box_size=data["box_size"],
+            time_units=data["time_units"], length_units=data["length_units"],
+            dataset_name=data["dataset_name"])
 
     @classmethod
     def from_description(cls, text: str, *, times: np.ndarray, resolution: int,

@@ -1,5 +1,7 @@
 """The field store: format round trip, xarray view, checker, atomic writes, statistics."""
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -178,3 +180,18 @@ def test_committed_sample_file_passes_the_checker():
     sample = Path(__file__).resolve().parents[2] / "data" / "sample_navier_stokes2d.h5"
     assert sample.stat().st_size < 1_000_000
     assert check_file(sample) == []
+
+
+def test_schema_round_trips_through_a_plain_dict():
+    sim = simulators.get("navier_stokes2d")
+    schema = StoreSchema.from_simulator(sim, sim.make_grid(16, 3.0), np.linspace(0, 2, 5),
+                                        dataset_name="ns-test")
+    data = json.loads(json.dumps(schema.to_dict()))          # through JSON, as config.json
+    back = StoreSchema.from_dict(data)
+    assert back.description_json() == schema.description_json()
+    assert (back.system, back.resolution, back.box_size, back.dataset_name) == \
+        ("navier_stokes2d", 16, 3.0, "ns-test")
+    np.testing.assert_array_equal(back.times, schema.times)
+    assert back.invariants == schema.invariants and back.parameters == schema.parameters
+    with pytest.raises(KeyError):
+        StoreSchema.from_dict({k: v for k, v in data.items() if k != "times"})

@@ -1,0 +1,48 @@
+"""Which torch device and which autocast dtype: the package's device rules for the GAN.
+
+:func:`resolve_device` adds ``"auto"`` to the one device rule of the package
+(:func:`simulators.backend.resolve_device`, which the simulators' torch backend uses);
+:func:`autocast_dtype` is the mixed-precision choice of training, validation and
+generation. Nothing here imports the training loop, so generation and the CLI can use
+them without it.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from simulators.backend import resolve_device as resolve_torch_device
+
+__all__ = ["autocast_dtype", "resolve_device"]
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; otherwise the checked device.
+
+    ``"cpu"``, ``"cuda"`` and ``"cuda:N"`` are checked by the one rule the simulators'
+    torch backend uses too (:func:`simulators.backend.resolve_device`): a one-line
+    ``ValueError`` for an unknown name, a CUDA device on a machine without one, or an
+    index beyond the GPUs present.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return resolve_torch_device(device)
+
+
+def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    """The autocast dtype of training and validation on ``device``, or ``None`` (fp32).
+
+    bf16 on a CUDA device that supports it (Ampere and newer) when ``amp`` is on; fp32 on
+    the CPU (``amp`` is ignored there) and when ``amp`` is off. A CUDA device without bf16
+    trains in fp32 with a warning: fp16 autocast would need loss scaling, which the GAN
+    losses (R1's double backward in particular) are not written for.
+    """
+    if not amp or device.type != "cuda":
+        return None
+    if not torch.cuda.is_bf16_supported():
+        warnings.warn(f"{device}: no bf16 support; amp is ignored and training runs in fp32",
+                      stacklevel=2)
+        return None
+    return torch.bfloat16
