@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from simulators.messages import first_line
+
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "atomic_write_bytes", "capture_rng_state",
            "load_checkpoint", "read_run_config", "restore_rng_state", "save_checkpoint",
            "write_run_config"]
@@ -107,12 +109,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             warnings.simplefilter("ignore", UserWarning)
             state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise CheckpointError(f"{path}: refused: the file holds objects other than weights "
-                              f"(only weights_only checkpoints load; {first[:120]})") from None
+                              f"(only weights_only checkpoints load; "
+                              f"{first_line(error, '', 120)})") from None
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({first[:160]})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint "
+                              f"({first_line(error, limit=160)})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a checkpoint of this package (format "
                               f"{state.get('format') if isinstance(state, dict) else None!r}, "

@@ -517,7 +517,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # bad input: our one-line errors, and whatever h5py raises on a damaged file
         if not isinstance(error, (ValueError, OSError)) and not _from_h5py(error):
             raise
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        from simulators.messages import first_line
+        message = first_line(error, limit=None)
         inputs = _input_files(args)
         if len(inputs) == 1 and _from_h5py(error) and inputs[0] not in message:
             message = f"{inputs[0]}: {message}"     # HDF5 errors do not name the file
@@ -537,7 +538,8 @@ def _out_of_memory(error: BaseException, args: argparse.Namespace) -> ValueError
     torch = sys.modules.get("torch")
     if torch is None or not isinstance(error, torch.cuda.OutOfMemoryError):
         return None
-    detail = str(error).splitlines()[0] if str(error) else "CUDA out of memory"
+    from simulators.messages import first_line
+    detail = first_line(error, "CUDA out of memory", limit=None)
     batch = getattr(args, "batch_size", None)
     size = f"--batch-size {batch}" if batch is not None else "this size"
     option = "a smaller --batch-size" + (" or --width, and --overwrite" if args.command

@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from simulators.messages import first_line
 from simulators.store import (
     FieldStore,
     FieldStoreError,
@@ -98,8 +99,9 @@ class SurrogateModel:
         try:
             self.generator.load_state_dict(state["generator_ema"])
         except (KeyError, RuntimeError) as error:
-            first = str(error).splitlines()[0] if str(error) else "no generator weights"
-            raise CheckpointError(f"{path}: generator weights do not fit ({first})") from None
+            raise CheckpointError(f"{path}: generator weights do not fit "
+                                  f"({first_line(error, 'no generator weights', None)})"
+                                  ) from None
         self.generator.requires_grad_(False)
         self.heads = OutputHeads.from_schema(self.schema, self.normalizer).to(self.device)
         self.step = int(state.get("step", -1))

@@ -65,6 +65,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from simulators.messages import first_line
 from surrogate.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -587,9 +588,8 @@ class Trainer:
         except (KeyError, TypeError, RuntimeError, ValueError) as error:
             if isinstance(error, CheckpointError):
                 raise
-            first = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise CheckpointError(f"{path}: cannot resume from this checkpoint "
-                                  f"({first[:160]})") from None
+                                  f"({first_line(error, limit=160)})") from None
 
     def _load_state(self, path: Path) -> None:
         state = load_checkpoint(path, map_location=self.device)

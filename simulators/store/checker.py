@@ -17,7 +17,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from simulators.store.hdf5 import _READ_ERRORS, _first_line, _text, foreign_links, open_hdf5
+from simulators.messages import first_line as _first_line
+from simulators.store.hdf5 import _READ_ERRORS, _text, foreign_links, open_hdf5
 from simulators.store.rules import (
     INDEX_DATASETS,
     _complete_flag_problem,

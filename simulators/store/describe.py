@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from simulators.store.hdf5 import _READ_ERRORS, FieldStoreError, _first_line, _text, printable
+from simulators.messages import first_line as _first_line
+from simulators.store.hdf5 import _READ_ERRORS, FieldStoreError, _text, printable
 from simulators.store.reader import FieldStore
 from simulators.store.schema import SPLIT_NAMES
 

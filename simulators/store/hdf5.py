@@ -100,12 +100,6 @@ def _text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
-def _first_line(error: BaseException) -> str:
-    """The first line of an error's message (at most 200 characters), for one-line errors."""
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
-
-
 def _is_number(value: Any) -> bool:
     """A real number (Python or numpy integer or float), not a bool."""
     return isinstance(value, (int, float, np.integer, np.floating)) \

@@ -18,10 +18,10 @@ import h5py
 import numpy as np
 
 from simulators.base import FieldSpec
+from simulators.messages import first_line as _first_line
 from simulators.store.hdf5 import (
     _READ_ERRORS,
     FieldStoreError,
-    _first_line,
     _text,
     foreign_links,
     open_hdf5,

@@ -20,12 +20,12 @@ from typing import Any
 import h5py
 import numpy as np
 
+from simulators.messages import first_line as _first_line
 from simulators.store.hdf5 import (
     _READ_ERRORS,
     MAX_INDEX_ELEMENTS,
     MAX_RESOLUTION,
     FieldStoreError,
-    _first_line,
     _is_number,
     printable,
 )

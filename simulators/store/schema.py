@@ -20,7 +20,8 @@ import numpy as np
 
 from simulators.base import FieldSpec, Invariant, Parameter, Simulator
 from simulators.grid import PeriodicGrid
-from simulators.store.hdf5 import _first_line, _is_number
+from simulators.messages import first_line as _first_line
+from simulators.store.hdf5 import _is_number
 
 FORMAT_VERSION = "1.0"
 SPLIT_NAMES = ("train", "valid", "test")

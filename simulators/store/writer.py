@@ -21,7 +21,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from simulators.store.hdf5 import _READ_ERRORS, FieldStoreError, _first_line, _text
+from simulators.messages import first_line as _first_line
+from simulators.store.hdf5 import _READ_ERRORS, FieldStoreError, _text
 from simulators.store.schema import FORMAT_VERSION, SPLIT_NAMES, StoreSchema, assign_split
 from simulators.store.statistics import write_statistics
 
