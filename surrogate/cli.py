@@ -317,17 +317,15 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="surrogate", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Reference simulators, a conditional GAN surrogate and physics validation.",
-        epilog=EXAMPLES)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_systems(commands: argparse._SubParsersAction) -> None:
+    """The ``systems`` command's arguments."""
     systems = commands.add_parser("systems", help="list simulators, parameters, ranges, units")
     systems.add_argument("--json", action="store_true", help="machine-readable output")
     systems.set_defaults(func=cmd_systems)
 
+
+def _add_simulate(commands: argparse._SubParsersAction) -> None:
+    """The ``simulate`` command's arguments."""
     simulate = commands.add_parser(
         "simulate", help="run a parameter sweep into one HDF5 file",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
@@ -368,11 +366,17 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     simulate.set_defaults(func=cmd_simulate)
 
+
+def _add_info(commands: argparse._SubParsersAction) -> None:
+    """The ``info`` command's arguments."""
     info = commands.add_parser("info", help="what is inside a field file (any supported layout)")
     info.add_argument("file")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
 
+
+def _add_convert(commands: argparse._SubParsersAction) -> None:
+    """The ``convert`` command's arguments."""
     convert = commands.add_parser(
         "convert", help="convert a The Well or PDEBench HDF5 file to this package's format",
         description="Read SOURCE in any supported layout (ours, the_well, pdebench_seeds, "
@@ -390,12 +394,18 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     convert.set_defaults(func=cmd_convert)
 
+
+def _add_check(commands: argparse._SubParsersAction) -> None:
+    """The ``check`` command's arguments."""
     check = commands.add_parser("check", help="check a file against data/FORMAT.md")
     check.add_argument("file")
     check.add_argument("--quick", action="store_true",
                        help="structure only; skip the NaN/checksum scan of every snapshot")
     check.set_defaults(func=cmd_check)
 
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    """The ``train`` command's arguments."""
     train = commands.add_parser(
         "train", help="train the conditional GAN on a field-store file",
         description="Train (or --resume) the conditional GAN; writes RUN/config.json, "
@@ -422,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
             train.add_argument(flag, dest=name, type=kind, default=None, help=text)
     train.set_defaults(func=cmd_train)
 
+
+def _add_generate(commands: argparse._SubParsersAction) -> None:
+    """The ``generate`` command's arguments."""
     generate = commands.add_parser(
         "generate", help="generate a field-store file from a trained run",
         description="Generate trajectories with a trained run's EMA generator at one "
@@ -449,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     generate.set_defaults(func=cmd_generate)
 
+
+def _add_validate(commands: argparse._SubParsersAction) -> None:
+    """The ``validate`` command's arguments."""
     validate = commands.add_parser(
         "validate", help="compare generated fields with reference fields; write a report",
         description="Compare GENERATED with REFERENCE (same system, grid and times) through "
@@ -476,6 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("-q", "--quiet", action="store_true", help="no stage messages")
     validate.set_defaults(func=cmd_validate)
 
+
+def _add_quickstart(commands: argparse._SubParsersAction) -> None:
+    """The ``quickstart`` command's arguments."""
     quick = commands.add_parser(
         "quickstart", help="simulate, train briefly, generate, validate: the whole flow",
         description="Simulate a small Gaussian-random-field sweep (DIR/data.h5), train the "
@@ -490,6 +509,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="training steps (600 on CPU, 4000 on CUDA)")
     quick.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     quick.set_defaults(func=cmd_quickstart)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``surrogate`` argument parser: one ``_add_<command>`` builder per command."""
+    parser = argparse.ArgumentParser(
+        prog="surrogate", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Reference simulators, a conditional GAN surrogate and physics validation.",
+        epilog=EXAMPLES)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_systems(commands)
+    _add_simulate(commands)
+    _add_info(commands)
+    _add_convert(commands)
+    _add_check(commands)
+    _add_train(commands)
+    _add_generate(commands)
+    _add_validate(commands)
+    _add_quickstart(commands)
     return parser
 
 
