@@ -1,63 +1,17 @@
-"""Training loop of the conditional GAN: CPU and CUDA, AMP, EMA, R1, DDP, exact resume.
-
-One step (per replica; batch ``B`` split evenly over ``world_size`` replicas)::
-
-    draw B trajectory/time indices of the training split (torch generator "data")
-    real  = augment(normalised fields of those snapshots)     symmetry group of the system
-    c     = their conditions (normalised parameters, time)
-    fake  = heads(G(z, c))  -> normalised                      z ~ N(0, I) (generator "noise")
-    L_D   = loss_D(D(real, c), D(fake.detach(), c))
-            [+ (gamma / 2) * k * R1(real) every k-th step, lazy R1, Mescheder et al. 2018]
-    L_G   = loss_G(D(fake, c)) + w_spec * spectral_loss(fake, real)
-            [+ w_ms * mode_seeking_loss(pairs of fakes at one condition), when w_ms > 0:
-             fakes 2i and 2i+1 then share the condition of real 2i, Mao et al. 2019]
-            [+ w_t * loss_G(D_t([G(z', c_i), G(z', c_i+1)], c_i)), when w_t > 0 and the
-             file has >= 2 times: B/2 pairs of consecutive snapshot times, one latent z'
-             per pair; D_t, a second discriminator on the two snapshots stacked along
-             channels, is trained like D on real pairs [x(t_i), x(t_i+1)] of one
-             trajectory (one symmetry element per pair)]
-    Adam steps on D (then D_t) then G; EMA of G's weights:
-    theta_ema <- beta theta_ema + (1 - beta) theta with beta = min(ema_decay,
-    (1 + step) / (10 + step)).
-
-Fakes share the conditions of the real batch (the projection discriminator compares
-like with like). Every random number comes from torch generators whose states go into
-the checkpoint, so on the CPU ``N`` steps, a stop and ``--resume`` for ``N`` more give the
-same weights as ``2N`` steps straight (tested). Validation every ``validate_every`` steps
-generates the held-out (``valid`` split) conditions with the EMA generator and scores
-them with the validation library: ``score = mean over fields of (median spectrum
-relative error over resolved shells + W1 / std + |ln spread ratio| [+ |ln temporal
-change ratio|])`` (the spread of two latents at each condition against each reference
-snapshot's nearest training neighbour: a collapsed generator cannot be the best
-checkpoint; with D_t, the change between consecutive times of one latent against that
-of one simulated trajectory, see :func:`physics_score`), averaged over two latent
-draws whose half-difference is logged as the score's own noise (``valid/score_noise``,
-:func:`two_draw_score`); the best score's EMA generator is kept as
-``checkpoints/best.pt``. A NaN/Inf loss stops the run with a
-one-line message naming the last good checkpoint.
-
-On CUDA: bf16 autocast for G and D (``amp``), TF32 matmuls/convolutions (``tf32``),
-optional ``torch.compile`` (R1 then runs through the uncompiled discriminator: compiled
-graphs do not support double backward). Launched with ``torchrun --nproc_per_node=K -m
-surrogate train ...`` the replicas train data-parallel: every replica draws the same
-global index/noise stream and keeps its own slice of the batch (sharded reading), and
-gradients are averaged with ``all_reduce`` after each backward (the same arithmetic as
-``DistributedDataParallel``; NCCL on GPUs, gloo on CPUs); only rank 0 writes files.
-"""
+"""The training loop: :class:`Trainer` (models, optimisers, run-directory state, batches,
+the discriminator and generator steps, validation, checkpoints) and its helpers."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
 import dataclasses
-import itertools
 import json
 import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +41,6 @@ from surrogate.data import (
 )
 from surrogate.devices import autocast_dtype, resolve_device
 from surrogate.losses import (
-    LOSS_KINDS,
     consistency_penalty,
     discriminator_loss,
     generator_loss,
@@ -96,151 +49,18 @@ from surrogate.losses import (
     spectral_loss,
 )
 from surrogate.models import Discriminator, Generator, ModelConfig, same_model
-
-__all__ = ["RUN_FORMAT", "TrainConfig", "TrainingDivergedError", "autocast_dtype", "build_models",
-           "physics_score", "resolve_device", "score_noise_summary", "train",
-           "train_restarts", "two_draw_score"]
-
-#: version of the run directory's config.json layout
-RUN_FORMAT = 1
+from surrogate.train.config import RUN_FORMAT, TrainConfig
+from surrogate.train.distributed import (
+    _all_reduce_gradients,
+    _distributed_from_environment,
+)
+from surrogate.train.scoring import physics_score, score_noise_summary, two_draw_score
 
 
 class TrainingDivergedError(RuntimeError):
     """A loss became NaN/Inf; the message names the last good checkpoint."""
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyper-parameters of a training run (stored in ``RUN/config.json``).
-
-    Attributes:
-        steps: total optimisation steps (a resumed run continues up to this number).
-        batch_size: global batch (split over DDP replicas).
-        lr_generator, lr_discriminator: Adam learning rates.
-        lr_decay_fraction: over this final fraction of ``steps`` both learning rates fall
-            linearly to 0 (0: constant). GAN weights keep oscillating at a constant
-            rate; the decay lets the last checkpoints (and the EMA) settle. The schedule
-            follows the total ``steps``: resuming with a larger total raises the rate.
-        beta1, beta2: Adam betas (StyleGAN2 uses 0, 0.99).
-        loss: ``"hinge"`` or ``"nonsaturating"``.
-        r1_gamma: R1 weight gamma (0 disables R1).
-        r1_interval: lazy R1 every ``k`` steps (scaled by ``k``).
-        spectral_loss_weight: weight of the log power-spectrum loss on G (0 disables).
-        mode_seeking_weight: weight of the mode-seeking term on G (0 disables); it
-            counters a generator that ignores its latent (mode collapse).
-        temporal_weight: weight of the temporal discriminator's loss on G (0 disables;
-            active only for files with >= 2 snapshot times; a step then costs one more
-            generator pass of ``batch_size`` snapshots and a discriminator pass of
-            ``batch_size / 2`` pairs). A second discriminator
-            judges pairs of consecutive snapshots ``(x(t_i), x(t_i+1))`` of one
-            trajectory against pairs ``(G(z, c, t_i), G(z, c, t_i+1))`` generated from one
-            latent, so that a generated trajectory evolves like a simulated one instead
-            of being a string of independent snapshots (tempoGAN, Xie et al. 2018).
-        sign_equivariant: for systems that declare the ``negate`` symmetry (Ising in zero
-            field), build it into the networks (``ModelConfig.negate``): both global signs
-            are generated with probability 1/2 by construction, however training goes.
-            Runs written before the option existed resume without it.
-        ema_decay: EMA decay of the generator weights: the largest ``beta`` of
-            ``theta_ema <- beta theta_ema + (1 - beta) theta``.
-        ema_half_life_fraction: 0 (default) ramps ``beta = min(ema_decay, (1 + step) /
-            (10 + step))``, whose half-life is about 7.7 % of the steps taken below
-            ~9,000 steps; ``f > 0`` sets the half-life to the fraction ``f`` of the steps
-            (images) seen so far, ``beta = min(ema_decay, 0.5 ** (1 / (f step)))``
-            (StyleGAN2-ADA's ramp, ``f = 0.05`` there).
-        consistency_weight: weight ``lambda`` of balanced consistency regularisation on
-            every discriminator (0 disables): ``lambda E[(D(x) - D(T x))^2]`` for real and
-            generated fields, ``T`` a random element of the system's declared symmetry
-            group (:func:`surrogate.losses.consistency_penalty`); costs two more
-            discriminator passes per update. Systems without symmetries ignore it.
-        augment: symmetry augmentation of the real batch (only the system's symmetries).
-        width: base channel width of G and D (``ModelConfig.for_resolution``).
-        noise_dim: latent size.
-        spectral_branch: D's log-spectrum branch.
-        amp: bf16 autocast on CUDA (ignored on CPU).
-        tf32: TF32 matmuls and convolutions on CUDA.
-        compile: ``torch.compile`` G and D.
-        log_every, sample_every, checkpoint_every, validate_every: intervals in steps.
-        validation_samples: held-out snapshots scored per validation.
-        seed: seed of weights, data order, noise and augmentation.
-    """
-
-    steps: int = 2000
-    batch_size: int = 32
-    lr_generator: float = 2e-4
-    lr_discriminator: float = 2e-4
-    lr_decay_fraction: float = 0.0
-    beta1: float = 0.0
-    beta2: float = 0.99
-    loss: str = "hinge"
-    r1_gamma: float = 0.1
-    r1_interval: int = 16
-    spectral_loss_weight: float = 0.1
-    mode_seeking_weight: float = 0.3
-    temporal_weight: float = 1.0
-    sign_equivariant: bool = True
-    ema_decay: float = 0.999
-    ema_half_life_fraction: float = 0.0
-    consistency_weight: float = 0.0
-    augment: bool = True
-    width: int = 32
-    noise_dim: int = 64
-    spectral_branch: bool = True
-    amp: bool = True
-    tf32: bool = True
-    compile: bool = False
-    log_every: int = 50
-    sample_every: int = 500
-    checkpoint_every: int = 500
-    validate_every: int = 500
-    validation_samples: int = 256
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        positive = ("steps", "batch_size", "r1_interval", "width", "noise_dim", "log_every",
-                    "sample_every", "checkpoint_every", "validate_every", "validation_samples")
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("lr_generator", "lr_discriminator"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-        for name in ("r1_gamma", "spectral_loss_weight", "mode_seeking_weight",
-                     "temporal_weight", "consistency_weight"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-        for name in ("beta1", "beta2", "ema_decay"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and 0 <= value < 1):
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-        if not (isinstance(self.ema_half_life_fraction, int | float)
-                and 0 <= self.ema_half_life_fraction <= 1):
-            raise ValueError(f"ema_half_life_fraction must be in [0, 1], got "
-                             f"{self.ema_half_life_fraction!r}")
-        if not (isinstance(self.lr_decay_fraction, int | float)
-                and 0 <= self.lr_decay_fraction <= 1):
-            raise ValueError(f"lr_decay_fraction must be in [0, 1], got "
-                             f"{self.lr_decay_fraction!r}")
-        if self.loss not in LOSS_KINDS:
-            raise ValueError(f"unknown loss {self.loss!r} (choose from {', '.join(LOSS_KINDS)})")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
-        return cls(**dict(data))
-
-
-# ------------------------------------------------------------------ helpers
 def check_sign_equivariance(heads: OutputHeads, normalizer: FieldNormalizer) -> None:
     """Raise ``ValueError`` unless negating raw outputs negates the physical and the
     normalised fields (odd heads, no normalisation offset): what ``ModelConfig.negate``
@@ -282,164 +102,6 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> No
             target.lerp_(source, 1.0 - beta)
         for target, source in zip(ema.buffers(), model.buffers(), strict=True):
             target.copy_(source)
-
-
-def _all_reduce_gradients(module: torch.nn.Module, world_size: int) -> None:
-    """Average gradients over replicas (what DistributedDataParallel does)."""
-    if world_size == 1:
-        return
-    grads = []
-    for parameter in module.parameters():
-        if parameter.grad is None:
-            parameter.grad = torch.zeros_like(parameter)
-        grads.append(parameter.grad)
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= world_size
-    offset = 0
-    for grad in grads:
-        grad.copy_(flat[offset:offset + grad.numel()].view_as(grad))
-        offset += grad.numel()
-
-
-def _spectrum_error(reference: np.ndarray, generated: np.ndarray, rank: int,
-                    box_size: float) -> float:
-    from surrogate.validation.report import spectrum_summary
-    from surrogate.validation.spectra import field_power_spectrum
-
-    k, p_ref = field_power_spectrum(reference, box_size, vector=bool(rank))
-    _, p_gen = field_power_spectrum(generated, box_size, vector=bool(rank))
-    return float(spectrum_summary(k, p_ref.mean(axis=0), p_gen.mean(axis=0))
-                 ["rel_error_median"])
-
-
-def physics_score(reference: Mapping[str, np.ndarray], generated: Mapping[str, np.ndarray],
-                  ranks: Mapping[str, int], box_size: float, *,
-                  pairs: Mapping[str, Mapping[str, np.ndarray]] | None = None,
-                  increments: Mapping[str, Mapping[str, np.ndarray]] | None = None
-                  ) -> dict[str, float]:
-    """Validation score of generated vs reference snapshots (lower is better).
-
-    Per field: ``spectrum`` = median over resolved shells of ``|P_gen / P_ref - 1|`` of
-    the sample-mean spectra (as in the report), ``w1`` = Wasserstein-1 of the pooled
-    values over the reference std; with ``pairs``, ``spread`` = the within-condition
-    spread ratio ``mean |g - g'| / mean |x - x'|`` (``g, g'``: two latents at one
-    condition; ``x, x'``: a reference snapshot and its nearest-parameter neighbour at the
-    same time, an upper estimate of the reference's spread, as in the report's
-    ``nearest_reference_neighbour`` basis) and the term ``|ln spread|``, which a
-    generator that ignores its latent (spread 0) makes large; with ``increments``,
-    ``temporal`` = ``mean |g(t_i+1) - g(t_i)| / mean |x(t_i+1) - x(t_i)|`` (one latent /
-    one simulated trajectory over consecutive snapshot times) and the term
-    ``|ln temporal|``: snapshots generated independently of one another at each time
-    change too much between times (ratio > 1), a generator that ignores time too little.
-    ``score`` = mean over fields of ``spectrum + w1 [+ |ln spread|] [+ |ln temporal|]``.
-
-    Args:
-        reference, generated: ``{field: (S, N, N[, 2])}`` physical snapshots at the same
-            conditions.
-        ranks: ``{field: 0 or 1}``.
-        box_size: side ``L`` of the periodic square.
-        pairs: ``{"generated": second generated set at the same conditions,
-            "reference": the reference snapshots' neighbours}``, same layout.
-        increments: ``{"generated": g(t_i+1) - g(t_i), "reference": x(t_i+1) - x(t_i)}``,
-            ``{field: (S', N, N[, 2])}`` (any number ``S'`` of consecutive pairs).
-    """
-    from surrogate.validation.statistics import wasserstein1_over_std
-    out: dict[str, float] = {}
-    total = 0.0
-    for name, values in reference.items():
-        spectrum = _spectrum_error(values, generated[name], ranks[name], box_size)
-        w1 = wasserstein1_over_std(generated[name], values) if np.std(values) > 0 else 0.0
-        out[f"{name}/spectrum"] = spectrum
-        out[f"{name}/w1"] = w1
-        total += spectrum + w1
-        if pairs is not None:
-            ratio = _mean_abs_ratio(generated[name].astype(np.float64) - pairs["generated"][name],
-                                    values.astype(np.float64) - pairs["reference"][name])
-            if ratio is not None:
-                out[f"{name}/spread"] = ratio
-                total += _log_ratio_penalty(ratio)
-        if increments is not None:
-            ratio = _mean_abs_ratio(increments["generated"][name],
-                                    increments["reference"][name])
-            if ratio is not None:
-                out[f"{name}/temporal"] = ratio
-                total += _log_ratio_penalty(ratio)
-    out["score"] = total / max(len(reference), 1)
-    return out
-
-
-def two_draw_score(first: Mapping[str, float], second: Mapping[str, float]
-                   ) -> dict[str, float]:
-    """The validation score of one checkpoint from two latent draws, and its noise.
-
-    Every entry is the mean of the two draws' :func:`physics_score` entries (the same
-    reference snapshots, two independent latent sets), and ``score_noise`` =
-    ``|score_1 - score_2| / 2`` estimates the standard error of that mean: the part of
-    the score that the sampling of latents alone moves. Differences between
-    checkpoints of the order of ``score_noise`` are not evidence that one is better.
-    """
-    out = {key: (first[key] + second[key]) / 2 for key in first if key in second}
-    out["score_noise"] = abs(first["score"] - second["score"]) / 2
-    return out
-
-
-def score_noise_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
-    """Median score noise and median change of the score between consecutive
-    validations, from the training log's ``valid/score`` and ``valid/score_noise``
-    entries (``None`` when fewer than two validations, or none with a finite score)."""
-    scores = [(r["valid/score"], r.get("valid/score_noise")) for r in records
-              if "valid/score" in r and r["valid/score"] is not None
-              and math.isfinite(r["valid/score"])]
-    noise = [n for _, n in scores if n is not None and math.isfinite(n)]
-    changes = [abs(b[0] - a[0]) for a, b in itertools.pairwise(scores)]
-    return {"score_noise_median": float(np.median(noise)) if noise else None,
-            "score_change_median": float(np.median(changes)) if changes else None}
-
-
-#: score term of a spread or temporal ratio of exactly 0 (|ln 1e-3|: a total collapse,
-#: or a field frozen in time)
-_ZERO_RATIO_PENALTY = -math.log(1e-3)
-
-
-def _mean_abs_ratio(generated: np.ndarray, reference: np.ndarray) -> float | None:
-    """``mean |generated| / mean |reference|`` (None when the reference is all zero)."""
-    scale = float(np.mean(np.abs(reference)))
-    return float(np.mean(np.abs(generated))) / scale if scale > 0 else None
-
-
-def _log_ratio_penalty(ratio: float) -> float:
-    """``|ln ratio|``, or :data:`_ZERO_RATIO_PENALTY` for a ratio of 0."""
-    return abs(math.log(ratio)) if ratio > 0 else _ZERO_RATIO_PENALTY
-
-
-# ------------------------------------------------------------------ the trainer
-@dataclass
-class _Distributed:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _distributed_from_environment(device: str) -> tuple[_Distributed, str]:
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return _Distributed(), device
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-        device = f"cuda:{local_rank}"
-    elif device == "auto":
-        device = "cpu"
-    return _Distributed(rank, world_size, local_rank), device
 
 
 class Trainer:
@@ -1001,132 +663,3 @@ def _check_run_format(config: Mapping[str, Any], run_dir: Path) -> None:
                                "schema") if key not in config]
     if missing:
         raise CheckpointError(f"{run_dir}/config.json: missing {', '.join(missing)}")
-
-
-# ------------------------------------------------------------------ entry point
-def train(data_path: str | os.PathLike, run_dir: str | os.PathLike,
-          config: TrainConfig | None = None, *, device: str = "auto", resume: bool = False,
-          overwrite: bool = False, progress: bool = True, steps: int | None = None
-          ) -> dict[str, Any]:
-    """Train (or resume) a conditional GAN on a field-store file.
-
-    Args:
-        data_path: training file (simulator output).
-        run_dir: run directory (created).
-        config: hyper-parameters (ignored when resuming: the run's config.json is used,
-            except ``steps``).
-        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        resume: continue from ``run_dir/checkpoints/last.pt``.
-        overwrite: start afresh in an existing run directory (its checkpoints are
-            replaced as training proceeds).
-        progress: tqdm progress bar.
-        steps: total steps (overrides ``config.steps``; when resuming, the new total).
-    Returns:
-        Summary dict (steps, seconds, images/s, best score and step, device).
-    Raises:
-        ValueError: bad file, options, device, or an existing run without ``resume`` /
-            ``overwrite``; :class:`surrogate.checkpoint.CheckpointError` for an unusable
-            run directory; :class:`TrainingDivergedError` on NaN/Inf losses.
-    """
-    run_dir = Path(run_dir)
-    existing = (run_dir / "config.json").exists()
-    if resume:
-        if not (run_dir / "checkpoints" / "last.pt").exists():
-            raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
-        saved = read_run_config(run_dir)
-        try:
-            # runs written before the temporal discriminator existed trained without it
-            config = TrainConfig.from_dict({"temporal_weight": 0.0, "sign_equivariant": False,
-                                            **saved["train"]})
-        except (KeyError, TypeError) as error:
-            raise CheckpointError(f"{run_dir}/config.json: no valid training settings "
-                                  f"({error})") from None
-    elif existing and not overwrite:
-        raise ValueError(f"{run_dir}: a training run already exists (use --resume to continue "
-                         f"it or --overwrite to start afresh)")
-    config = config or TrainConfig()
-    if steps is not None:
-        config = dataclasses.replace(config, steps=steps)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"{run_dir}: exists and is not a directory")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(data_path, run_dir, config, device=device, resume=resume,
-                      progress=progress)
-    if resume and trainer.step > config.steps:
-        raise ValueError(f"{run_dir}: the run is already at step {trainer.step}; --steps "
-                         f"{config.steps} would go back")
-    if not resume and overwrite and existing:     # stale files go once the new run started
-        if trainer.ddp.main:
-            for name in ("metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt"):
-                (run_dir / name).unlink(missing_ok=True)
-            for picture in (run_dir / "samples").glob("step_*.png"):
-                picture.unlink()
-    if resume and steps is not None:
-        if trainer.ddp.main:
-            saved = read_run_config(run_dir)
-            saved["train"] = config.to_dict()
-            write_run_config(run_dir, saved)
-    return trainer.run()
-
-
-def train_restarts(data_path: str | os.PathLike, run_dir: str | os.PathLike,
-                   config: TrainConfig | None = None, restarts: int = 2, *,
-                   device: str = "auto", overwrite: bool = False, progress: bool = True
-                   ) -> dict[str, Any]:
-    """Train ``restarts`` runs that differ only in their seed; keep the best-scored one.
-
-    Run ``k`` trains with seed ``config.seed + k`` on the same file and the same split
-    into ``RUN/restarts/seed_<seed>/``; the kept run is the one with the lowest best
-    validation score (the held-out ``valid`` split, :func:`physics_score`), and ``RUN``
-    itself becomes a copy of it (``config.json``, ``metrics.jsonl``, ``checkpoints/``,
-    ``samples/``), so ``surrogate generate RUN`` uses it as any run.
-    ``RUN/restarts.json`` lists every seed's best score and step and the kept seed. One
-    GAN training is one draw from a wide distribution; ``K`` restarts cost ``K`` trainings
-    and keep the best draw as the validation split sees it.
-
-    Raises:
-        ValueError: ``restarts`` is not a positive integer, or ``RUN`` holds a run and
-            ``overwrite`` is off (plus everything :func:`train` raises).
-    """
-    import shutil
-    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
-        raise ValueError(f"restarts must be a positive integer, got {restarts!r}")
-    run_dir = Path(run_dir)
-    if (run_dir / "config.json").exists() and not overwrite:
-        raise ValueError(f"{run_dir}: a training run already exists (use --overwrite to "
-                         f"replace it)")
-    config = config or TrainConfig()
-    runs = []
-    for k in range(restarts):
-        seed = config.seed + k
-        summary = train(data_path, run_dir / "restarts" / f"seed_{seed}",
-                        dataclasses.replace(config, seed=seed), device=device,
-                        overwrite=True, progress=progress)
-        runs.append({"seed": seed, "best_score": summary["best_score"],
-                     "best_step": summary["best_step"], "seconds": summary["seconds"],
-                     "score_noise_median": summary["score_noise_median"],
-                     "summary": summary})
-
-    def sort_key(entry: dict[str, Any]) -> float:
-        score = entry["best_score"]
-        return math.inf if score is None or not math.isfinite(score) else score
-
-    kept = min(runs, key=sort_key)
-    records = [{key: entry[key] for key in ("seed", "best_score", "best_step", "seconds",
-                                            "score_noise_median")}
-               for entry in runs]
-    if int(os.environ.get("RANK", "0")) == 0:
-        source = run_dir / "restarts" / f"seed_{kept['seed']}"
-        for name in ("config.json", "metrics.jsonl"):
-            if (source / name).exists():
-                shutil.copyfile(source / name, run_dir / name)
-        for folder in ("checkpoints", "samples"):
-            if (run_dir / folder).exists():
-                shutil.rmtree(run_dir / folder)
-            if (source / folder).exists():
-                shutil.copytree(source / folder, run_dir / folder)
-        from surrogate.validation.report import json_safe
-        listing = {"kept_seed": kept["seed"], "restarts": records}
-        (run_dir / "restarts.json").write_text(json.dumps(json_safe(listing), indent=1) + "\n")
-    return {**kept["summary"], "run_dir": str(run_dir), "kept_seed": kept["seed"],
-            "restarts": records}

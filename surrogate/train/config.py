@@ -1,0 +1,148 @@
+"""Training hyper-parameters (:class:`TrainConfig`, stored in ``RUN/config.json``) and the
+run-directory format version."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from surrogate.losses import (
+    LOSS_KINDS,
+)
+
+#: version of the run directory's config.json layout
+RUN_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of a training run (stored in ``RUN/config.json``).
+
+    Attributes:
+        steps: total optimisation steps (a resumed run continues up to this number).
+        batch_size: global batch (split over DDP replicas).
+        lr_generator, lr_discriminator: Adam learning rates.
+        lr_decay_fraction: over this final fraction of ``steps`` both learning rates fall
+            linearly to 0 (0: constant). GAN weights keep oscillating at a constant
+            rate; the decay lets the last checkpoints (and the EMA) settle. The schedule
+            follows the total ``steps``: resuming with a larger total raises the rate.
+        beta1, beta2: Adam betas (StyleGAN2 uses 0, 0.99).
+        loss: ``"hinge"`` or ``"nonsaturating"``.
+        r1_gamma: R1 weight gamma (0 disables R1).
+        r1_interval: lazy R1 every ``k`` steps (scaled by ``k``).
+        spectral_loss_weight: weight of the log power-spectrum loss on G (0 disables).
+        mode_seeking_weight: weight of the mode-seeking term on G (0 disables); it
+            counters a generator that ignores its latent (mode collapse).
+        temporal_weight: weight of the temporal discriminator's loss on G (0 disables;
+            active only for files with >= 2 snapshot times; a step then costs one more
+            generator pass of ``batch_size`` snapshots and a discriminator pass of
+            ``batch_size / 2`` pairs). A second discriminator
+            judges pairs of consecutive snapshots ``(x(t_i), x(t_i+1))`` of one
+            trajectory against pairs ``(G(z, c, t_i), G(z, c, t_i+1))`` generated from one
+            latent, so that a generated trajectory evolves like a simulated one instead
+            of being a string of independent snapshots (tempoGAN, Xie et al. 2018).
+        sign_equivariant: for systems that declare the ``negate`` symmetry (Ising in zero
+            field), build it into the networks (``ModelConfig.negate``): both global signs
+            are generated with probability 1/2 by construction, however training goes.
+            Runs written before the option existed resume without it.
+        ema_decay: EMA decay of the generator weights: the largest ``beta`` of
+            ``theta_ema <- beta theta_ema + (1 - beta) theta``.
+        ema_half_life_fraction: 0 (default) ramps ``beta = min(ema_decay, (1 + step) /
+            (10 + step))``, whose half-life is about 7.7 % of the steps taken below
+            ~9,000 steps; ``f > 0`` sets the half-life to the fraction ``f`` of the steps
+            (images) seen so far, ``beta = min(ema_decay, 0.5 ** (1 / (f step)))``
+            (StyleGAN2-ADA's ramp, ``f = 0.05`` there).
+        consistency_weight: weight ``lambda`` of balanced consistency regularisation on
+            every discriminator (0 disables): ``lambda E[(D(x) - D(T x))^2]`` for real and
+            generated fields, ``T`` a random element of the system's declared symmetry
+            group (:func:`surrogate.losses.consistency_penalty`); costs two more
+            discriminator passes per update. Systems without symmetries ignore it.
+        augment: symmetry augmentation of the real batch (only the system's symmetries).
+        width: base channel width of G and D (``ModelConfig.for_resolution``).
+        noise_dim: latent size.
+        spectral_branch: D's log-spectrum branch.
+        amp: bf16 autocast on CUDA (ignored on CPU).
+        tf32: TF32 matmuls and convolutions on CUDA.
+        compile: ``torch.compile`` G and D.
+        log_every, sample_every, checkpoint_every, validate_every: intervals in steps.
+        validation_samples: held-out snapshots scored per validation.
+        seed: seed of weights, data order, noise and augmentation.
+    """
+
+    steps: int = 2000
+    batch_size: int = 32
+    lr_generator: float = 2e-4
+    lr_discriminator: float = 2e-4
+    lr_decay_fraction: float = 0.0
+    beta1: float = 0.0
+    beta2: float = 0.99
+    loss: str = "hinge"
+    r1_gamma: float = 0.1
+    r1_interval: int = 16
+    spectral_loss_weight: float = 0.1
+    mode_seeking_weight: float = 0.3
+    temporal_weight: float = 1.0
+    sign_equivariant: bool = True
+    ema_decay: float = 0.999
+    ema_half_life_fraction: float = 0.0
+    consistency_weight: float = 0.0
+    augment: bool = True
+    width: int = 32
+    noise_dim: int = 64
+    spectral_branch: bool = True
+    amp: bool = True
+    tf32: bool = True
+    compile: bool = False
+    log_every: int = 50
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    validate_every: int = 500
+    validation_samples: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        positive = ("steps", "batch_size", "r1_interval", "width", "noise_dim", "log_every",
+                    "sample_every", "checkpoint_every", "validate_every", "validation_samples")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("lr_generator", "lr_discriminator"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        for name in ("r1_gamma", "spectral_loss_weight", "mode_seeking_weight",
+                     "temporal_weight", "consistency_weight"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        for name in ("beta1", "beta2", "ema_decay"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0 <= value < 1):
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        if not (isinstance(self.ema_half_life_fraction, int | float)
+                and 0 <= self.ema_half_life_fraction <= 1):
+            raise ValueError(f"ema_half_life_fraction must be in [0, 1], got "
+                             f"{self.ema_half_life_fraction!r}")
+        if not (isinstance(self.lr_decay_fraction, int | float)
+                and 0 <= self.lr_decay_fraction <= 1):
+            raise ValueError(f"lr_decay_fraction must be in [0, 1], got "
+                             f"{self.lr_decay_fraction!r}")
+        if self.loss not in LOSS_KINDS:
+            raise ValueError(f"unknown loss {self.loss!r} (choose from {', '.join(LOSS_KINDS)})")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(**dict(data))

@@ -1,0 +1,147 @@
+"""Entry points: :func:`train` (one run, new or resumed) and :func:`train_restarts`
+(K seeds on the same split, keep the best-scored)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from surrogate.checkpoint import (
+    CheckpointError,
+    read_run_config,
+    write_run_config,
+)
+from surrogate.train.config import TrainConfig
+from surrogate.train.trainer import Trainer
+
+
+def train(data_path: str | os.PathLike, run_dir: str | os.PathLike,
+          config: TrainConfig | None = None, *, device: str = "auto", resume: bool = False,
+          overwrite: bool = False, progress: bool = True, steps: int | None = None
+          ) -> dict[str, Any]:
+    """Train (or resume) a conditional GAN on a field-store file.
+
+    Args:
+        data_path: training file (simulator output).
+        run_dir: run directory (created).
+        config: hyper-parameters (ignored when resuming: the run's config.json is used,
+            except ``steps``).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        resume: continue from ``run_dir/checkpoints/last.pt``.
+        overwrite: start afresh in an existing run directory (its checkpoints are
+            replaced as training proceeds).
+        progress: tqdm progress bar.
+        steps: total steps (overrides ``config.steps``; when resuming, the new total).
+    Returns:
+        Summary dict (steps, seconds, images/s, best score and step, device).
+    Raises:
+        ValueError: bad file, options, device, or an existing run without ``resume`` /
+            ``overwrite``; :class:`surrogate.checkpoint.CheckpointError` for an unusable
+            run directory; :class:`TrainingDivergedError` on NaN/Inf losses.
+    """
+    run_dir = Path(run_dir)
+    existing = (run_dir / "config.json").exists()
+    if resume:
+        if not (run_dir / "checkpoints" / "last.pt").exists():
+            raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
+        saved = read_run_config(run_dir)
+        try:
+            # runs written before the temporal discriminator existed trained without it
+            config = TrainConfig.from_dict({"temporal_weight": 0.0, "sign_equivariant": False,
+                                            **saved["train"]})
+        except (KeyError, TypeError) as error:
+            raise CheckpointError(f"{run_dir}/config.json: no valid training settings "
+                                  f"({error})") from None
+    elif existing and not overwrite:
+        raise ValueError(f"{run_dir}: a training run already exists (use --resume to continue "
+                         f"it or --overwrite to start afresh)")
+    config = config or TrainConfig()
+    if steps is not None:
+        config = dataclasses.replace(config, steps=steps)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: exists and is not a directory")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(data_path, run_dir, config, device=device, resume=resume,
+                      progress=progress)
+    if resume and trainer.step > config.steps:
+        raise ValueError(f"{run_dir}: the run is already at step {trainer.step}; --steps "
+                         f"{config.steps} would go back")
+    if not resume and overwrite and existing:     # stale files go once the new run started
+        if trainer.ddp.main:
+            for name in ("metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt"):
+                (run_dir / name).unlink(missing_ok=True)
+            for picture in (run_dir / "samples").glob("step_*.png"):
+                picture.unlink()
+    if resume and steps is not None:
+        if trainer.ddp.main:
+            saved = read_run_config(run_dir)
+            saved["train"] = config.to_dict()
+            write_run_config(run_dir, saved)
+    return trainer.run()
+
+
+def train_restarts(data_path: str | os.PathLike, run_dir: str | os.PathLike,
+                   config: TrainConfig | None = None, restarts: int = 2, *,
+                   device: str = "auto", overwrite: bool = False, progress: bool = True
+                   ) -> dict[str, Any]:
+    """Train ``restarts`` runs that differ only in their seed; keep the best-scored one.
+
+    Run ``k`` trains with seed ``config.seed + k`` on the same file and the same split
+    into ``RUN/restarts/seed_<seed>/``; the kept run is the one with the lowest best
+    validation score (the held-out ``valid`` split, :func:`physics_score`), and ``RUN``
+    itself becomes a copy of it (``config.json``, ``metrics.jsonl``, ``checkpoints/``,
+    ``samples/``), so ``surrogate generate RUN`` uses it as any run.
+    ``RUN/restarts.json`` lists every seed's best score and step and the kept seed. One
+    GAN training is one draw from a wide distribution; ``K`` restarts cost ``K`` trainings
+    and keep the best draw as the validation split sees it.
+
+    Raises:
+        ValueError: ``restarts`` is not a positive integer, or ``RUN`` holds a run and
+            ``overwrite`` is off (plus everything :func:`train` raises).
+    """
+    import shutil
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+        raise ValueError(f"restarts must be a positive integer, got {restarts!r}")
+    run_dir = Path(run_dir)
+    if (run_dir / "config.json").exists() and not overwrite:
+        raise ValueError(f"{run_dir}: a training run already exists (use --overwrite to "
+                         f"replace it)")
+    config = config or TrainConfig()
+    runs = []
+    for k in range(restarts):
+        seed = config.seed + k
+        summary = train(data_path, run_dir / "restarts" / f"seed_{seed}",
+                        dataclasses.replace(config, seed=seed), device=device,
+                        overwrite=True, progress=progress)
+        runs.append({"seed": seed, "best_score": summary["best_score"],
+                     "best_step": summary["best_step"], "seconds": summary["seconds"],
+                     "score_noise_median": summary["score_noise_median"],
+                     "summary": summary})
+
+    def sort_key(entry: dict[str, Any]) -> float:
+        score = entry["best_score"]
+        return math.inf if score is None or not math.isfinite(score) else score
+
+    kept = min(runs, key=sort_key)
+    records = [{key: entry[key] for key in ("seed", "best_score", "best_step", "seconds",
+                                            "score_noise_median")}
+               for entry in runs]
+    if int(os.environ.get("RANK", "0")) == 0:
+        source = run_dir / "restarts" / f"seed_{kept['seed']}"
+        for name in ("config.json", "metrics.jsonl"):
+            if (source / name).exists():
+                shutil.copyfile(source / name, run_dir / name)
+        for folder in ("checkpoints", "samples"):
+            if (run_dir / folder).exists():
+                shutil.rmtree(run_dir / folder)
+            if (source / folder).exists():
+                shutil.copytree(source / folder, run_dir / folder)
+        from surrogate.validation.report import json_safe
+        listing = {"kept_seed": kept["seed"], "restarts": records}
+        (run_dir / "restarts.json").write_text(json.dumps(json_safe(listing), indent=1) + "\n")
+    return {**kept["summary"], "run_dir": str(run_dir), "kept_seed": kept["seed"],
+            "restarts": records}

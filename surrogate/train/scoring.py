@@ -1,0 +1,123 @@
+"""The validation score of a checkpoint: generated against held-out reference snapshots
+(spectrum, W1, spread and temporal-change terms), from two latent draws, and the
+score's own noise (see :func:`physics_score`, :func:`two_draw_score`)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def _spectrum_error(reference: np.ndarray, generated: np.ndarray, rank: int,
+                    box_size: float) -> float:
+    from surrogate.validation.report import spectrum_summary
+    from surrogate.validation.spectra import field_power_spectrum
+
+    k, p_ref = field_power_spectrum(reference, box_size, vector=bool(rank))
+    _, p_gen = field_power_spectrum(generated, box_size, vector=bool(rank))
+    return float(spectrum_summary(k, p_ref.mean(axis=0), p_gen.mean(axis=0))
+                 ["rel_error_median"])
+
+
+def physics_score(reference: Mapping[str, np.ndarray], generated: Mapping[str, np.ndarray],
+                  ranks: Mapping[str, int], box_size: float, *,
+                  pairs: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+                  increments: Mapping[str, Mapping[str, np.ndarray]] | None = None
+                  ) -> dict[str, float]:
+    """Validation score of generated vs reference snapshots (lower is better).
+
+    Per field: ``spectrum`` = median over resolved shells of ``|P_gen / P_ref - 1|`` of
+    the sample-mean spectra (as in the report), ``w1`` = Wasserstein-1 of the pooled
+    values over the reference std; with ``pairs``, ``spread`` = the within-condition
+    spread ratio ``mean |g - g'| / mean |x - x'|`` (``g, g'``: two latents at one
+    condition; ``x, x'``: a reference snapshot and its nearest-parameter neighbour at the
+    same time, an upper estimate of the reference's spread, as in the report's
+    ``nearest_reference_neighbour`` basis) and the term ``|ln spread|``, which a
+    generator that ignores its latent (spread 0) makes large; with ``increments``,
+    ``temporal`` = ``mean |g(t_i+1) - g(t_i)| / mean |x(t_i+1) - x(t_i)|`` (one latent /
+    one simulated trajectory over consecutive snapshot times) and the term
+    ``|ln temporal|``: snapshots generated independently of one another at each time
+    change too much between times (ratio > 1), a generator that ignores time too little.
+    ``score`` = mean over fields of ``spectrum + w1 [+ |ln spread|] [+ |ln temporal|]``.
+
+    Args:
+        reference, generated: ``{field: (S, N, N[, 2])}`` physical snapshots at the same
+            conditions.
+        ranks: ``{field: 0 or 1}``.
+        box_size: side ``L`` of the periodic square.
+        pairs: ``{"generated": second generated set at the same conditions,
+            "reference": the reference snapshots' neighbours}``, same layout.
+        increments: ``{"generated": g(t_i+1) - g(t_i), "reference": x(t_i+1) - x(t_i)}``,
+            ``{field: (S', N, N[, 2])}`` (any number ``S'`` of consecutive pairs).
+    """
+    from surrogate.validation.statistics import wasserstein1_over_std
+    out: dict[str, float] = {}
+    total = 0.0
+    for name, values in reference.items():
+        spectrum = _spectrum_error(values, generated[name], ranks[name], box_size)
+        w1 = wasserstein1_over_std(generated[name], values) if np.std(values) > 0 else 0.0
+        out[f"{name}/spectrum"] = spectrum
+        out[f"{name}/w1"] = w1
+        total += spectrum + w1
+        if pairs is not None:
+            ratio = _mean_abs_ratio(generated[name].astype(np.float64) - pairs["generated"][name],
+                                    values.astype(np.float64) - pairs["reference"][name])
+            if ratio is not None:
+                out[f"{name}/spread"] = ratio
+                total += _log_ratio_penalty(ratio)
+        if increments is not None:
+            ratio = _mean_abs_ratio(increments["generated"][name],
+                                    increments["reference"][name])
+            if ratio is not None:
+                out[f"{name}/temporal"] = ratio
+                total += _log_ratio_penalty(ratio)
+    out["score"] = total / max(len(reference), 1)
+    return out
+
+
+def two_draw_score(first: Mapping[str, float], second: Mapping[str, float]
+                   ) -> dict[str, float]:
+    """The validation score of one checkpoint from two latent draws, and its noise.
+
+    Every entry is the mean of the two draws' :func:`physics_score` entries (the same
+    reference snapshots, two independent latent sets), and ``score_noise`` =
+    ``|score_1 - score_2| / 2`` estimates the standard error of that mean: the part of
+    the score that the sampling of latents alone moves. Differences between
+    checkpoints of the order of ``score_noise`` are not evidence that one is better.
+    """
+    out = {key: (first[key] + second[key]) / 2 for key in first if key in second}
+    out["score_noise"] = abs(first["score"] - second["score"]) / 2
+    return out
+
+
+def score_noise_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """Median score noise and median change of the score between consecutive
+    validations, from the training log's ``valid/score`` and ``valid/score_noise``
+    entries (``None`` when fewer than two validations, or none with a finite score)."""
+    scores = [(r["valid/score"], r.get("valid/score_noise")) for r in records
+              if "valid/score" in r and r["valid/score"] is not None
+              and math.isfinite(r["valid/score"])]
+    noise = [n for _, n in scores if n is not None and math.isfinite(n)]
+    changes = [abs(b[0] - a[0]) for a, b in itertools.pairwise(scores)]
+    return {"score_noise_median": float(np.median(noise)) if noise else None,
+            "score_change_median": float(np.median(changes)) if changes else None}
+
+
+#: score term of a spread or temporal ratio of exactly 0 (|ln 1e-3|: a total collapse,
+#: or a field frozen in time)
+_ZERO_RATIO_PENALTY = -math.log(1e-3)
+
+
+def _mean_abs_ratio(generated: np.ndarray, reference: np.ndarray) -> float | None:
+    """``mean |generated| / mean |reference|`` (None when the reference is all zero)."""
+    scale = float(np.mean(np.abs(reference)))
+    return float(np.mean(np.abs(generated))) / scale if scale > 0 else None
+
+
+def _log_ratio_penalty(ratio: float) -> float:
+    """``|ln ratio|``, or :data:`_ZERO_RATIO_PENALTY` for a ratio of 0."""
+    return abs(math.log(ratio)) if ratio > 0 else _ZERO_RATIO_PENALTY
