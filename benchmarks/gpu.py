@@ -162,10 +162,11 @@ def cuda_tests(device: torch.device, sizes: Sizes, smoke: bool) -> dict[str, Any
         return {"not_run": "--smoke (the CUDA tests need a GPU; the default suite runs the "
                            "rest)"}
     command = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider",
-               "--continue-on-collection-errors", "-rfEs"]
+               "--continue-on-collection-errors", "-rfEs", "--tb=line"]
     try:
+        # wide columns: pytest cuts the summary's error messages at the terminal width
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                                timeout=sizes.pytest_timeout)
+                                timeout=sizes.pytest_timeout, env={**os.environ, "COLUMNS": "400"})
         output, status = result.stdout + result.stderr, result.returncode
     except subprocess.TimeoutExpired as error:
         output = (error.stdout or b"").decode() if isinstance(error.stdout, bytes) \
@@ -173,9 +174,10 @@ def cuda_tests(device: torch.device, sizes: Sizes, smoke: bool) -> dict[str, Any
         status = "timeout"
     counts = {key: int(number) for number, key in
               re.findall(r"(\d+) (passed|failed|skipped|error|errors|deselected)", output)}
+    # the summary, and --tb=line's "path.py:LINE: message" of each failure
     lines = [line for line in output.splitlines()
-             if line.startswith(("FAILED", "ERROR", "SKIPPED")) or " passed" in line
-             or " failed" in line]
+             if line.startswith(("FAILED", "ERROR", "SKIPPED", "E   ")) or " passed" in line
+             or " failed" in line or re.match(r"^\S+\.py:\d+: ", line)]
     return {"exit_status": status, "counts": counts, "summary": lines[-40:]}
 
 

@@ -168,8 +168,9 @@ def restore_rng_state(state: Mapping[str, Any], *generators: torch.Generator) ->
     if len(saved) != len(generators):
         raise CheckpointError(f"checkpoint holds {len(saved)} generator states, "
                               f"{len(generators)} expected")
-    torch.set_rng_state(state["torch"])
+    # states are CPU byte tensors; a checkpoint loaded with map_location="cuda" moved them
+    torch.set_rng_state(state["torch"].cpu())
     for generator, generator_state in zip(generators, saved, strict=True):
-        generator.set_state(generator_state)
+        generator.set_state(generator_state.cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([value.cpu() for value in state["cuda"]])

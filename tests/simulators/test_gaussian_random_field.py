@@ -5,12 +5,13 @@ same a = b = 1 convention), so these tests do not lean on our own validation cod
 """
 
 import numpy as np
-import powerbox
 import pytest
 
 import simulators
 from simulators.gaussian_random_field import expected_variance
 from simulators.grid import PeriodicGrid
+
+powerbox = pytest.importorskip("powerbox")  # the second opinion (the [test] extra)
 
 
 def _shell_expectation(n, box_size, amplitude, index):

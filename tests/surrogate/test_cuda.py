@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 
+from simulators.store import FieldStore
 from surrogate.checkpoint import load_checkpoint, save_checkpoint
 from surrogate.cli import main
 from surrogate.generate import generate, load_surrogate
@@ -171,10 +172,9 @@ def test_a_cuda_checkpoint_loads_on_the_cpu_and_generates_the_same_fields(cuda_r
     paths = {device: generate(cuda_run, tmp_path / f"{device}.h5", parameters={"nu": 3e-3},
                               n=2, seed=1, device=device, progress=False)
              for device in ("cuda", "cpu")}
-    import h5py
-    with h5py.File(paths["cuda"]) as a, h5py.File(paths["cpu"]) as b:
+    with FieldStore(paths["cuda"]) as a, FieldStore(paths["cpu"]) as b:
         for name in ("vorticity", "velocity"):
-            x, y = a["fields"][name][...], b["fields"][name][...]
+            x, y = a.read(name), b.read(name)
             assert np.linalg.norm(x - y) / np.linalg.norm(y) < 1e-2, name
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import powerbox
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,6 +21,8 @@ from surrogate.validation.spectra import (
     power_spectrum,
     spectrum_relative_error,
 )
+
+powerbox = pytest.importorskip("powerbox")  # the second opinion (the [test] extra)
 
 # ------------------------------------------------------------------ test utilities
 
