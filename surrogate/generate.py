@@ -56,7 +56,7 @@ from simulators.store import (
 from surrogate.checkpoint import CheckpointError, load_checkpoint, read_run_config
 from surrogate.constraints import OutputHeads
 from surrogate.data import ConditionEncoder, FieldNormalizer, to_store_layout
-from surrogate.devices import resolve_device
+from surrogate.devices import full_precision, resolve_device
 from surrogate.models import Generator, ModelConfig, same_model
 
 __all__ = ["SurrogateModel", "generate", "load_surrogate"]
@@ -112,7 +112,8 @@ class SurrogateModel:
     def sample(self, condition: np.ndarray, noise: torch.Tensor) -> np.ndarray:
         """Physical fields ``(B, C, N, N)`` float32 for conditions ``(B, P+1)``, latents (B, Z)."""
         condition = torch.as_tensor(condition, device=self.device)
-        raw = self.generator(noise.to(self.device), condition)
+        with full_precision():                     # fields independent of TF32 flags
+            raw = self.generator(noise.to(self.device), condition)
         return self.heads.snap_discrete(self.heads(raw, condition)).float().cpu().numpy()
 
 
