@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import xarray as xr
 
-from simulators.store import FieldStore, StoreSchema
+from simulators.store import FieldStore, FieldStoreError, StoreSchema, require_complete
 from surrogate.interop.backend import LayoutError, _attrs, _group, _json_safe, _member, _whole
 from surrogate.interop.the_well import _well_parts
 
@@ -59,9 +59,10 @@ def _as_stored(path: Path) -> tuple[StoreSchema, dict[str, np.ndarray], np.ndarr
     """A complete file's own schema, parameters ``(B,)`` float64, seeds ``(B,)`` uint64 and
     file seed, each parameter checked against its declared range."""
     with FieldStore(path) as store:
-        if not bool(store.h5.attrs.get("complete", False)):
-            raise LayoutError(f"{path}: file is not marked complete (an interrupted "
-                              f"write?); nothing to convert")
+        try:
+            require_complete(store, path)
+        except FieldStoreError as error:
+            raise LayoutError(f"{error}; nothing to convert") from None
         schema = store.schema
         seeds = np.asarray(store.seeds, dtype=np.uint64)
         seed = int(store.h5.attrs.get("seed", 0))
