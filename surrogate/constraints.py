@@ -74,7 +74,7 @@ from torch.nn import functional
 
 from simulators.base import FieldSpec, Invariant
 from simulators.store import StoreSchema
-from surrogate.data import FieldNormalizer, channel_layout, n_channels
+from surrogate.data import FieldNormalizer, channel_layout, declared_invariants, n_channels
 
 __all__ = ["HEAD_KINDS", "LOG_CLAMP", "OutputHeads"]
 
@@ -169,11 +169,9 @@ class OutputHeads(nn.Module):
 
     # ------------------------------------------------------------------- choice
     def _declared(self, name: str) -> dict[str, Invariant]:
-        declared: dict[str, Invariant] = {}
-        for invariant in self.invariants:
-            if invariant.field == name:
-                declared.setdefault(invariant.kind, invariant)
-        return declared
+        """``{kind: Invariant}`` of field ``name``, first declaration of a kind winning:
+        :func:`surrogate.data.declared_invariants`, the normaliser's reading too."""
+        return declared_invariants(name, self.invariants)
 
     def _choose(self, spec: FieldSpec) -> str:
         declared = self._declared(spec.name)
@@ -215,12 +213,10 @@ class OutputHeads(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def _decode(self, name: str, raw: torch.Tensor) -> torch.Tensor:
-        """Normaliser decode of one field's raw channels (kinds other than ``log``)."""
-        transform = self.normalizer.transform(name)
-        if transform.kind == "log":
-            return torch.exp(torch.clamp(raw * transform.scale + transform.offset,
-                                         min=-LOG_CLAMP, max=LOG_CLAMP))
-        return raw * transform.scale + transform.offset
+        """Normaliser decode of one field's raw channels
+        (:meth:`surrogate.data.FieldNormalizer.decode_field`), the exponent of a ``log``
+        field clamped to ``[-LOG_CLAMP, LOG_CLAMP]``."""
+        return self.normalizer.decode_field(name, raw, log_clamp=LOG_CLAMP)
 
     def _derivative_factors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """``(i m_x, i m_y)``: factors of ``d/dx'``, ``d/dy'`` on rfft2 spectra.

@@ -12,8 +12,8 @@ import simulators
 from simulators.base import FieldSpec, Invariant
 from simulators.grid import PeriodicGrid
 from simulators.store import StoreSchema
-from surrogate.constraints import OutputHeads
-from surrogate.data import FieldNormalizer
+from surrogate.constraints import LOG_CLAMP, OutputHeads
+from surrogate.data import FieldNormalizer, FieldTransform, declared_invariants
 
 N = 32
 #: statistics as a store's stats/ group would hold them (hand-made: no file needed)
@@ -302,3 +302,66 @@ def test_energy_invariant_applies_to_the_random_init_only():
     assert "initial_energy" not in kinds["taylor_green"] and "initial_energy" not in kinds[None]
     heads, _ = _heads("navier_stokes2d", init="taylor_green")
     assert heads.heads["velocity"] == "stream_function" and not heads.needs_condition
+
+
+def _old_heads_decode(transform, raw):
+    """The heads' decode as it was written in constraints.py before it became the
+    normaliser's (``FieldTransform.decode``): kept to check the outputs did not change."""
+    if transform.kind == "log":
+        return torch.exp(torch.clamp(raw * transform.scale + transform.offset,
+                                     min=-LOG_CLAMP, max=LOG_CLAMP))
+    return raw * transform.scale + transform.offset
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_heads_decode_is_the_normalisers_and_bit_identical_to_the_old_formula(dtype):
+    transforms = [FieldTransform("density", 0, "log", -0.125, 0.5),
+                  FieldTransform("wide", 0, "log", 3.0, 40.0),   # exponents past +-LOG_CLAMP
+                  FieldTransform("delta", 0, "scale", 0.0, 4.0),
+                  FieldTransform("spin", 0, "bounds", 0.5, 1.5),
+                  FieldTransform("u", 0, "standard", 1.0, 0.7),
+                  FieldTransform("velocity", 1, "scale", 0.0, 0.8)]
+    fields = [FieldSpec(t.name, "1", t.name, rank=t.rank) for t in transforms]
+    normalizer = FieldNormalizer(transforms)
+    heads = OutputHeads(fields, [Invariant("bounded", "density", low=0.0)], normalizer,
+                        2 * math.pi, N, dtype=dtype)
+    assert heads.heads == {"density": "positive", "wide": "free", "delta": "free",
+                           "spin": "free", "u": "free", "velocity": "free"}
+    assert {t.kind for t in transforms} == {"log", "scale", "bounds", "standard"}
+    raw = 3.0 * _raw(heads, dtype=dtype, batch=8, seed=5)
+    exponent = raw[:, 1] * 40.0 + 3.0
+    assert exponent.max() > LOG_CLAMP and exponent.min() < -LOG_CLAMP   # the clamp acts
+    expected = torch.cat([_old_heads_decode(t, raw[:, channel])
+                          for t, (_, _, channel) in zip(transforms, heads.layout, strict=True)],
+                         dim=1)
+    output = heads(raw)
+    assert output.dtype == dtype and torch.equal(output, expected)
+    assert torch.isfinite(output).all() and (output[:, :2] > 0).all()
+    for transform, (name, _, channel) in zip(transforms, heads.layout, strict=True):
+        part = raw[:, channel]
+        assert torch.equal(heads._decode(name, part), _old_heads_decode(transform, part))
+        # without the clamp it is the normaliser's decode of that field
+        assert torch.equal(normalizer.decode_field(name, part), normalizer.decode(raw)[:, channel])
+    # where the clamp does not act, the heads' decode is exactly FieldNormalizer.decode
+    inside = raw.clone()
+    inside[:, 1] = inside[:, 1].clamp(-1.0, 1.0)
+    assert torch.equal(heads(inside), normalizer.decode(inside))
+
+
+def test_a_kind_declared_twice_is_read_the_first_way_by_normaliser_and_heads():
+    fields = [FieldSpec("a", "1", "a")]
+    invariants = [Invariant("bounded", "a", low=0.0, high=1.0),
+                  Invariant("bounded", "a", low=-2.0, high=2.0)]
+    assert declared_invariants("a", invariants) == {"bounded": invariants[0]}
+    normalizer = FieldNormalizer.from_statistics(
+        fields, invariants, {"a": {"mean": 0.4, "std": 0.2, "rms": 0.5}})
+    # [0, 1] (the first declaration) onto [-1, 1]; the last one would give offset 0, scale 2
+    assert normalizer.transform("a") == FieldTransform("a", 0, "bounds", 0.5, 0.5)
+    heads = OutputHeads(fields, invariants, normalizer, 2 * math.pi, N)
+    assert heads.heads == {"a": "bounded"} and heads._bounds("a") == (0.0, 1.0)
+    raw = 10.0 * _raw(heads, batch=8)
+    output = heads(raw)
+    assert output.min() >= 0.0 and output.max() <= 1.0 and output.max() - output.min() > 0.99
+    # the heads' range is the normaliser's: normalised outputs fill [-1, 1]
+    normalised = heads.forward_normalised(raw)
+    assert normalised.abs().max() <= 1.0 and normalised.abs().max() > 0.99

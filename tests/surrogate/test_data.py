@@ -21,12 +21,14 @@ from surrogate.data import (
     ConditionEncoder,
     EmptySplitWarning,
     FieldNormalizer,
+    FieldTransform,
     SnapshotDataset,
     SymmetryAugmentation,
     apply_symmetry,
     augment,
     channel_layout,
     check_compatible,
+    declared_invariants,
     from_store_layout,
     load_training_data,
     n_channels,
@@ -221,6 +223,44 @@ def test_normalizer_bounds_and_constant_fields():
     assert normalizer.transform("flat").scale == 1.0
     with pytest.raises(ValueError, match="no statistics for field 'spin'"):
         FieldNormalizer.from_statistics(fields, invariants, {}, source="x.h5")
+
+
+def test_declared_invariants_keep_the_first_declaration_of_each_kind():
+    first = Invariant("bounded", "a", low=0.0, high=1.0)
+    invariants = (Invariant("zero_mean", "b"), first, Invariant("zero_mean", "a"),
+                  Invariant("bounded", "a", low=-2.0, high=2.0))
+    assert declared_invariants("a", invariants) == {"bounded": first,
+                                                    "zero_mean": invariants[2]}
+    assert declared_invariants("c", invariants) == {}
+    # the normaliser reads the first bounds: [0, 1] onto [-1, 1]
+    normalizer = FieldNormalizer.from_statistics(
+        [FieldSpec("a", "1", "a")], invariants, {"a": {"mean": 0.4, "std": 0.2, "rms": 0.5}})
+    assert (normalizer.transform("a").offset, normalizer.transform("a").scale) == (0.5, 0.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_decode_field_is_the_decode_of_one_fields_channels(dtype):
+    transforms = [FieldTransform("p", 0, "log", -0.5, 2.0),
+                  FieldTransform("s", 0, "scale", 0.0, 3.0),
+                  FieldTransform("b", 0, "bounds", 0.5, 0.5),
+                  FieldTransform("f", 0, "standard", 1.0, 0.2),
+                  FieldTransform("v", 1, "scale", 0.0, 0.8)]
+    normalizer = FieldNormalizer(transforms)
+    normalised = torch.randn(3, normalizer.channels, 4, 4, dtype=dtype,
+                             generator=torch.Generator().manual_seed(2)) * 30.0
+    decoded = normalizer.decode(normalised)
+    for transform, (name, _, channel) in zip(transforms, normalizer.layout, strict=True):
+        part = normalised[:, channel]
+        assert torch.equal(normalizer.decode_field(name, part), decoded[:, channel])
+        assert torch.equal(transform.decode(part), decoded[:, channel])
+        clamped = normalizer.decode_field(name, part, log_clamp=5.0)
+        if transform.kind == "log":      # the exponent clamped to [-5, 5] before exp
+            expected = torch.exp(torch.clamp(part * 2.0 - 0.5, min=-5.0, max=5.0))
+            assert torch.equal(clamped, expected) and not torch.equal(clamped, decoded[:, 0:1])
+        else:                            # other kinds ignore the clamp
+            assert torch.equal(clamped, decoded[:, channel])
+    with pytest.raises(ValueError, match="no field 'x'"):
+        normalizer.decode_field("x", normalised[:, :1])
 
 
 # ------------------------------------------------------------------ splits, datasets
