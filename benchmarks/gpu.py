@@ -178,6 +178,7 @@ def cuda_tests(device: torch.device, sizes: Sizes, smoke: bool) -> dict[str, Any
     lines = [line for line in output.splitlines()
              if line.startswith(("FAILED", "ERROR", "SKIPPED", "E   ")) or " passed" in line
              or " failed" in line or re.match(r"^\S+\.py:\d+: ", line)]
+    lines = [line.replace(str(ROOT) + os.sep, "") for line in lines]   # repository paths
     return {"exit_status": status, "counts": counts, "summary": lines[-40:]}
 
 
@@ -415,9 +416,10 @@ def fidelity(device: torch.device, sizes: Sizes, smoke: bool, deadline: float,
             repeats.append(_repeat_record(seed, result))
             if not entry:
                 entry = result
-                for suffix in (".md", ".json"):
-                    shutil.copyfile(directory / f"report{suffix}",
-                                    output / f"{name}-report{suffix}")
+                for suffix in (".md", ".json"):       # file names relative to the run
+                    text = (directory / f"report{suffix}").read_text()
+                    (output / f"{name}-report{suffix}").write_text(
+                        text.replace(str(Path(scratch)) + os.sep, ""))
     entry["report"] = f"{name}-report.md"
     entry["repeats"] = repeats
     return entry

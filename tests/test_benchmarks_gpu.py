@@ -32,6 +32,11 @@ def test_smoke_runs_every_stage_and_writes_json_and_markdown(smoke):
     for name in gpu.STAGES:
         assert f"## {name} (ok," in table
     assert (output / "smoke-fidelity-report.md").exists()
+    # results are committed: no machine paths (the scratch folder, the checkout) in them
+    import tempfile
+    for path in output.iterdir():
+        text = path.read_text()
+        assert tempfile.gettempdir() + "/tmp" not in text, path.name
     assert "not_run" in stages["cuda_tests"]["result"]
 
 
