@@ -566,8 +566,9 @@ def run(device: torch.device, *, smoke: bool, budget: float, output: Path,
             keep = {}
     results = Results(output, name, budget, smoke, keep)
     deadline = time.monotonic() + budget
-    #: seconds kept for the fidelity stage when deciding whether optional work fits
-    reserve = 0.0 if smoke else 150.0
+    #: seconds kept for the fidelity stage (when it runs) when deciding whether optional
+    #: work fits
+    reserve = 150.0 if "fidelity" in stages and not smoke else 0.0
     measured: dict[str, Any] = {}
 
     def stage(name: str, work: Callable[[], Any], minimum: float = 0.0) -> None:
