@@ -56,6 +56,7 @@ __all__ = [
     "energy_enstrophy",
     "initial_energy_violation",
     "invariant_key",
+    "kinetic_energy",
     "kolmogorov_forcing_work",
     "reference_scale",
     "zero_mean_violation",
@@ -320,6 +321,17 @@ def curl_violation(vorticity: np.ndarray, velocity: np.ndarray, box_size: float)
 
 
 # ------------------------------------------------------------------ energy budget
+def kinetic_energy(velocity: np.ndarray) -> np.ndarray:
+    """Kinetic energy per unit area ``E = <|u|^2>/2`` of each snapshot.
+
+    Args:
+        velocity: float64 array (..., N, N, 2), length/time.
+    Returns:
+        ``E``, shape ``velocity.shape[:-3]``, length^2/time^2.
+    """
+    return 0.5 * np.mean(np.sum(velocity * velocity, axis=-1), axis=(-2, -1))
+
+
 def energy_enstrophy(velocity: np.ndarray, vorticity: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Kinetic energy ``E = <|u|^2>/2`` and enstrophy ``Z = <omega^2>/2`` per snapshot.
@@ -339,9 +351,8 @@ def energy_enstrophy(velocity: np.ndarray, vorticity: np.ndarray
     if omega.shape != values.shape[:-1]:
         raise ValueError(f"vorticity shape {omega.shape} does not match velocity shape "
                          f"{values.shape}")
-    energy = 0.5 * np.mean(np.sum(values * values, axis=-1), axis=(-2, -1))
     enstrophy = 0.5 * np.mean(omega * omega, axis=(-2, -1))
-    return energy, enstrophy
+    return kinetic_energy(values), enstrophy
 
 
 def kolmogorov_forcing_work(velocity: np.ndarray, amplitude: float, wavenumber: float,
@@ -470,7 +481,7 @@ def initial_energy_violation(velocity: np.ndarray, times: np.ndarray, value: flo
     zero = np.flatnonzero(times == 0.0)
     if zero.size == 0:
         raise ValueError("no snapshot at t = 0")
-    energy = 0.5 * np.mean(np.sum(flow[:, zero[0]] ** 2, axis=-1), axis=(-2, -1))
+    energy = kinetic_energy(flow[:, zero[0]])
     return float(np.max(np.abs(energy - value)) / abs(value))
 
 

@@ -44,7 +44,11 @@ import numpy as np
 
 from simulators.base import Invariant
 from simulators.ising import energy_per_spin, magnetisation
-from surrogate.validation.conservation import divergence_violation, energy_enstrophy
+from surrogate.validation.conservation import (
+    divergence_violation,
+    energy_enstrophy,
+    kinetic_energy,
+)
 
 __all__ = ["ORDERED_MAGNETISATION", "SYSTEM_ENSEMBLE_OBSERVABLES", "SYSTEM_MODES",
            "SYSTEM_OBSERVABLES", "condition_observables", "invariant_series", "system_modes",
@@ -81,8 +85,7 @@ def invariant_series(invariants: Sequence[Invariant], fields: Mapping[str, np.nd
             series[f"divergence({name})"] = np.array(
                 [divergence_violation(snapshot, box_size) for snapshot in values])
         elif invariant.kind == "energy_budget":
-            series[f"energy({name})"] = 0.5 * np.mean(np.sum(values**2, axis=-1),
-                                                      axis=(-2, -1))
+            series[f"energy({name})"] = kinetic_energy(values)
     return series
 
 
