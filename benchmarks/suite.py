@@ -45,7 +45,7 @@ import torch
 import simulators
 from benchmarks import gan_throughput, validation_throughput
 from surrogate.quickstart import QuickstartPlan, default_plan, quickstart
-from surrogate.train import resolve_device, score_noise_summary
+from surrogate.train import read_metrics, resolve_device, score_noise_summary
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PARTS = ("speed", "training", "validation", "fidelity")
@@ -180,9 +180,7 @@ def _fidelity_entry(summary: dict[str, Any], report: dict[str, Any]) -> dict[str
 def _validation_score(run: Path) -> dict[str, Any]:
     """The training's validation scores: best and its step, the median noise of a score
     (two latent draws) and the median change between consecutive validations."""
-    path = run / "metrics.jsonl"
-    records = ([json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-               if path.exists() else [])
+    records = read_metrics(run / "metrics.jsonl")
     scored = [(r["step"], r["valid/score"]) for r in records if "valid/score" in r]
     best = min(scored, key=lambda item: item[1], default=(None, None))
     return {"best": best[1], "best_step": best[0], "scores": [score for _, score in scored],

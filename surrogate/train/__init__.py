@@ -55,9 +55,10 @@ from surrogate.train.trainer import (
     build_models,
     check_sign_equivariance,
     ema_beta,
+    read_metrics,
 )
 
 __all__ = ["RUN_FORMAT", "TrainConfig", "Trainer", "TrainingDivergedError", "autocast_dtype",
            "build_models", "check_sign_equivariance", "ema_beta", "physics_score",
-           "resolve_device", "score_noise_summary", "train", "train_restarts",
+           "read_metrics", "resolve_device", "score_noise_summary", "train", "train_restarts",
            "two_draw_score"]

@@ -629,16 +629,27 @@ class Trainer:
                 "model": self.model_config.to_dict()})
         seconds = time.perf_counter() - started
         steps = self.step - start_step
-        records = []
-        if metrics_path.exists():
-            records = [json.loads(line) for line in metrics_path.read_text().splitlines()
-                       if line.strip()]
         return {"run_dir": str(self.run_dir), "steps": self.step, "steps_this_run": steps,
                 "seconds": seconds,
                 "images_per_second": steps * config.batch_size / seconds if seconds else 0.0,
                 "best_score": self.best_score, "best_step": self.best_step,
-                **score_noise_summary(records),
+                **score_noise_summary(read_metrics(metrics_path)),
                 "device": str(self.device), "world_size": self.ddp.world_size}
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a run's ``metrics.jsonl`` (one JSON object per line; a line that
+    does not parse, e.g. cut short by a killed run, is skipped; no file: no records)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

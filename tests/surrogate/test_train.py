@@ -331,6 +331,12 @@ def test_validation_score_is_the_mean_of_two_latent_draws_with_its_noise(tmp_pat
                                    {"step": 5, "valid/score": 0.8, "valid/score_noise": 0.2}])
     assert summary == pytest.approx({"score_noise_median": 0.2, "score_change_median": 0.2})
     assert score_noise_summary([]) == {"score_noise_median": None, "score_change_median": None}
+    # the log as written, its last line cut short by a killed run
+    from surrogate.train import read_metrics
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"step": 1, "valid/score": 1.0}\n{"step": 2, "loss_d": 0.5}\n{"step": 3, "va')
+    assert read_metrics(log) == [{"step": 1, "valid/score": 1.0}, {"step": 2, "loss_d": 0.5}]
+    assert read_metrics(tmp_path / "absent.jsonl") == []
 
 
 def test_bad_options_are_one_line_errors(tmp_path, capsys):
