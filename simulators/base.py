@@ -184,6 +184,16 @@ class Invariant:
                              f"finite value, got {self.value!r}")
 
 
+
+#: Parameter names an ``energy_budget`` invariant reads from a trajectory's parameters
+#: (``navier_stokes2d``'s): the viscosity ``nu`` of ``-2 nu Z``; the amplitude ``A`` and
+#: mode number ``m_f`` of a Kolmogorov body force ``F = (A sin(2 pi m_f y / L), 0)`` whose
+#: work is ``P = <F . u>``; and the terms no budget implements (hyperviscosity, linear
+#: drag): a trajectory with any of them non-zero has no checkable budget.
+ENERGY_BUDGET_VISCOSITY = "nu"
+ENERGY_BUDGET_FORCING = ("forcing_amplitude", "forcing_wavenumber")
+ENERGY_BUDGET_UNSUPPORTED = ("hyperviscosity", "drag")
+
 #: Vocabulary of :attr:`Simulator.symmetries`: exact symmetries of the periodic grid that a
 #: system may declare. A transformation ``g: x -> M x + s`` (``M`` an orthogonal integer
 #: 2x2 matrix, ``s`` a shift) acts on fields as

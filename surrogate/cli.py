@@ -52,6 +52,9 @@ TRAIN_OPTION_HELP = (
                                       "(0: the default ramp (1 + step) / (10 + step))"),
     ("consistency_weight", float, "balanced consistency regularisation of D under the "
                                   "system's declared symmetries (0: off)"),
+    ("budget_weight", float, "penalty on the energy budget dE/dt = P - 2 nu Z between "
+                             "consecutive generated snapshots of one latent, for systems "
+                             "that declare energy_budget (0: off)"),
     ("width", int, "base channel width of G and D (32)"),
     ("augment", bool, "symmetry augmentation of real fields (on)"),
     ("sign_equivariant", bool, "build a declared negate symmetry (Ising) into G and D: "

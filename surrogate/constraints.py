@@ -244,6 +244,33 @@ class OutputHeads(nn.Module):
         factor_x, factor_y = self._derivative_factors(spectrum.device)
         return spectrum * (factor_x if axis == "x" else factor_y)
 
+    def _curl_spectrum(self, u_x_hat: torch.Tensor, u_y_hat: torch.Tensor) -> torch.Tensor:
+        """rfft2 spectrum of ``w = du_y/dx - du_x/dy`` from those of ``u_x``, ``u_y``."""
+        to_length = 2 * math.pi / self.box_size          # d/dx = (2 pi / L) d/dx'
+        return to_length * (self._spectral_derivative(u_y_hat, "x")
+                            - self._spectral_derivative(u_x_hat, "y"))
+
+    def curl(self, velocity: torch.Tensor) -> torch.Tensor:
+        """Spectral curl ``w = du_y/dx - du_x/dy`` of physical vector fields.
+
+        The arithmetic of the ``"curl"`` head (Nyquist mode of each derivative zeroed),
+        in :attr:`dtype` with autocast off; differentiable.
+
+        Args:
+            velocity: ``(B, 2, N, N)``, components ``(u_x, u_y)``, length/time.
+        Returns:
+            ``(B, N, N)``, 1/time.
+        """
+        n = self.resolution
+        if velocity.ndim != 4 or velocity.shape[1] != 2 \
+                or tuple(velocity.shape[-2:]) != (n, n):
+            raise ValueError(f"velocity must have shape (B, 2, {n}, {n}), "
+                             f"got {tuple(velocity.shape)}")
+        with torch.autocast(device_type=velocity.device.type, enabled=False):
+            spectra = torch.fft.rfft2(velocity.to(self.dtype), dim=(-2, -1))
+            curl_hat = self._curl_spectrum(spectra[:, 0], spectra[:, 1])
+            return torch.fft.irfft2(curl_hat, s=(n, n), dim=(-2, -1))
+
     def forward(self, raw: torch.Tensor, condition: torch.Tensor | None = None
                 ) -> torch.Tensor:
         """Raw channels ``(B, raw_channels, N, N)`` -> physical fields ``(B, C, N, N)``.
@@ -290,7 +317,6 @@ class OutputHeads(nn.Module):
 
     def _forward(self, raw: torch.Tensor, times: torch.Tensor | None) -> torch.Tensor:
         n = self.resolution
-        to_length = 2 * math.pi / self.box_size          # d/dx = (2 pi / L) d/dx'
         outputs: dict[str, torch.Tensor] = {}
         spectra: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}   # vector: (û_x, û_y)
         for name, kind, channel in self.raw_layout:
@@ -332,9 +358,7 @@ class OutputHeads(nn.Module):
                 vector = outputs[source]
                 spectra[source] = (torch.fft.rfft2(vector[:, 0], dim=(-2, -1)),
                                    torch.fft.rfft2(vector[:, 1], dim=(-2, -1)))
-            u_x_hat, u_y_hat = spectra[source]
-            curl_hat = to_length * (self._spectral_derivative(u_y_hat, "x")
-                                    - self._spectral_derivative(u_x_hat, "y"))
+            curl_hat = self._curl_spectrum(*spectra[source])
             outputs[name] = torch.fft.irfft2(curl_hat, s=(n, n), dim=(-2, -1))[:, None]
         return torch.cat([outputs[spec.name] for spec in self.fields], dim=1)
 

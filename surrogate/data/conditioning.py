@@ -127,20 +127,35 @@ class ConditionEncoder:
     def decode(self, condition: Any) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Inverse of :meth:`encode` (float64): ``(B, P+1)`` -> ``({name: (B,)}, times)``.
 
-        A degenerate range decodes to its single value.
+        A degenerate range decodes to its single value. Arithmetic of
+        :meth:`decode_tensor`, in float64 on the CPU.
         """
-        condition = np.asarray(condition.detach().cpu() if isinstance(condition, torch.Tensor)
-                               else condition, dtype=np.float64)
+        condition = torch.as_tensor(np.asarray(
+            condition.detach().cpu() if isinstance(condition, torch.Tensor) else condition,
+            dtype=np.float64))
+        parameters, times = self.decode_tensor(condition)
+        return {name: value.numpy() for name, value in parameters.items()}, times.numpy()
+
+    def decode_tensor(self, condition: torch.Tensor
+                      ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """:meth:`decode` on a tensor, in its dtype and on its device (no host sync):
+        ``(B, P+1)`` -> ``({name: (B,)}, times (B,))``, physical units.
+
+        Entries are clipped to ``[-1, 1]`` first; ``v = low + u (high - low)`` with
+        ``u = (c + 1) / 2``, or ``v = exp(log low + u (log high - log low))`` for a
+        log-scaled parameter. Not differentiable in any useful sense (the training uses
+        it for the physical parameters of a batch).
+        """
         if condition.ndim != 2 or condition.shape[1] != self.dim:
             raise ValueError(f"condition must have shape (B, {self.dim}), "
-                             f"got {condition.shape}")
-        unit = (np.clip(condition, -1.0, 1.0) + 1.0) / 2.0
+                             f"got {tuple(condition.shape)}")
+        unit = (condition.clamp(-1.0, 1.0) + 1.0) / 2.0
         parameters = {}
         for index, name in enumerate(self.names):
             low, high = self.lows[index], self.highs[index]
             if self.log_scales[index]:
-                parameters[name] = np.exp(math.log(low) + unit[:, index]
-                                          * (math.log(high) - math.log(low)))
+                parameters[name] = torch.exp(math.log(low) + unit[:, index]
+                                             * (math.log(high) - math.log(low)))
             else:
                 parameters[name] = low + unit[:, index] * (high - low)
         first, last = self.time_range

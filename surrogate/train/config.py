@@ -60,6 +60,12 @@ class TrainConfig:
             generated fields, ``T`` a random element of the system's declared symmetry
             group (:func:`surrogate.losses.consistency_penalty`); costs two more
             discriminator passes per update. Systems without symmetries ignore it.
+        budget_weight: weight of the energy-budget penalty on G (0 disables;
+            :mod:`surrogate.budget`): ``mean(r^2)`` of the trapezoid-rule residual of
+            ``dE/dt = P - 2 nu Z`` between the temporal discriminator's generated pairs
+            ``(G(z, c, t_i), G(z, c, t_i+1))``, relative to ``2 nu Z + |P|``. Needs the
+            temporal pairs (``temporal_weight > 0``, >= 2 snapshot times) and a system
+            that declares ``energy_budget``; anything else is an error.
         augment: symmetry augmentation of the real batch (only the system's symmetries).
         width: base channel width of G and D (``ModelConfig.for_resolution``).
         noise_dim: latent size.
@@ -89,6 +95,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     ema_half_life_fraction: float = 0.0
     consistency_weight: float = 0.0
+    budget_weight: float = 0.0
     augment: bool = True
     width: int = 32
     noise_dim: int = 64
@@ -115,7 +122,7 @@ class TrainConfig:
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         for name in ("r1_gamma", "spectral_loss_weight", "mode_seeking_weight",
-                     "temporal_weight", "consistency_weight"):
+                     "temporal_weight", "consistency_weight", "budget_weight"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")

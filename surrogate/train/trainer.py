@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 
 from simulators.messages import first_line
+from surrogate.budget import EnergyBudget
 from surrogate.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -167,6 +168,13 @@ class Trainer:
             self.optimizer_t = torch.optim.Adam(self.temporal_discriminator.parameters(),
                                                 lr=config.lr_discriminator, betas=betas)
             self.pair_augmentation = self.data.augmentation.stacked(2)
+        self.budget: EnergyBudget | None = None
+        if config.budget_weight > 0:
+            self.budget = EnergyBudget.from_schema(schema, self.heads, self.data.encoder)
+            if not self.temporal:
+                raise ValueError("budget_weight needs generated pairs of consecutive "
+                                 "snapshots: temporal_weight > 0 and a file with >= 2 "
+                                 "snapshot times")
         self.data_generator = torch.Generator().manual_seed(config.seed + 1)
         self.noise_generator = torch.Generator().manual_seed(config.seed + 2)
         # per replica: augmentation choices and the generator's pixel noise (global torch
@@ -404,8 +412,9 @@ class Trainer:
             real_pairs, condition_a, condition_b, pair_noise = self._pair_batch()
             with self.autocast():
                 both_conditions = torch.cat([condition_a, condition_b])
-                both = self.heads.forward_normalised(self.g_forward(
+                both_physical = self.heads(self.g_forward(
                     torch.cat([pair_noise, pair_noise]), both_conditions), both_conditions)
+                both = self.data.normalizer.encode(both_physical)
             fake_pairs = torch.cat(both.chunk(2), dim=1)
             metrics.update(self._update_discriminator(
                 self.temporal_discriminator, self.temporal_discriminator, self.optimizer_t,
@@ -422,6 +431,16 @@ class Trainer:
             temporal = generator_loss(pair_logits.float(), config.loss)
             loss_g = loss_g + config.temporal_weight * temporal
             metrics["loss_g_temporal"] = float(temporal.detach())
+        if self.budget is not None:
+            # dE/dt = P - 2 nu Z between G(z, c_i) and G(z, c_i+1) (surrogate.budget)
+            budget = self.budget.penalty(*both_physical.chunk(2), condition_a, condition_b)
+            loss_g = loss_g + config.budget_weight * budget
+            metrics["energy_budget"] = float(budget.detach())
+            with torch.no_grad():
+                real_a, real_b = (self.data.normalizer.decode(part)
+                                  for part in real_pairs.float().chunk(2, dim=1))
+                metrics["energy_budget_real"] = float(self.budget.penalty(
+                    real_a, real_b, condition_a, condition_b))
         if pairs:
             seeking = mode_seeking_loss(fake[0:pairs:2], fake[1:pairs:2],
                                         noise[0:pairs:2], noise[1:pairs:2])

@@ -37,7 +37,12 @@ from typing import Any
 
 import numpy as np
 
-from simulators.base import Invariant
+from simulators.base import (
+    ENERGY_BUDGET_FORCING,
+    ENERGY_BUDGET_UNSUPPORTED,
+    ENERGY_BUDGET_VISCOSITY,
+    Invariant,
+)
 from simulators.grid import PeriodicGrid
 from simulators.store import RunningMoments
 
@@ -493,7 +498,6 @@ def invariant_key(invariant: Invariant) -> str:
     return f"{invariant.kind}({invariant.field})"
 
 
-_UNSUPPORTED_ENERGY_TERMS = ("hyperviscosity", "drag")
 
 
 def _energy_budget_entry(invariant: Invariant, velocity: np.ndarray, box_size: float,
@@ -502,13 +506,13 @@ def _energy_budget_entry(invariant: Invariant, velocity: np.ndarray, box_size: f
     """Per-trajectory relative energy-budget residual, or ``{"skipped": reason}``."""
     if times is None:
         return {SKIPPED: "needs the snapshot times"}
-    if parameters is None or "nu" not in parameters:
-        return {SKIPPED: "needs the per-trajectory viscosity 'nu' in parameters"}
-    for name in _UNSUPPORTED_ENERGY_TERMS:
+    if parameters is None or ENERGY_BUDGET_VISCOSITY not in parameters:
+        return {SKIPPED: f"needs the per-trajectory viscosity {ENERGY_BUDGET_VISCOSITY!r} in "
+                         f"parameters"}
+    for name in ENERGY_BUDGET_UNSUPPORTED:
         if name in parameters and np.any(np.asarray(parameters[name], dtype=float) != 0):
             return {SKIPPED: f"the {name} term of the budget is not implemented"}
-    forcing_names = ("forcing_amplitude", "forcing_wavenumber")
-    present = [name in parameters for name in forcing_names]
+    present = [name in parameters for name in ENERGY_BUDGET_FORCING]
     if any(present) and not all(present):
         return {SKIPPED: "forcing work needs both forcing_amplitude and forcing_wavenumber"}
     count = velocity.shape[1]
@@ -524,7 +528,7 @@ def _energy_budget_entry(invariant: Invariant, velocity: np.ndarray, box_size: f
     def per_trajectory(name: str) -> np.ndarray:
         return np.broadcast_to(np.asarray(parameters[name], dtype=np.float64), (batch,))
 
-    nu = per_trajectory("nu")
+    nu = per_trajectory(ENERGY_BUDGET_VISCOSITY)
     grid = PeriodicGrid(velocity.shape[-2], float(box_size))
     worst = 0.0
     for b in range(batch):
@@ -532,8 +536,9 @@ def _energy_budget_entry(invariant: Invariant, velocity: np.ndarray, box_size: f
         energy, enstrophy = energy_enstrophy(flow, grid.curl(flow))
         work = None
         if all(present):
-            work = kolmogorov_forcing_work(flow, per_trajectory("forcing_amplitude")[b],
-                                           per_trajectory("forcing_wavenumber")[b], box_size)
+            amplitude, wavenumber = ENERGY_BUDGET_FORCING
+            work = kolmogorov_forcing_work(flow, per_trajectory(amplitude)[b],
+                                           per_trajectory(wavenumber)[b], box_size)
         worst = max(worst, energy_budget_violation(times, energy, enstrophy, nu[b], work))
     return worst
 
