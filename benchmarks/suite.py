@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 import simulators
@@ -173,8 +174,69 @@ def _fidelity_entry(summary: dict[str, Any], report: dict[str, Any]) -> dict[str
             "frechet_physics_distance": report["frechet_physics_distance"],
             "frechet_reference_split": report.get("frechet_reference_split"),
             "held_out_conditions": report["counts"]["matched_conditions"],
+            "range_positions": range_positions(report, summary["plan"].get("sweep", {})),
             "stage_seconds": {k: v["seconds"] for k, v in summary["stages"].items()},
             "plan": summary["plan"]}
+
+
+#: positions of a held-out condition in a swept range, by thirds of the range (in log
+#: space for a log-scaled parameter)
+RANGE_POSITIONS = ("low end", "middle", "high end")
+
+
+def range_positions(report: dict[str, Any], sweep: dict[str, Sequence[float]]
+                    ) -> dict[str, dict[str, Any]]:
+    """Held-out spectrum errors by where the condition sits in each swept range.
+
+    For every swept parameter ``p`` in ``[low, high]``, each held-out condition (the
+    report's ``per_condition`` entries) gets the position ``u = (p - low) / (high - low)``
+    (of ``log p`` for a log-scaled parameter) and falls into the low end (``u < 1/3``),
+    the middle or the high end (``u >= 2/3``); per third: the number of conditions, the
+    parameter values they span, and per field the median over those conditions of the
+    per-condition spectrum error median. ``end_over_middle`` per field is the larger end's
+    value over the middle's (the issue's bound: <= 1.5). ``conditions`` lists every
+    held-out value with its per-field spectrum error.
+    """
+    if not report.get("per_condition"):
+        return {}
+    declared = {p.name: p for p in simulators.get(report["system"]).parameters}
+    result = {}
+    for name, (low, high) in sweep.items():
+        if high <= low:
+            continue
+        log = bool(declared[name].log_scale) if name in declared else False
+        scale = (lambda v: float(np.log(v))) if log else float
+        rows = []
+        for entry in report["per_condition"]:
+            value = float(entry["parameters"][name])
+            position = (scale(value) - scale(low)) / (scale(high) - scale(low))
+            rows.append({"value": value, "position": position,
+                         "spectrum_rel_error_median": {
+                             field: numbers["spectrum_rel_error_median"]
+                             for field, numbers in entry["fields"].items()}})
+        rows.sort(key=lambda row: row["value"])
+        thirds = {}
+        for index, label in enumerate(RANGE_POSITIONS):
+            members = [row for row in rows
+                       if min(int(row["position"] * 3), 2) == index]
+            errors = {}
+            for field in (members[0]["spectrum_rel_error_median"] if members else {}):
+                values = [row["spectrum_rel_error_median"][field] for row in members
+                          if row["spectrum_rel_error_median"][field] is not None]
+                errors[field] = statistics.median(values) if values else None
+            thirds[label] = {"conditions": len(members),
+                             "values": ([members[0]["value"], members[-1]["value"]]
+                                        if members else None),
+                             "spectrum_rel_error_median": errors}
+        middle = thirds["middle"]["spectrum_rel_error_median"]
+        ratio = {}
+        for field, value in middle.items():
+            ends = [thirds[label]["spectrum_rel_error_median"].get(field)
+                    for label in ("low end", "high end")]
+            ends = [end for end in ends if end is not None]
+            ratio[field] = max(ends) / value if ends and value else None
+        result[name] = {"thirds": thirds, "end_over_middle": ratio, "conditions": rows}
+    return result
 
 
 def _validation_score(run: Path) -> dict[str, Any]:
@@ -192,6 +254,9 @@ def _repeat_record(seed: int, entry: dict[str, Any]) -> dict[str, Any]:
     keys = ("spectrum_rel_error_median", "w1_over_std", "spread_ratio", "temporal_change_ratio",
             "spectrum_rel_error_floor", "w1_over_std_floor", "spread_ratio_floor")
     return {"training_seed": seed, "passed": entry["passed"], "failures": entry["failures"],
+            "range_positions": {name: {"thirds": value["thirds"],
+                                       "end_over_middle": value["end_over_middle"]}
+                                for name, value in entry.get("range_positions", {}).items()},
             "mode_coverage": entry.get("mode_coverage"),
             "fields": {name: {key: field.get(key) for key in keys}
                        for name, field in entry["fields"].items()},
@@ -309,6 +374,7 @@ def markdown(result: dict[str, Any]) -> str:
             for failure in entry["failures"]:
                 lines.append(f"- {system}: failed {failure}")
         lines += _repeats_table(result["fidelity"])
+        lines += _range_table(result["fidelity"])
     return "\n".join(lines) + "\n"
 
 
@@ -352,6 +418,30 @@ def _repeats_table(fidelity_results: dict[str, Any]) -> list[str]:
                          f"{_fmt(min(spreads))} / {_fmt(max(spreads))} | {passed} | "
                          f"{noise[0]} / {noise[1]} |")
     return lines
+
+
+def _range_table(fidelity_results: dict[str, Any]) -> list[str]:
+    """Held-out spectrum errors by position in each swept range, per training seed."""
+    rows = []
+    for system, entry in fidelity_results.items():
+        records = entry.get("repeats") or [{"training_seed": entry["plan"]["train"].get(
+            "seed", 0), "range_positions": entry.get("range_positions", {})}]
+        for record in records:
+            for parameter, value in (record.get("range_positions") or {}).items():
+                thirds = value["thirds"]
+                for field, ratio in value["end_over_middle"].items():
+                    cells = [f"{_fmt(thirds[label]['spectrum_rel_error_median'].get(field))} "
+                             f"({thirds[label]['conditions']})" for label in RANGE_POSITIONS]
+                    rows.append(f"| {system} | {parameter} | {field} | "
+                                f"{record['training_seed']} | " + " | ".join(cells)
+                                + f" | {_fmt(ratio)} |")
+    if not rows:
+        return []
+    return ["", "Held-out spectrum error median by where the condition lies in the swept "
+                "range (thirds of the range, log space for a log-scaled parameter; "
+                "(conditions)); the target is end / middle <= 1.5:", "",
+            "| system | parameter | field | training seed | low end | middle | high end "
+            "| end / middle |", "|---|---|---|---:|---:|---:|---:|---:|", *rows]
 
 
 def merge_results(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

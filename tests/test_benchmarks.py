@@ -138,3 +138,27 @@ def test_fidelity_train_overrides_are_checked_training_options(capsys):
         with pytest.raises(SystemExit) as error:
             suite._train_overrides(parser, [bad])
         assert error.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_range_positions_bin_held_out_conditions_by_thirds_of_the_swept_range():
+    # nu is declared log-scaled: over [1e-3, 1e-2] the thirds split at 10^-2.667, 10^-2.333
+    def condition(nu, error):
+        return {"parameters": {"nu": nu, "forcing_amplitude": 0.1},
+                "fields": {"velocity": {"spectrum_rel_error_median": error}}}
+
+    report = {"system": "navier_stokes2d", "per_condition": [
+        condition(1.1e-3, 0.30), condition(2.0e-3, 0.10),      # low end (2.0e-3 < 2.15e-3)
+        condition(2.2e-3, 0.20), condition(4.5e-3, 0.10),      # middle
+        condition(4.7e-3, 0.40), condition(1e-2, 0.60)]}       # high end, incl. the end
+    result = suite.range_positions(report, {"nu": (1e-3, 1e-2), "forcing_amplitude": (0.1, 0.1)})
+    assert list(result) == ["nu"]                              # a fixed parameter is no range
+    thirds = result["nu"]["thirds"]
+    assert [thirds[label]["conditions"] for label in suite.RANGE_POSITIONS] == [2, 2, 2]
+    assert thirds["low end"]["values"] == [1.1e-3, 2.0e-3]
+    assert thirds["low end"]["spectrum_rel_error_median"]["velocity"] == pytest.approx(0.2)
+    assert thirds["middle"]["spectrum_rel_error_median"]["velocity"] == pytest.approx(0.15)
+    assert thirds["high end"]["spectrum_rel_error_median"]["velocity"] == pytest.approx(0.5)
+    assert result["nu"]["end_over_middle"]["velocity"] == pytest.approx(0.5 / 0.15)
+    # (on a linear scale 2.2e-3 would be in the low end: the log scale is used)
+    assert suite.range_positions({"system": "navier_stokes2d", "per_condition": []},
+                                 {"nu": (1e-3, 1e-2)}) == {}
