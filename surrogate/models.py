@@ -18,6 +18,9 @@ Architecture (references next to each layer's docstring):
   every layer at every resolution), per-pixel noise with learned strength and
   LeakyReLU(0.2); a final 1x1 convolution gives the raw channels. Resize-convolutions,
   no transposed convolutions (no checkerboard, Odena et al. 2016).
+  With ``ModelConfig.arch = "lean"`` the same style path drives thin stages up to N / 4
+  only, and a sub-pixel convolution (pixel shuffle, Shi et al. 2016) makes the N x N
+  raw channels: about 50x fewer FLOPs at N = 128 (see the class docstring).
 * :class:`Discriminator` -- residual (StyleGAN2's "resnet" D) with circular padding and
   2x2 average pooling down to 4x4, optional spectral normalisation of every weight
   (Miyato et al. 2018), minibatch standard deviation (Karras et al. 2018/2020), global
@@ -57,6 +60,7 @@ from torch.nn.utils.parametrizations import spectral_norm as _apply_spectral_nor
 from surrogate.losses import radial_power_spectrum, shell_average_matrix
 
 __all__ = [
+    "ARCHS",
     "UPSAMPLE_MODES",
     "ConditionEmbedding",
     "Discriminator",
@@ -74,6 +78,14 @@ _NORM_EPS = 1e-5          # instance-norm variance floor
 _MBSTD_EPS = 1e-8         # minibatch-stddev variance floor
 _SPECTRAL_FLOOR = 1e-6    # floor of the white-noise-relative spectrum seen by D's branch
 UPSAMPLE_MODES = ("bilinear", "nearest")
+#: generator architectures (``ModelConfig.arch``): the StyleGAN-like network computing at
+#: every resolution up to ``N``, and the lean one computing up to ``N / 4`` (see
+#: :class:`Generator`)
+ARCHS = ("default", "lean")
+#: side ratio of the lean generator's output to its finest feature map (pixel shuffle)
+LEAN_UPSCALE = 4
+#: fewest feature channels of a lean generator stage
+LEAN_MIN_CHANNELS = 4
 _MIN_RESOLUTION, _MAX_RESOLUTION = 16, 1024
 
 
@@ -109,6 +121,9 @@ class ModelConfig:
             D is sign-invariant, ``D(x) = (D'(x) + D'(-x)) / 2``. Exact in physical space
             when the normalisation has no offset and the output heads are odd (the
             trainer checks both).
+        arch: generator architecture, ``"default"`` or ``"lean"`` (:class:`Generator`;
+            the discriminator is the same for both). A checkpoint written before the key
+            existed holds a ``"default"`` generator.
     """
 
     resolution: int
@@ -124,6 +139,7 @@ class ModelConfig:
     spectral_branch: bool = True
     upsample_mode: str = "bilinear"
     negate: bool = False
+    arch: str = "default"
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -155,6 +171,8 @@ class ModelConfig:
                 f"ModelConfig.upsample_mode must be one of {UPSAMPLE_MODES}, "
                 f"got {self.upsample_mode!r}"
             )
+        if self.arch not in ARCHS:
+            raise ValueError(f"ModelConfig.arch must be one of {ARCHS}, got {self.arch!r}")
 
     @classmethod
     def for_resolution(cls, resolution: int, raw_channels: int, in_channels: int,
@@ -184,8 +202,21 @@ class ModelConfig:
         """Feature channels at spatial size ``size`` (a stage size, 4 .. N)."""
         return min(self.max_width, self.base_width * self.resolution // size)
 
+    @property
+    def lean_block_sizes(self) -> tuple[int, ...]:
+        """Spatial sizes of the lean generator's stages, ``(4, 8, ..., N / 4)``."""
+        return self.block_sizes[:-2]
+
+    def lean_channels(self, size: int) -> int:
+        """Feature channels of the lean generator at stage size ``size`` (4 .. N / 4):
+        ``max(4, 8 * base_width / size)``, i.e. ``2 * base_width`` at 4x4, halving at every
+        doubling of the side down to a floor of 4, whatever ``N`` (64, 32, 16, 8 at 4, 8,
+        16, 32 for ``base_width = 32``): every stage costs about the same and the finest
+        maps are thin."""
+        return max(LEAN_MIN_CHANNELS, 8 * self.base_width // size)
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain ``dict`` of the fields (ints, bools, one str), for a checkpoint's JSON."""
+        """Plain ``dict`` of the fields (ints, bools, strs), for a checkpoint's JSON."""
         return dataclasses.asdict(self)
 
     @classmethod
@@ -369,11 +400,63 @@ class _UpBlock(nn.Module):
         return self.conv2(self.conv1(x, style, pixel_noise), style, pixel_noise)
 
 
+def _bilinear_taps(factor: int) -> Tensor:
+    """(factor, 3) weights of the taps ``(-1, 0, +1)`` of periodic bilinear ``factor`` x
+    upsampling (``align_corners=False``): output sub-pixel ``a`` sits at the offset
+    ``o = (a + 1/2) / factor - 1/2`` (input pixels) from its input pixel, weights
+    ``(-o, 1 + o, 0)`` for ``o < 0`` and ``(0, 1 - o, o)`` otherwise."""
+    offsets = (torch.arange(factor, dtype=torch.float64) + 0.5) / factor - 0.5
+    taps = torch.zeros(factor, 3, dtype=torch.float64)
+    taps[:, 0] = (-offsets).clamp(min=0)
+    taps[:, 2] = offsets.clamp(min=0)
+    taps[:, 1] = 1.0 - offsets.abs()
+    return taps
+
+
+class _SubPixelOutput(nn.Module):
+    """Raw channels at ``f`` times the side of the finest feature map (sub-pixel
+    convolution, Shi et al. 2016): a 3x3 circular convolution to ``R f^2`` channels, then
+    pixel shuffle, (B, C, n, n) -> (B, R f^2, n, n) -> (B, R, f n, f n); output pixel
+    ``(f i + a, f j + b)`` of raw channel ``r`` is convolution channel ``r f^2 + a f + b``
+    at ``(i, j)``. Periodic: circular padding and a reshape, so shifting the input by
+    ``s`` pixels shifts the output by ``f s``.
+
+    Initialisation (the idea of Aitken et al. 2017, with a bilinear kernel): weight
+    ``[r f^2 + a f + b, c, u, v] = P[r, c] t[a, u] t[b, v]`` with ``P ~ N(0, 1 / C)`` and
+    ``t`` the taps of :func:`_bilinear_taps`, bias 0: the untrained layer is exactly the
+    periodic bilinear ``f`` x upsampling of the 1x1 projection ``P x`` (smooth, no
+    sub-pixel checkerboard); training changes every sub-pixel's kernel freely.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, factor: int):
+        super().__init__()
+        self.factor = factor
+        self.conv = nn.Conv2d(in_channels, out_channels * factor**2, 3, padding=1,
+                              padding_mode="circular")
+        projection = torch.randn(out_channels, in_channels, dtype=torch.float64)
+        projection /= math.sqrt(in_channels)
+        taps = _bilinear_taps(factor)
+        kernel = torch.einsum("rc,au,bv->rabcuv", projection, taps, taps)
+        with torch.no_grad():
+            self.conv.weight.copy_(kernel.reshape(out_channels * factor**2, in_channels, 3, 3))
+            self.conv.bias.zero_()
+
+    @property
+    def weight(self) -> Tensor:
+        """The convolution's weight ``(R f^2, C, 3, 3)``."""
+        return self.conv.weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, n, n) -> (B, R, f n, f n)."""
+        return F.pixel_shuffle(self.conv(x), self.factor)
+
+
 # ---------------------------------------------------------------------------- generator
 class Generator(nn.Module):
-    """Conditional generator ``(z, c) -> raw fields``.
+    """Conditional generator ``(z, c) -> raw fields``, of architecture ``config.arch``.
 
-    Data flow (shapes for batch B, ``E = embedding_dim``, ``C_r = config.channels(r)``):
+    Data flow (shapes for batch B, ``E = embedding_dim``, ``C_r`` the channels at stage
+    size ``r``):
 
     1. ``z`` (B, noise_dim) is pixel-normalised (``z / rms(z)``, StyleGAN);
        ``e = embed(c)`` (B, E).
@@ -381,10 +464,34 @@ class Generator(nn.Module):
        ``s = [w, e]`` (B, 2E) -- the embedding is passed on directly as well, so the
        condition reaches every modulated layer unmixed.
     3. ``Linear(s)`` -> (B, C_4, 4, 4), styled activation, one styled 3x3 conv.
-    4. For r = 8, 16, ..., N: periodic 2x upsampling + two styled 3x3 convs (C_r).
-    5. 1x1 conv -> (B, raw_channels, N, N), returned as float32.
+    4. For each later stage size r: periodic 2x upsampling + two styled 3x3 convs (C_r).
+    5. Output layer -> (B, raw_channels, N, N), returned as float32.
 
     A "styled" layer is AdaIN modulated by ``s`` + per-pixel noise + LeakyReLU(0.2).
+    Steps 1-2 (the style and condition path) are the same for both architectures:
+
+    * ``"default"`` (StyleGAN-like, Karras et al. 2019): stages r = 4, 8, ..., N with
+      ``C_r = config.channels(r)``, output a 1x1 conv. Its cost grows with the full
+      resolution: at N = 128, width 16 (channels 128, 128, 128, 64, 32, 16 at 4 .. 128)
+      it is 0.88 GFLOP per field.
+    * ``"lean"``: stages r = 4, 8, ..., N / 4 with ``C_r = config.lean_channels(r)``
+      (widths falling with resolution: ``2 * base_width`` at 4x4, halving at every
+      doubling of the side, at least 4), and the output a sub-pixel layer
+      (:class:`_SubPixelOutput`): one 3x3 conv to ``16 raw_channels`` channels at N / 4
+      and a 4x pixel shuffle, so nothing but the raw channels ever has the full
+      resolution. FLOPs per field (``torch.utils.flop_counter``: 2 per multiply-add of
+      the convolutions and matrix products, :func:`surrogate.flops.generator_flops`),
+      width 32, 2 raw channels: 11.5 M at N = 64, 17.4 M at 128 (channels 64, 32, 16, 8
+      at 4, 8, 16, 32), 25.7 M at 256. At N = 128 the 3x3 convolutions,
+      ``2 * 9 * C_in * C_out * r^2`` each, are 1.2 M at 4x4 and 2.4 M + 1.2 M at each
+      later stage (channels halve as the side doubles, so every stage costs the same),
+      the output layer 4.7 M, the linear layers (input, styles, mapping, embedding)
+      0.9 M. The count grows roughly as ``base_width^2``.
+
+    The physics output heads turn either network's raw channels into fields that keep
+    the declared invariants exactly, so the architecture changes nothing of the physics.
+    Both keep the module names ``embedding``, ``mapping``, ``input``, ``input_activation``,
+    ``input_conv``, ``blocks``, ``to_raw`` (``to_raw.weight`` is the output weight).
     """
 
     def __init__(self, config: ModelConfig):
@@ -392,7 +499,10 @@ class Generator(nn.Module):
         self.config = config
         width = config.embedding_dim
         style_dim = 2 * width
-        base = config.channels(4)
+        lean = config.arch == "lean"
+        sizes = config.lean_block_sizes if lean else config.block_sizes
+        channels = config.lean_channels if lean else config.channels
+        base = channels(4)
         self.embedding = ConditionEmbedding(config.condition_dim, width)
         self.mapping = nn.Sequential(
             _linear(config.noise_dim + width, width, _LRELU_GAIN),
@@ -404,11 +514,12 @@ class Generator(nn.Module):
         self.input_activation = _StyledActivation(base, style_dim)
         self.input_conv = _StyledConv(base, base, style_dim)
         self.blocks = nn.ModuleList(
-            _UpBlock(config.channels(size // 2), config.channels(size), style_dim,
-                     config.upsample_mode)
-            for size in config.block_sizes[1:]
+            _UpBlock(channels(size // 2), channels(size), style_dim, config.upsample_mode)
+            for size in sizes[1:]
         )
-        self.to_raw = _conv(config.channels(config.resolution), config.raw_channels, 1, 1.0)
+        finest = channels(sizes[-1])
+        self.to_raw = (_SubPixelOutput(finest, config.raw_channels, LEAN_UPSCALE) if lean
+                       else _conv(finest, config.raw_channels, 1, 1.0))
 
     def forward(self, noise: Tensor, condition: Tensor, pixel_noise: bool = True) -> Tensor:
         """Generate raw output channels.

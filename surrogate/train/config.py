@@ -12,6 +12,7 @@ from typing import Any
 from surrogate.losses import (
     LOSS_KINDS,
 )
+from surrogate.models import ARCHS
 
 #: version of the run directory's config.json layout
 RUN_FORMAT = 1
@@ -68,6 +69,9 @@ class TrainConfig:
             that declares ``energy_budget``; anything else is an error.
         augment: symmetry augmentation of the real batch (only the system's symmetries).
         width: base channel width of G and D (``ModelConfig.for_resolution``).
+        arch: generator architecture, ``"default"`` or ``"lean"`` (``ModelConfig.arch``,
+            :class:`surrogate.models.Generator`; D is the same for both). Runs written
+            before the option existed resume with ``"default"``.
         noise_dim: latent size.
         spectral_branch: D's log-spectrum branch.
         amp: bf16 autocast on CUDA (ignored on CPU).
@@ -98,6 +102,7 @@ class TrainConfig:
     budget_weight: float = 0.0
     augment: bool = True
     width: int = 32
+    arch: str = "default"
     noise_dim: int = 64
     spectral_branch: bool = True
     amp: bool = True
@@ -138,6 +143,8 @@ class TrainConfig:
                 and 0 <= self.lr_decay_fraction <= 1):
             raise ValueError(f"lr_decay_fraction must be in [0, 1], got "
                              f"{self.lr_decay_fraction!r}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch {self.arch!r} (choose from {', '.join(ARCHS)})")
         if self.loss not in LOSS_KINDS:
             raise ValueError(f"unknown loss {self.loss!r} (choose from {', '.join(LOSS_KINDS)})")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
