@@ -45,6 +45,8 @@ TRAIN_OPTION_HELP = (
     ("loss", str, "hinge (default) or nonsaturating"),
     ("r1_gamma", float, "R1 penalty weight (0.1; 0 disables)"),
     ("spectral_loss_weight", float, "log power-spectrum loss weight (0.1)"),
+    ("spectral_loss_groups", int, "compare spectra in this many groups of similar conditions "
+                                  "instead of pooled over the batch (1)"),
     ("mode_seeking_weight", float, "mode-seeking term weight against mode collapse (0.3)"),
     ("temporal_weight", float, "weight of the temporal discriminator on consecutive "
                                "snapshots (1.0; 0 disables)"),

@@ -51,6 +51,7 @@ from torch import Tensor
 
 __all__ = [
     "LOSS_KINDS",
+    "condition_order",
     "consistency_penalty",
     "discriminator_loss",
     "generator_loss",
@@ -242,7 +243,20 @@ def consistency_penalty(logits: Tensor, transformed_logits: Tensor) -> Tensor:
     return (logits.float() - transformed_logits.float()).square().mean()
 
 
-def spectral_loss(fake: Tensor, real: Tensor, eps: float = 1e-6) -> Tensor:
+def condition_order(condition: Tensor) -> Tensor:
+    """Indices that sort a batch of condition vectors ``(B, P + 1)`` lexicographically
+    (by the first entry, ties by the second, ...), shape ``(B,)``."""
+    if condition.ndim != 2:
+        raise ValueError(f"condition must have shape (B, P + 1), got {tuple(condition.shape)}")
+    order = torch.arange(condition.shape[0], device=condition.device)
+    for column in reversed(range(condition.shape[1])):
+        order = order[torch.sort(condition[order, column], stable=True).indices]
+    return order
+
+
+def spectral_loss(fake: Tensor, real: Tensor, eps: float = 1e-6, groups: int = 1,
+                  fake_condition: Tensor | None = None, real_condition: Tensor | None = None
+                  ) -> Tensor:
     """Mean squared log-ratio of the batch-mean radial power spectra, a float32 scalar.
 
     With ``P`` from :func:`radial_power_spectrum` (shape (B, C, N/2)) and the batch means
@@ -258,10 +272,24 @@ def spectral_loss(fake: Tensor, real: Tensor, eps: float = 1e-6) -> Tensor:
     with ``lambda_spec`` of order 0.1-1 for O(1)-normalised fields; pass the real batch
     of the same conditions (it is not differentiated through if detached).
 
+    *Conditional form* (``groups = G > 1``): pooled over a batch of mixed conditions, a
+    spectrum with too much small-scale power at one end of a parameter range and too
+    little at the other averages out. Each batch is then sorted by its conditions
+    (:func:`condition_order`: lexicographically, so by the first parameter) and cut into
+    ``G`` consecutive groups of (nearly) equal size, the ``g``-th fake group facing the
+    ``g``-th real group (the same quantile of the conditions), and
+    ``L_spec = mean_g L_spec(fake_g, real_g)``: the spectrum is matched where the
+    conditions are alike. Smaller groups resolve the conditions better and add the
+    sampling variance of a group's mean spectrum to the loss (``Var / group size``), which
+    pulls the generator's spectra toward their conditional mean.
+
     Args:
         fake: (B, C, N, N) generated fields.
         real: (B', C, N, N) reference fields.
         eps: spectral floor relative to the white-noise level, > 0.
+        groups: ``G``, 1 (pooled) to ``min(B, B')``.
+        fake_condition, real_condition: (B, P + 1) and (B', P + 1) conditions of the two
+            batches; required when ``groups > 1``.
     """
     if fake.shape[1:] != real.shape[1:]:
         raise ValueError(
@@ -270,12 +298,27 @@ def spectral_loss(fake: Tensor, real: Tensor, eps: float = 1e-6) -> Tensor:
         )
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps}")
+    if not 1 <= groups <= min(fake.shape[0], real.shape[0]):
+        raise ValueError(f"groups must be in 1 .. {min(fake.shape[0], real.shape[0])} "
+                         f"(the batch sizes), got {groups}")
     n = fake.shape[-1]
     matrix = shell_average_matrix(n, fake.device)
     white = float(n) ** 2
-    log_fake = torch.log(white * radial_power_spectrum(fake, matrix).mean(dim=0) + eps)
-    log_real = torch.log(white * radial_power_spectrum(real, matrix).mean(dim=0) + eps)
-    return (log_fake - log_real).square().mean()
+    if groups == 1:
+        log_fake = torch.log(white * radial_power_spectrum(fake, matrix).mean(dim=0) + eps)
+        log_real = torch.log(white * radial_power_spectrum(real, matrix).mean(dim=0) + eps)
+        return (log_fake - log_real).square().mean()
+    if fake_condition is None or real_condition is None:
+        raise ValueError("the conditional spectral loss (groups > 1) needs both conditions")
+    fake_spectra = radial_power_spectrum(fake, matrix)[condition_order(fake_condition)]
+    real_spectra = radial_power_spectrum(real, matrix)[condition_order(real_condition)]
+    losses = []
+    for fake_group, real_group in zip(torch.tensor_split(fake_spectra, groups),
+                                      torch.tensor_split(real_spectra, groups), strict=True):
+        log_fake = torch.log(white * fake_group.mean(dim=0) + eps)
+        log_real = torch.log(white * real_group.mean(dim=0) + eps)
+        losses.append((log_fake - log_real).square().mean())
+    return torch.stack(losses).mean()
 
 
 # ---------------------------------------------------------------------------- diversity

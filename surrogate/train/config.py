@@ -35,6 +35,12 @@ class TrainConfig:
         r1_gamma: R1 weight gamma (0 disables R1).
         r1_interval: lazy R1 every ``k`` steps (scaled by ``k``).
         spectral_loss_weight: weight of the log power-spectrum loss on G (0 disables).
+        spectral_loss_groups: 1 (default) compares the batch-mean spectra of the whole
+            fake and real batches; ``G > 1`` sorts each batch by its conditions, cuts it
+            into ``G`` groups and compares the groups (:func:`surrogate.losses.spectral_loss`,
+            conditional form): the spectrum is then matched where the conditions are
+            alike instead of on average over the parameter range. At most the batch
+            size per replica.
         mode_seeking_weight: weight of the mode-seeking term on G (0 disables); it
             counters a generator that ignores its latent (mode collapse).
         temporal_weight: weight of the temporal discriminator's loss on G (0 disables;
@@ -93,6 +99,7 @@ class TrainConfig:
     r1_gamma: float = 0.1
     r1_interval: int = 16
     spectral_loss_weight: float = 0.1
+    spectral_loss_groups: int = 1
     mode_seeking_weight: float = 0.3
     temporal_weight: float = 1.0
     sign_equivariant: bool = True
@@ -117,6 +124,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "r1_interval", "width", "noise_dim", "log_every",
+                    "spectral_loss_groups",
                     "sample_every", "checkpoint_every", "validate_every", "validation_samples")
         for name in positive:
             value = getattr(self, name)

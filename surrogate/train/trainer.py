@@ -140,6 +140,9 @@ class Trainer:
                              f"{self.ddp.world_size} replicas")
         self.config = config
         self.local_batch = config.batch_size // self.ddp.world_size
+        if config.spectral_loss_groups > self.local_batch:
+            raise ValueError(f"spectral_loss_groups {config.spectral_loss_groups} exceeds the "
+                             f"batch of {self.local_batch} per replica")
         self.heads = OutputHeads.from_schema(schema, self.data.normalizer).to(self.device)
         torch.manual_seed(config.seed)
         negate = config.sign_equivariant and "negate" in self.data.augmentation.symmetries
@@ -447,7 +450,9 @@ class Trainer:
             loss_g = loss_g + config.mode_seeking_weight * seeking
             metrics["mode_seeking_loss"] = float(seeking.detach())
         if config.spectral_loss_weight > 0:
-            spectral = spectral_loss(fake.float(), real.float())
+            spectral = spectral_loss(fake.float(), real.float(),
+                                     groups=config.spectral_loss_groups,
+                                     fake_condition=fake_condition, real_condition=condition)
             loss_g = loss_g + config.spectral_loss_weight * spectral
             metrics["spectral_loss"] = float(spectral.detach())
         self._check_finite(loss_g, "generator")

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from surrogate.losses import (
+    condition_order,
     consistency_penalty,
     discriminator_loss,
     generator_loss,
@@ -203,6 +204,45 @@ def test_spectral_loss_gradient_is_finite_and_nonzero():
     spectral_loss(fake, real).backward()
     assert torch.isfinite(fake.grad).all()
     assert fake.grad.abs().sum() > 0
+
+
+def test_condition_order_is_numpy_lexsort_with_the_first_entry_first():
+    generator = torch.Generator().manual_seed(3)
+    condition = torch.randint(0, 3, (40, 3), generator=generator).float()
+    expected = np.lexsort(condition.numpy().T[::-1])       # lexsort's last key is primary
+    assert condition_order(condition).tolist() == expected.tolist()
+
+
+def test_conditional_spectral_loss_sees_a_bias_that_cancels_in_the_pooled_batch():
+    # a smooth field at condition -1 and a rough one at +1; the generator swaps them:
+    # pooled over the batch the spectra agree exactly, per condition they do not
+    smooth = _periodic_blur(_random_fields((4, 1, 32, 32), seed=11), 3)
+    rough = _random_fields((4, 1, 32, 32), seed=12)
+    condition = torch.tensor([[-1.0, 0.0]] * 4 + [[1.0, 0.0]] * 4)
+    real = torch.cat([smooth, rough])
+    fake = torch.cat([rough, smooth])
+    pooled = spectral_loss(fake, real)
+    assert pooled.item() == pytest.approx(0.0, abs=1e-10)
+    conditional = spectral_loss(fake, real, groups=2, fake_condition=condition,
+                                real_condition=condition)
+    assert conditional.item() > 1.0
+    # the batch order does not matter, only the conditions
+    order = torch.randperm(8, generator=torch.Generator().manual_seed(0))
+    shuffled = spectral_loss(fake[order], real, groups=2, fake_condition=condition[order],
+                             real_condition=condition)
+    torch.testing.assert_close(shuffled, conditional)
+    # and the right fields at the right conditions score zero
+    assert spectral_loss(real.clone(), real, groups=2, fake_condition=condition,
+                         real_condition=condition).item() == 0.0
+
+
+def test_conditional_spectral_loss_rejects_bad_groups():
+    fields = torch.zeros(4, 1, 16, 16)
+    with pytest.raises(ValueError, match=r"groups must be in 1 \.\. 4"):
+        spectral_loss(fields, fields, groups=5, fake_condition=torch.zeros(4, 2),
+                      real_condition=torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="needs both conditions"):
+        spectral_loss(fields, fields, groups=2)
 
 
 def test_spectral_loss_rejects_mismatched_shapes():

@@ -474,3 +474,11 @@ def test_bad_restarts_are_one_line_errors_and_write_nothing(tmp_path, capsys):
     assert not run.exists()
     assert main(["train", SAMPLE, "-o", str(run), "--restarts", "2", "--resume", "-q"]) == 2
     assert "--restarts trains afresh" in capsys.readouterr().err
+
+
+def test_spectral_loss_groups_are_checked_against_the_batch(tmp_path):
+    with pytest.raises(ValueError, match="spectral_loss_groups must be a positive integer"):
+        TrainConfig(spectral_loss_groups=0)
+    config = TrainConfig(**{**TINY.to_dict(), "spectral_loss_groups": 9})
+    with pytest.raises(ValueError, match="spectral_loss_groups 9 exceeds the batch of 8"):
+        Trainer(SAMPLE, tmp_path / "run", config, progress=False)
