@@ -62,9 +62,13 @@ def power_law(amplitude: float, spectral_index: float):
 
 
 def expected_variance(grid: PeriodicGrid, amplitude: float, spectral_index: float) -> float:
-    """``sum_{k != 0} P(|k|) / L^2`` over all modes of the grid (the field's variance)."""
-    k = np.fft.fftfreq(grid.resolution) * grid.resolution * 2 * np.pi / grid.box_size
-    k_magnitude = np.sqrt(k[:, None] ** 2 + k[None, :] ** 2)
+    """``sum_{k != 0} P(|k|) / L^2`` over all modes of the grid (the field's variance).
+
+    The sum runs over the full Fourier plane, ``|k|`` built from the grid's angular
+    wavenumbers along one axis (:attr:`PeriodicGrid.kx`, all ``N`` of them).
+    """
+    k = grid.kx                                          # (N, 1)
+    k_magnitude = np.sqrt(k**2 + k.T**2)                 # (N, N), the full plane
     k_magnitude = k_magnitude[k_magnitude > 0]
     return float(np.sum(amplitude * k_magnitude ** (-spectral_index)) / grid.box_size**2)
 

@@ -3,8 +3,9 @@
 - :class:`LayoutError`, and :func:`_unreadable` for the one-line error naming a file
   whose HDF5 structure h5py cannot read (``_H5_ERRORS``: what h5py raises on a damaged
   file; h5py's message quoted by its first line, :func:`simulators.messages.first_line`).
-- Attribute values as text (:func:`_text`, :func:`_texts`), as JSON-serialisable
-  objects (:func:`_json_safe`) and as netCDF-4 attributes (:func:`_attrs`).
+- Attribute values as text (:func:`_texts`; one value: the store's ``_text``), as
+  JSON-serialisable objects (:func:`_json_safe`: :func:`surrogate.jsonable.json_safe`
+  keeping non-finite numbers as text) and as netCDF-4 attributes (:func:`_attrs`).
 - Guarded h5py access: :func:`_member`, :func:`_dataset`, :func:`_group` refuse links
   into other files (HDF5 external links, virtual datasets, external storage) instead of
   following them; :func:`_whole` and :func:`_count` refuse declared sizes too large for
@@ -16,7 +17,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,6 +30,8 @@ from xarray.core import indexing
 
 from simulators.messages import first_line
 from simulators.store import MAX_INDEX_ELEMENTS, FieldStoreError, open_hdf5
+from simulators.store.hdf5 import _text  # an attribute read as text: the store's rule
+from surrogate.jsonable import json_safe
 
 #: what h5py raises on a damaged file structure (turned into one-line LayoutErrors)
 _H5_ERRORS = (KeyError, OSError, ValueError, TypeError, RuntimeError)
@@ -44,10 +46,6 @@ def _unreadable(path: Path, error: BaseException, what: str = "file structure"
                 ) -> LayoutError:
     """``<path>: unreadable <what> (<first line of the error, uncut>)``."""
     return LayoutError(f"{path}: unreadable {what} ({first_line(error, limit=None)})")
-
-
-def _text(value: Any) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _texts(value: Any) -> list[str]:
@@ -89,22 +87,13 @@ def _netcdf_attr(value: Any) -> Any:
 
 
 def _json_safe(value: Any) -> Any:
-    """Attribute values -> JSON-serialisable Python objects."""
-    if isinstance(value, bytes):
-        return _text(value)
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [_json_safe(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
+    """Attribute values -> JSON-serialisable Python objects, kept as written.
+
+    :func:`surrogate.jsonable.json_safe` with ``non_finite="text"``: a NaN or infinite
+    attribute becomes ``"nan"``/``"inf"``/``"-inf"`` (not ``null`` as in a report, where
+    NaN means "undefined"), bytes are decoded and other objects become text.
+    """
+    return json_safe(value, non_finite="text")
 
 
 #: attributes that belong to HDF5 dimension scales / the netCDF-4 library, not to the data

@@ -21,9 +21,12 @@ Two kinds, both computed from one trajectory's fields ``{name: (T, N, N[, 2])}``
     spins ``sign(s)`` (labels ending in ``(sign)``), which are what a user of the spins
     would take;
   - ``gray_scott``: the pattern wavelength ``2 pi / k_mean`` of ``v`` with the
-    power-weighted mean wavenumber ``k_mean = sum k P_v(k) / sum P_v(k)`` (NaN for a
-    homogeneous snapshot, whose spectrum is empty) and the mean ``<v>`` (the fraction of
-    the domain the pattern covers, in concentration units).
+    power-weighted mean wavenumber ``k_mean = sum_m |k_m| P_v(k_m) / sum_m P_v(k_m)``
+    over all Fourier modes ``m != 0`` of the snapshot
+    (:func:`surrogate.validation.spectra.mode_power`, before shell averaging, so a
+    single-mode pattern gives its own wavelength exactly; NaN for a homogeneous snapshot,
+    whose variance is below ``1e-20 max(1, max |v|^2)``) and the mean ``<v>`` (the
+    fraction of the domain the pattern covers, in concentration units).
 
 * *Modes* (:func:`system_modes`): systems with symmetric ordered states name each
   snapshot's state; for ``ising`` ``"+"`` when ``m(sign) >= 0.5``, ``"-"`` when
@@ -49,6 +52,7 @@ from surrogate.validation.conservation import (
     energy_enstrophy,
     kinetic_energy,
 )
+from surrogate.validation.spectra import mode_power
 
 __all__ = ["ORDERED_MAGNETISATION", "SYSTEM_ENSEMBLE_OBSERVABLES", "SYSTEM_MODES",
            "SYSTEM_OBSERVABLES", "condition_observables", "invariant_series", "system_modes",
@@ -108,14 +112,13 @@ def _ising(fields: Mapping[str, np.ndarray], box_size: float) -> Series:
 
 def _gray_scott(fields: Mapping[str, np.ndarray], box_size: float) -> Series:
     v = np.asarray(fields["v"], dtype=np.float64)
-    n = v.shape[-1]
-    power = np.abs(np.fft.fft2(v - v.mean(axis=(-2, -1), keepdims=True))) ** 2   # (T, N, N)
-    k1 = 2 * np.pi * np.fft.fftfreq(n, d=box_size / n)
-    k_magnitude = np.hypot(k1[:, None], k1[None, :])
-    total = power.sum(axis=(-2, -1))
+    k, multiplicity, power = mode_power(v - v.mean(axis=(-2, -1), keepdims=True), box_size)
+    power = power * multiplicity                     # (T, N, N // 2 + 1), full plane
+    variance = power.sum(axis=(-2, -1)) / box_size**2               # Parseval: Var_x v
     wavelength = np.full(v.shape[0], np.nan)
-    patterned = total > 1e-20 * n**4 * max(1.0, float(np.max(np.abs(v))) ** 2)
-    k_mean = (power[patterned] * k_magnitude).sum(axis=(-2, -1)) / total[patterned]
+    patterned = variance > 1e-20 * max(1.0, float(np.max(np.abs(v))) ** 2)
+    k_mean = ((power[patterned] * k).sum(axis=(-2, -1))
+              / power[patterned].sum(axis=(-2, -1)))
     wavelength[patterned] = 2 * np.pi / k_mean
     return {"pattern_wavelength": wavelength, "mean(v)": v.mean(axis=(-2, -1))}
 

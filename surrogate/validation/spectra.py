@@ -39,6 +39,7 @@ __all__ = [
     "binned_spectral_mse",
     "cross_spectrum",
     "field_power_spectrum",
+    "mode_power",
     "power_spectrum",
     "spectrum_relative_error",
 ]
@@ -142,6 +143,43 @@ def _shell_average(power_half_plane_fn, fields_a: np.ndarray, n: int,
 
 
 # --------------------------------------------------------------------- power spectra
+def _mode_power(fields: np.ndarray, box: float) -> np.ndarray:
+    """``|dx^2 rfft2(f)|^2 / L^2`` of validated float64 fields (..., N, N), per mode."""
+    n = fields.shape[-1]
+    spectrum = scipy.fft.rfft2(fields, axes=(-2, -1))
+    scale = (box / n) ** 4 / box**2            # |dx^2 F|^2 / L^2 = scale * |F|^2
+    return scale * (spectrum.real**2 + spectrum.imag**2)
+
+
+def mode_power(field: np.ndarray, box_size: float
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The power of every Fourier mode, before any shell averaging.
+
+    ``P_hat(k_m) = |dx^2 FFT(f)(m)|^2 / L^2`` (the module's normalisation) on the
+    ``rfft2`` half plane, with each mode's ``|k_m|`` and the number of full-plane modes
+    it stands for (1 for the ``m_y = 0`` and, for even ``N``, ``m_y = N / 2`` columns; 2
+    for the others, which stand for ``m`` and ``-m``). A sum over the full plane is
+    ``sum(multiplicity * g(k) * P)``; e.g. ``sum(multiplicity * P) / L^2 = mean_x f^2``
+    (Parseval) and, for a field of zero mean, the power-weighted mean wavenumber is
+    ``sum(multiplicity * k * P) / sum(multiplicity * P)``. :func:`power_spectrum` is
+    the shell average of this estimator.
+
+    Args:
+        field: real array (..., N, N), ``N >= 4`` [f].
+        box_size: side length ``L`` [length].
+    Returns:
+        ``(k, multiplicity, P)``: ``k`` (N, N // 2 + 1) ``|k_m|`` [1/length];
+        ``multiplicity`` (N, N // 2 + 1) float; ``P`` (..., N, N // 2 + 1)
+        [f^2 length^2], one array per leading index.
+    """
+    fields = _as_fields(field)
+    box = _check_box_size(box_size)
+    n = fields.shape[-1]
+    k = (2.0 * np.pi / box) * np.sqrt(_integer_wavenumbers_squared(n).astype(np.float64))
+    multiplicity = np.broadcast_to(_half_plane_weights(n), k.shape).copy()
+    return k, multiplicity, _mode_power(fields, box)
+
+
 def power_spectrum(field: np.ndarray, box_size: float, *, include_corners: bool = False,
                    return_counts: bool = False
                    ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -179,11 +217,9 @@ def power_spectrum(field: np.ndarray, box_size: float, *, include_corners: bool 
     box = _check_box_size(box_size)
     n = fields.shape[-1]
     flat = fields.reshape(-1, n, n)
-    scale = (box / n) ** 4 / box**2            # |dx^2 F|^2 / L^2 = scale * |F|^2
 
     def modes(start: int, stop: int) -> np.ndarray:
-        spectrum = scipy.fft.rfft2(flat[start:stop], axes=(-2, -1))
-        return scale * (spectrum.real**2 + spectrum.imag**2)
+        return _mode_power(flat[start:stop], box)
 
     power = _shell_average(modes, fields, n, include_corners)
     _, counts, mean_m = _shell_table(n, include_corners)

@@ -15,7 +15,8 @@ Reduction conventions, stated once and repeated in each docstring:
   computed per field (leading axes kept) and averaged over space and over the
   displacements in each radial bin.
 * :func:`spread_ratio` takes (S, ...) samples at one condition: std over axis 0, mean
-  over the remaining axes.
+  over the remaining axes (:class:`EnsembleSpread`, the streaming form that the
+  validation report uses too).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from surrogate.validation.spectra import _check_box_size
 
 __all__ = [
     "MAX_POOLED_VALUES",
+    "EnsembleSpread",
     "correlation_function",
+    "ensemble_spread",
     "frechet_distance",
     "ks_pvalue",
     "moments",
@@ -349,12 +352,75 @@ def structure_function(field: np.ndarray, box_size: float, order: float = 2
 
 
 # ------------------------------------------------------------------------ diversity
+class EnsembleSpread:
+    """Streaming ensemble spread: mean over pixels of the std over samples.
+
+    For samples ``x_1 .. x_S`` of one shape (pixels ``p``, and any times or components)::
+
+        spread = mean_p sqrt( sum_s (d_sp - dbar_p)^2 / (S - ddof) ),   d_s = x_s - x_1
+
+    i.e. the per-pixel sample standard deviation (Bessel's ``ddof = 1`` by default),
+    averaged over pixels. It is accumulated one sample at a time from the pixelwise sums
+    of ``d`` and ``d^2`` in float64, as ``(sum d^2 - (sum d)^2 / S) / (S - ddof)``;
+    the shift by the first sample leaves the std unchanged, makes identical samples give
+    exactly 0 and keeps the two sums of the order of the spread (no cancellation
+    against a large mean). Memory: three arrays of one sample's shape.
+
+    This is the one definition of the spread in the package: :func:`spread_ratio` and
+    the validation report (per condition, and across conditions) use it. For two
+    samples it is ``mean_p |x_1p - x_2p| / sqrt 2``.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: np.ndarray | None = None
+        self.total: np.ndarray | None = None
+        self.total_sq: np.ndarray | None = None
+
+    def add(self, sample: np.ndarray) -> None:
+        """Accumulate one sample (any shape, the same for every sample) [f]."""
+        values = np.asarray(sample, dtype=np.float64)
+        if self.first is None:
+            self.first = values.copy()
+            self.total = np.zeros_like(values)
+            self.total_sq = np.zeros_like(values)
+        elif values.shape != self.first.shape:
+            raise ValueError(f"sample shape {values.shape} differs from the first "
+                             f"sample's {self.first.shape}")
+        deviation = values - self.first
+        self.total += deviation
+        self.total_sq += deviation * deviation
+        self.count += 1
+
+    def spread(self, ddof: int = 1) -> float:
+        """The spread [f]; NaN with ``ddof`` or fewer samples."""
+        if self.count <= ddof:
+            return math.nan
+        variance = (self.total_sq - self.total**2 / self.count) / (self.count - ddof)
+        return float(np.mean(np.sqrt(np.maximum(variance, 0.0))))
+
+    def ratio_to(self, reference: EnsembleSpread) -> float:
+        """``spread(self) / spread(reference)``: NaN when the reference's spread is 0 or
+        undefined (the report's convention: not evaluated, rather than an error)."""
+        reference_spread = reference.spread()
+        return self.spread() / reference_spread if reference_spread > 0 else math.nan
+
+
+def ensemble_spread(samples: np.ndarray, *, ddof: int = 1) -> float:
+    """:class:`EnsembleSpread` of the samples along axis 0 of ``samples`` (S, ...) [f]."""
+    accumulator = EnsembleSpread()
+    for sample in samples:
+        accumulator.add(sample)
+    return accumulator.spread(ddof)
+
+
 def spread_ratio(generated: np.ndarray, reference: np.ndarray, *, ddof: int = 1) -> float:
     """Ensemble-spread ratio at one condition.
 
-    ``spread(X) = mean over pixels of std over samples (axis 0, Bessel ddof = 1)``;
-    returns ``spread(generated) / spread(reference)``: 1 for matching diversity, 0 for a
-    generator that repeats one sample (mode collapse), > 1 for too much spread.
+    ``spread(X) = mean over pixels of std over samples (axis 0, Bessel ddof = 1)``
+    (:class:`EnsembleSpread`); returns ``spread(generated) / spread(reference)``: 1 for
+    matching diversity, 0 for a generator that repeats one sample (mode collapse), > 1
+    for too much spread.
 
     Args:
         generated: (S_g, ...) samples at one condition, ``S_g >= 2`` [f].
@@ -372,12 +438,10 @@ def spread_ratio(generated: np.ndarray, reference: np.ndarray, *, ddof: int = 1)
     if min(gen.shape[0], ref.shape[0]) <= ddof:
         raise ValueError(f"need more than {ddof} samples along axis 0, got "
                          f"{gen.shape[0]} and {ref.shape[0]}")
-    # std is shift invariant; subtracting the first sample makes identical samples give
-    # exactly 0 (and reduces cancellation for fields with a large mean)
-    reference_spread = float(np.mean(np.std(ref - ref[0], axis=0, ddof=ddof)))
+    reference_spread = ensemble_spread(ref, ddof=ddof)
     if reference_spread == 0.0:
         raise ValueError("reference samples have zero spread")
-    return float(np.mean(np.std(gen - gen[0], axis=0, ddof=ddof))) / reference_spread
+    return ensemble_spread(gen, ddof=ddof) / reference_spread
 
 
 # --------------------------------------------------------------------------- Fréchet

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import simulators
-from simulators.gaussian_random_field import expected_variance
-from simulators.grid import PeriodicGrid
+from simulators.gaussian_random_field import expected_variance, power_law
+from simulators.grid import PeriodicGrid, colouring_filter
 
 powerbox = pytest.importorskip("powerbox")  # the second opinion (the [test] extra)
 
@@ -82,6 +82,21 @@ def test_variance_and_lognormal_mean():
     np.testing.assert_allclose(runs[0]["density"].values,
                                np.exp(runs[0]["delta"].values.astype(np.float64) - sigma2 / 2),
                                rtol=1e-6)
+
+
+def test_expected_variance_is_the_variance_the_colouring_filter_draws():
+    """Unit white noise coloured by c(k) has E[Var_x f] = sum_{m != 0} c(k_m)^2 / N^2 over
+    the full plane (E|FFT w|^2 = N^2, Parseval); the sum here runs over the rfft2 half
+    plane with each column counted as the modes it stands for, an independent path."""
+    for n, box in ((16, 2 * np.pi), (17, 2.5), (64, 10.0)):
+        grid = PeriodicGrid(n, box)
+        filter_ = colouring_filter(grid, power_law(0.3, 2.7))          # (n, n // 2 + 1)
+        columns = np.full(n // 2 + 1, 2.0)
+        columns[0] = 1.0
+        if n % 2 == 0:
+            columns[-1] = 1.0
+        drawn = float(np.sum(columns * filter_**2) / n**2)
+        assert expected_variance(grid, 0.3, 2.7) == pytest.approx(drawn, rel=1e-12)
 
 
 def test_delta_has_zero_mean_to_round_off():

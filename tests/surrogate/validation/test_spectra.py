@@ -18,6 +18,7 @@ from surrogate.validation.spectra import (
     band_summary,
     binned_spectral_mse,
     cross_spectrum,
+    mode_power,
     power_spectrum,
     spectrum_relative_error,
 )
@@ -238,6 +239,36 @@ def test_matches_powerbox_get_power_default_convention(n):
                                    dimensionless=False, nthreads=1)
     np.testing.assert_allclose(cross, reference.power, rtol=1e-10,
                                atol=1e-12 * np.abs(reference.power).max())
+
+
+# ----------------------------------------------------------- per-mode power (no shells)
+
+
+@pytest.mark.parametrize("n", [8, 9, 16])
+def test_mode_power_sums_over_the_full_plane_like_a_brute_force_fft2(n):
+    """Half-plane modes weighted by their multiplicity give the full-plane sums of
+    |dx^2 fft2|^2 / L^2 (Parseval: mean f^2; and the power-weighted sum of |k|)."""
+    box = 1.7
+    field = np.random.default_rng(15).standard_normal((n, n)) + 0.3
+    k, multiplicity, power = mode_power(field, box)
+    mx, my = _full_plane_m(n)
+    full = np.abs((box / n) ** 2 * np.fft.fft2(field)) ** 2 / box**2
+    assert (multiplicity * power).sum() / box**2 == pytest.approx(np.mean(field**2),
+                                                                   rel=1e-12)
+    assert (multiplicity * k * power).sum() == pytest.approx(
+        (2 * np.pi / box * np.hypot(mx, my) * full).sum(), rel=1e-12)
+    assert multiplicity.sum() == n * n
+
+
+def test_power_spectrum_is_the_shell_mean_of_mode_power():
+    field = np.random.default_rng(16).standard_normal((3, 16, 16))
+    k, multiplicity, power = mode_power(field, 2.0)
+    shell = np.floor(k * 2.0 / (2 * np.pi) + 0.5).astype(int)
+    _, spectrum, counts = power_spectrum(field, 2.0, include_corners=True, return_counts=True)
+    for i in range(1, spectrum.shape[-1] + 1):
+        inside = shell == i
+        np.testing.assert_allclose((multiplicity * power)[..., inside].sum(axis=-1)
+                                   / counts[i - 1], spectrum[..., i - 1], rtol=1e-12)
 
 
 # ------------------------------------------------------------------- cross spectrum

@@ -14,7 +14,9 @@ import pytest
 import scipy.stats
 
 from surrogate.validation.statistics import (
+    EnsembleSpread,
     correlation_function,
+    ensemble_spread,
     frechet_distance,
     ks_pvalue,
     moments,
@@ -251,6 +253,45 @@ def test_spread_ratio_of_a_repeated_sample_is_zero():
 def test_spread_ratio_rejects_a_zero_reference_spread():
     with pytest.raises(ValueError):
         spread_ratio(np.zeros((3, 4, 4)), np.ones((3, 4, 4)))
+
+
+def test_streamed_ensemble_spread_equals_the_two_pass_std_despite_a_large_mean():
+    """mean over pixels of std over samples (ddof 1 and 0), computed by numpy's two-pass
+    std, against the one-sample-at-a-time sums; a mean 1e6 times the spread would cost
+    a naive E[x^2] - E[x]^2 all its digits."""
+    samples = 1e6 + np.random.default_rng(13).standard_normal((7, 3, 8, 8))
+    for ddof in (0, 1):
+        expected = float(np.mean(np.std(samples, axis=0, ddof=ddof)))
+        assert ensemble_spread(samples, ddof=ddof) == pytest.approx(expected, rel=1e-9)
+
+
+def test_ensemble_spread_of_two_samples_is_mean_absolute_difference_over_sqrt2():
+    a, b = np.random.default_rng(14).standard_normal((2, 16, 16))
+    spread = EnsembleSpread()
+    assert math.isnan(spread.spread())                       # no sample: undefined
+    spread.add(a)
+    assert math.isnan(spread.spread())                       # one sample: undefined
+    spread.add(b)
+    assert spread.spread() == pytest.approx(float(np.mean(np.abs(a - b))) / math.sqrt(2),
+                                            rel=1e-12)
+
+
+def test_ensemble_spread_ratio_is_nan_against_a_reference_without_spread():
+    generated, reference = EnsembleSpread(), EnsembleSpread()
+    for value in (1.0, 2.0):
+        generated.add(np.full((4, 4), value))
+        reference.add(np.ones((4, 4)))
+    assert generated.spread() == pytest.approx(1 / math.sqrt(2))
+    assert reference.spread() == 0.0
+    assert math.isnan(generated.ratio_to(reference))
+    assert reference.ratio_to(generated) == 0.0
+
+
+def test_ensemble_spread_refuses_samples_of_another_shape():
+    spread = EnsembleSpread()
+    spread.add(np.zeros((4, 4)))
+    with pytest.raises(ValueError, match="shape"):
+        spread.add(np.zeros((4, 5)))
 
 
 # -------------------------------------------------------------------------- Fréchet

@@ -1,0 +1,306 @@
+"""From accumulated sums to report entries: one function per entry of ``report.json``.
+
+Each function reads the two sides' accumulators (:mod:`.accumulators`) or the two
+files' conservation results and returns the JSON-able entry the package docstring
+describes (numbers, arrays; NaN where a metric is undefined). Whether a number passes
+is decided elsewhere (:mod:`.gates`), from these entries.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from simulators.store import FieldStore
+from surrogate.validation.conditions import ConditionGroups
+from surrogate.validation.conservation import SKIPPED, check_invariants_streaming
+from surrogate.validation.features import THRESHOLD_OFFSETS, frechet_physics_distance
+from surrogate.validation.observables import condition_observables, system_modes
+from surrogate.validation.report.accumulators import (
+    ConditionSide,
+    FieldAccumulator,
+    NeighbourSpread,
+    SideAccumulator,
+)
+from surrogate.validation.spectra import band_summary, spectrum_relative_error
+from surrogate.validation.statistics import ks_pvalue, wasserstein1_over_std
+
+__all__ = ["PDF_BINS", "RESOLVED_POWER_FLOOR", "condition_entry", "condition_observables_entry",
+           "conservation_comparison", "field_spread", "field_summary", "frechet_pair",
+           "minkowski_summary", "mode_coverage", "observable_summary", "series_summary",
+           "spectrum_summary", "violation_number", "w1_over_std_or_nan"]
+
+#: shells with reference power below this fraction of the largest shell are not compared
+RESOLVED_POWER_FLOOR = 1e-10
+#: histogram bins of the PDFs
+PDF_BINS = 64
+
+
+def spectrum_summary(k: np.ndarray, reference: np.ndarray, generated: np.ndarray
+                     ) -> dict[str, Any]:
+    """Relative spectrum error over the resolved shells (see the package docstring).
+
+    Args:
+        k: (n_shells,) wavenumbers; reference, generated: (n_shells,) mean spectra.
+    Returns:
+        ``{"k", "reference", "generated", "rel_error_median", "rel_error_max",
+        "n_shells_compared", "k_resolved_max", "bands"}``.
+    """
+    resolved = reference > RESOLVED_POWER_FLOOR * reference.max() if reference.size else []
+    rel = spectrum_relative_error(generated[resolved], reference[resolved])
+    absolute = np.abs(rel)
+    summary = {"k": k, "reference": reference, "generated": generated,
+               "rel_error_median": float(np.median(absolute)) if absolute.size else math.nan,
+               "rel_error_max": float(np.max(absolute)) if absolute.size else math.nan,
+               "n_shells_compared": int(np.sum(resolved)),
+               "k_resolved_max": float(k[resolved].max()) if absolute.size else math.nan}
+    if absolute.size:
+        summary["bands"] = band_summary(k[resolved], rel)
+    return summary
+
+
+def w1_over_std_or_nan(generated: np.ndarray, reference: np.ndarray) -> float:
+    """:func:`surrogate.validation.wasserstein1_over_std`, NaN where it is undefined
+    (fewer than 2 reference values, no generated value, a constant reference)."""
+    if reference.size < 2 or generated.size < 1 or np.std(reference) == 0:
+        return math.nan
+    return wasserstein1_over_std(generated, reference)
+
+
+def field_summary(reference: FieldAccumulator, generated: FieldAccumulator, spec: Any,
+                  k: np.ndarray, r: np.ndarray) -> dict[str, Any]:
+    """One field's ``spectrum``, ``pdf``, ``moments``, ``correlation`` entries, and its
+    ``temporal_change`` and ``temporal_change_ratio`` when there are >= 2 times."""
+    ref, gen = reference, generated
+    spectrum = spectrum_summary(k, ref.spectrum / ref.snapshots, gen.spectrum / gen.snapshots)
+    ref_values, gen_values = ref.samples.values(), gen.samples.values()
+    low, high = min(ref.low, gen.low), max(ref.high, gen.high)
+    if not high > low:
+        high = low + 1.0
+    edges = np.linspace(low, high, PDF_BINS + 1)
+    ref_density = np.histogram(ref_values, bins=edges, density=True)[0]
+    gen_density = np.histogram(gen_values, bins=edges, density=True)[0]
+    w1 = w1_over_std_or_nan(gen_values, ref_values)
+    ks = ks_pvalue(gen_values, ref_values) if ref_values.size and gen_values.size \
+        else math.nan
+    ref_corr = ref.correlation / ref.snapshots
+    gen_corr = gen.correlation / gen.snapshots
+    variance = ref_corr[0] if ref_corr[0] > 0 else 1.0
+    entry = {
+        "rank": spec.rank,
+        "units": spec.units,
+        "spectrum": spectrum,
+        "pdf": {"edges": edges, "reference": ref_density, "generated": gen_density,
+                "w1_over_std": w1, "ks_pvalue": ks,
+                "pooled_values": {"reference": int(ref_values.size),
+                                  "generated": int(gen_values.size)}},
+        "moments": {"reference": ref.moments(), "generated": gen.moments()},
+        "correlation": {"r": r, "reference": ref_corr, "generated": gen_corr,
+                        "max_abs_difference_over_variance":
+                            float(np.max(np.abs(gen_corr - ref_corr)) / variance)},
+    }
+    if ref.change_count:
+        reference_change = ref.mean_change()
+        ratio = gen.mean_change() / reference_change if reference_change > 0 else math.nan
+        entry["temporal_change"] = {"reference": reference_change,
+                                    "generated": gen.mean_change()}
+        entry["temporal_change_ratio"] = ratio
+    return entry
+
+
+def condition_entry(groups: ConditionGroups, g: int, members: Mapping[str, np.ndarray],
+                    sides: Mapping[str, ConditionSide], specs: Sequence[Any], k: np.ndarray
+                    ) -> dict[str, Any]:
+    """One ``per_condition`` entry: the condition's parameters, counts, and per field the
+    spectrum errors, W1 / std and ensemble spreads of its trajectories."""
+    entry = {"parameters": {name: float(values[g]) for name, values in groups.values.items()},
+             "n_reference": int(members["reference"].size),
+             "n_generated": int(members["generated"].size), "fields": {}}
+    for spec in specs:
+        ref = sides["reference"].fields[spec.name]
+        gen = sides["generated"].fields[spec.name]
+        spectrum = spectrum_summary(k, ref.spectrum / ref.snapshots,
+                                    gen.spectrum / gen.snapshots)
+        entry["fields"][spec.name] = {
+            "spectrum_rel_error_median": spectrum["rel_error_median"],
+            "spectrum_rel_error_max": spectrum["rel_error_max"],
+            "w1_over_std": w1_over_std_or_nan(gen.samples.values(), ref.samples.values()),
+            "spread_ratio": gen.spread.ratio_to(ref.spread),
+            "spread": {"reference": ref.spread.spread(), "generated": gen.spread.spread()}}
+    return entry
+
+
+def field_spread(sides: Mapping[str, SideAccumulator], per_condition: Sequence[Mapping[str, Any]],
+                 name: str, neighbours: Mapping[str, NeighbourSpread]) -> tuple[float, str]:
+    """A field's ``spread_ratio`` and ``spread_basis`` (the package docstring's three bases,
+    tried in this order)."""
+    ratios = [c["fields"][name]["spread_ratio"] for c in per_condition]
+    ratios = [r for r in ratios if r is not None and not math.isnan(r)]
+    if ratios:
+        return float(np.median(ratios)), "per_condition"
+    neighbour = neighbours.get(name)
+    if neighbour is not None and neighbour.generated:
+        return neighbour.ratio(), "nearest_reference_neighbour"
+    return (sides["generated"].fields[name].spread_all.ratio_to(
+        sides["reference"].fields[name].spread_all), "across_conditions")
+
+
+def observable_summary(reference: np.ndarray, generated: np.ndarray, bins: int = 40
+                       ) -> dict[str, Any]:
+    """Mean, std, W1/std and a shared-bin density histogram of one observable.
+
+    Non-finite values (e.g. the wavelength of a homogeneous snapshot) are left out and
+    counted in ``n_undefined``.
+    """
+    out: dict[str, Any] = {}
+    finite = {"reference": reference[np.isfinite(reference)],
+              "generated": generated[np.isfinite(generated)]}
+    for side, values in finite.items():
+        raw = reference if side == "reference" else generated
+        out[side] = {"mean": float(values.mean()) if values.size else math.nan,
+                     "std": float(values.std()) if values.size else math.nan,
+                     "n": int(raw.size), "n_undefined": int(raw.size - values.size)}
+    out["w1_over_std"] = (w1_over_std_or_nan(finite["generated"], finite["reference"])
+                          if finite["generated"].size and finite["reference"].size else math.nan)
+    pooled = np.concatenate(list(finite.values()))
+    if pooled.size:
+        low, high = float(pooled.min()), float(pooled.max())
+        if high <= low:
+            low, high = low - 0.5, high + 0.5
+        edges = np.linspace(low, high, bins + 1)
+        out["histogram"] = {"edges": edges, **{
+            side: (np.histogram(values, edges, density=True)[0] if values.size
+                   else np.zeros(bins)) for side, values in finite.items()}}
+    return out
+
+
+def mode_coverage(system: str, observables: Mapping[str, Mapping[str, list[np.ndarray]]]
+                  ) -> dict[str, Any] | None:
+    """Fractions of snapshots in each ordered state (e.g. Ising "+" / "-"), both sides.
+
+    ``coverage`` is the smallest ``generated fraction / reference fraction`` over the modes
+    that hold at least 5% of the reference snapshots: 0 when the generator never visits
+    a state the reference visits, about 1 when it visits them as often.
+    """
+    labels = {}
+    for side in ("reference", "generated"):
+        series = {key: np.concatenate(parts) for key, parts in observables[side].items()}
+        if not series:
+            return None
+        modes = system_modes(system, series)
+        if modes is None:
+            return None
+        labels[side] = modes
+    names = sorted({str(m) for m in labels["reference"] if m})
+    fractions = {side: {name: float(np.mean(values == name)) if values.size else 0.0
+                        for name in names} for side, values in labels.items()}
+    ratios = [fractions["generated"][name] / fractions["reference"][name] for name in names
+              if fractions["reference"][name] >= 0.05]
+    return {"modes": names, "fraction": fractions,
+            "coverage": float(min(ratios)) if ratios else math.nan}
+
+
+def condition_observables_entry(system: str,
+                                series: Mapping[str, Mapping[str, list[np.ndarray]]],
+                                parameters: Mapping[str, float], resolution: int
+                                ) -> dict[str, dict[str, float]]:
+    """Per condition: mean of each observable and the system's ensemble observables."""
+    out: dict[str, dict[str, float]] = {}
+    for side, by_label in series.items():
+        pooled = {label: np.concatenate(parts) for label, parts in by_label.items()}
+        for label, values in pooled.items():
+            finite = values[np.isfinite(values)]
+            out.setdefault(f"mean {label}", {})[side] = (float(finite.mean()) if finite.size
+                                                         else math.nan)
+        if pooled:
+            for label, value in condition_observables(system, pooled, parameters,
+                                                      resolution).items():
+                out.setdefault(label, {})[side] = value
+    return out
+
+
+def series_summary(series: list[dict[str, np.ndarray]]) -> dict[str, dict[str, Any]]:
+    """Per label, mean / std / min / max over trajectories of the (T,) invariant series."""
+    if not series:
+        return {}
+    summary = {}
+    for label in series[0]:
+        stack = np.stack([s[label] for s in series])             # (B, T)
+        summary[label] = {"mean": stack.mean(axis=0), "std": stack.std(axis=0),
+                          "min": stack.min(axis=0), "max": stack.max(axis=0)}
+    return summary
+
+
+def conservation_comparison(ref_store: FieldStore, gen_store: FieldStore,
+                            ref_indices: np.ndarray, gen_indices: np.ndarray
+                            ) -> dict[str, dict[str, Any]]:
+    """``{check: {"reference", "generated"[, "skipped"]}}``: the invariant checks of both
+    files' compared trajectories, the generated file held to the reference's invariants.
+
+    ``skipped`` (the reason) marks a check with no number on one side; the others are
+    judged by :func:`surrogate.validation.report.gates.conservation_checks`.
+    """
+    reference = check_invariants_streaming(ref_store, ref_indices.tolist())
+    # the generated file is held to the reference's physics, whatever its own schema says
+    generated = check_invariants_streaming(gen_store, gen_indices.tolist(),
+                                           invariants=ref_store.schema.invariants)
+    out = {}
+    for key, ref_value in reference.items():
+        gen_value = generated.get(key)
+        entry: dict[str, Any] = {"reference": ref_value, "generated": gen_value}
+        if violation_number(ref_value) is None or violation_number(gen_value) is None:
+            reason = (ref_value if violation_number(ref_value) is None else gen_value) or {}
+            entry["skipped"] = reason.get(SKIPPED, "not computed") if isinstance(
+                reason, Mapping) else "not computed"
+        out[key] = entry
+    return out
+
+
+def violation_number(value: Any) -> float | None:
+    """The scalar a conservation entry is judged by (bounded: its max excursion)."""
+    if isinstance(value, Mapping):
+        if SKIPPED in value:
+            return None
+        return float(value.get("max_excursion", math.nan))
+    return None if value is None else float(value)
+
+
+def frechet_pair(reference: np.ndarray, generated: np.ndarray, owners: np.ndarray,
+                 names: Sequence[str]) -> tuple[float, float]:
+    """Fréchet physics distance, and the same between two halves of the reference.
+
+    The halves split the reference by trajectory (alternating in index order) so that
+    correlated snapshots of one trajectory stay together.
+    """
+    distance = math.nan
+    if min(reference.shape[0], generated.shape[0]) >= 2:
+        distance = frechet_physics_distance(generated, reference, names)
+    unique = np.unique(owners)
+    first = np.isin(owners, unique[0::2])
+    split = math.nan
+    if min(first.sum(), (~first).sum()) >= 2:
+        split = frechet_physics_distance(reference[first], reference[~first], names)
+    return distance, split
+
+
+def minkowski_summary(reference: np.ndarray, generated: np.ndarray, names: list[str],
+                      specs: Sequence[Any], levels: Mapping[str, tuple[float, float]]
+                      ) -> dict[str, Any]:
+    """Per field, the mean Minkowski functionals of both sides at the feature thresholds
+    (columns of the physics-feature rows)."""
+    summary = {}
+    for spec in specs:
+        mu, sigma = levels[spec.name]
+        entry = {"thresholds": [mu + q * (sigma if sigma > 0 else 1.0)
+                                for q in THRESHOLD_OFFSETS],
+                 "offsets_in_std": list(THRESHOLD_OFFSETS),
+                 "of": "|" + spec.name + "|" if spec.rank else spec.name}
+        for functional in ("area_fraction", "boundary_length", "euler_characteristic"):
+            columns = [names.index(f"{spec.name}:{functional}@{q:+g}") for q in THRESHOLD_OFFSETS]
+            entry[functional] = {"reference": reference[:, columns].mean(axis=0),
+                                 "generated": generated[:, columns].mean(axis=0)}
+        summary[spec.name] = entry
+    return summary
