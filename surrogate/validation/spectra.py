@@ -66,6 +66,21 @@ def _as_fields(field: np.ndarray, name: str = "field") -> np.ndarray:
     return array
 
 
+def _as_field_pair(field_a: np.ndarray, field_b: np.ndarray, name_a: str, name_b: str
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_as_fields` of two arrays that must have the same shape."""
+    a, b = _as_fields(field_a, name_a), _as_fields(field_b, name_b)
+    if a.shape != b.shape:
+        raise ValueError(f"{name_a} and {name_b} must have the same shape, got {a.shape} "
+                         f"and {b.shape}")
+    return a, b
+
+
+def _power_scale(n: int, box: float) -> float:
+    """``dx^4 / L^2``: ``|dx^2 F|^2 / L^2 = scale * |F|^2`` (the module's normalisation)."""
+    return (box / n) ** 4 / box**2
+
+
 def _check_box_size(box_size: float) -> float:
     box = float(box_size)
     if not (math.isfinite(box) and box > 0):
@@ -145,10 +160,8 @@ def _shell_average(power_half_plane_fn, fields_a: np.ndarray, n: int,
 # --------------------------------------------------------------------- power spectra
 def _mode_power(fields: np.ndarray, box: float) -> np.ndarray:
     """``|dx^2 rfft2(f)|^2 / L^2`` of validated float64 fields (..., N, N), per mode."""
-    n = fields.shape[-1]
     spectrum = scipy.fft.rfft2(fields, axes=(-2, -1))
-    scale = (box / n) ** 4 / box**2            # |dx^2 F|^2 / L^2 = scale * |F|^2
-    return scale * (spectrum.real**2 + spectrum.imag**2)
+    return _power_scale(fields.shape[-1], box) * (spectrum.real**2 + spectrum.imag**2)
 
 
 def mode_power(field: np.ndarray, box_size: float
@@ -266,15 +279,11 @@ def cross_spectrum(field_a: np.ndarray, field_b: np.ndarray, box_size: float, *,
         ``(k, P_ab)``: ``k`` (n_shells,) mean ``|k|`` per shell [1/length], ``P_ab``
         (..., n_shells) [f_a f_b length^2], one spectrum per leading index.
     """
-    a = _as_fields(field_a, "field_a")
-    b = _as_fields(field_b, "field_b")
-    if a.shape != b.shape:
-        raise ValueError(f"field_a and field_b must have the same shape, got {a.shape} "
-                         f"and {b.shape}")
+    a, b = _as_field_pair(field_a, field_b, "field_a", "field_b")
     box = _check_box_size(box_size)
     n = a.shape[-1]
     flat_a, flat_b = a.reshape(-1, n, n), b.reshape(-1, n, n)
-    scale = (box / n) ** 4 / box**2
+    scale = _power_scale(n, box)
 
     def modes(start: int, stop: int) -> np.ndarray:
         spec_a = scipy.fft.rfft2(flat_a[start:stop], axes=(-2, -1))
@@ -324,11 +333,7 @@ def binned_spectral_mse(generated: np.ndarray, reference: np.ndarray, *,
         ``(edges, values)``: edges (4,) in angular wavenumber [1/length]; values (3,)
         [f^2] if ``reduce`` else (..., 3).
     """
-    gen = _as_fields(generated, "generated")
-    ref = _as_fields(reference, "reference")
-    if gen.shape != ref.shape:
-        raise ValueError(f"generated and reference must have the same shape, got "
-                         f"{gen.shape} and {ref.shape}")
+    gen, ref = _as_field_pair(generated, reference, "generated", "reference")
     box = _check_box_size(box_size)
     n = gen.shape[-1]
     edges_m = _well_band_edges_m(n)
