@@ -18,6 +18,9 @@ Parts (each measured in this one run, so ratios compare like with like):
   relative error (median and max per k band), W1/std, spread ratio, conservation
   violations, Fréchet physics distance next to the reference-halves distance, pass/fail,
   and each system's observables (e.g. magnetisation sign coverage for Ising).
+* **lean**: the lean generator against the default one (FLOPs and seconds per field,
+  per-core speedup against the Navier–Stokes simulator at N = 64, 128, 256 and t_end = 1,
+  10, 100, execution options, end-to-end generation; :mod:`benchmarks.lean_generator`).
 
 Writes ``benchmarks/results/<machine>.json`` (``<machine>`` = ``cpu-<cores>core`` or
 ``cuda-<gpu name>``) with the machine, the budget (steps, sizes) and every number, and
@@ -44,12 +47,12 @@ import numpy as np
 import torch
 
 import simulators
-from benchmarks import gan_throughput, validation_throughput
+from benchmarks import gan_throughput, lean_generator, validation_throughput
 from surrogate.quickstart import QuickstartPlan, default_plan, quickstart
 from surrogate.train import read_metrics, resolve_device, score_noise_summary
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PARTS = ("speed", "training", "validation", "fidelity")
+PARTS = ("speed", "training", "validation", "fidelity", "lean")
 
 #: (system, resolution) pairs of the speed table; all registered systems at 64^2, NS at 128^2
 SPEED_CASES = (("diffusion", 64), ("gaussian_random_field", 64), ("gray_scott", 64),
@@ -375,6 +378,8 @@ def markdown(result: dict[str, Any]) -> str:
                 lines.append(f"- {system}: failed {failure}")
         lines += _repeats_table(result["fidelity"])
         lines += _range_table(result["fidelity"])
+    if result.get("lean"):
+        lines += ["", "Lean generator:", "", lean_generator.markdown(result["lean"])]
     return "\n".join(lines) + "\n"
 
 
@@ -548,6 +553,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if "validation" in args.parts:
         print("validation ...", flush=True)
         result["validation"] = validation(args.validation_sizes, 64)
+    if "lean" in args.parts:
+        print("lean ...", flush=True)
+        result["lean"] = lean_generator.measure()
     if "fidelity" in args.parts:
         print("fidelity ...", flush=True)
         keep = Path(args.keep) if args.keep else None
