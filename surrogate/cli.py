@@ -29,6 +29,7 @@ examples:
   surrogate generate runs/ns -o gen.h5 --set nu=3e-3 -n 256 --seed 1
   surrogate generate runs/ns -o gen.h5 --like ns.h5
   surrogate validate reference.h5 generated.h5 -o report/ [--strict] [--thresholds t.toml]
+  surrogate utility --train-real ns.h5 --generated gen.h5 --test ns_test.h5 -o utility/
   torchrun --nproc_per_node=4 -m surrogate train ns.h5 -o runs/ns ...   # data-parallel
 """
 
@@ -305,6 +306,29 @@ def _print_headline(fields: dict[str, tuple], failures: Sequence[str]) -> None:
         print(f"  failed: {failure}")
 
 
+def cmd_utility(args: argparse.Namespace) -> int:
+    from surrogate.validation.utility import RegressorConfig, utility_files, write_utility
+    if args.repeats < 1:
+        raise UsageError(f"--repeats must be >= 1, got {args.repeats}")
+    config = RegressorConfig(steps=args.steps, batch_size=args.batch_size, width=args.width,
+                             device=args.device, threads=args.threads)
+    progress = None if args.quiet else (lambda message: print(f"  {message}", file=sys.stderr))
+    result = utility_files(args.train_real, args.generated, args.test, config=config,
+                           seeds=range(args.seed, args.seed + args.repeats),
+                           fractions=args.fractions, progress=progress)
+    for warning in result.report["warnings"]:
+        print(f"surrogate: warning: {warning}", file=sys.stderr)
+    page = write_utility(result, args.output)
+    print(f"  {'parameter':<20} {'rmse real':>10} {'rmse gen':>10} {'ratio':>7} "
+          f"{'cov95 real':>10} {'cov95 gen':>10} {'prior std':>10}")
+    for name, s in result.report["parameters"].items():
+        print(f"  {name:<20} {s['rmse_real']:>10.3g} {s['rmse_generated']:>10.3g} "
+              f"{s['ratio']:>7.3g} {s['coverage95_real']:>10.2f} "
+              f"{s['coverage95_generated']:>10.2f} {s['prior_std']:>10.3g}")
+    print(f"report: {page} (+ utility.json and PNG figures)")
+    return 0
+
+
 def cmd_quickstart(args: argparse.Namespace) -> int:
     from surrogate.quickstart import default_plan, quickstart
     from surrogate.train import resolve_device
@@ -500,6 +524,44 @@ def _add_validate(commands: argparse._SubParsersAction) -> None:
     validate.set_defaults(func=cmd_validate)
 
 
+def _add_utility(commands: argparse._SubParsersAction) -> None:
+    """The ``utility`` command's arguments."""
+    utility = commands.add_parser(
+        "utility", help="train on synthetic, test on real: parameter inference from "
+                        "generated fields",
+        description="Train a small CNN regressor to infer the swept parameters of one "
+                    "snapshot (with a Gaussian error bar) on the simulations (TRTR), on the "
+                    "generated fields (TSTR) and on fractions of the simulations with and "
+                    "without the generated fields; test each on held-out simulations. Writes "
+                    "DIR/utility.json, DIR/utility.md and PNG figures. Exit status 0 when "
+                    "written, 2 on bad input (nothing written).")
+    utility.add_argument("--train-real", required=True, metavar="REF.h5",
+                         help="simulations to train on (every trajectory)")
+    utility.add_argument("--generated", required=True, metavar="GEN.h5",
+                         help="generated at REF's conditions (`surrogate generate RUN --like "
+                              "REF.h5`)")
+    utility.add_argument("--test", required=True, metavar="TEST.h5",
+                         help="held-out simulations (conditions not in REF)")
+    utility.add_argument("-o", "--output", required=True, metavar="DIR",
+                         help="report directory (created; report files in it are replaced)")
+    utility.add_argument("--steps", type=int, default=600,
+                         help="optimisation steps of every training (600)")
+    utility.add_argument("--batch-size", type=int, default=32, help="snapshots per step (32)")
+    utility.add_argument("--width", type=int, default=16, help="regressor base channels (16)")
+    utility.add_argument("--seed", type=int, default=0, help="first training seed (0)")
+    utility.add_argument("--repeats", type=int, default=1,
+                         help="train with seeds SEED .. SEED+K-1; scores are means (1)")
+    utility.add_argument("--fractions", type=float, nargs="*", default=[0.1, 0.25, 0.5, 1.0],
+                         help="fractions of REF's trajectories of the augmentation study "
+                              "(0.1 0.25 0.5 1; none: skip it)")
+    utility.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
+    utility.add_argument("--threads", type=int, default=None,
+                         help="torch CPU threads (default: torch's; 1 is fastest on busy "
+                              "cores)")
+    utility.add_argument("-q", "--quiet", action="store_true", help="no stage messages")
+    utility.set_defaults(func=cmd_utility)
+
+
 def _add_quickstart(commands: argparse._SubParsersAction) -> None:
     """The ``quickstart`` command's arguments."""
     quick = commands.add_parser(
@@ -533,6 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_generate(commands)
     _add_validate(commands)
+    _add_utility(commands)
     _add_quickstart(commands)
     return parser
 
@@ -597,7 +660,8 @@ def _input_files(args: argparse.Namespace) -> list[str]:
     names = {"info": ("file",), "check": ("file",), "convert": ("source",),
              "simulate": ("like",),
              "train": ("data",), "generate": ("like",),
-             "validate": ("reference", "generated", "floor")}.get(args.command, ())
+             "validate": ("reference", "generated", "floor"),
+             "utility": ("train_real", "generated", "test")}.get(args.command, ())
     return [str(getattr(args, name)) for name in names if getattr(args, name, None)]
 
 
