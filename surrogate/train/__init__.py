@@ -48,17 +48,19 @@ gradients are averaged with ``all_reduce`` after each backward (the same arithme
 from surrogate.devices import autocast_dtype, resolve_device
 from surrogate.train.config import RUN_FORMAT, TrainConfig
 from surrogate.train.entry import train, train_restarts
+from surrogate.train.objective import GANObjective, GeneratedPairs
 from surrogate.train.scoring import physics_score, score_noise_summary, two_draw_score
+from surrogate.train.state import read_metrics
 from surrogate.train.trainer import (
     Trainer,
     TrainingDivergedError,
     build_models,
     check_sign_equivariance,
     ema_beta,
-    read_metrics,
 )
 
-__all__ = ["RUN_FORMAT", "TrainConfig", "Trainer", "TrainingDivergedError", "autocast_dtype",
-           "build_models", "check_sign_equivariance", "ema_beta", "physics_score",
-           "read_metrics", "resolve_device", "score_noise_summary", "train", "train_restarts",
+__all__ = ["RUN_FORMAT", "GANObjective", "GeneratedPairs", "TrainConfig", "Trainer",
+           "TrainingDivergedError", "autocast_dtype", "build_models",
+           "check_sign_equivariance", "ema_beta", "physics_score", "read_metrics",
+           "resolve_device", "score_noise_summary", "train", "train_restarts",
            "two_draw_score"]

@@ -140,7 +140,7 @@ def train_restarts(data_path: str | os.PathLike, run_dir: str | os.PathLike,
                 shutil.rmtree(run_dir / folder)
             if (source / folder).exists():
                 shutil.copytree(source / folder, run_dir / folder)
-        from surrogate.validation.report import json_safe
+        from surrogate.jsonable import json_safe
         listing = {"kept_seed": kept["seed"], "restarts": records}
         (run_dir / "restarts.json").write_text(json.dumps(json_safe(listing), indent=1) + "\n")
     return {**kept["summary"], "run_dir": str(run_dir), "kept_seed": kept["seed"],

@@ -11,7 +11,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,21 +41,16 @@ from surrogate.data import (
     n_channels,
 )
 from surrogate.devices import autocast_dtype, resolve_device
-from surrogate.losses import (
-    consistency_penalty,
-    discriminator_loss,
-    generator_loss,
-    mode_seeking_loss,
-    r1_penalty,
-    spectral_loss,
-)
 from surrogate.models import Discriminator, Generator, ModelConfig, same_model
-from surrogate.train.config import RUN_FORMAT, TrainConfig
+from surrogate.train.config import TrainConfig
 from surrogate.train.distributed import (
     _all_reduce_gradients,
     _distributed_from_environment,
 )
-from surrogate.train.scoring import physics_score, score_noise_summary, two_draw_score
+from surrogate.train.heldout import HeldOutScorer
+from surrogate.train.objective import GANObjective, GeneratedPairs
+from surrogate.train.scoring import score_noise_summary
+from surrogate.train.state import check_run_format, read_metrics, run_config, truncate_metrics
 
 
 class TrainingDivergedError(RuntimeError):
@@ -120,7 +115,7 @@ class Trainer:
         saved = read_run_config(self.run_dir) if resume else None
         normalizer = encoder = None
         if saved is not None:
-            _check_run_format(saved, self.run_dir)
+            check_run_format(saved, self.run_dir)
             try:
                 normalizer = FieldNormalizer.from_dict(saved["normalizer"])
                 encoder = ConditionEncoder.from_dict(saved["condition_encoder"])
@@ -204,6 +199,10 @@ class Trainer:
         dtype = autocast_dtype(self.device, config.amp)
         self.autocast = (lambda: torch.autocast("cuda", dtype=dtype)) \
             if dtype is not None else contextlib.nullcontext
+        self.objective = GANObjective(config, self.data.normalizer, self.budget,
+                                      self.autocast, self.augment_generator)
+        self.scorer = HeldOutScorer(self.data, self.heads, self.generator_ema, config,
+                                    self.device, self.autocast, self.temporal)
         self.g_forward = torch.compile(self.generator) if config.compile else self.generator
         # a compiled D with spectral norm fails in backward after two forwards (the power
         # iteration updates its buffers in place), so only G is compiled then
@@ -217,18 +216,7 @@ class Trainer:
 
     # -------------------------------------------------------------- config and state
     def _write_config(self) -> None:
-        from simulators.store import FieldStore
-        with FieldStore(self.data.path) as store:
-            ranges = {name: [float(values.min()), float(values.max())]
-                      for name, values in store.parameters().items()}
-        config = {"format": RUN_FORMAT, "system": self.data.schema.system,
-                  "data_parameter_ranges": ranges,
-                  "fields": [spec.name for spec in self.data.schema.fields],
-                  "data": str(self.data.path), "schema": self.data.schema.to_dict(),
-                  "train": self.config.to_dict(), "model": self.model_config.to_dict(),
-                  "normalizer": self.data.normalizer.to_dict(),
-                  "condition_encoder": self.data.encoder.to_dict()}
-        write_run_config(self.run_dir, config)
+        write_run_config(self.run_dir, run_config(self.data, self.config, self.model_config))
 
     def _state(self) -> dict[str, Any]:
         state = {"generator": self.generator.state_dict(),
@@ -295,7 +283,7 @@ class Trainer:
                                                + 15485863 * self.step)
             torch.manual_seed(self.config.seed + 104729 * (self.ddp.rank + 1) + self.step)
         if self.ddp.main:
-            _truncate_metrics(self.run_dir / "metrics.jsonl", self.step)
+            truncate_metrics(self.run_dir / "metrics.jsonl", self.step)
 
     def save(self) -> None:
         state = self._state()                 # collective under DDP: every rank builds it
@@ -345,30 +333,12 @@ class Trainer:
                               condition: torch.Tensor, fake: torch.Tensor,
                               fake_condition: torch.Tensor, suffix: str,
                               augmentation: SymmetryAugmentation) -> dict[str, float]:
-        """One Adam step of a discriminator (loss + lazy R1 + consistency with
-        ``augmentation``'s symmetries); returns its metrics."""
-        config = self.config
-        metrics = {}
+        """One Adam step of a discriminator on :meth:`GANObjective.discriminator`'s loss;
+        returns its metrics."""
         module.requires_grad_(True)
-        with self.autocast():
-            real_logits = forward(real, condition)
-            fake_logits = forward(fake.detach(), fake_condition)
-        loss = discriminator_loss(real_logits.float(), fake_logits.float(), config.loss)
-        metrics[f"loss_d{suffix}"] = float(loss.detach())
-        if config.consistency_weight > 0 and augmentation.enabled:
-            with self.autocast():
-                real_moved = forward(augmentation(real, self.augment_generator), condition)
-                fake_moved = forward(augmentation(fake.detach(), self.augment_generator),
-                                     fake_condition)
-            consistency = (consistency_penalty(real_logits, real_moved)
-                           + consistency_penalty(fake_logits, fake_moved))
-            loss = loss + config.consistency_weight * consistency
-            metrics[f"consistency{suffix}"] = float(consistency.detach())
-        if config.r1_gamma > 0 and self.step % config.r1_interval == 0:
-            real_input = real.detach().requires_grad_(True)
-            penalty = r1_penalty(module(real_input, condition), real_input)
-            loss = loss + 0.5 * config.r1_gamma * config.r1_interval * penalty
-            metrics[f"r1{suffix}"] = float(penalty.detach())
+        loss, metrics = self.objective.discriminator(module, forward, real, condition, fake,
+                                                     fake_condition, augmentation, self.step,
+                                                     suffix)
         self._check_finite(loss, "discriminator" + suffix.replace("_", " "))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -398,18 +368,14 @@ class Trainer:
                 for group in optimizer.param_groups:
                     group["lr"] = rate * factor
         real, condition, noise = self._batch()
-        fake_condition = condition
-        pairs = condition.shape[0] // 2 * 2 if config.mode_seeking_weight > 0 else 0
-        if pairs:
-            # fakes in pairs at one condition (2i, 2i+1) with distinct latents
-            fake_condition = condition.clone()
-            fake_condition[1::2] = condition[0:pairs:2]
+        fake_condition, pairs = self.objective.fake_conditions(condition)
         with self.autocast():
             fake = self.heads.forward_normalised(self.g_forward(noise, fake_condition),
                                                  fake_condition)
         metrics = self._update_discriminator(self.discriminator, self.d_forward,
                                              self.optimizer_d, real, condition, fake,
                                              fake_condition, "", self.data.augmentation)
+        generated_pairs = None
         if self.temporal:
             # (G(z, c_i), G(z, c_i+1)): one latent, two consecutive times
             real_pairs, condition_a, condition_b, pair_noise = self._pair_batch()
@@ -418,43 +384,16 @@ class Trainer:
                 both_physical = self.heads(self.g_forward(
                     torch.cat([pair_noise, pair_noise]), both_conditions), both_conditions)
                 both = self.data.normalizer.encode(both_physical)
-            fake_pairs = torch.cat(both.chunk(2), dim=1)
+            generated_pairs = GeneratedPairs(real_pairs, torch.cat(both.chunk(2), dim=1),
+                                             both_physical, condition_a, condition_b)
             metrics.update(self._update_discriminator(
                 self.temporal_discriminator, self.temporal_discriminator, self.optimizer_t,
-                real_pairs, condition_a, fake_pairs, condition_a, "_temporal",
+                real_pairs, condition_a, generated_pairs.fake, condition_a, "_temporal",
                 self.pair_augmentation))
-
-        with self.autocast():
-            generated_logits = self.d_forward(fake, fake_condition)
-        loss_g = generator_loss(generated_logits.float(), config.loss)
-        metrics["loss_g"] = float(loss_g.detach())
-        if self.temporal:
-            with self.autocast():
-                pair_logits = self.temporal_discriminator(fake_pairs, condition_a)
-            temporal = generator_loss(pair_logits.float(), config.loss)
-            loss_g = loss_g + config.temporal_weight * temporal
-            metrics["loss_g_temporal"] = float(temporal.detach())
-        if self.budget is not None:
-            # dE/dt = P - 2 nu Z between G(z, c_i) and G(z, c_i+1) (surrogate.budget)
-            budget = self.budget.penalty(*both_physical.chunk(2), condition_a, condition_b)
-            loss_g = loss_g + config.budget_weight * budget
-            metrics["energy_budget"] = float(budget.detach())
-            with torch.no_grad():
-                real_a, real_b = (self.data.normalizer.decode(part)
-                                  for part in real_pairs.float().chunk(2, dim=1))
-                metrics["energy_budget_real"] = float(self.budget.penalty(
-                    real_a, real_b, condition_a, condition_b))
-        if pairs:
-            seeking = mode_seeking_loss(fake[0:pairs:2], fake[1:pairs:2],
-                                        noise[0:pairs:2], noise[1:pairs:2])
-            loss_g = loss_g + config.mode_seeking_weight * seeking
-            metrics["mode_seeking_loss"] = float(seeking.detach())
-        if config.spectral_loss_weight > 0:
-            spectral = spectral_loss(fake.float(), real.float(),
-                                     groups=config.spectral_loss_groups,
-                                     fake_condition=fake_condition, real_condition=condition)
-            loss_g = loss_g + config.spectral_loss_weight * spectral
-            metrics["spectral_loss"] = float(spectral.detach())
+        loss_g, generator_metrics = self.objective.generator(
+            self.d_forward, self.temporal_discriminator if self.temporal else None, fake,
+            fake_condition, pairs, noise, real, condition, generated_pairs)
+        metrics.update(generator_metrics)
         self._check_finite(loss_g, "generator")
         self.optimizer_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -477,115 +416,15 @@ class Trainer:
                                     f"{self.step}: training stopped; {where}")
 
     # -------------------------------------------------------------- validation
-    @staticmethod
-    def _validation_indices(dataset, count: int) -> np.ndarray:
-        """``count`` snapshot indices of ``dataset`` spread evenly over it (all if fewer)."""
-        return np.unique(np.linspace(0, len(dataset) - 1, min(count, len(dataset)))
-                         .round().astype(int))
-
-    def _physical(self, real: torch.Tensor) -> dict[str, np.ndarray]:
-        """Normalised channels ``(S, C, N, N)`` -> physical ``{name: (S, N, N[, 2])}``."""
-        from surrogate.data import to_store_layout
-        return to_store_layout(self.data.normalizer.decode(real.double()).numpy(),
-                               self.data.schema.fields)
-
-    @torch.no_grad()
-    def _generate(self, condition: torch.Tensor, seed: int) -> dict[str, np.ndarray]:
-        """EMA-generator snapshots (discrete fields snapped) at ``condition`` ``(S, P+1)``,
-        physical ``{name: (S, N, N[, 2])}``; its own seeded random stream (the training
-        stream is untouched)."""
-        from surrogate.data import to_store_layout
-        outputs = []
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            noise_stream = torch.Generator().manual_seed(seed)
-            for start in range(0, condition.shape[0], 64):
-                chunk = condition[start:start + 64].to(self.device)
-                noise = torch.randn(chunk.shape[0], self.config.noise_dim,
-                                    generator=noise_stream).to(self.device)
-                with self.autocast():
-                    raw = self.generator_ema(noise, chunk)
-                outputs.append(self.heads.snap_discrete(self.heads(raw, chunk)).float().cpu())
-        return to_store_layout(torch.cat(outputs).numpy(), self.data.schema.fields)
+    def validate(self) -> dict[str, float] | None:
+        """The EMA generator's score on the validation split
+        (:meth:`HeldOutScorer.score`); ``None`` without one."""
+        return self.scorer.score()
 
     def generate_like(self, dataset, count: int, seed: int
                       ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """EMA-generator snapshots at the conditions of ``count`` snapshots of ``dataset``.
-
-        Returns ``(reference, generated)`` physical fields ``{name: (S, N, N[, 2])}``.
-        Uses its own seeded random stream (the training stream is untouched).
-        """
-        real, condition = dataset.get_batch(self._validation_indices(dataset, count))
-        return self._physical(real), self._generate(condition, seed)
-
-    def _neighbour_snapshots(self, dataset, indices: np.ndarray
-                             ) -> dict[str, np.ndarray] | None:
-        """For snapshots ``indices`` of ``dataset``: the training snapshot at the same time
-        whose parameters are nearest (encoded space), physical ``{name: (S, N, N[, 2])}``;
-        ``None`` without a training split of >= 1 trajectory."""
-        from scipy.spatial import cKDTree
-        train = self.data.splits.get("train")
-        if train is None or len(train) == 0:
-            return None
-        train_parameters = train.conditions.numpy()[::train.n_times, :-1]
-        wanted = dataset.conditions.numpy()[indices, :-1]
-        if train_parameters.shape[1] == 0:
-            nearest = np.zeros(indices.size, dtype=int)
-        else:
-            nearest = cKDTree(train_parameters).query(wanted)[1]
-        real, _ = train.get_batch(nearest * train.n_times + indices % dataset.n_times)
-        return self._physical(real)
-
-    def validate(self) -> dict[str, float] | None:
-        dataset = self.data.splits.get("valid")
-        if dataset is None:
-            return None
-        indices = self._validation_indices(dataset, self.config.validation_samples)
-        real, condition = dataset.get_batch(indices)
-        reference = self._physical(real)
-        generated = self._generate(condition, self.config.seed + 7)
-        # a second latent at every condition, and each reference snapshot's nearest
-        # training neighbour at the same time: the within-condition spread
-        second = self._generate(condition, self.config.seed + 8)
-        neighbours = self._neighbour_snapshots(dataset, indices)
-        increments = (self._increments(dataset, indices, reference, condition)
-                      if self.temporal else None)
-        ranks = {spec.name: spec.rank for spec in self.data.schema.fields}
-        sampled = [*generated.values(), *second.values(),
-                   *(increments["generated"].values() if increments is not None else ())]
-        if not all(np.all(np.isfinite(values)) for values in sampled):
-            return {"score": math.inf}
-        draws = []
-        for first, other in ((generated, second), (second, generated)):
-            pairs = None if neighbours is None else {"generated": other,
-                                                     "reference": neighbours}
-            draws.append(physics_score(reference, first, ranks, self.data.schema.box_size,
-                                       pairs=pairs, increments=increments))
-        return two_draw_score(*draws)
-
-    def _increments(self, dataset, indices: np.ndarray, reference: dict[str, np.ndarray],
-                    condition: torch.Tensor) -> dict[str, dict[str, np.ndarray]] | None:
-        """Changes between consecutive snapshot times, ``x(t_i+1) - x(t_i)`` of the
-        reference trajectories at ``indices`` (those before the last time; ``reference``
-        and ``condition`` are those snapshots, already read) and ``g(t_i+1) - g(t_i)``
-        generated with one latent per pair; ``None`` if none."""
-        before_last = indices % dataset.n_times < dataset.n_times - 1
-        if not before_last.any():
-            return None
-        sides: dict[str, dict[str, np.ndarray]] = {"reference": {}, "generated": {}}
-        reference_a = {name: values[before_last] for name, values in reference.items()}
-        condition_a = condition[torch.from_numpy(before_last)]
-        real_b, condition_b = dataset.get_batch(indices[before_last] + 1)
-        reference_b = self._physical(real_b)
-        seed = self.config.seed + 9                   # same latents at t_i and t_i+1
-        generated_a = self._generate(condition_a, seed)
-        generated_b = self._generate(condition_b, seed)
-        for name in reference_a:
-            sides["reference"][name] = reference_b[name] - reference_a[name]
-            sides["generated"][name] = (generated_b[name].astype(np.float64)
-                                        - generated_a[name])
-        return sides
+        """:meth:`HeldOutScorer.generate_like`."""
+        return self.scorer.generate_like(dataset, count, seed)
 
     def _samples_figure(self) -> None:
         from surrogate.validation.plots import save_training_samples
@@ -598,7 +437,7 @@ class Trainer:
     # -------------------------------------------------------------- the loop
     def run(self) -> dict[str, Any]:
         """Train until ``config.steps``; returns a summary."""
-        from surrogate.validation.report import json_safe
+        from surrogate.jsonable import json_safe
         config = self.config
         start_step, started = self.step, time.perf_counter()
         bar = None
@@ -659,42 +498,3 @@ class Trainer:
                 "best_score": self.best_score, "best_step": self.best_step,
                 **score_noise_summary(read_metrics(metrics_path)),
                 "device": str(self.device), "world_size": self.ddp.world_size}
-
-
-def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The records of a run's ``metrics.jsonl`` (one JSON object per line; a line that
-    does not parse, e.g. cut short by a killed run, is skipped; no file: no records)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                kept.append(line)
-        except json.JSONDecodeError:
-            continue
-    path.write_text("".join(line + "\n" for line in kept))
-
-
-def _check_run_format(config: Mapping[str, Any], run_dir: Path) -> None:
-    if config.get("format") != RUN_FORMAT:
-        raise CheckpointError(f"{run_dir}: run format {config.get('format')!r} is not "
-                              f"{RUN_FORMAT}")
-    missing = [key for key in ("system", "train", "model", "normalizer", "condition_encoder",
-                               "schema") if key not in config]
-    if missing:
-        raise CheckpointError(f"{run_dir}/config.json: missing {', '.join(missing)}")

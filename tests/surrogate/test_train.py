@@ -306,7 +306,8 @@ def test_validation_logs_the_spread_and_compares_with_training_neighbours(tmp_pa
     for name in ("vorticity", "velocity"):
         assert scores[f"{name}/spread"] > 0
     valid = trainer.data.splits["valid"]
-    neighbours = trainer._neighbour_snapshots(valid, trainer._validation_indices(valid, 8))
+    scorer = trainer.scorer
+    neighbours = scorer.neighbour_snapshots(valid, scorer.validation_indices(valid, 8))
     reference, _ = trainer.generate_like(valid, 8, 0)
     # same times; neighbours come from training trajectories, so they differ
     assert neighbours["vorticity"].shape == reference["vorticity"].shape

@@ -1,0 +1,190 @@
+"""The loss composition of one training step: what each network pays, with the maths.
+
+The losses themselves (adversarial, R1, consistency, spectral, mode seeking) live in
+:mod:`surrogate.losses` and the energy budget in :mod:`surrogate.budget`; this module
+composes them the way :class:`surrogate.train.Trainer` applies them (the optimiser
+steps, gradient averaging over replicas, the NaN guard and the EMA are the trainer's).
+Notation: ``x`` real normalised fields at conditions ``c``; ``G(z, c)`` generated fields
+(generator, physics heads, normaliser); ``D`` the discriminator, ``D_t`` the temporal
+one reading consecutive snapshots stacked on channels; ``T`` a random declared
+symmetry; ``k`` the lazy-R1 interval.
+
+Discriminator phase (each of ``D`` and, for files with >= 2 times, ``D_t``)::
+
+    L_D = loss_D(D(x, c), D(G(z, c'), c'))                        (hinge / non-saturating)
+        + lambda_cr [ (D(x) - D(T x))^2 + (D(G) - D(T G))^2 ]     (consistency_weight > 0)
+        + (gamma / 2) k |grad_x D(x, c)|^2          on steps with step % k == 0 (lazy R1)
+
+Generator phase::
+
+    L_G = loss_G(D(G(z, c'), c'))
+        + w_t loss_G(D_t([G(z, c_i), G(z, c_i+1)], c_i))          (temporal_weight)
+        + w_b mean r^2, the energy-budget residual of those pairs (budget_weight)
+        + w_ms MS(G(z_2i, c'_2i), G(z_2i+1, c'_2i))               (mode_seeking_weight)
+        + w_spec L_spec(G, x; groups)                               (spectral_loss_weight)
+
+with ``c' = c`` except that, with mode seeking on, fakes come in pairs at one condition:
+``c'_2i+1 = c_2i``. The terms are added in this order (the order fixes the float
+round-off, hence bit-identical resumes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from surrogate.budget import EnergyBudget
+from surrogate.data import FieldNormalizer, SymmetryAugmentation
+from surrogate.losses import (
+    consistency_penalty,
+    discriminator_loss,
+    generator_loss,
+    mode_seeking_loss,
+    r1_penalty,
+    spectral_loss,
+)
+from surrogate.train.config import TrainConfig
+
+__all__ = ["GANObjective", "GeneratedPairs"]
+
+Metrics = dict[str, float]
+
+
+@dataclass
+class GeneratedPairs:
+    """The temporal phase's batch: ``b`` real pairs of consecutive snapshots and the
+    generated pairs of one latent at the same two times.
+
+    Attributes:
+        real: (b, 2C, N, N) normalised real pairs ``[x(t_i), x(t_i+1)]`` (augmented).
+        fake: (b, 2C, N, N) normalised generated pairs ``[G(z, c_i), G(z, c_i+1)]``.
+        physical: (2b, C, N, N) the generated pairs in physical units, the ``t_i``
+            halves first (what the energy budget reads).
+        condition_a, condition_b: (b, P + 1) conditions at ``t_i`` and ``t_i+1``.
+    """
+
+    real: torch.Tensor
+    fake: torch.Tensor
+    physical: torch.Tensor
+    condition_a: torch.Tensor
+    condition_b: torch.Tensor
+
+
+class GANObjective:
+    """Both phases' losses for one training configuration (module docstring).
+
+    Args:
+        config: the training options (weights, loss kind, R1 interval).
+        normalizer: field normaliser (real pairs back to physical units for the logged
+            budget floor).
+        budget: the energy budget, or ``None`` (``budget_weight`` 0).
+        autocast: a no-argument context factory for the networks' forward passes.
+        augment_generator: the random stream of the symmetry transformations ``T`` of
+            the consistency term (the trainer's augmentation stream, so that the draws
+            are part of the checkpointed state).
+    """
+
+    def __init__(self, config: TrainConfig, normalizer: FieldNormalizer,
+                 budget: EnergyBudget | None, autocast: Callable,
+                 augment_generator: torch.Generator) -> None:
+        self.config = config
+        self.normalizer = normalizer
+        self.budget = budget
+        self.autocast = autocast
+        self.augment_generator = augment_generator
+
+    def fake_conditions(self, condition: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """``(c', pairs)``: the conditions of the fakes, and how many of them (an even
+        number, 0 without mode seeking) come in pairs at one condition."""
+        pairs = condition.shape[0] // 2 * 2 if self.config.mode_seeking_weight > 0 else 0
+        if not pairs:
+            return condition, 0
+        fake_condition = condition.clone()
+        fake_condition[1::2] = condition[0:pairs:2]
+        return fake_condition, pairs
+
+    def discriminator(self, module: torch.nn.Module, forward: Callable, real: torch.Tensor,
+                      condition: torch.Tensor, fake: torch.Tensor,
+                      fake_condition: torch.Tensor, augmentation: SymmetryAugmentation,
+                      step: int, suffix: str = "") -> tuple[torch.Tensor, Metrics]:
+        """``L_D`` of one discriminator and its metrics (``loss_d``, ``consistency``,
+        ``r1``, each with ``suffix``). ``forward`` is the module's (maybe compiled)
+        forward; R1's double backward goes through ``module`` itself."""
+        config = self.config
+        metrics = {}
+        with self.autocast():
+            real_logits = forward(real, condition)
+            fake_logits = forward(fake.detach(), fake_condition)
+        loss = discriminator_loss(real_logits.float(), fake_logits.float(), config.loss)
+        metrics[f"loss_d{suffix}"] = float(loss.detach())
+        if config.consistency_weight > 0 and augmentation.enabled:
+            with self.autocast():
+                real_moved = forward(augmentation(real, self.augment_generator), condition)
+                fake_moved = forward(augmentation(fake.detach(), self.augment_generator),
+                                     fake_condition)
+            consistency = (consistency_penalty(real_logits, real_moved)
+                           + consistency_penalty(fake_logits, fake_moved))
+            loss = loss + config.consistency_weight * consistency
+            metrics[f"consistency{suffix}"] = float(consistency.detach())
+        if config.r1_gamma > 0 and step % config.r1_interval == 0:
+            real_input = real.detach().requires_grad_(True)
+            penalty = r1_penalty(module(real_input, condition), real_input)
+            loss = loss + 0.5 * config.r1_gamma * config.r1_interval * penalty
+            metrics[f"r1{suffix}"] = float(penalty.detach())
+        return loss, metrics
+
+    def generator(self, d_forward: Callable, temporal_discriminator: Callable | None,
+                  fake: torch.Tensor, fake_condition: torch.Tensor, pairs: int,
+                  noise: torch.Tensor, real: torch.Tensor, condition: torch.Tensor,
+                  generated_pairs: GeneratedPairs | None) -> tuple[torch.Tensor, Metrics]:
+        """``L_G`` and its metrics (``loss_g``, ``loss_g_temporal``, ``energy_budget``
+        with its real floor ``energy_budget_real``, ``mode_seeking_loss``,
+        ``spectral_loss``).
+
+        Args:
+            d_forward: the discriminator's forward.
+            temporal_discriminator: the temporal one, or ``None``.
+            fake: (B, C, N, N) normalised fakes at ``fake_condition``; ``pairs`` of them
+                in mode-seeking pairs (:meth:`fake_conditions`) from latents ``noise``.
+            real, condition: the real batch (the spectral loss's reference).
+            generated_pairs: the temporal phase's pairs, or ``None``.
+        """
+        config = self.config
+        metrics = {}
+        with self.autocast():
+            generated_logits = d_forward(fake, fake_condition)
+        loss = generator_loss(generated_logits.float(), config.loss)
+        metrics["loss_g"] = float(loss.detach())
+        if temporal_discriminator is not None and generated_pairs is not None:
+            with self.autocast():
+                pair_logits = temporal_discriminator(generated_pairs.fake,
+                                                     generated_pairs.condition_a)
+            temporal = generator_loss(pair_logits.float(), config.loss)
+            loss = loss + config.temporal_weight * temporal
+            metrics["loss_g_temporal"] = float(temporal.detach())
+        if self.budget is not None and generated_pairs is not None:
+            # dE/dt = P - 2 nu Z between G(z, c_i) and G(z, c_i+1) (surrogate.budget)
+            budget = self.budget.penalty(*generated_pairs.physical.chunk(2),
+                                         generated_pairs.condition_a,
+                                         generated_pairs.condition_b)
+            loss = loss + config.budget_weight * budget
+            metrics["energy_budget"] = float(budget.detach())
+            with torch.no_grad():
+                real_a, real_b = (self.normalizer.decode(part)
+                                  for part in generated_pairs.real.float().chunk(2, dim=1))
+                metrics["energy_budget_real"] = float(self.budget.penalty(
+                    real_a, real_b, generated_pairs.condition_a, generated_pairs.condition_b))
+        if pairs:
+            seeking = mode_seeking_loss(fake[0:pairs:2], fake[1:pairs:2],
+                                        noise[0:pairs:2], noise[1:pairs:2])
+            loss = loss + config.mode_seeking_weight * seeking
+            metrics["mode_seeking_loss"] = float(seeking.detach())
+        if config.spectral_loss_weight > 0:
+            spectral = spectral_loss(fake.float(), real.float(),
+                                     groups=config.spectral_loss_groups,
+                                     fake_condition=fake_condition, real_condition=condition)
+            loss = loss + config.spectral_loss_weight * spectral
+            metrics["spectral_loss"] = float(spectral.detach())
+        return loss, metrics
