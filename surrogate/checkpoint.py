@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from simulators.messages import first_line
+from simulators.store.writer import fsync_directory
 
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "atomic_write_bytes", "capture_rng_state",
            "load_checkpoint", "read_run_config", "restore_rng_state", "save_checkpoint",
@@ -46,19 +47,6 @@ os.umask(_UMASK)
 
 class CheckpointError(ValueError):
     """A checkpoint or run directory that cannot be used (one-line message)."""
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        handle = os.open(directory, os.O_RDONLY)
-    except OSError:                              # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(handle)
-    except OSError:                              # pragma: no cover
-        pass
-    finally:
-        os.close(handle)
 
 
 def atomic_write_bytes(path: str | os.PathLike, write) -> Path:
@@ -76,7 +64,7 @@ def atomic_write_bytes(path: str | os.PathLike, write) -> Path:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
     return path
 
 

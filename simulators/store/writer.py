@@ -61,7 +61,9 @@ def _fsync(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _fsync_directory(path: Path) -> None:
+def fsync_directory(path: Path) -> None:
+    """Flush a directory's entries to disk (after a rename into it), so that a crash
+    cannot lose the rename; a no-op where directories cannot be opened (Windows)."""
     try:
         descriptor = os.open(path, os.O_RDONLY)
     except OSError:
@@ -363,6 +365,6 @@ class FieldStoreWriter:
         self._file = None
         _fsync(self.partial)
         os.replace(self.partial, self.path)
-        _fsync_directory(self.path.parent)
+        fsync_directory(self.path.parent)
         return self.path
 
