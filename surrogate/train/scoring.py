@@ -64,8 +64,10 @@ def physics_score(reference: Mapping[str, np.ndarray], generated: Mapping[str, n
         out[f"{name}/w1"] = w1
         total += spectrum + w1
         if pairs is not None:
-            ratio = _mean_abs_ratio(generated[name].astype(np.float64) - pairs["generated"][name],
-                                    values.astype(np.float64) - pairs["reference"][name])
+            # two samples per condition: the report's ensemble spread ratio
+            # (statistics.spread_ratio), std over 2 samples = |a - b| / sqrt(2) per pixel
+            ratio = _spread_ratio(np.stack([generated[name], pairs["generated"][name]]),
+                                  np.stack([values, pairs["reference"][name]]))
             if ratio is not None:
                 out[f"{name}/spread"] = ratio
                 total += _log_ratio_penalty(ratio)
@@ -116,6 +118,20 @@ def _mean_abs_ratio(generated: np.ndarray, reference: np.ndarray) -> float | Non
     """``mean |generated| / mean |reference|`` (None when the reference is all zero)."""
     scale = float(np.mean(np.abs(reference)))
     return float(np.mean(np.abs(generated))) / scale if scale > 0 else None
+
+
+def _spread_ratio(generated: np.ndarray, reference: np.ndarray) -> float | None:
+    """:func:`surrogate.validation.statistics.spread_ratio` over the leading axis of
+    ``(2, S, ...)`` stacks, each pair of samples at one condition (None when the
+    reference pairs are identical everywhere)."""
+    from surrogate.validation.statistics import spread_ratio
+    size = generated.shape[1]
+    try:
+        return spread_ratio(generated.reshape(2, size, -1), reference.reshape(2, size, -1))
+    except ValueError:
+        if np.array_equal(reference[0], reference[1]):
+            return None
+        raise
 
 
 def _log_ratio_penalty(ratio: float) -> float:
