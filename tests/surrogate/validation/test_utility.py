@@ -1,0 +1,237 @@
+"""Train on synthetic, test on real (issue 19): the negative controls of the utility metric.
+
+Data: Gaussian random fields on 16^2 grids, spectral index swept over its whole declared
+range [1.5, 4] (amplitude fixed), simulated here: the real training set, an independent
+simulator ensemble at the same conditions (a perfect "generator"), and held-out
+simulations at other conditions. Regressors are small and trained for a few hundred
+steps on one thread, so the whole file runs in well under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import h5py
+import numpy as np
+import pytest
+
+import simulators
+from simulators.store import FieldStore
+from simulators.sweep import SweepSpec, run_sweep
+from surrogate.cli import main
+from surrogate.data import ConditionEncoder
+from surrogate.validation.utility import (
+    RegressorConfig,
+    Snapshots,
+    read_snapshots,
+    regression_scores,
+    train_regressor,
+)
+
+RESOLUTION = 16
+SWEEP = {"spectral_index": (1.5, 4.0)}
+FIXED = {"amplitude": 0.1}
+#: the control trainings: big enough to learn the index, small enough for seconds
+CONFIG = RegressorConfig(steps=300, batch_size=64, width=8, learning_rate=3e-3, device="cpu",
+                         threads=1)
+#: the file-level runs only need to be deterministic and to write their files
+TINY = ["--steps", "20", "--width", "4", "--threads", "1", "--device", "cpu", "-q"]
+
+
+def _sweep(path, n, seed, resolution=RESOLUTION, fixed=None, system="gaussian_random_field",
+           sweep=None):
+    spec = SweepSpec(system, n, resolution=resolution,
+                     ranges=SWEEP if sweep is None else sweep,
+                     fixed=FIXED if fixed is None else fixed, seed=seed)
+    return run_sweep(spec, path, progress=False)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """REF (192 trajectories), a second simulator ensemble at REF's conditions, TEST (128
+    trajectories at other conditions of the same range)."""
+    directory = tmp_path_factory.mktemp("utility")
+    reference = _sweep(directory / "ref.h5", 192, seed=0)
+    second = run_sweep(SweepSpec.like(reference, 1), directory / "second.h5", progress=False)
+    test = _sweep(directory / "test.h5", 128, seed=2)
+    return {"ref": reference, "second": second, "test": test, "dir": directory}
+
+
+@pytest.fixture(scope="module")
+def arrays(files):
+    with FieldStore(files["ref"]) as store:
+        encoder, schema = ConditionEncoder.from_schema(store.schema), store.schema
+        real = read_snapshots(store, encoder, ["spectral_index"])
+    with FieldStore(files["second"]) as store:
+        second = read_snapshots(store, encoder, ["spectral_index"])
+    with FieldStore(files["test"]) as store:
+        test = read_snapshots(store, encoder, ["spectral_index"])
+    return {"real": real, "second": second, "test": test, "schema": schema}
+
+
+def _rmse(training: Snapshots, arrays) -> dict[str, float]:
+    """Test scores of a regressor trained on ``training``."""
+    mean, std = train_regressor(training, arrays["schema"], CONFIG, seed=0).predict(
+        arrays["test"])
+    return regression_scores(mean, std, arrays["test"].targets, ("spectral_index",))[
+        "spectral_index"]
+
+
+@pytest.fixture(scope="module")
+def real_scores(arrays):
+    return _rmse(arrays["real"], arrays)
+
+
+def test_targets_encode_the_declared_range():
+    """The regressor's units are the GAN's condition encoding: the declared range [1.5, 4]
+    maps linearly onto [-1, 1]."""
+    encoder = ConditionEncoder.from_dict({"parameters": [
+        {"name": "spectral_index", "low": 1.5, "high": 4.0, "log_scale": False},
+        {"name": "amplitude", "low": 0.01, "high": 1.0, "log_scale": True}],
+        "time_range": [0.0, 0.0]})
+    fields = {"delta": np.zeros((3, 4, 4)), "density": np.ones((3, 4, 4))}
+    snapshots = Snapshots.from_arrays(
+        fields, {"spectral_index": np.array([1.5, 2.75, 4.0]), "amplitude": 0.1}, 0.0,
+        specs=simulators.get("gaussian_random_field").fields, encoder=encoder,
+        names=["spectral_index", "amplitude"])
+    np.testing.assert_allclose(snapshots.targets[:, 0], [-1.0, 0.0, 1.0], atol=1e-7)
+    # log-scaled: 0.1 is the geometric middle of [0.01, 1]
+    np.testing.assert_allclose(snapshots.targets[:, 1], 0.0, atol=1e-7)
+
+
+def test_scores_of_a_known_prediction():
+    """RMSE, coverages and prior std against values computed by hand."""
+    targets = np.array([[-1.0], [0.0], [1.0], [0.0]])
+    mean = targets + np.array([[0.5], [-0.5], [2.5], [0.0]])
+    std = np.full_like(mean, 1.0)
+    scores = regression_scores(mean, std, targets, ["p"])["p"]
+    assert scores["rmse"] == pytest.approx(math.sqrt((0.25 + 0.25 + 6.25) / 4))
+    assert scores["coverage68"] == pytest.approx(3 / 4)      # |error| <= 1: three of four
+    assert scores["coverage95"] == pytest.approx(3 / 4)      # 2.5 > 1.96
+    assert scores["prior_std"] == pytest.approx(math.sqrt(0.5))
+
+
+def test_regressor_trained_on_simulations_learns(real_scores):
+    """Trained on simulations, the test RMSE is well below what learning nothing gives."""
+    assert real_scores["rmse"] < 0.35 * real_scores["prior_std"]
+
+
+def test_second_simulator_ensemble_as_generated_scores_like_the_simulations(arrays,
+                                                                            real_scores):
+    """A perfect generator (the simulator again, other seeds, same conditions) gives a
+    ratio within [0.8, 1.25]. (One training each: over training seeds 0-3 this setup gave
+    0.99, 1.19, 0.99, 1.07.)"""
+    ratio = _rmse(arrays["second"], arrays)["rmse"] / real_scores["rmse"]
+    assert 0.8 <= ratio <= 1.25
+
+
+def test_fields_relabelled_to_other_conditions_give_a_large_ratio(arrays, real_scores):
+    """Fields labelled with the condition of their mirror in rank (lowest index gets the
+    highest label): a generator that maps conditions to the wrong physics. Ratio >= 2."""
+    second = arrays["second"]
+    order = np.argsort(second.targets[:, 0], kind="stable")
+    labels = np.empty_like(second.targets)
+    labels[order] = second.targets[order[::-1]]
+    ratio = _rmse(second.relabelled(labels), arrays)["rmse"] / real_scores["rmse"]
+    assert ratio >= 2
+
+
+def test_generator_that_ignores_its_condition_teaches_nothing(arrays):
+    """Fields whose law does not depend on their label (the ensemble's fields under a
+    random permutation of the labels: at every label, a draw from the mixture over all
+    conditions) give rmse_generated close to prior_std, against ~0.12 prior_std for the
+    simulations.
+
+    The bounds: a constant guess scores >= prior_std. A regressor can still learn the
+    permutation's chance correlation rho with the fields' true conditions (|rho| up to
+    ~2.5 / sqrt(192) = 0.18 for a random permutation); predicting b y with b <= rho
+    scores |1 - b| prior_std at best, so >= ~0.8 prior_std; memorising the labels
+    (outputs spread like the labels, independent of the truth) scores up to
+    sqrt(2) prior_std, and weight decay keeps it well below."""
+    second = arrays["second"]
+    permuted = np.random.default_rng(7).permutation(second.targets)
+    scores = _rmse(second.relabelled(permuted), arrays)
+    assert 0.75 <= scores["rmse"] / scores["prior_std"] <= 1.3
+
+
+def test_same_seed_gives_the_same_report(files, tmp_path):
+    """Two runs with one seed write byte-identical utility.json; the report holds the
+    issue's keys."""
+    arguments = ["utility", "--train-real", str(files["ref"]), "--generated",
+                 str(files["second"]), "--test", str(files["test"]), "--fractions", "0.5", "1",
+                 *TINY]
+    assert main([*arguments, "-o", str(tmp_path / "a")]) == 0
+    assert main([*arguments, "-o", str(tmp_path / "b")]) == 0
+    first = (tmp_path / "a" / "utility.json").read_text()
+    assert first == (tmp_path / "b" / "utility.json").read_text()
+    report = json.loads(first)
+    assert set(report["parameters"]["spectral_index"]) == {
+        "rmse_real", "rmse_generated", "ratio", "coverage68_real", "coverage68_generated",
+        "coverage95_real", "coverage95_generated", "prior_std"}
+    points = report["augmentation"]["spectral_index"]
+    assert [p["fraction"] for p in points] == [0.5, 1.0]
+    assert {"fraction", "rmse_real_only", "rmse_with_generated"} <= set(points[0])
+    # f = 1 alone is the TRTR training itself
+    assert points[1]["rmse_real_only"] == report["parameters"]["spectral_index"]["rmse_real"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "utility.json", "utility.md", "utility_augmentation.png", "utility_predictions.png"]
+
+
+def test_overlapping_test_conditions_are_named_in_a_warning(files, tmp_path, capsys):
+    """REF used as its own test set: every test condition is a training condition."""
+    status = main(["utility", "--train-real", str(files["ref"]), "--generated",
+                   str(files["second"]), "--test", str(files["ref"]), "--fractions",
+                   "-o", str(tmp_path / "out"), *TINY])
+    assert status == 0
+    assert "surrogate: warning: 192 of the 192 test conditions are also training conditions" \
+        in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def bad_files(files):
+    directory = files["dir"]
+    nan = directory / "test_nan.h5"
+    nan.write_bytes(files["test"].read_bytes())
+    with h5py.File(nan, "r+") as handle:
+        handle["t0_fields/delta"][5, 0, 3, 3] = np.nan
+    return {
+        "other system": (_sweep(directory / "diffusion.h5", 8, 0, system="diffusion",
+                                sweep={"diffusivity": (0.01, 0.1)}, fixed={}),
+                         "system"),
+        "other grid": (_sweep(directory / "grid8.h5", 8, 0, resolution=8), "resolution"),
+        "other fixed parameter": (_sweep(directory / "amplitude.h5", 8, 0,
+                                         fixed={"amplitude": 0.2}), "'amplitude' = 0.2"),
+        "nan": (nan, "NaN/Inf"),
+        "missing": (directory / "missing.h5", "not found"),
+        "too few": (_sweep(directory / "three.h5", 3, 5), "fewer than"),
+    }
+
+
+@pytest.mark.parametrize("case, role", [
+    ("other system", "--generated"), ("other grid", "--test"),
+    ("other fixed parameter", "--generated"), ("nan", "--test"), ("missing", "--test"),
+    ("too few", "--test"), ("no training conditions", "--generated"),
+    ("too few for 10 %", "--train-real")])
+def test_bad_input_is_one_line_exit_2_nothing_written(files, bad_files, case, role, tmp_path,
+                                                      capsys):
+    paths = {"--train-real": files["ref"], "--generated": files["second"],
+             "--test": files["test"]}
+    if case == "no training conditions":
+        paths[role], expected = files["test"], "no trajectory within"
+    elif case == "too few for 10 %":
+        # 10 % of 24 trajectories is 3, fewer than the regressor needs; GEN covers them
+        small = _sweep(tmp_path / "ref24.h5", 24, seed=0)
+        paths = {"--train-real": small, "--generated": run_sweep(
+            SweepSpec.like(small, 1), tmp_path / "gen24.h5", progress=False),
+            "--test": files["test"]}
+        expected = "10% of the 24 real training trajectories is 3"
+    else:
+        paths[role], expected = bad_files[case]
+    output = tmp_path / "out"
+    arguments = [item for flag, path in paths.items() for item in (flag, str(path))]
+    assert main(["utility", *arguments, "-o", str(output), *TINY]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("surrogate: error: ") and error.count("\n") == 1
+    assert expected in error
+    assert not output.exists()
