@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from simulators.messages import first_line as _first_line
-from simulators.store.hdf5 import _READ_ERRORS, _text, foreign_links, open_hdf5
+from simulators.store.hdf5 import _READ_ERRORS, attribute_text, foreign_links, open_hdf5
 from simulators.store.rules import (
     INDEX_DATASETS,
     _complete_flag_problem,
@@ -103,13 +103,13 @@ def _check_structure(handle: h5py.File, problems: list[str]) -> None:
         return
     try:
         schema = StoreSchema.from_description(
-            _text(attrs["system_description"]), times=handle["dimensions/time"][...],
+            attribute_text(attrs["system_description"]), times=handle["dimensions/time"][...],
             resolution=int(attrs["resolution"]), box_size=float(attrs["box_size"]))
     except (KeyError, TypeError, ValueError) as error:
         problems.append(f"system_description is not valid: {_first_line(error)}")
         return
     n = int(attrs["n_trajectories"])
-    names = [_text(v) for v in attrs["simulation_parameters"]]
+    names = [attribute_text(v) for v in attrs["simulation_parameters"]]
     if names != [p.name for p in schema.parameters]:
         problems.append("simulation_parameters does not match system_description")
     _check_coordinates(handle, schema, n, problems)
@@ -145,10 +145,10 @@ def _check_root_attributes(attrs: Any, problems: list[str]) -> None:
 def _check_members(handle: h5py.File, problems: list[str]) -> None:
     """Format version, grid type, the ``complete`` mark, and the groups and root datasets."""
     attrs = handle.attrs
-    if _text(attrs["format_version"]) != FORMAT_VERSION:
-        problems.append(f"format_version {_text(attrs['format_version'])!r} is not "
+    if attribute_text(attrs["format_version"]) != FORMAT_VERSION:
+        problems.append(f"format_version {attribute_text(attrs['format_version'])!r} is not "
                         f"{FORMAT_VERSION!r}")
-    if _text(attrs["grid_type"]) != "cartesian" or int(attrs["n_spatial_dims"]) != 2:
+    if attribute_text(attrs["grid_type"]) != "cartesian" or int(attrs["n_spatial_dims"]) != 2:
         problems.append("grid_type must be 'cartesian' and n_spatial_dims 2")
     problem = _complete_flag_problem(attrs)
     if problem:
@@ -226,7 +226,7 @@ def _check_boundaries(handle: h5py.File, problems: list[str]) -> None:
     """Both axes periodic."""
     for boundary in ("x_periodic", "y_periodic"):
         group = handle["boundary_conditions"].get(boundary)
-        if group is None or _text(group.attrs.get("bc_type", "")).upper() != "PERIODIC":
+        if group is None or attribute_text(group.attrs.get("bc_type", "")).upper() != "PERIODIC":
             problems.append(f"boundary_conditions/{boundary} missing or not PERIODIC")
 
 
@@ -237,7 +237,7 @@ def _check_fields(handle: h5py.File, schema: StoreSchema, n: int,
     for rank in (0, 1):
         group = handle[f"t{rank}_fields"]
         declared = [spec.name for spec in schema.fields if spec.rank == rank]
-        listed = [_text(v) for v in group.attrs.get("field_names", [])]
+        listed = [attribute_text(v) for v in group.attrs.get("field_names", [])]
         if listed != declared:
             problems.append(f"t{rank}_fields field_names {listed} != declared {declared}")
         for name in declared:
@@ -294,7 +294,7 @@ def _check_netcdf_view(filename: str, problems: list[str]) -> None:
 
 def _check_values(handle: h5py.File, problems: list[str]) -> None:
     # fields declared discrete_values must hold exactly those values (as float32)
-    description = json.loads(_text(handle.attrs["system_description"]))
+    description = json.loads(attribute_text(handle.attrs["system_description"]))
     allowed = {item["field"]: np.asarray(item["values"], dtype=np.float32)
                for item in description.get("invariants", [])
                if item.get("kind") == "discrete_values" and item.get("values")}

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from simulators.messages import first_line as _first_line
-from simulators.store.hdf5 import _READ_ERRORS, FieldStoreError, _text, printable
+from simulators.store.hdf5 import _READ_ERRORS, FieldStoreError, attribute_text, printable
 from simulators.store.reader import FieldStore
 from simulators.store.schema import SPLIT_NAMES
 
@@ -48,7 +48,7 @@ def _describe(store: FieldStore) -> dict[str, Any]:
         "path": str(store.path),
         "system": printable(store.system),
         "dataset_name": printable(store.dataset_name),
-        "format_version": printable(_text(store.h5.attrs.get("format_version", "?"))),
+        "format_version": printable(attribute_text(store.h5.attrs.get("format_version", "?"))),
         "n_trajectories": store.n_trajectories,
         "resolution": store.resolution,
         "box_size": store.box_size,

@@ -67,22 +67,22 @@ def foreign_links(handle: h5py.File, *, datasets: bool = True) -> list[str]:
     for name, kind in links:
         if kind == h5py.h5l.TYPE_EXTERNAL:
             target = handle.id.links.get_val(name)[0]
-            found.append(f"/{_text(name)} is a link to another file "
-                         f"({printable(_text(target))})")
+            found.append(f"/{attribute_text(name)} is a link to another file "
+                         f"({printable(attribute_text(target))})")
         elif kind not in (h5py.h5l.TYPE_HARD, h5py.h5l.TYPE_SOFT):
-            found.append(f"/{_text(name)} is a user-defined link (not followed)")
+            found.append(f"/{attribute_text(name)} is a user-defined link (not followed)")
     if found or not datasets:
         return found
     for name, kind in links:
         if kind != h5py.h5l.TYPE_HARD:
             continue
-        obj = handle.get(_text(name))
+        obj = handle.get(attribute_text(name))
         if isinstance(obj, h5py.Dataset):
             if obj.is_virtual:
-                found.append(f"/{_text(name)} is a virtual dataset mapping other files")
+                found.append(f"/{attribute_text(name)} is a virtual dataset mapping other files")
             elif obj.external:
-                found.append(f"/{_text(name)} keeps its data in external files "
-                             f"({printable(_text(obj.external[0][0]))})")
+                found.append(f"/{attribute_text(name)} keeps its data in external files "
+                             f"({printable(attribute_text(obj.external[0][0]))})")
     return found
 
 
@@ -95,8 +95,9 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _text(value: Any) -> str:
-    """An attribute read as text (h5py gives ``bytes`` for fixed-length strings)."""
+def attribute_text(value: Any) -> str:
+    """An HDF5 attribute value read as text (h5py gives ``bytes`` for fixed-length
+    strings; undecodable bytes are replaced): the one rule of the store and of interop."""
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 

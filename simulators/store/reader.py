@@ -22,7 +22,7 @@ from simulators.messages import first_line as _first_line
 from simulators.store.hdf5 import (
     _READ_ERRORS,
     FieldStoreError,
-    _text,
+    attribute_text,
     foreign_links,
     open_hdf5,
     printable,
@@ -52,7 +52,7 @@ def _root_text(attrs: Any, key: str) -> str:
     if not isinstance(value, (str, bytes)):
         raise FieldStoreError(f"root attribute {key!r} should be text, got "
                               f"{type(value).__name__}")
-    return _text(value)
+    return attribute_text(value)
 
 
 def _require(problem: str | None) -> None:
@@ -149,8 +149,8 @@ class FieldStore:
             self.schema = StoreSchema.from_description(
                 _root_text(attrs, "system_description"), times=self.times,
                 resolution=self.resolution, box_size=self.box_size,
-                time_units=_text(time.attrs.get("units", "1")),
-                length_units=_text(self._member("dimensions/x").attrs.get("units", "1")),
+                time_units=attribute_text(time.attrs.get("units", "1")),
+                length_units=attribute_text(self._member("dimensions/x").attrs.get("units", "1")),
                 dataset_name=self.dataset_name)
         except ValueError as error:      # JSONDecodeError included
             raise FieldStoreError(f"system_description is not valid: "
@@ -289,9 +289,10 @@ class FieldStore:
                 continue
             value = attrs[key]
             if isinstance(value, (str, bytes)):
-                out[key] = _text(value)
+                out[key] = attribute_text(value)
             elif isinstance(value, np.ndarray):
-                out[key] = [_text(v) if isinstance(v, bytes) else v for v in value.tolist()]
+                out[key] = [attribute_text(v) if isinstance(v, bytes) else v
+                            for v in value.tolist()]
             else:
                 out[key] = value.item() if hasattr(value, "item") else value
         return out

@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from simulators.messages import first_line as _first_line
-from simulators.store.hdf5 import _READ_ERRORS, FieldStoreError, _text
+from simulators.store.hdf5 import _READ_ERRORS, FieldStoreError, attribute_text
 from simulators.store.schema import FORMAT_VERSION, SPLIT_NAMES, StoreSchema, assign_split
 from simulators.store.statistics import write_statistics
 
@@ -142,7 +142,7 @@ class FieldStoreWriter:
         # (closing a file opened for writing rewrites its superblock)
         try:
             with h5py.File(self.partial, "r") as handle:
-                same = _text(handle.attrs.get("resume_key", "")) == resume_key and \
+                same = attribute_text(handle.attrs.get("resume_key", "")) == resume_key and \
                     int(handle.attrs.get("n_trajectories", -1)) == self.n_trajectories
                 completed = handle.get("completed")
                 shape_ok = isinstance(completed, h5py.Dataset) and \

@@ -3,7 +3,7 @@
 - :class:`LayoutError`, and :func:`_unreadable` for the one-line error naming a file
   whose HDF5 structure h5py cannot read (``_H5_ERRORS``: what h5py raises on a damaged
   file; h5py's message quoted by its first line, :func:`simulators.messages.first_line`).
-- Attribute values as text (:func:`_texts`; one value: the store's ``_text``), as
+- Attribute values as text (:func:`_texts`; one value: the store's ``attribute_text``), as
   JSON-serialisable objects (:func:`_json_safe`: :func:`surrogate.jsonable.json_safe`
   keeping non-finite numbers as text) and as netCDF-4 attributes (:func:`_attrs`).
 - Guarded h5py access: :func:`_member`, :func:`_dataset`, :func:`_group` refuse links
@@ -30,7 +30,7 @@ from xarray.core import indexing
 
 from simulators.messages import first_line
 from simulators.store import MAX_INDEX_ELEMENTS, FieldStoreError, open_hdf5
-from simulators.store.hdf5 import _text  # an attribute read as text: the store's rule
+from simulators.store.hdf5 import attribute_text  # an attribute read as text: the store's rule
 from surrogate.jsonable import json_safe
 
 #: what h5py raises on a damaged file structure (turned into one-line LayoutErrors)
@@ -51,8 +51,8 @@ def _unreadable(path: Path, error: BaseException, what: str = "file structure"
 def _texts(value: Any) -> list[str]:
     """An attribute holding one name or a list of names -> list of str."""
     if isinstance(value, (str, bytes)):
-        return [_text(value)]
-    return [_text(v) for v in np.atleast_1d(np.asarray(value, dtype=object)).tolist()]
+        return [attribute_text(value)]
+    return [attribute_text(v) for v in np.atleast_1d(np.asarray(value, dtype=object)).tolist()]
 
 
 def _flag(attrs: Mapping[str, Any], key: str, default: bool) -> bool:
@@ -66,7 +66,7 @@ def _netcdf_attr(value: Any) -> Any:
     ``str``, string arrays lists of ``str``; numbers and numeric arrays are kept.
     """
     if isinstance(value, bytes):
-        return _text(value)
+        return attribute_text(value)
     if isinstance(value, (bool, np.bool_)):
         return np.int8(bool(value))
     if isinstance(value, (str, int, float, np.number)):
@@ -78,7 +78,7 @@ def _netcdf_attr(value: Any) -> Any:
         if value.dtype == bool:
             return value.astype(np.int8)
         if value.dtype.kind in "OSU":
-            return [_text(v) for v in value.ravel().tolist()]
+            return [attribute_text(v) for v in value.ravel().tolist()]
         if value.dtype.kind in "iufc":
             return value
     if isinstance(value, Mapping):

@@ -36,8 +36,8 @@ from surrogate.interop.backend import (
     _H5_ERRORS,
     LayoutError,
     _json_safe,
-    _text,
     _unreadable,
+    attribute_text,
 )
 from surrogate.interop.open import field_names, open_fields, parameter_names
 from surrogate.interop.ours import _OUR_METADATA, _as_stored
@@ -78,8 +78,8 @@ def _field_sources(ds: xr.Dataset, path: Path) -> list[tuple[FieldSpec, str, int
     for name in field_names(ds):
         var = ds[name]
         attrs = var.attrs
-        units = _text(attrs.get("units", ""))
-        long_name = _text(attrs.get("long_name", name))
+        units = attribute_text(attrs.get("units", ""))
+        long_name = attribute_text(attrs.get("long_name", name))
         if "component_i" in var.dims:
             for row, label in enumerate(np.asarray(ds["component_i"].values).tolist()):
                 out.append((FieldSpec(f"{name}_{label}", units,
@@ -113,8 +113,8 @@ def _generic_parameters(ds: xr.Dataset, n: int, path: Path
         attrs = ds[name].attrs
         declared.append(Parameter(
             name=name, default=low, low=low, high=high,
-            units=_text(attrs.get("units", "")),
-            doc=_text(attrs.get("long_name", f"{name} (from the source file)")),
+            units=attribute_text(attrs.get("units", "")),
+            doc=attribute_text(attrs.get("long_name", f"{name} (from the source file)")),
             integer=array.dtype.kind in "iu" or ds[name].dtype.kind in "iu"))
         values[name] = np.ascontiguousarray(array)
     return tuple(declared), values
@@ -137,8 +137,8 @@ def _periodicity(ds: xr.Dataset, layout: str, allow_nonperiodic: bool, path: Pat
     if text is None:
         return "not recorded in the source file" if layout.startswith("pdebench") else "{}"
     bcs = json.loads(text)
-    other = sorted({_text(entry.get("bc_type", "?")) for entry in bcs.values()
-                    if _text(entry.get("bc_type", "?")).upper() != "PERIODIC"})
+    other = sorted({attribute_text(entry.get("bc_type", "?")) for entry in bcs.values()
+                    if attribute_text(entry.get("bc_type", "?")).upper() != "PERIODIC"})
     if other and not allow_nonperiodic:
         raise LayoutError(f"{path}: boundary conditions {', '.join(other)} are not periodic; "
                           f"our format declares periodic boundaries (pass "
@@ -172,7 +172,7 @@ def _plan(ds: xr.Dataset, path: Path, system: str | None, allow_nonperiodic: boo
         "source_fields": json.dumps({spec.name: {
             "variable": name, "row": row, "dims": list(ds[name].dims),
             "dtype": str(ds[name].dtype),
-            "source_dataset": _text(ds[name].attrs.get("source_dataset", name))}
+            "source_dataset": attribute_text(ds[name].attrs.get("source_dataset", name))}
             for spec, name, row in sources}),
     }
     kept = {*_OUR_METADATA, "t_coordinate_source"}
@@ -201,16 +201,16 @@ def _plan(ds: xr.Dataset, path: Path, system: str | None, allow_nonperiodic: boo
         extra["source_y"] = np.asarray(ds["y"].values, dtype=np.float64)
     declared, parameters = _generic_parameters(ds, n, path)
     specs = tuple(spec for spec, _, _ in sources)
-    dataset_name = _text(ds.attrs.get("dataset_name", path.stem))
+    dataset_name = attribute_text(ds.attrs.get("dataset_name", path.stem))
     name = system or (dataset_name if layout in ("ours", "the_well") else
                       "pdebench_2d_" + "_".join(spec.name for spec in specs))
-    time_units = _text(ds["time"].attrs.get("units", ""))
-    length_units = _text(ds["x"].attrs.get("units", ""))
+    time_units = attribute_text(ds["time"].attrs.get("units", ""))
+    length_units = attribute_text(ds["x"].attrs.get("units", ""))
     import simulators
     if name in simulators.available():
         # our own files record the initial condition ("random" when they record none,
         # as for `surrogate simulate --like`); other sources' is unknown
-        init = _text(ds.attrs.get("init") or "random") if layout == "ours" else None
+        init = attribute_text(ds.attrs.get("init") or "random") if layout == "ours" else None
         schema = _registered_schema(name, specs, parameters, times, nx, box_size, path, init)
         parameters = {p.name: parameters[p.name] for p in schema.parameters}
     elif system is not None:

@@ -21,8 +21,8 @@ from surrogate.interop.backend import (
     LayoutError,
     _json_safe,
     _open,
-    _text,
     _unreadable,
+    attribute_text,
 )
 from surrogate.interop.detect import _detect
 from surrogate.interop.ours import _read_ours
@@ -123,12 +123,12 @@ def describe_layout(path: str | os.PathLike) -> dict[str, Any]:
                           "last": float(values[-1]),
                           "spacing": float((values[-1] - values[0]) / (values.size - 1))
                           if values.size > 1 else None,
-                          "units": _text(ds[axis].attrs.get("units", ""))}
+                          "units": attribute_text(ds[axis].attrs.get("units", ""))}
         times = np.asarray(ds["time"].values if "time" in ds.coords else [], dtype=np.float64)
         fields = {name: {"dims": list(ds[name].dims), "shape": list(ds[name].shape),
                          "dtype": str(ds[name].dtype),
-                         "units": _text(ds[name].attrs.get("units", "")),
-                         "long_name": _text(ds[name].attrs.get("long_name", ""))}
+                         "units": attribute_text(ds[name].attrs.get("units", "")),
+                         "long_name": attribute_text(ds[name].attrs.get("long_name", ""))}
                   for name in field_names(ds)}
         parameters = {}
         for name in parameter_names(ds):
@@ -136,18 +136,18 @@ def describe_layout(path: str | os.PathLike) -> dict[str, Any]:
             finite = values[np.isfinite(values)]
             parameters[name] = {"min": float(finite.min()) if finite.size else None,
                                 "max": float(finite.max()) if finite.size else None,
-                                "units": _text(ds[name].attrs.get("units", "")),
+                                "units": attribute_text(ds[name].attrs.get("units", "")),
                                 "shape": list(values.shape)}
         return {
             "path": str(path), "layout": ds.attrs["layout"],
-            "dataset_name": _text(ds.attrs.get("dataset_name", Path(path).stem)),
+            "dataset_name": attribute_text(ds.attrs.get("dataset_name", Path(path).stem)),
             "n_trajectories": int(ds.sizes.get("trajectory", 1)),
             "resolution": [int(ds.sizes[axis]) for axis in grid],
             "grid": grid,
             "times": {"n": int(times.size),
                       "first": float(times[0]) if times.size else None,
                       "last": float(times[-1]) if times.size else None,
-                      "units": _text(ds["time"].attrs.get("units", ""))
+                      "units": attribute_text(ds["time"].attrs.get("units", ""))
                       if "time" in ds.coords else ""},
             "fields": fields, "parameters": parameters,
             "attributes": {key: _short(value) for key, value in ds.attrs.items()},

@@ -38,9 +38,9 @@ from surrogate.interop.backend import (
     _H5Array,
     _lazy,
     _member,
-    _text,
     _trajectory_coordinate,
     _whole,
+    attribute_text,
 )
 
 #: the compressible Navier–Stokes arrays (a single-array file holds these or ``tensor``)
@@ -159,7 +159,7 @@ def _seed_attributes(groups: Sequence[h5py.Group], taken: Iterable[str]
             out[key] = xr.Variable(("trajectory",), np.asarray(values, dtype=np.float64),
                                    {"role": "parameter", "source_attribute": key})
         elif all(isinstance(v, (str, bytes)) for v in values):
-            out[key] = xr.Variable(("trajectory",), [_text(v) for v in values],
+            out[key] = xr.Variable(("trajectory",), [attribute_text(v) for v in values],
                                    {"role": "metadata", "source_attribute": key})
     return out
 
