@@ -13,10 +13,11 @@ coverage of :func:`surrogate.validation.utility.scores.regression_scores`).
 
 Architecture (circular padding everywhere: the domain is periodic, so every layer
 commutes with whole-cell shifts up to the pooling grid): a 3x3 stem to ``width``
-channels, then ``K = min(4, log2(N) - 2)`` stages of a 3x3 convolution (doubling the
-channels up to ``4 width``), GELU and 2x2 average pooling, so the last feature map is at
-least 4x4; a global average over positions; the time code appended; a two-layer MLP to
-``2 P`` outputs. The log-variance is clamped to :data:`LOG_VARIANCE_RANGE`.
+channels, GELU and 2x2 average pooling, then ``K = min(4, log2(N) - 3)`` stages of a 3x3
+convolution (doubling the channels up to ``4 width``), GELU and 2x2 average pooling, so
+the last feature map is at least 4x4; a global average over positions; the time code
+appended; a two-layer MLP to ``2 P`` outputs. The log-variance is clamped to
+:data:`LOG_VARIANCE_RANGE`.
 
 Training: AdamW, a linear warm-up over the first 5 % of the steps and a cosine decay
 to 0, gradient norm clipped at 1, batches drawn with replacement, each example moved by
@@ -130,8 +131,12 @@ class ParameterRegressor(nn.Module):
     def __init__(self, channels: int, resolution: int, n_parameters: int, width: int
                  ) -> None:
         super().__init__()
-        stages = max(0, min(4, int(math.log2(max(resolution, 1))) - 2))
+        # the stem sees every scale at full resolution; pooling right after it keeps the
+        # wider layers at N/2 and below (4x fewer operations than a full-size stage)
+        stages = max(0, min(4, int(math.log2(max(resolution, 1))) - 3))
         layers: list[nn.Module] = [_circular_conv(channels, width), nn.GELU()]
+        if resolution >= 8:
+            layers.append(nn.AvgPool2d(2))
         current = width
         for _ in range(stages):
             following = min(2 * current, 4 * width)
