@@ -1,0 +1,210 @@
+"""The utility benchmark (issue 19): train on synthetic, test on real, per system.
+
+Run: ``python -m benchmarks.utility [--systems ...] [--device auto] [--runs DIR]
+[--gan-steps N] [--regressor-steps N] [--repeats K] [--smoke]``.
+
+Per system, with the fidelity part's plan (:func:`benchmarks.suite.fidelity_plans`, the
+same budgets):
+
+1. :func:`surrogate.quickstart.quickstart` in ``RUNS/<system>``: simulate ``data.h5``,
+   train the GAN, generate and validate at the held-out conditions. A directory that
+   already holds the finished stages is reused, so ``python -m benchmarks --parts
+   fidelity --keep RUNS`` followed by ``python -m benchmarks.utility --runs RUNS`` trains
+   each GAN once;
+2. GEN: one generated trajectory at every condition of ``data.h5`` (``generate --like``:
+   the GAN's training, validation and test conditions);
+3. TEST: held-out simulations, a new Sobol sweep of the plan's ranges (seed
+   ``plan.seed + 1000``, ``max(32, n / 4)`` trajectories), conditions neither the GAN
+   nor the regressor saw;
+4. ``surrogate utility --train-real data.h5 --generated GEN --test TEST`` (through
+   :func:`surrogate.validation.utility.utility_files` and ``write_utility``), timed:
+   the cost of the command on this machine.
+
+Writes ``benchmarks/results/utility-<machine>.json`` (every number of each system's
+``utility.json``, the plan, the seconds) merged per system into an existing file, and
+the ``.md`` table, whose last column checks the issue's targets: ``ratio <= 1.2``, 95 %
+coverage of both trainings in ``[0.9, 0.99]``, and 10 % of the simulations plus the
+generated fields beating 10 % alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.suite import RESULTS, fidelity_plans, machine_info, machine_name
+from simulators.sweep import SweepSpec, run_sweep
+from surrogate.generate import generate
+from surrogate.quickstart import QuickstartPlan, quickstart
+from surrogate.train import resolve_device
+from surrogate.validation.utility import RegressorConfig, utility_files, write_utility
+
+#: the issue's targets
+RATIO_MAX = 1.2
+COVERAGE95_RANGE = (0.9, 0.99)
+#: seed offset of the held-out TEST sweep
+TEST_SEED_OFFSET = 1000
+
+
+def smoke_plan(plan: QuickstartPlan) -> QuickstartPlan:
+    """A plan small enough to check the wiring in about a minute: 48 trajectories of
+    16^2, 20 GAN steps (the numbers mean nothing)."""
+    train = {**plan.train, "steps": 20, "batch_size": 8, "width": 8, "validate_every": 20,
+             "checkpoint_every": 20, "sample_every": 20, "log_every": 10}
+    return dataclasses.replace(plan, n_trajectories=48, resolution=16, train=train,
+                               samples_per_condition=1)
+
+
+def meets_targets(entry: dict[str, Any]) -> dict[str, bool | None]:
+    """The issue's targets for one system's scores (``None``: not measured)."""
+    parameters = entry["parameters"].values()
+    low, high = COVERAGE95_RANGE
+    augmentation = [points[0] for points in entry["augmentation"].values() if points]
+    return {
+        "ratio": all(p["ratio"] is not None and p["ratio"] <= RATIO_MAX for p in parameters),
+        "coverage95": all(low <= p[key] <= high for p in parameters
+                          for key in ("coverage95_real", "coverage95_generated")),
+        "augmentation": (all(point["rmse_with_generated"] < point["rmse_real_only"]
+                             for point in augmentation) if augmentation else None)}
+
+
+def measure(system: str, plan: QuickstartPlan, directory: Path, device: str,
+            config: RegressorConfig, seeds: Sequence[int]) -> dict[str, Any]:
+    """Steps 1-4 of the module docstring for one system; the entry of the results file."""
+    log = lambda line: print(f"  {line}", flush=True)  # noqa: E731
+    summary = quickstart(directory, device=device, plan=plan, progress=False, log=log)
+    data, run = directory / "data.h5", directory / "run"
+    gen, test = directory / "utility_generated.h5", directory / "utility_test.h5"
+    start = time.perf_counter()
+    generate(run, gen, like=data, n=1, seed=plan.seed, device=device, overwrite=True)
+    generate_seconds = time.perf_counter() - start
+    n_test = max(32, plan.n_trajectories // 4)
+    run_sweep(SweepSpec(system=plan.system, n_trajectories=n_test, resolution=plan.resolution,
+                        t_end=plan.t_end, n_snapshots=plan.n_snapshots,
+                        ranges=dict(plan.sweep), fixed=dict(plan.fixed),
+                        seed=plan.seed + TEST_SEED_OFFSET), test, overwrite=True,
+              progress=False)
+    start = time.perf_counter()
+    result = utility_files(data, gen, test, config=config, seeds=seeds, progress=log)
+    write_utility(result, directory / "utility")
+    seconds = time.perf_counter() - start
+    report = result.report
+    entry = {key: report[key] for key in ("parameters", "augmentation", "counts", "seeds",
+                                          "regressor", "warnings", "swept")}
+    entry.update({"utility_seconds": seconds, "generate_seconds": generate_seconds,
+                  "gan_train_seconds": summary["stages"]["train"]["seconds"],
+                  "gan_train_reused": summary["stages"]["train"]["reused"],
+                  "plan": plan.to_dict()})
+    entry["meets_targets"] = meets_targets(entry)
+    return entry
+
+
+def _fmt(value: Any, spec: str = ".3g") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The results as one Markdown table (one row per system and parameter)."""
+    machine = result["machine"]
+    lines = [f"Machine: {machine['name']} ({machine['device']}, {machine['cpu_count']} CPU "
+             f"cores, torch {machine['torch']}), {machine['date']}.", "",
+             "| system | parameter | RMSE real | RMSE generated | ratio | 95 % coverage real "
+             "/ generated | prior std | 10 % alone / + generated | GAN steps | utility s "
+             "| targets met |",
+             "|---|---|---:|---:|---:|---|---:|---|---:|---:|---|"]
+    for system, entry in result["systems"].items():
+        met = entry["meets_targets"]
+        targets = ", ".join(f"{key} {'yes' if value else 'no'}" for key, value in met.items()
+                            if value is not None)
+        for name, s in entry["parameters"].items():
+            first = (entry["augmentation"].get(name) or [None])[0]
+            augmentation = "n/a" if first is None else \
+                f"{_fmt(first['rmse_real_only'])} / {_fmt(first['rmse_with_generated'])}"
+            lines.append(
+                f"| {system} | {name} | {_fmt(s['rmse_real'])} | {_fmt(s['rmse_generated'])} | "
+                f"{_fmt(s['ratio'])} | {_fmt(s['coverage95_real'], '.2f')} / "
+                f"{_fmt(s['coverage95_generated'], '.2f')} | {_fmt(s['prior_std'])} | "
+                f"{augmentation} | {entry['plan']['train'].get('steps')} | "
+                f"{_fmt(entry['utility_seconds'], '.0f')} | {targets} |")
+    lines += ["", f"(RMSE in encoded units: the declared range spans 2; targets: ratio <= "
+              f"{RATIO_MAX}, 95 % coverage in [{COVERAGE95_RANGE[0]}, {COVERAGE95_RANGE[1]}] "
+              f"for both trainings, 10 % + generated below 10 % alone; utility s: wall time "
+              f"of `surrogate utility`: "
+              + "; ".join(f"{system} {entry['counts']['trainings']} trainings of "
+                          f"{entry['regressor']['steps']} steps"
+                          for system, entry in result["systems"].items()) + ")"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.utility",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--systems", nargs="+", default=None,
+                        help="systems (default: all with a fidelity plan)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    parser.add_argument("--runs", metavar="DIR", default=None,
+                        help="quickstart directories RUNS/<system> to reuse or keep "
+                             "(default: a temporary directory)")
+    parser.add_argument("--gan-steps", type=int, default=None,
+                        help="override the GAN training steps of every plan")
+    parser.add_argument("--regressor-steps", type=int, default=600,
+                        help="regressor steps of every training (600)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads of the regressor (default: torch's)")
+    parser.add_argument("--repeats", type=int, default=1, help="regressor seeds 0..K-1 (1)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny plans and 30 regressor steps: checks the wiring only")
+    parser.add_argument("--output", metavar="FILE.json", default=None,
+                        help="results file (default benchmarks/results/utility-<machine>"
+                             ".json)")
+    parser.add_argument("--replace", action="store_true",
+                        help="overwrite the results file instead of merging systems into it")
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    plans = fidelity_plans(device.type)
+    systems = args.systems or list(plans)
+    unknown = [system for system in systems if system not in plans]
+    if unknown:
+        parser.error(f"no fidelity plan for {', '.join(unknown)} (plans: {', '.join(plans)})")
+    config = RegressorConfig(steps=30 if args.smoke else args.regressor_steps,
+                             device=str(device), threads=args.threads)
+    seeds = list(range(args.repeats))
+    result: dict[str, Any] = {
+        "machine": machine_info(device),
+        "budget": {"regressor": config.to_dict(), "seeds": seeds, "smoke": args.smoke,
+                   "gan_steps_override": args.gan_steps},
+        "systems": {}}
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(args.runs) if args.runs else Path(scratch)
+        for system in systems:
+            plan = smoke_plan(plans[system]) if args.smoke else plans[system]
+            if args.gan_steps is not None:
+                plan = dataclasses.replace(plan, train={**plan.train, "steps": args.gan_steps})
+            print(f"{system} ...", flush=True)
+            result["systems"][system] = measure(system, plan, root / system, str(device),
+                                                config, seeds)
+    output = Path(args.output) if args.output else \
+        RESULTS / f"utility-{machine_name(device)}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.exists() and not args.replace:
+        previous = json.loads(output.read_text())
+        result["systems"] = {**previous.get("systems", {}), **result["systems"]}
+    tmp = output.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
+    os.replace(tmp, output)
+    table = markdown(result)
+    output.with_suffix(".md").write_text(table)
+    print(table)
+    print(f"wrote {output} and {output.with_suffix('.md')}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""``python -m benchmarks.utility``: the issue-19 table, its targets and its smoke run."""
+
+import json
+
+import pytest
+
+from benchmarks import utility
+
+
+def _entry(ratio, coverage_real, coverage_generated, alone, with_generated):
+    return {"parameters": {"p": {"ratio": ratio, "coverage95_real": coverage_real,
+                                 "coverage95_generated": coverage_generated}},
+            "augmentation": {"p": [{"fraction": 0.1, "rmse_real_only": alone,
+                                    "rmse_with_generated": with_generated}]}}
+
+
+@pytest.mark.parametrize("entry, expected", [
+    (_entry(1.2, 0.9, 0.99, 0.3, 0.2), {"ratio": True, "coverage95": True,
+                                         "augmentation": True}),
+    (_entry(1.21, 0.95, 0.95, 0.3, 0.2), {"ratio": False, "coverage95": True,
+                                           "augmentation": True}),
+    (_entry(1.0, 0.95, 1.0, 0.3, 0.2), {"ratio": True, "coverage95": False,
+                                         "augmentation": True}),
+    (_entry(1.0, 0.89, 0.95, 0.3, 0.3), {"ratio": True, "coverage95": False,
+                                          "augmentation": False}),
+])
+def test_targets_are_the_issues(entry, expected):
+    """ratio <= 1.2, both 95 % coverages in [0.9, 0.99], 10 % + generated strictly below
+    10 % alone (the first augmentation point)."""
+    assert utility.meets_targets(entry) == expected
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_the_table(tmp_path):
+    """The whole chain on a tiny plan: quickstart, generation at the data's conditions, a
+    held-out sweep, ``utility_files``; the results file holds the issue's keys."""
+    output = tmp_path / "utility.json"
+    utility.main(["--smoke", "--systems", "gaussian_random_field", "--device", "cpu",
+                  "--threads", "1", "--runs", str(tmp_path / "runs"), "--output", str(output)])
+    entry = json.loads(output.read_text())["systems"]["gaussian_random_field"]
+    assert set(entry["parameters"]) == {"spectral_index"}
+    assert [p["fraction"] for p in entry["augmentation"]["spectral_index"]] == [
+        0.1, 0.25, 0.5, 1.0]
+    assert entry["utility_seconds"] > 0 and entry["counts"]["trainings"] == 9
+    assert "| gaussian_random_field | spectral_index |" in output.with_suffix(".md").read_text()
