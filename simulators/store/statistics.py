@@ -88,8 +88,11 @@ class RunningMoments:
         return max(abs(self.min), abs(self.max)) if self.count else 0.0
 
 
-def _field_statistics(chunks: Iterator[np.ndarray], rank: int) -> dict[str, Any]:
-    """Streaming mean/std/rms/min/max (and log-moments when all values are positive)."""
+def field_statistics(chunks: Iterator[np.ndarray], rank: int) -> dict[str, Any]:
+    """Streaming statistics of one field over chunks of its values: mean, std, rms, min,
+    max (per component for a vector field, ``rank == 1``, chunks ``(..., 2)``) and the
+    log-moments when every value is positive; the ``stats/`` entries of data/FORMAT.md
+    and what the normaliser is built from."""
     if rank == 1:
         components = (RunningMoments(), RunningMoments())
         for chunk in chunks:
@@ -145,7 +148,7 @@ def write_statistics(handle: h5py.File, schema: StoreSchema) -> None:
     for spec in schema.fields:
         dataset = handle[f"t{spec.rank}_fields/{spec.name}"]
         chunks = (dataset[int(b), t] for b in train for t in range(dataset.shape[1]))
-        stats = _field_statistics(chunks, spec.rank)
+        stats = field_statistics(chunks, spec.rank)
         sub = group.create_group(spec.name)
         for key, value in stats.items():
             sub.attrs[key] = value

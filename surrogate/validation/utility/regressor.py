@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from simulators.store import StoreSchema
-from simulators.store.statistics import _field_statistics
+from simulators.store.statistics import field_statistics
 from surrogate.data import FieldNormalizer, SymmetryAugmentation, to_store_layout
 from surrogate.devices import resolve_device
 from surrogate.validation.utility.snapshots import Snapshots
@@ -158,7 +158,7 @@ class ParameterRegressor(nn.Module):
 def _normalizer(snapshots: Snapshots, schema: StoreSchema) -> FieldNormalizer:
     """The GAN's per-field normalisation with the statistics of ``snapshots``."""
     arrays = to_store_layout(snapshots.fields, schema.fields)
-    statistics = {spec.name: _field_statistics(iter([arrays[spec.name]]), spec.rank)
+    statistics = {spec.name: field_statistics(iter([arrays[spec.name]]), spec.rank)
                   for spec in schema.fields}
     return FieldNormalizer.from_statistics(schema.fields, schema.invariants, statistics,
                                            source="regressor training set")
