@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from surrogate.staging import staged_directory
 
 if TYPE_CHECKING:
     from surrogate.validation.report.engine import ValidationResult
@@ -27,20 +27,9 @@ def write_report(result: ValidationResult, directory: str | os.PathLike) -> Path
     """
     from surrogate.validation.plots import render_markdown, save_figures  # matplotlib: lazily
 
-    directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise ValueError(f"{directory}: exists and is not a directory")
-    parent = directory.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=parent))
-    try:
+    with staged_directory(directory) as staging:          # all or nothing
         figures = save_figures(result, staging)
         (staging / "report.json").write_text(json.dumps(result.report, indent=1,
                                                         allow_nan=False) + "\n")
         (staging / "report.md").write_text(render_markdown(result.report, figures))
-        directory.mkdir(exist_ok=True)
-        for item in sorted(staging.iterdir()):
-            os.replace(item, directory / item.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return directory / "report.md"
+    return Path(directory) / "report.md"

@@ -15,14 +15,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from surrogate.jsonable import json_safe
+from surrogate.staging import staged_directory
 from surrogate.validation.utility.scores import Z95, UtilityResult
 
 __all__ = ["render_markdown", "save_figures", "write_utility"]
@@ -147,19 +145,6 @@ def render_markdown(report: Mapping[str, Any], figures: Mapping[str, str]) -> st
     return "\n".join(lines)
 
 
-def _json_ready(value: Any) -> Any:
-    """NaN/Inf -> None, numpy scalars -> Python numbers (``allow_nan=False`` JSON)."""
-    if isinstance(value, Mapping):
-        return {str(key): _json_ready(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(item) for item in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def write_utility(result: UtilityResult, directory: str | os.PathLike) -> Path:
     """Write ``utility.json``, ``utility.md`` and the figures into ``directory``.
 
@@ -170,21 +155,10 @@ def write_utility(result: UtilityResult, directory: str | os.PathLike) -> Path:
     Returns:
         The path of ``utility.md``.
     """
-    directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise ValueError(f"{directory}: exists and is not a directory")
-    parent = directory.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=parent))
-    try:
+    with staged_directory(directory) as staging:          # all or nothing
         figures = save_figures(result, staging)
-        report = _json_ready(result.report)
+        report = json_safe(result.report)
         (staging / "utility.json").write_text(json.dumps(report, indent=1, allow_nan=False)
                                               + "\n")
         (staging / "utility.md").write_text(render_markdown(report, figures))
-        directory.mkdir(exist_ok=True)
-        for item in sorted(staging.iterdir()):
-            os.replace(item, directory / item.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return directory / "utility.md"
+    return Path(directory) / "utility.md"
