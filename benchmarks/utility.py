@@ -39,7 +39,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.suite import RESULTS, fidelity_plans, machine_info, machine_name
+from benchmarks.suite import (
+    RESULTS,
+    _train_overrides,
+    fidelity_plans,
+    machine_info,
+    machine_name,
+)
 from simulators.sweep import SweepSpec, run_sweep
 from surrogate.generate import generate
 from surrogate.quickstart import QuickstartPlan, quickstart
@@ -159,6 +165,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads of the regressor (default: torch's)")
     parser.add_argument("--repeats", type=int, default=1, help="regressor seeds 0..K-1 (1)")
+    parser.add_argument("--fidelity-train", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="override training options of every plan, as python -m "
+                             "benchmarks --fidelity-train does (so that the GAN runs it "
+                             "kept with --keep are reused)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny plans and 30 regressor steps: checks the wiring only")
     parser.add_argument("--output", metavar="FILE.json", default=None,
@@ -167,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--replace", action="store_true",
                         help="overwrite the results file instead of merging systems into it")
     args = parser.parse_args(argv)
+    train_options = _train_overrides(parser, args.fidelity_train)
     device = resolve_device(args.device)
     plans = fidelity_plans(device.type)
     systems = args.systems or list(plans)
@@ -179,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {
         "machine": machine_info(device),
         "budget": {"regressor": config.to_dict(), "seeds": seeds, "smoke": args.smoke,
-                   "gan_steps_override": args.gan_steps},
+                   "gan_steps_override": args.gan_steps, "gan_train_overrides": train_options},
         "systems": {}}
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(args.runs) if args.runs else Path(scratch)
@@ -187,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             plan = smoke_plan(plans[system]) if args.smoke else plans[system]
             if args.gan_steps is not None:
                 plan = dataclasses.replace(plan, train={**plan.train, "steps": args.gan_steps})
+            if train_options:
+                plan = dataclasses.replace(plan, train={**plan.train, **train_options})
             print(f"{system} ...", flush=True)
             result["systems"][system] = measure(system, plan, root / system, str(device),
                                                 config, seeds)

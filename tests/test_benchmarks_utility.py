@@ -43,3 +43,24 @@ def test_smoke_run_writes_the_table(tmp_path):
         0.1, 0.25, 0.5, 1.0]
     assert entry["utility_seconds"] > 0 and entry["counts"]["trainings"] == 9
     assert "| gaussian_random_field | spectral_index |" in output.with_suffix(".md").read_text()
+
+
+def test_fidelity_train_overrides_reach_the_gan_plan(tmp_path, monkeypatch):
+    """``--fidelity-train`` changes the plan the way ``python -m benchmarks`` does, so that
+    runs kept by the fidelity part are reused; an unknown option is a usage error."""
+    plans = []
+
+    def fake_measure(system, plan, directory, device, config, seeds):
+        plans.append(plan)
+        return {"parameters": {}, "augmentation": {}}
+
+    monkeypatch.setattr(utility, "measure", fake_measure)
+    monkeypatch.setattr(utility, "markdown", lambda result: "")
+    utility.main(["--systems", "navier_stokes2d", "--device", "cpu", "--gan-steps", "7",
+                  "--fidelity-train", "budget_weight=1", "seed=2",
+                  "--output", str(tmp_path / "u.json")])
+    assert plans[0].train["steps"] == 7
+    assert plans[0].train["budget_weight"] == 1 and plans[0].train["seed"] == 2
+    with pytest.raises(SystemExit):
+        utility.main(["--fidelity-train", "no_such_option=1",
+                      "--output", str(tmp_path / "v.json")])
