@@ -281,10 +281,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from surrogate.validation.report import load_thresholds, validate_files, write_report
     thresholds = load_thresholds(args.thresholds) if args.thresholds else None
     progress = None if args.quiet else (lambda message: print(f"  {message}", file=sys.stderr))
+    regressor = None
+    if args.utility_test is not None:                  # options checked before any work
+        from surrogate.validation.utility import RegressorConfig, utility_files
+        regressor = RegressorConfig(steps=args.utility_steps, threads=args.utility_threads)
     result = validate_files(args.reference, args.generated, thresholds=thresholds,
                             max_match_distance=args.max_match_distance, progress=progress,
                             floor=args.floor)
-    page = write_report(result, args.output)
+    utility = None
+    if regressor is not None:
+        utility = utility_files(args.reference, args.generated, args.utility_test,
+                                config=regressor, progress=progress)
+        for warning in utility.report["warnings"]:
+            print(f"surrogate: warning: {warning}", file=sys.stderr)
+    page = write_report(result, args.output, utility=utility)
     report = result.report
     print(f"{'PASSED' if result.passed else 'FAILED'}: {args.generated} against "
           f"{args.reference} ({report['counts']['matched_conditions']} conditions)")
@@ -518,6 +528,16 @@ def _add_validate(commands: argparse._SubParsersAction) -> None:
                                "gated metric is also computed between it and REFERENCE, the "
                                "noise floor shown beside each value (default: from two halves "
                                "of REFERENCE when it holds >= 2 trajectories per condition)")
+    validate.add_argument("--utility-test", metavar="TEST.h5", default=None,
+                          help="also measure the utility (surrogate utility): a regressor "
+                               "of the swept parameters trained on REFERENCE and on "
+                               "GENERATED (which must hold REFERENCE's conditions), tested "
+                               "on these held-out simulations; report.json `utility`, "
+                               "DIR/utility/")
+    validate.add_argument("--utility-steps", type=int, default=600,
+                          help="regressor steps of each utility training (600)")
+    validate.add_argument("--utility-threads", type=int, default=None,
+                          help="torch CPU threads of the utility regressor (default: torch's)")
     validate.add_argument("--strict", action="store_true",
                           help="exit with status 1 when the validation fails")
     validate.add_argument("-q", "--quiet", action="store_true", help="no stage messages")
@@ -660,7 +680,7 @@ def _input_files(args: argparse.Namespace) -> list[str]:
     names = {"info": ("file",), "check": ("file",), "convert": ("source",),
              "simulate": ("like",),
              "train": ("data",), "generate": ("like",),
-             "validate": ("reference", "generated", "floor"),
+             "validate": ("reference", "generated", "floor", "utility_test"),
              "utility": ("train_real", "generated", "test")}.get(args.command, ())
     return [str(getattr(args, name)) for name in names if getattr(args, name, None)]
 

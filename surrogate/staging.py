@@ -2,11 +2,11 @@
 
 A report (``surrogate validate``) or a utility page (``surrogate utility``) is several
 files (JSON, Markdown, figures). :func:`staged_directory` yields a temporary directory
-beside the destination; when the block finishes, every file in it is moved into the
-destination (``os.replace``, atomic per file on one file system) and the staging
-directory removed. When the block raises, the staging directory is removed and the
-destination is left as it was: a failure while plotting leaves no partial output and
-does not touch a previous one.
+beside the destination; when the block finishes, every entry in it is moved into the
+destination (``os.replace``, atomic per entry on one file system; a sub-folder replaces
+the destination's folder of that name) and the staging directory is removed. When the
+block raises, the staging directory is removed and the destination is left as it was: a
+failure while plotting leaves no partial output and does not touch a previous one.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ def staged_directory(directory: str | os.PathLike) -> Iterator[Path]:
         yield staging
         directory.mkdir(exist_ok=True)
         for item in sorted(staging.iterdir()):
-            os.replace(item, directory / item.name)
+            target = directory / item.name
+            if item.is_dir() and target.is_dir():    # a folder of the output is replaced
+                shutil.rmtree(target)
+            os.replace(item, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

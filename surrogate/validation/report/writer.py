@@ -1,25 +1,67 @@
-"""Writing a report: ``report.json``, ``report.md`` and the PNG figures, all or nothing."""
+"""Writing a report: ``report.json``, ``report.md`` and the PNG figures, all or nothing
+(and, when a utility result is given, its page in ``utility/``)."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from surrogate.jsonable import json_safe
 from surrogate.staging import staged_directory
 
 if TYPE_CHECKING:
     from surrogate.validation.report.engine import ValidationResult
+    from surrogate.validation.utility import UtilityResult
 
-__all__ = ["write_report"]
+__all__ = ["utility_section", "write_report"]
+
+#: the utility page's folder inside a report directory
+UTILITY_FOLDER = "utility"
 
 
-def write_report(result: ValidationResult, directory: str | os.PathLike) -> Path:
+def utility_section(utility: UtilityResult) -> dict[str, Any]:
+    """The ``utility`` entry of ``report.json``: per swept parameter the utility scores
+    (``rmse_real``, ``rmse_generated``, ``ratio``, coverages, ``prior_std``), the
+    augmentation points, the counts and warnings, and where the full page is."""
+    report = utility.report
+    return json_safe({"parameters": report["parameters"],
+                      "augmentation": report["augmentation"],
+                      "counts": report["counts"], "warnings": report["warnings"],
+                      "page": f"{UTILITY_FOLDER}/utility.md"})
+
+
+def _utility_markdown(section: dict[str, Any]) -> str:
+    lines = ["", "## Utility: train on synthetic, test on real", "",
+             "A regressor of the swept parameters trained on the reference (real) or on the "
+             "generated fields, tested on held-out simulations (ratio = RMSE generated / "
+             "RMSE real; 1 means the generated fields teach what the simulations do). "
+             f"Details and figures: [{section['page']}]({section['page']}).", "",
+             "| parameter | RMSE real | RMSE generated | ratio | 95 % coverage real / "
+             "generated | prior std |", "|---|---:|---:|---:|---|---:|"]
+    def number(value: Any) -> str:
+        return "n/a" if value is None else format(value, ".3g")
+    for name, scores in section["parameters"].items():
+        lines.append(f"| {name} | {number(scores['rmse_real'])} | "
+                     f"{number(scores['rmse_generated'])} | {number(scores['ratio'])} | "
+                     f"{number(scores['coverage95_real'])} / "
+                     f"{number(scores['coverage95_generated'])} | "
+                     f"{number(scores['prior_std'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(result: ValidationResult, directory: str | os.PathLike,
+                 utility: UtilityResult | None = None) -> Path:
     """Write ``report.json``, ``report.md`` and the PNG figures into ``directory``.
 
+    With ``utility`` (:func:`surrogate.validation.utility.utility_files` of the same
+    reference and generated files and a held-out test file), ``report.json`` also holds
+    a ``utility`` entry (:func:`utility_section`), ``report.md`` a utility table, and
+    ``directory/utility/`` the utility page (``utility.json``, ``utility.md``, figures).
+
     Everything is first written into a temporary directory beside ``directory`` and
-    then moved in file by file, so a failure while plotting leaves the previous report
+    then moved in entry by entry, so a failure while plotting leaves the previous report
     (if any) untouched and no partial report behind.
 
     Returns:
@@ -27,9 +69,17 @@ def write_report(result: ValidationResult, directory: str | os.PathLike) -> Path
     """
     from surrogate.validation.plots import render_markdown, save_figures  # matplotlib: lazily
 
+    report = result.report
+    if utility is not None:
+        report = {**report, "utility": utility_section(utility)}
     with staged_directory(directory) as staging:          # all or nothing
         figures = save_figures(result, staging)
-        (staging / "report.json").write_text(json.dumps(result.report, indent=1,
+        (staging / "report.json").write_text(json.dumps(report, indent=1,
                                                         allow_nan=False) + "\n")
-        (staging / "report.md").write_text(render_markdown(result.report, figures))
+        markdown = render_markdown(result.report, figures)
+        if utility is not None:
+            from surrogate.validation.utility import write_utility
+            write_utility(utility, staging / UTILITY_FOLDER)
+            markdown += _utility_markdown(report["utility"])
+        (staging / "report.md").write_text(markdown)
     return Path(directory) / "report.md"

@@ -235,3 +235,29 @@ def test_bad_input_is_one_line_exit_2_nothing_written(files, bad_files, case, ro
     assert error.startswith("surrogate: error: ") and error.count("\n") == 1
     assert expected in error
     assert not output.exists()
+
+
+def test_validate_with_a_utility_test_file_adds_the_utility_to_the_report(files, bad_files,
+                                                                          tmp_path, capsys):
+    """``surrogate validate REF GEN --utility-test TEST``: report.json ``utility`` equals
+    the page's utility.json numbers, report.md links the page; run again into the same
+    directory the page is replaced; a bad TEST writes nothing."""
+    output = tmp_path / "report"
+    arguments = ["validate", str(files["ref"]), str(files["second"]), "-o", str(output),
+                 "--utility-test", str(files["test"]), "--utility-steps", "20",
+                 "--utility-threads", "1", "-q"]
+    assert main(arguments) == 0
+    report = json.loads((output / "report.json").read_text())
+    page = json.loads((output / "utility" / "utility.json").read_text())
+    assert report["utility"]["parameters"] == page["parameters"]
+    assert report["utility"]["page"] == "utility/utility.md"
+    assert "(utility/utility.md)" in (output / "report.md").read_text()
+    assert main(arguments) == 0                       # an existing utility/ is replaced
+    assert json.loads((output / "utility" / "utility.json").read_text()) == page
+    capsys.readouterr()
+    other = tmp_path / "other"
+    assert main([*arguments[:4], str(other), "--utility-test",
+                 str(bad_files["other grid"][0]), "-q"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("surrogate: error: ") and error.count("\n") == 1
+    assert not other.exists()
