@@ -311,12 +311,17 @@ def _fmt(value: Any, spec: str = ".3g") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def machine_line(machine: dict[str, Any]) -> str:
+    """``Machine: NAME (device, N CPU cores, torch X[, GPU]), DATE.``: a results table's
+    first line."""
+    gpu = machine.get("gpu")
+    return (f"Machine: {machine['name']} ({machine['device']}, {machine['cpu_count']} CPU "
+            f"cores, torch {machine['torch']}{', ' + gpu if gpu else ''}), {machine['date']}.")
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The results as Markdown tables."""
-    machine = result["machine"]
-    lines = [f"Machine: {machine['name']} ({machine['device']}, {machine['cpu_count']} CPU "
-             f"cores, torch {machine['torch']}{', ' + machine['gpu'] if machine['gpu'] else ''}"
-             f"), {machine['date']}."]
+    lines = [machine_line(result["machine"])]
     if result.get("measured"):
         lines.append("Parts measured on: " + ", ".join(
             f"{part} {entry['date']}" for part, entry in result["measured"].items()) + ".")

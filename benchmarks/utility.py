@@ -41,9 +41,11 @@ from typing import Any
 
 from benchmarks.suite import (
     RESULTS,
+    _fmt,
     _train_overrides,
     fidelity_plans,
     machine_info,
+    machine_line,
     machine_name,
 )
 from simulators.sweep import SweepSpec, run_sweep
@@ -112,15 +114,9 @@ def measure(system: str, plan: QuickstartPlan, directory: Path, device: str,
     return entry
 
 
-def _fmt(value: Any, spec: str = ".3g") -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
 def markdown(result: dict[str, Any]) -> str:
     """The results as one Markdown table (one row per system and parameter)."""
-    machine = result["machine"]
-    lines = [f"Machine: {machine['name']} ({machine['device']}, {machine['cpu_count']} CPU "
-             f"cores, torch {machine['torch']}), {machine['date']}.", "",
+    lines = [machine_line(result["machine"]), "",
              "| system | parameter | RMSE real | RMSE generated | ratio | 95 % coverage real "
              "/ generated | prior std | 10 % alone / + generated | GAN steps | utility s "
              "| targets met |",
