@@ -48,7 +48,7 @@ from simulators.base import (
     ENERGY_BUDGET_VISCOSITY,
 )
 from simulators.store import StoreSchema
-from surrogate.constraints import OutputHeads
+from surrogate.constraints import OutputHeads, kinetic_energy
 from surrogate.data import ConditionEncoder, channel_layout
 
 __all__ = ["EnergyBudget", "energy_budget_unavailable"]
@@ -122,12 +122,17 @@ class EnergyBudget:
             energy (length^2/time^2), enstrophy (1/time^2), forcing work
             (length^2/time^3; zeros when the system declares no forcing).
         """
+        parameters, _ = self.encoder.decode_tensor(condition.to(self.heads.dtype))
+        return self._terms(fields, parameters)
+
+    def _terms(self, fields: torch.Tensor, parameters: dict[str, torch.Tensor]
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`terms` from the decoded physical parameters ``{name: (B,)}``."""
         velocity = fields[:, self.channels].to(self.heads.dtype)
-        energy = 0.5 * velocity.square().sum(dim=1).mean(dim=(-2, -1))
+        energy = kinetic_energy(velocity)
         enstrophy = 0.5 * self.heads.curl(velocity).square().mean(dim=(-2, -1))
         work = torch.zeros_like(energy)
         if self.forced:
-            parameters, _ = self.encoder.decode_tensor(condition.to(self.heads.dtype))
             amplitude, wavenumber = (parameters[name] for name in ENERGY_BUDGET_FORCING)
             n = self.heads.resolution
             y = torch.arange(n, device=fields.device, dtype=self.heads.dtype) / n  # y / L
@@ -146,12 +151,12 @@ class EnergyBudget:
             condition_a, condition_b: their conditions ``(B, P + 1)``; same parameters,
                 ``t_b > t_a``.
         """
-        energy_a, enstrophy_a, work_a = self.terms(fields_a, condition_a)
-        energy_b, enstrophy_b, work_b = self.terms(fields_b, condition_b)
         dtype = self.heads.dtype
-        parameters, time_a = self.encoder.decode_tensor(condition_a.to(dtype))
-        _, time_b = self.encoder.decode_tensor(condition_b.to(dtype))
-        nu = parameters[ENERGY_BUDGET_VISCOSITY]
+        parameters_a, time_a = self.encoder.decode_tensor(condition_a.to(dtype))
+        parameters_b, time_b = self.encoder.decode_tensor(condition_b.to(dtype))
+        energy_a, enstrophy_a, work_a = self._terms(fields_a, parameters_a)
+        energy_b, enstrophy_b, work_b = self._terms(fields_b, parameters_b)
+        nu = parameters_a[ENERGY_BUDGET_VISCOSITY]
         step = time_b - time_a
         if bool((step <= 0).any()):
             raise ValueError("the energy budget needs t_b > t_a for every pair")

@@ -76,7 +76,7 @@ from simulators.base import FieldSpec, Invariant
 from simulators.store import StoreSchema
 from surrogate.data import FieldNormalizer, channel_layout, declared_invariants, n_channels
 
-__all__ = ["HEAD_KINDS", "LOG_CLAMP", "OutputHeads"]
+__all__ = ["HEAD_KINDS", "LOG_CLAMP", "OutputHeads", "kinetic_energy"]
 
 #: head names (see the module docstring's table)
 HEAD_KINDS = ("stream_function", "stream_function_energy", "curl", "bounded", "positive",
@@ -85,6 +85,18 @@ HEAD_KINDS = ("stream_function", "stream_function_energy", "curl", "bounded", "p
 #: that the output stays finite and strictly positive in float32 (``exp`` overflows above
 #: ~88.7 and underflows to 0 below ~-103); real data sit far inside
 LOG_CLAMP = 80.0
+
+
+def kinetic_energy(velocity: torch.Tensor) -> torch.Tensor:
+    """Kinetic energy per unit area ``E = <|u|^2>/2`` of each sample (the torch twin of
+    :func:`surrogate.validation.conservation.kinetic_energy`, channels first).
+
+    Args:
+        velocity: ``(B, 2, N, N)``, length/time.
+    Returns:
+        ``(B,)``, length^2/time^2, in the input's dtype.
+    """
+    return 0.5 * velocity.square().sum(dim=1).mean(dim=(-2, -1))
 
 
 class OutputHeads(nn.Module):
@@ -307,7 +319,7 @@ class OutputHeads(nn.Module):
         ``stream_function_energy`` head (module docstring); ``velocity`` is ``u_psi``
         ``(B, 2, N, N)`` and ``part`` the head's raw channels ``(B, 2, N, N)``."""
         value = float(self._declared(name)["initial_energy"].value)
-        shape_energy = 0.5 * velocity.square().sum(dim=1).mean(dim=(-2, -1))
+        shape_energy = kinetic_energy(velocity)
         scale = self.normalizer.transform(name).scale
         time_scale = max(abs(t) for t in self.time_range) or 1.0
         exponent = torch.clamp(part[:, 1].mean(dim=(-2, -1)) * (times / time_scale),

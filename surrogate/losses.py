@@ -304,15 +304,15 @@ def spectral_loss(fake: Tensor, real: Tensor, eps: float = 1e-6, groups: int = 1
     n = fake.shape[-1]
     matrix = shell_average_matrix(n, fake.device)
     white = float(n) ** 2
-    if groups == 1:
-        log_fake = torch.log(white * radial_power_spectrum(fake, matrix).mean(dim=0) + eps)
-        log_real = torch.log(white * radial_power_spectrum(real, matrix).mean(dim=0) + eps)
-        return (log_fake - log_real).square().mean()
-    if fake_condition is None or real_condition is None:
-        raise ValueError("the conditional spectral loss (groups > 1) needs both conditions")
-    fake_spectra = radial_power_spectrum(fake, matrix)[condition_order(fake_condition)]
-    real_spectra = radial_power_spectrum(real, matrix)[condition_order(real_condition)]
-    losses = []
+    fake_spectra = radial_power_spectrum(fake, matrix)
+    real_spectra = radial_power_spectrum(real, matrix)
+    if groups > 1:
+        if fake_condition is None or real_condition is None:
+            raise ValueError("the conditional spectral loss (groups > 1) needs both "
+                             "conditions")
+        fake_spectra = fake_spectra[condition_order(fake_condition)]
+        real_spectra = real_spectra[condition_order(real_condition)]
+    losses = []                                # one group (the whole batch) when pooled
     for fake_group, real_group in zip(torch.tensor_split(fake_spectra, groups),
                                       torch.tensor_split(real_spectra, groups), strict=True):
         log_fake = torch.log(white * fake_group.mean(dim=0) + eps)

@@ -125,13 +125,10 @@ def _spread_ratio(generated: np.ndarray, reference: np.ndarray) -> float | None:
     ``(2, S, ...)`` stacks, each pair of samples at one condition (None when the
     reference pairs are identical everywhere)."""
     from surrogate.validation.statistics import spread_ratio
+    if np.array_equal(reference[0], reference[1]):      # zero reference spread
+        return None
     size = generated.shape[1]
-    try:
-        return spread_ratio(generated.reshape(2, size, -1), reference.reshape(2, size, -1))
-    except ValueError:
-        if np.array_equal(reference[0], reference[1]):
-            return None
-        raise
+    return spread_ratio(generated.reshape(2, size, -1), reference.reshape(2, size, -1))
 
 
 def _log_ratio_penalty(ratio: float) -> float:
