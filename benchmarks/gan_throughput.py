@@ -30,13 +30,12 @@ import numpy as np
 import torch
 
 import simulators
+from benchmarks.output import RESULTS
 from simulators.store import StoreSchema
 from surrogate.constraints import OutputHeads
 from surrogate.data import ConditionEncoder, FieldNormalizer, n_channels
 from surrogate.models import Generator, ModelConfig
 from surrogate.train import TrainConfig, Trainer, resolve_device
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def simulator_seconds(resolution: int, t_end: float | None = None, repeats: int = 2, *,

@@ -23,11 +23,10 @@ import platform
 import tempfile
 from pathlib import Path
 
+from benchmarks.output import RESULTS
 from benchmarks.peak_memory import run_child
 from simulators.sweep import SweepSpec, run_sweep
 from surrogate.train import TrainConfig, train
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 _BASELINE = """
 import json, sys

@@ -54,7 +54,8 @@ from typing import Any
 import numpy as np
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from benchmarks.output import RESULTS
+
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("environment", "cuda_tests", "generation", "simulators", "training", "fidelity")
 #: the 2-core CPU results file whose simulator timings the speedups are quoted against

@@ -55,9 +55,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.output import RESULTS
 from simulators.gray_scott import GrayScott
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PARAMETERS = {"feed": 0.037, "kill": 0.06, "diffusivity_u": 2e-5, "diffusivity_v": 1e-5}
 BOX = GrayScott.default_box_size
 OUR_RESOLUTIONS = (32, 64, 128)

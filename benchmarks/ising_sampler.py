@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import scipy
 
+from benchmarks.output import RESULTS
 from simulators.grid import PeriodicGrid
 from simulators.ising import (
     CRITICAL_TEMPERATURE,
@@ -55,8 +56,6 @@ from simulators.ising import (
     finite_lattice_energy,
     swendsen_wang_sweep,
 )
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 # ------------------------------------------------------------------------ samplers

@@ -34,7 +34,6 @@ Writes ``benchmarks/results/lean_generator_<machine>.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -48,13 +47,13 @@ import torch
 
 import simulators
 from benchmarks.gan_throughput import _unit_normalizer
+from benchmarks.output import RESULTS, write_results
 from simulators.store import StoreSchema
 from surrogate.constraints import OutputHeads
 from surrogate.data import ConditionEncoder, n_channels
 from surrogate.flops import generator_flops, heads_fft_flops
 from surrogate.models import Generator, ModelConfig
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SYSTEM = "navier_stokes2d"
 PARAMETERS = {"nu": 1e-3, "forcing_amplitude": 0.1, "forcing_wavenumber": 4.0}
 #: (arch, width, batch) of the two generators compared: the default generator at the
@@ -380,12 +379,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                      args.trajectories)
     output = (Path(args.output) if args.output else
               RESULTS / f"lean_generator_{result['machine']['name']}.json")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
-    table = markdown(result)
-    output.with_suffix(".md").write_text(table)
-    print(table)
-    print(f"wrote {output} and {output.with_suffix('.md')}")
+    write_results(output, result, markdown(result))
     return result
 
 

@@ -41,10 +41,10 @@ import numpy as np
 import scipy
 import scipy.fft
 
+from benchmarks.output import RESULTS
 from simulators.grid import PeriodicGrid
 from simulators.navier_stokes2d import NavierStokes2D
 
-RESULTS = Path(__file__).resolve().parent / "results"
 STAGES = 4
 TRANSFORMS_PER_STAGE = 4    # real 2-D N x N transforms per trajectory: 2 inverse + 2 forward
 

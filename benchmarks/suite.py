@@ -48,10 +48,10 @@ import torch
 
 import simulators
 from benchmarks import gan_throughput, lean_generator, validation_throughput
+from benchmarks.output import RESULTS, write_results
 from surrogate.quickstart import QuickstartPlan, default_plan, quickstart
 from surrogate.train import read_metrics, resolve_device, score_noise_summary
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PARTS = ("speed", "training", "validation", "fidelity", "lean")
 
 #: (system, resolution) pairs of the speed table; all registered systems at 64^2, NS at 128^2
@@ -568,14 +568,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         result["fidelity"] = fidelity(device, chosen, keep, args.fidelity_steps,
                                       args.fidelity_seeds, train_options)
     output = Path(args.output) if args.output else RESULTS / f"{machine_name(device)}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
     if output.exists() and not args.replace:
         result = merge_results(json.loads(output.read_text()), result)
-    tmp = output.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=1, allow_nan=False, default=float) + "\n")
-    os.replace(tmp, output)
-    table = markdown(result)
-    output.with_suffix(".md").write_text(table)
-    print(table)
-    print(f"wrote {output} and {output.with_suffix('.md')}")
+    write_results(output, result, markdown(result), json_default=float)
     return result

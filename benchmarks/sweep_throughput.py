@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.output import RESULTS
 from simulators.store import FieldStore
 from simulators.sweep import SweepSpec, run_sweep
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def measure(spec: SweepSpec, workers: int, directory: Path) -> dict:

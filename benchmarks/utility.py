@@ -32,15 +32,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.output import RESULTS, write_results
 from benchmarks.suite import (
-    RESULTS,
     _fmt,
     _train_overrides,
     fidelity_plans,
@@ -201,17 +200,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                                 config, seeds)
     output = Path(args.output) if args.output else \
         RESULTS / f"utility-{machine_name(device)}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
     if output.exists() and not args.replace:
         previous = json.loads(output.read_text())
         result["systems"] = {**previous.get("systems", {}), **result["systems"]}
-    tmp = output.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
-    os.replace(tmp, output)
-    table = markdown(result)
-    output.with_suffix(".md").write_text(table)
-    print(table)
-    print(f"wrote {output} and {output.with_suffix('.md')}")
+    write_results(output, result, markdown(result))
     return result
 
 

@@ -26,11 +26,10 @@ import h5py
 import numpy as np
 
 import simulators
+from benchmarks.output import RESULTS
 from benchmarks.peak_memory import run_child
 from simulators.store import FieldStore
 from simulators.sweep import SweepSpec, run_sweep
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 _CHILD = """
 import json, sys, time
