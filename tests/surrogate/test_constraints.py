@@ -14,18 +14,9 @@ from simulators.grid import PeriodicGrid
 from simulators.store import StoreSchema
 from surrogate.constraints import LOG_CLAMP, OutputHeads
 from surrogate.data import FieldNormalizer, FieldTransform, declared_invariants
+from tests._statistics import STATISTICS
 
 N = 32
-#: statistics as a store's stats/ group would hold them (hand-made: no file needed)
-STATISTICS = {
-    "navier_stokes2d": {"vorticity": {"mean": 0.0, "std": 4.0, "rms": 4.0},
-                        "velocity": {"mean": np.zeros(2), "std": np.ones(2), "rms": 0.8}},
-    "gaussian_random_field": {"delta": {"mean": 0.0, "std": 0.5, "rms": 0.5},
-                              "density": {"mean": 1.0, "std": 0.6, "rms": 1.2,
-                                          "log_mean": -0.125, "log_std": 0.5}},
-    "diffusion": {"u": {"mean": 0.01, "std": 0.7, "rms": 0.7}},
-    "ising": {"spin": {"mean": 0.0, "std": 1.0, "rms": 1.0}},
-}
 
 
 def _heads(system, box_size=None, dtype=torch.float32, init=None, times=(0.0,)):
