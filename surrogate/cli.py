@@ -61,6 +61,8 @@ TRAIN_OPTION_HELP = (
     ("width", int, "base channel width of G and D (32)"),
     ("arch", str, "generator architecture: default, or lean (thin stages up to N/4 and "
                   "a pixel-shuffle output: ~50x fewer FLOPs at 128^2)"),
+    ("spectral_envelope", bool, "end G in a conditional isotropic filter: one gain per "
+                                "wavenumber shell, set by the condition (off)"),
     ("augment", bool, "symmetry augmentation of real fields (on)"),
     ("sign_equivariant", bool, "build a declared negate symmetry (Ising) into G and D: "
                                "both global signs by construction (on)"),

@@ -21,6 +21,10 @@ Architecture (references next to each layer's docstring):
   With ``ModelConfig.arch = "lean"`` the same style path drives thin stages up to N / 4
   only, and a sub-pixel convolution (pixel shuffle, Shi et al. 2016) makes the N x N
   raw channels: about 50x fewer FLOPs at N = 128 (see the class docstring).
+  With ``ModelConfig.spectral_envelope`` the raw channels then pass a conditional
+  isotropic filter (:class:`SpectralEnvelope`): one gain per channel and integer
+  wavenumber shell, a function of the condition only, so the mean spectrum at each
+  condition is one linear map away from the condition embedding.
 * :class:`Discriminator` -- residual (StyleGAN2's "resnet" D) with circular padding and
   2x2 average pooling down to 4x4, optional spectral normalisation of every weight
   (Miyato et al. 2018), minibatch standard deviation (Karras et al. 2018/2020), global
@@ -67,6 +71,7 @@ __all__ = [
     "Generator",
     "MinibatchStdDev",
     "ModelConfig",
+    "SpectralEnvelope",
     "parameter_count",
     "periodic_upsample2x",
     "same_model",
@@ -86,6 +91,8 @@ ARCHS = ("default", "lean")
 LEAN_UPSCALE = 4
 #: fewest feature channels of a lean generator stage
 LEAN_MIN_CHANNELS = 4
+#: bound on |log gain| of the spectral envelope (a factor e^6 ~ 400 in amplitude)
+ENVELOPE_LOG_GAIN_MAX = 6.0
 _MIN_RESOLUTION, _MAX_RESOLUTION = 16, 1024
 
 
@@ -124,6 +131,10 @@ class ModelConfig:
         arch: generator architecture, ``"default"`` or ``"lean"`` (:class:`Generator`;
             the discriminator is the same for both). A checkpoint written before the key
             existed holds a ``"default"`` generator.
+        spectral_envelope: the generator's raw channels pass a conditional isotropic
+            filter, a gain per channel and wavenumber shell set by the condition alone
+            (:class:`SpectralEnvelope`; identity at initialisation). Checkpoints written
+            before the key existed have none.
     """
 
     resolution: int
@@ -140,6 +151,7 @@ class ModelConfig:
     upsample_mode: str = "bilinear"
     negate: bool = False
     arch: str = "default"
+    spectral_envelope: bool = False
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -461,6 +473,64 @@ class _SubPixelOutput(nn.Module):
 
 
 # ---------------------------------------------------------------------------- generator
+def shell_index(resolution: int) -> Tensor:
+    """Integer wavenumber shell ``round(|k|)`` of every ``rfft2`` coefficient of an
+    ``N x N`` field, shape ``(N, N // 2 + 1)``, int64; ``k`` in grid units
+    (``k_x, k_y`` integers in ``[-N/2, N/2]``), so shells run ``0 .. round(N / sqrt 2)``."""
+    k_rows = torch.fft.fftfreq(resolution, d=1.0 / resolution)
+    k_cols = torch.fft.rfftfreq(resolution, d=1.0 / resolution)
+    return torch.round(torch.sqrt(k_rows[:, None] ** 2 + k_cols[None, :] ** 2)).long()
+
+
+class SpectralEnvelope(nn.Module):
+    """Conditional isotropic filter of the raw channels (``ModelConfig.spectral_envelope``).
+
+    For raw channel ``r`` of one sample with condition embedding ``e`` (B, E):
+
+        ``x_hat_r(k) <- exp(g_r(|k|; e)) x_hat_r(k)``,
+        ``g_r(s; e) = G tanh((A e + b)_{r, s} / G)``,  ``G = ENVELOPE_LOG_GAIN_MAX``,
+
+    one log-gain per channel and integer shell ``s = round(|k|)`` (:func:`shell_index`;
+    ``S = round(N / sqrt 2) + 1`` shells), computed from the condition alone -- never the
+    latent -- so it carries the part of the spectrum that the condition fixes (e.g. the
+    viscous cut-off of a flow, which moves with ``nu`` and time) while the convolutional
+    network supplies the random phases and the scatter about it. The gain is real,
+    positive and even in ``k``, so a real field stays real, the mean (shell 0) is scaled
+    and nothing is shifted; the map is linear in ``x``, so it commutes with the sign of a
+    sign-equivariant generator and with every periodic shift, and the physics heads that
+    follow keep their invariants exactly. ``A`` and ``b`` start at zero: the envelope is
+    the identity at initialisation. Costs one ``rfft2`` and one ``irfft2`` of the raw
+    channels (float32, outside autocast) and ``E R S`` multiply-adds.
+    """
+
+    def __init__(self, embedding_dim: int, channels: int, resolution: int):
+        super().__init__()
+        self.register_buffer("shells", shell_index(resolution), persistent=False)
+        self.n_shells = int(self.shells.max()) + 1
+        self.channels = channels
+        self.log_gain = nn.Linear(embedding_dim, channels * self.n_shells)
+        nn.init.zeros_(self.log_gain.weight)
+        nn.init.zeros_(self.log_gain.bias)
+
+    def gains(self, embedding: Tensor) -> Tensor:
+        """Log-gains ``g`` (B, channels, S) of embeddings (B, E), in the layer's dtype
+        (float32 also under autocast)."""
+        with torch.autocast(device_type=embedding.device.type, enabled=False):
+            weight = self.log_gain.weight
+            raw = self.log_gain(embedding.to(weight.dtype))
+        return ENVELOPE_LOG_GAIN_MAX * torch.tanh(
+            raw.reshape(-1, self.channels, self.n_shells) / ENVELOPE_LOG_GAIN_MAX)
+
+    def forward(self, raw: Tensor, embedding: Tensor) -> Tensor:
+        """Raw channels (B, channels, N, N) and embeddings (B, E) -> filtered
+        (B, channels, N, N), float32 (float64 for a float64 input)."""
+        dtype = torch.float64 if raw.dtype == torch.float64 else torch.float32
+        with torch.autocast(device_type=raw.device.type, enabled=False):
+            gain = torch.exp(self.gains(embedding).to(dtype))[..., self.shells]
+            spectrum = torch.fft.rfft2(raw.to(dtype), dim=(-2, -1))
+            return torch.fft.irfft2(spectrum * gain, s=tuple(raw.shape[-2:]), dim=(-2, -1))
+
+
 class Generator(nn.Module):
     """Conditional generator ``(z, c) -> raw fields``, of architecture ``config.arch``.
 
@@ -474,7 +544,8 @@ class Generator(nn.Module):
        condition reaches every modulated layer unmixed.
     3. ``Linear(s)`` -> (B, C_4, 4, 4), styled activation, one styled 3x3 conv.
     4. For each later stage size r: periodic 2x upsampling + two styled 3x3 convs (C_r).
-    5. Output layer -> (B, raw_channels, N, N), returned as float32.
+    5. Output layer -> (B, raw_channels, N, N), returned as float32; with
+       ``config.spectral_envelope`` filtered by :class:`SpectralEnvelope` of ``e``.
 
     A "styled" layer is AdaIN modulated by ``s`` + per-pixel noise + LeakyReLU(0.2).
     Steps 1-2 (the style and condition path) are the same for both architectures:
@@ -529,6 +600,8 @@ class Generator(nn.Module):
         finest = channels(sizes[-1])
         self.to_raw = (_SubPixelOutput(finest, config.raw_channels, LEAN_UPSCALE) if lean
                        else _conv(finest, config.raw_channels, 1, 1.0))
+        self.envelope = (SpectralEnvelope(width, config.raw_channels, config.resolution)
+                         if config.spectral_envelope else None)
 
     def forward(self, noise: Tensor, condition: Tensor, pixel_noise: bool = True) -> Tensor:
         """Generate raw output channels.
@@ -562,6 +635,8 @@ class Generator(nn.Module):
         for block in self.blocks:
             x = block(x, style, pixel_noise)
         raw = self.to_raw(x).float()
+        if self.envelope is not None:
+            raw = self.envelope(raw, embedding)
         return raw if sign is None else raw * sign[:, :, None, None]
 
 

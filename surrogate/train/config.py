@@ -78,6 +78,12 @@ class TrainConfig:
         arch: generator architecture, ``"default"`` or ``"lean"`` (``ModelConfig.arch``,
             :class:`surrogate.models.Generator`; D is the same for both). Runs written
             before the option existed resume with ``"default"``.
+        spectral_envelope: the generator ends in a conditional isotropic filter, one
+            gain per raw channel and wavenumber shell computed from the condition alone
+            (``ModelConfig.spectral_envelope``, :class:`surrogate.models.SpectralEnvelope`):
+            the part of the spectrum that the condition fixes (a viscous cut-off that
+            moves with ``nu`` and time, a spectral index) need not be built by the
+            convolutions. Runs written before the option existed resume without it.
         noise_dim: latent size.
         spectral_branch: D's log-spectrum branch.
         amp: bf16 autocast on CUDA (ignored on CPU).
@@ -110,6 +116,7 @@ class TrainConfig:
     augment: bool = True
     width: int = 32
     arch: str = "default"
+    spectral_envelope: bool = False
     noise_dim: int = 64
     spectral_branch: bool = True
     amp: bool = True

@@ -146,7 +146,8 @@ class Trainer:
         self.model_config = ModelConfig.for_resolution(
             schema.resolution, self.heads.raw_channels, n_channels(schema.fields),
             self.data.encoder.dim, width=config.width, noise_dim=config.noise_dim,
-            spectral_branch=config.spectral_branch, negate=negate, arch=config.arch)
+            spectral_branch=config.spectral_branch, negate=negate, arch=config.arch,
+            spectral_envelope=config.spectral_envelope)
         generator, discriminator = build_models(self.model_config)
         self.generator = generator.to(self.device)
         self.discriminator = discriminator.to(self.device)

@@ -125,10 +125,11 @@ def _violations(output: np.ndarray, grid: PeriodicGrid) -> tuple[float, float, f
             np.abs(vorticity.mean(axis=(-2, -1))).max() / np.sqrt(np.mean(vorticity**2)))
 
 
-def test_navier_stokes_fields_of_the_lean_generator_keep_every_invariant():
+@pytest.mark.parametrize("spectral_envelope", [False, True])
+def test_navier_stokes_fields_of_the_lean_generator_keep_every_invariant(spectral_envelope):
     heads, schema, encoder = _heads("navier_stokes2d")
     assert heads.heads == {"vorticity": "curl", "velocity": "stream_function_energy"}
-    generator = _lean(heads, schema, encoder)
+    generator = _lean(heads, schema, encoder, spectral_envelope=spectral_envelope)
     noise, condition = _latents(generator.config, 6)
     condition[:3, -1] = -1.0                                      # t = 0: E = E_0 exactly
     with torch.no_grad():
@@ -142,10 +143,12 @@ def test_navier_stokes_fields_of_the_lean_generator_keep_every_invariant():
     assert np.abs(energy[3:] - initial).max() > 1e-6 * initial     # the check can fail
 
 
+@pytest.mark.parametrize("spectral_envelope", [False, True])
 @pytest.mark.parametrize("system", ["gaussian_random_field", "gray_scott", "ising"])
-def test_scalar_heads_keep_their_bounds_and_means_with_the_lean_generator(system):
+def test_scalar_heads_keep_their_bounds_and_means_with_the_lean_generator(system,
+                                                                          spectral_envelope):
     heads, schema, encoder = _heads(system)
-    generator = _lean(heads, schema, encoder)
+    generator = _lean(heads, schema, encoder, spectral_envelope=spectral_envelope)
     noise, condition = _latents(generator.config, 4)
     with torch.no_grad():
         raw = 30.0 * generator(noise, condition).double()        # far into the tails
@@ -217,9 +220,11 @@ def test_every_lean_parameter_gets_a_gradient():
     assert not missing and len(list(generator.parameters())) > 20
 
 
-def test_lean_generator_gives_exactly_opposite_fields_for_opposite_z0_when_negate():
+@pytest.mark.parametrize("spectral_envelope", [False, True])
+def test_lean_generator_gives_exactly_opposite_fields_for_opposite_z0_when_negate(
+        spectral_envelope):
     heads, schema, encoder = _heads("ising")
-    generator = _lean(heads, schema, encoder, negate=True)
+    generator = _lean(heads, schema, encoder, negate=True, spectral_envelope=spectral_envelope)
     noise, condition = _latents(generator.config, 6)
     flipped = noise.clone()
     flipped[:, 0] = -flipped[:, 0]

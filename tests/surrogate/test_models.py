@@ -311,9 +311,11 @@ def test_wrong_input_shapes_raise_value_errors():
 
 
 # ------------------------------------------------------------------ a declared sign flip
-def test_a_sign_equivariant_generator_gives_exactly_opposite_fields_for_opposite_z0():
+@pytest.mark.parametrize("spectral_envelope", [False, True])
+def test_a_sign_equivariant_generator_gives_exactly_opposite_fields_for_opposite_z0(
+        spectral_envelope):
     from surrogate.models import latent_sign
-    config = _config(negate=True)
+    config = _config(negate=True, spectral_envelope=spectral_envelope)
     generator = Generator(config).eval()
     with torch.no_grad():      # an untrained network: the property holds by construction
         for layer in generator.parameters():
@@ -327,7 +329,7 @@ def test_a_sign_equivariant_generator_gives_exactly_opposite_fields_for_opposite
     assert torch.equal(a, -b)
     assert torch.equal(latent_sign(noise), -latent_sign(flipped))
     # without the switch the same pair gives unrelated fields (the test can fail)
-    plain = Generator(_config()).eval()
+    plain = Generator(_config(spectral_envelope=spectral_envelope)).eval()
     plain.load_state_dict(generator.state_dict())
     with torch.no_grad():
         c = plain(noise, condition, pixel_noise=False)
