@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import multiprocessing
 import os
 import platform
 import re
@@ -40,6 +41,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -270,17 +272,45 @@ def _repeat_record(seed: int, entry: dict[str, Any]) -> dict[str, Any]:
             "train_seconds": entry["stage_seconds"].get("train")}
 
 
+def _fidelity_run(system: str, plan: QuickstartPlan, directory: Path | None, device: str,
+                  label: str) -> dict[str, Any]:
+    """One fidelity training of ``plan`` (quickstart flow) -> its fidelity entry."""
+    with tempfile.TemporaryDirectory() as scratch:
+        summary = quickstart((directory or Path(scratch)) / label, device=device,
+                             plan=plan, progress=False,
+                             log=lambda line: print(f"  [{label}] {line}", flush=True))
+        report = json.loads(Path(summary["report_json"]).read_text())
+        return _fidelity_entry(summary, report)
+
+
+def _set_threads(threads: int) -> None:
+    """Worker initialiser: ``threads`` intra-op threads per training."""
+    torch.set_num_threads(threads)
+
+
+def _executor(jobs: int, threads: int) -> Executor:
+    """``jobs`` worker processes (spawned: no forked OpenMP pools), each with ``threads``
+    threads."""
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_set_threads, initargs=(threads,))
+
+
 def fidelity(device: torch.device, systems: Sequence[str], directory: Path | None,
              steps: int | None, seeds: Sequence[int] | None = None,
-             train_options: dict[str, Any] | None = None) -> dict[str, dict]:
+             train_options: dict[str, Any] | None = None,
+             jobs: int = 1) -> dict[str, dict]:
     """Train, generate at held-out conditions and validate each system (quickstart flow).
 
     With several training ``seeds`` (same data, same held-out conditions, the training
     run's seed changed), each system's entry holds the first seed's full numbers and a
     ``repeats`` list with every seed's headline numbers: one GAN training is one draw.
+    ``jobs > 1`` runs that many trainings at once in worker processes, each with
+    ``cpu_count // jobs`` threads (on a CPU, seeds in parallel use the cores better than
+    one training's threads do; the numbers are those of that thread count, and floating-
+    point sums in another order give another draw of the same distribution).
     """
-    results = {}
     plans = fidelity_plans(device.type)
+    tasks = []
     for system in systems:
         if system not in plans:
             continue
@@ -289,21 +319,24 @@ def fidelity(device: torch.device, systems: Sequence[str], directory: Path | Non
             base = dataclasses.replace(base, train={**base.train, "steps": steps})
         if train_options:
             base = dataclasses.replace(base, train={**base.train, **train_options})
-        entries = []
         for seed in seeds or [None]:
             plan = base if seed is None else dataclasses.replace(
                 base, train={**base.train, "seed": seed})
-            with tempfile.TemporaryDirectory() as scratch:
-                label = system if seed is None else f"{system}_seed{seed}"
-                summary = quickstart((directory or Path(scratch)) / label, device=str(device),
-                                     plan=plan, progress=False,
-                                     log=lambda line: print(f"  {line}", flush=True))
-                report = json.loads(Path(summary["report_json"]).read_text())
-                entries.append(_fidelity_entry(summary, report))
-        results[system] = entries[0]
+            label = system if seed is None else f"{system}_seed{seed}"
+            tasks.append((system, plan, directory, str(device), label))
+    if jobs > 1 and len(tasks) > 1:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with _executor(min(jobs, len(tasks)), threads) as pool:
+            entries = list(pool.map(_fidelity_run, *zip(*tasks, strict=True)))
+    else:
+        entries = [_fidelity_run(*task) for task in tasks]
+    results: dict[str, dict] = {}
+    for system in dict.fromkeys(task[0] for task in tasks):
+        mine = [entry for task, entry in zip(tasks, entries, strict=True) if task[0] == system]
+        results[system] = mine[0]
         if seeds is not None and len(seeds) > 1:
             results[system]["repeats"] = [_repeat_record(seed, entry)
-                                          for seed, entry in zip(seeds, entries, strict=True)]
+                                          for seed, entry in zip(seeds, mine, strict=True)]
     return results
 
 
@@ -378,6 +411,10 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["", "(value (floor): the floor is the same metric for the simulator run "
                   "again at the generated trajectories' conditions, what a perfect surrogate "
                   "would score)", ""]
+        jobs = result.get("budget", {}).get("fidelity_jobs") or 1
+        if jobs > 1:
+            cores = result["machine"].get("cpu_count") or 1
+            lines += [f"({jobs} trainings at once, {max(1, cores // jobs)} thread(s) each)", ""]
         for system, entry in result["fidelity"].items():
             for failure in entry["failures"]:
                 lines.append(f"- {system}: failed {failure}")
@@ -521,6 +558,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--fidelity-seeds", type=int, nargs="+", default=None,
                         help="train each fidelity plan once per seed (same data and held-out "
                              "conditions) and report the spread over seeds")
+    parser.add_argument("--fidelity-jobs", type=int, default=1, metavar="J",
+                        help="run J fidelity trainings at once (seeds, systems) in worker "
+                             "processes with cpu_count / J threads each (1)")
     parser.add_argument("--fidelity-train", nargs="+", default=[], metavar="NAME=VALUE",
                         help="override training options of every fidelity plan (TrainConfig "
                              "fields, e.g. consistency_weight=10); values are JSON numbers, "
@@ -536,6 +576,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="overwrite the results file instead of merging this run's parts "
                              "into it")
     args = parser.parse_args(argv)
+    if args.fidelity_jobs < 1:
+        parser.error(f"--fidelity-jobs must be >= 1, got {args.fidelity_jobs}")
     train_options = _train_overrides(parser, args.fidelity_train)
     device = resolve_device(args.device)
     systems = args.systems or simulators.available()
@@ -546,7 +588,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                    "training_width": 32, "validation_sizes": args.validation_sizes,
                    "validation_resolution": 64, "fidelity_steps_override": args.fidelity_steps,
                    "fidelity_train_overrides": train_options,
-                   "fidelity_seeds": args.fidelity_seeds},
+                   "fidelity_seeds": args.fidelity_seeds,
+                   "fidelity_jobs": args.fidelity_jobs},
         "measured": {part: {"date": machine["date"], "torch": machine["torch"]}
                      for part in args.parts}}
     if "speed" in args.parts:
@@ -566,7 +609,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         keep = Path(args.keep) if args.keep else None
         chosen = args.fidelity_systems or list(fidelity_plans(device.type))
         result["fidelity"] = fidelity(device, chosen, keep, args.fidelity_steps,
-                                      args.fidelity_seeds, train_options)
+                                      args.fidelity_seeds, train_options, args.fidelity_jobs)
     output = Path(args.output) if args.output else RESULTS / f"{machine_name(device)}.json"
     if output.exists() and not args.replace:
         result = merge_results(json.loads(output.read_text()), result)

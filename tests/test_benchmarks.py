@@ -162,3 +162,38 @@ def test_range_positions_bin_held_out_conditions_by_thirds_of_the_swept_range():
     # (on a linear scale 2.2e-3 would be in the low end: the log scale is used)
     assert suite.range_positions({"system": "navier_stokes2d", "per_condition": []},
                                  {"nu": (1e-3, 1e-2)}) == {}
+
+
+def test_fidelity_jobs_run_every_seed_in_a_worker_and_keep_the_seed_order(tmp_path,
+                                                                          monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+    calls = []
+
+    def fake_run(system, plan, directory, device, label):
+        calls.append(label)
+        seed = plan.train["seed"]
+        return {"passed": True, "failures": [], "fields": {}, "conservation": {},
+                "stage_seconds": {"train": float(seed)}, "seed": seed}
+
+    pools = []
+
+    def fake_executor(jobs, threads):
+        pools.append((jobs, threads))
+        return ThreadPoolExecutor(jobs)
+
+    monkeypatch.setattr(suite, "_fidelity_run", fake_run)
+    monkeypatch.setattr(suite, "_executor", fake_executor)
+    monkeypatch.setattr(suite.os, "cpu_count", lambda: 4)
+    result = suite.fidelity(__import__("torch").device("cpu"),
+                            ["gaussian_random_field", "ising"], tmp_path, None,
+                            seeds=[2, 0, 1], jobs=2)
+    assert pools == [(2, 2)]                           # 2 workers of 4 // 2 threads
+    assert sorted(calls) == sorted(f"{system}_seed{seed}" for seed in (2, 0, 1)
+                                   for system in ("gaussian_random_field", "ising"))
+    for system in ("gaussian_random_field", "ising"):
+        entry = result[system]
+        assert entry["seed"] == 2                      # the first seed's full entry
+        assert [r["training_seed"] for r in entry["repeats"]] == [2, 0, 1]
+        assert [r["train_seconds"] for r in entry["repeats"]] == [2.0, 0.0, 1.0]
+    with pytest.raises(SystemExit):
+        suite.main(["--parts", "fidelity", "--fidelity-jobs", "0"])
