@@ -62,7 +62,7 @@ TRAIN_OPTION_HELP = (
     ("arch", str, "generator architecture: default, or lean (thin stages up to N/4 and "
                   "a pixel-shuffle output: ~50x fewer FLOPs at 128^2)"),
     ("spectral_envelope", bool, "end G in a conditional isotropic filter: one gain per "
-                                "wavenumber shell, set by the condition (off)"),
+                                "wavenumber shell, set by the condition (on)"),
     ("augment", bool, "symmetry augmentation of real fields (on)"),
     ("sign_equivariant", bool, "build a declared negate symmetry (Ising) into G and D: "
                                "both global signs by construction (on)"),
@@ -344,7 +344,7 @@ def cmd_utility(args: argparse.Namespace) -> int:
 def cmd_quickstart(args: argparse.Namespace) -> int:
     from surrogate.quickstart import default_plan, quickstart
     from surrogate.train import resolve_device
-    plan = default_plan(resolve_device(args.device).type, steps=args.steps)
+    plan = default_plan(resolve_device(args.device).type, steps=args.steps, seed=args.seed)
     log = None if args.quiet else (lambda message: print(message, file=sys.stderr))
     summary = quickstart(args.output, device=args.device, plan=plan, progress=not args.quiet,
                          log=log)
@@ -598,6 +598,8 @@ def _add_quickstart(commands: argparse._SubParsersAction) -> None:
     quick.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda")
     quick.add_argument("--steps", type=int, default=None,
                        help="training steps (600 on CPU, 4000 on CUDA)")
+    quick.add_argument("--seed", type=int, default=None,
+                       help="training seed (0); the simulated data stay the same")
     quick.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     quick.set_defaults(func=cmd_quickstart)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -90,8 +91,18 @@ def test_interrupted_training_resumes(tmp_path, monkeypatch):
 
 
 def test_cli_quickstart_prints_the_headline_table(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(quickstart_module, "default_plan", lambda device, steps=None: TINY)
-    assert cli.main(["quickstart", "-o", str(tmp_path / "qs"), "--device", "cpu", "-q"]) == 0
+    asked = []
+
+    def tiny(device, steps=None, seed=None):
+        asked.append(seed)
+        return dataclasses.replace(TINY, train={**TINY.train, "seed": seed or 0})
+
+    monkeypatch.setattr(quickstart_module, "default_plan", tiny)
+    assert cli.main(["quickstart", "-o", str(tmp_path / "qs"), "--device", "cpu", "-q",
+                     "--seed", "3"]) == 0
+    assert asked == [3]
+    saved = json.loads((tmp_path / "qs" / "run" / "config.json").read_text())
+    assert saved["train"]["seed"] == 3
     out = capsys.readouterr().out
     assert "spectrum err" in out and "delta" in out and "density" in out
     assert str(tmp_path / "qs" / "report.md") in out
@@ -118,6 +129,8 @@ def test_default_plans_are_valid_training_configs():
         TrainConfig(**plan.train)
         assert plan.n_trajectories >= 10 * 10      # >= 10 test conditions after the split
     assert default_plan("cpu", steps=17).train["steps"] == 17
+    seeded = default_plan("cpu", seed=5)
+    assert seeded.train["seed"] == 5 and seeded.seed == default_plan("cpu").seed   # same data
 
 
 @pytest.mark.slow

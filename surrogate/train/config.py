@@ -83,7 +83,10 @@ class TrainConfig:
             (``ModelConfig.spectral_envelope``, :class:`surrogate.models.SpectralEnvelope`):
             the part of the spectrum that the condition fixes (a viscous cut-off that
             moves with ``nu`` and time, a spectral index) need not be built by the
-            convolutions. Runs written before the option existed resume without it.
+            convolutions. On by default: over three training seeds it brought the held-out
+            spectrum errors to the simulator's own noise floor for Gaussian random fields
+            and Navier–Stokes and narrowed their spread over seeds (README, Benchmarks).
+            Runs written before the option existed resume without it.
         noise_dim: latent size.
         spectral_branch: D's log-spectrum branch.
         amp: bf16 autocast on CUDA (ignored on CPU).
@@ -116,7 +119,7 @@ class TrainConfig:
     augment: bool = True
     width: int = 32
     arch: str = "default"
-    spectral_envelope: bool = False
+    spectral_envelope: bool = True
     noise_dim: int = 64
     spectral_branch: bool = True
     amp: bool = True

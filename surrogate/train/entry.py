@@ -50,9 +50,9 @@ def train(data_path: str | os.PathLike, run_dir: str | os.PathLike,
             raise CheckpointError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
         saved = read_run_config(run_dir)
         try:
-            # runs written before the temporal discriminator existed trained without it
+            # runs written before an option existed trained without it
             config = TrainConfig.from_dict({"temporal_weight": 0.0, "sign_equivariant": False,
-                                            **saved["train"]})
+                                            "spectral_envelope": False, **saved["train"]})
         except (KeyError, TypeError) as error:
             raise CheckpointError(f"{run_dir}/config.json: no valid training settings "
                                   f"({error})") from None

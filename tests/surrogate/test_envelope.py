@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from surrogate.checkpoint import load_checkpoint
+from surrogate.checkpoint import load_checkpoint, save_checkpoint
 from surrogate.cli import main
 from surrogate.generate import load_surrogate
 from surrogate.models import (
@@ -162,10 +162,32 @@ def test_an_envelope_run_trains_resumes_exactly_and_records_the_option(tmp_path)
     assert fields.shape == (2, 3, 32, 32) and np.all(np.isfinite(fields))
 
 
-def test_cli_switches_the_envelope_on(tmp_path):
+def test_the_envelope_is_on_by_default_and_the_cli_switches_it_off(tmp_path):
+    assert TrainConfig().spectral_envelope is True
     fast = ["--steps", "1", "--batch-size", "4", "--width", "8", "--validate-every", "1",
             "--sample-every", "1", "-q", "--temporal-weight", "0"]
-    assert main(["train", SAMPLE, "-o", str(tmp_path / "run"), "--spectral-envelope",
+    assert main(["train", SAMPLE, "-o", str(tmp_path / "on"), *fast]) == 0
+    assert main(["train", SAMPLE, "-o", str(tmp_path / "off"), "--no-spectral-envelope",
                  *fast]) == 0
-    saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert saved["model"]["spectral_envelope"] is True
+    for name, expected in (("on", True), ("off", False)):
+        saved = json.loads((tmp_path / name / "config.json").read_text())
+        assert saved["train"]["spectral_envelope"] is expected
+        assert saved["model"]["spectral_envelope"] is expected
+
+
+def test_a_run_written_before_the_option_loads_and_resumes_without_an_envelope(tmp_path):
+    run = tmp_path / "old"
+    old = TrainConfig(**{**SHORT.to_dict(), "spectral_envelope": False})
+    train(SAMPLE, run, old, progress=False, steps=2)
+    # remove every trace of the option, as a run of an older version has none
+    saved = json.loads((run / "config.json").read_text())
+    del saved["model"]["spectral_envelope"], saved["train"]["spectral_envelope"]
+    (run / "config.json").write_text(json.dumps(saved))
+    for name in ("last.pt", "best.pt"):
+        state = load_checkpoint(run / "checkpoints" / name)
+        del state["model"]["spectral_envelope"]
+        save_checkpoint(run / "checkpoints" / name, state)
+    assert load_surrogate(run, "best", device="cpu").generator.envelope is None
+    assert train(SAMPLE, run, resume=True, progress=False, steps=3)["steps"] == 3
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["model"]["spectral_envelope"] \
+        is False
