@@ -571,7 +571,9 @@ class Generator(nn.Module):
     The physics output heads turn either network's raw channels into fields that keep
     the declared invariants exactly, so the architecture changes nothing of the physics.
     Both keep the module names ``embedding``, ``mapping``, ``input``, ``input_activation``,
-    ``input_conv``, ``blocks``, ``to_raw`` (``to_raw.weight`` is the output weight).
+    ``input_conv``, ``blocks``, ``to_raw`` (``to_raw.weight`` is the output weight), and
+    ``envelope`` (a :class:`SpectralEnvelope`, or ``None`` without
+    ``config.spectral_envelope``).
     """
 
     def __init__(self, config: ModelConfig):
