@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: comparing field-store files."""
+"""Helpers shared by the tests: comparing field-store files, ageing a run directory."""
 
 from __future__ import annotations
 
@@ -40,3 +40,19 @@ def file_contents(path: Path) -> dict[str, object]:
         attrs("/", handle)
         handle.visititems(visit)
     return out
+
+
+def forget_option(run: Path, name: str) -> None:
+    """Make ``run`` look written before the option ``name`` existed: drop it from the
+    ``train`` and ``model`` settings of ``config.json`` and from the ``model`` dict of both
+    checkpoints."""
+    import json
+
+    from surrogate.checkpoint import load_checkpoint, save_checkpoint
+    saved = json.loads((run / "config.json").read_text())
+    del saved["model"][name], saved["train"][name]
+    (run / "config.json").write_text(json.dumps(saved))
+    for checkpoint in ("last.pt", "best.pt"):
+        state = load_checkpoint(run / "checkpoints" / checkpoint)
+        del state["model"][name]
+        save_checkpoint(run / "checkpoints" / checkpoint, state)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from surrogate.checkpoint import load_checkpoint, save_checkpoint
+from surrogate.checkpoint import load_checkpoint
 from surrogate.cli import main
 from surrogate.generate import load_surrogate
 from surrogate.models import (
@@ -21,6 +21,7 @@ from surrogate.models import (
     shell_index,
 )
 from surrogate.train import TrainConfig, train
+from tests._files import forget_option
 
 SAMPLE = "data/sample_navier_stokes2d.h5"
 
@@ -179,14 +180,7 @@ def test_a_run_written_before_the_option_loads_and_resumes_without_an_envelope(t
     run = tmp_path / "old"
     old = TrainConfig(**{**SHORT.to_dict(), "spectral_envelope": False})
     train(SAMPLE, run, old, progress=False, steps=2)
-    # remove every trace of the option, as a run of an older version has none
-    saved = json.loads((run / "config.json").read_text())
-    del saved["model"]["spectral_envelope"], saved["train"]["spectral_envelope"]
-    (run / "config.json").write_text(json.dumps(saved))
-    for name in ("last.pt", "best.pt"):
-        state = load_checkpoint(run / "checkpoints" / name)
-        del state["model"]["spectral_envelope"]
-        save_checkpoint(run / "checkpoints" / name, state)
+    forget_option(run, "spectral_envelope")      # as a run of an older version has none
     assert load_surrogate(run, "best", device="cpu").generator.envelope is None
     assert train(SAMPLE, run, resume=True, progress=False, steps=3)["steps"] == 3
     assert load_checkpoint(run / "checkpoints" / "last.pt")["model"]["spectral_envelope"] \

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import simulators
 from simulators.grid import PeriodicGrid
 from simulators.store import StoreSchema
-from surrogate.checkpoint import load_checkpoint, save_checkpoint
+from surrogate.checkpoint import load_checkpoint
 from surrogate.cli import main
 from surrogate.constraints import OutputHeads
 from surrogate.data import ConditionEncoder, FieldNormalizer, n_channels
@@ -28,6 +28,7 @@ from surrogate.models import (
     same_model,
 )
 from surrogate.train import TrainConfig, train
+from tests._files import forget_option
 from tests._statistics import STATISTICS
 
 SAMPLE = "data/sample_navier_stokes2d.h5"
@@ -306,14 +307,7 @@ def test_cli_takes_the_arch_and_refuses_an_unknown_one_writing_nothing(tmp_path,
 def test_a_run_written_before_the_arch_option_loads_and_resumes_as_default(tmp_path):
     run = tmp_path / "old"
     train(SAMPLE, run, SHORT, progress=False, steps=2)
-    # remove every trace of the option, as a run of an older version has none
-    saved = json.loads((run / "config.json").read_text())
-    del saved["model"]["arch"], saved["train"]["arch"]
-    (run / "config.json").write_text(json.dumps(saved))
-    for name in ("last.pt", "best.pt"):
-        state = load_checkpoint(run / "checkpoints" / name)
-        del state["model"]["arch"]
-        save_checkpoint(run / "checkpoints" / name, state)
+    forget_option(run, "arch")      # as a run of an older version has none
     model = load_surrogate(run, "best", device="cpu")
     assert model.model_config.arch == "default"
     assert "to_raw.weight" in model.generator.state_dict()
