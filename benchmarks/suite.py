@@ -283,6 +283,11 @@ def _fidelity_run(system: str, plan: QuickstartPlan, directory: Path | None, dev
         return _fidelity_entry(summary, report)
 
 
+def threads_per_job(cores: int | None, jobs: int) -> int:
+    """Threads of each of ``jobs`` trainings run at once on ``cores`` cores (at least 1)."""
+    return max(1, (cores or 1) // jobs)
+
+
 def _set_threads(threads: int) -> None:
     """Worker initialiser: ``threads`` intra-op threads per training."""
     torch.set_num_threads(threads)
@@ -325,8 +330,7 @@ def fidelity(device: torch.device, systems: Sequence[str], directory: Path | Non
             label = system if seed is None else f"{system}_seed{seed}"
             tasks.append((system, plan, directory, str(device), label))
     if jobs > 1 and len(tasks) > 1:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        with _executor(min(jobs, len(tasks)), threads) as pool:
+        with _executor(min(jobs, len(tasks)), threads_per_job(os.cpu_count(), jobs)) as pool:
             entries = list(pool.map(_fidelity_run, *zip(*tasks, strict=True)))
     else:
         entries = [_fidelity_run(*task) for task in tasks]
@@ -413,8 +417,8 @@ def markdown(result: dict[str, Any]) -> str:
                   "would score)", ""]
         jobs = result.get("budget", {}).get("fidelity_jobs") or 1
         if jobs > 1:
-            cores = result["machine"].get("cpu_count") or 1
-            lines += [f"({jobs} trainings at once, {max(1, cores // jobs)} thread(s) each)", ""]
+            threads = threads_per_job(result["machine"].get("cpu_count"), jobs)
+            lines += [f"({jobs} trainings at once, {threads} thread(s) each)", ""]
         for system, entry in result["fidelity"].items():
             for failure in entry["failures"]:
                 lines.append(f"- {system}: failed {failure}")

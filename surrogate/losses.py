@@ -60,6 +60,7 @@ __all__ = [
     "radial_power_spectrum",
     "radial_shell_counts",
     "shell_average_matrix",
+    "shell_index",
     "spectral_loss",
 ]
 
@@ -77,6 +78,17 @@ def _integer_wavenumbers(n: int, device: torch.device | None = None) -> tuple[Te
     return m_x, m_y
 
 
+def shell_index(n: int, device: torch.device | None = None) -> Tensor:
+    """Integer wavenumber shell ``round(|m|)`` of every rfft2 mode of an ``n x n`` field,
+    shape ``(n, n // 2 + 1)``, int64 (``m`` in grid units, :func:`_integer_wavenumbers`):
+    0 for the mean, ``i`` for ``|m|`` in ``[i - 1/2, i + 1/2)``, up to ``round(n / sqrt 2)``
+    in the corners. The shells of :func:`radial_power_spectrum` (1 .. n // 2) and of the
+    generator's spectral envelope (all of them)."""
+    m_x, m_y = _integer_wavenumbers(n, device)
+    # |m|^2 is an integer and (i + 1/2)^2 is not, so there are no rounding ties.
+    return torch.floor(torch.sqrt(m_x**2 + m_y**2) + 0.5).long()
+
+
 def _shell_weights(n: int, device: torch.device | None = None) -> Tensor:
     """Full-plane mode count of every rfft2 mode in every shell, shape (n * (n//2+1), n//2).
 
@@ -86,10 +98,7 @@ def _shell_weights(n: int, device: torch.device | None = None) -> Tensor:
     ``m_y = n/2`` (their mirror modes ``-m`` are in the same column) and 2 for every
     other column (which stands for ``m`` and its conjugate ``-m``).
     """
-    m_x, m_y = _integer_wavenumbers(n, device)
-    radius = torch.sqrt(m_x**2 + m_y**2)
-    # |m|^2 is an integer and (i + 1/2)^2 is not, so there are no rounding ties.
-    shell = torch.floor(radius + 0.5).reshape(-1, 1)
+    shell = shell_index(n, device).reshape(-1, 1).to(torch.float32)
     multiplicity = torch.full((1, n // 2 + 1), 2.0, device=device)
     multiplicity[0, 0] = 1.0
     multiplicity[0, -1] = 1.0

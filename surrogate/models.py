@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _apply_spectral_norm
 
-from surrogate.losses import radial_power_spectrum, shell_average_matrix
+from surrogate.losses import radial_power_spectrum, shell_average_matrix, shell_index
 
 __all__ = [
     "ARCHS",
@@ -473,15 +473,6 @@ class _SubPixelOutput(nn.Module):
 
 
 # ---------------------------------------------------------------------------- generator
-def shell_index(resolution: int) -> Tensor:
-    """Integer wavenumber shell ``round(|k|)`` of every ``rfft2`` coefficient of an
-    ``N x N`` field, shape ``(N, N // 2 + 1)``, int64; ``k`` in grid units
-    (``k_x, k_y`` integers in ``[-N/2, N/2]``), so shells run ``0 .. round(N / sqrt 2)``."""
-    k_rows = torch.fft.fftfreq(resolution, d=1.0 / resolution)
-    k_cols = torch.fft.rfftfreq(resolution, d=1.0 / resolution)
-    return torch.round(torch.sqrt(k_rows[:, None] ** 2 + k_cols[None, :] ** 2)).long()
-
-
 class SpectralEnvelope(nn.Module):
     """Conditional isotropic filter of the raw channels (``ModelConfig.spectral_envelope``).
 
@@ -490,7 +481,8 @@ class SpectralEnvelope(nn.Module):
         ``x_hat_r(k) <- exp(g_r(|k|; e)) x_hat_r(k)``,
         ``g_r(s; e) = G tanh((A e + b)_{r, s} / G)``,  ``G = ENVELOPE_LOG_GAIN_MAX``,
 
-    one log-gain per channel and integer shell ``s = round(|k|)`` (:func:`shell_index`;
+    one log-gain per channel and integer shell ``s = round(|k|)``
+    (:func:`surrogate.losses.shell_index`;
     ``S = round(N / sqrt 2) + 1`` shells), computed from the condition alone -- never the
     latent -- so it carries the part of the spectrum that the condition fixes (e.g. the
     viscous cut-off of a flow, which moves with ``nu`` and time) while the convolutional

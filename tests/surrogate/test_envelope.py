@@ -13,12 +13,12 @@ import torch
 from surrogate.checkpoint import load_checkpoint
 from surrogate.cli import main
 from surrogate.generate import load_surrogate
+from surrogate.losses import shell_index
 from surrogate.models import (
     ENVELOPE_LOG_GAIN_MAX,
     Generator,
     ModelConfig,
     SpectralEnvelope,
-    shell_index,
 )
 from surrogate.train import TrainConfig, train
 from tests._files import forget_option
