@@ -56,8 +56,9 @@ TRAIN_OPTION_HELP = (
     ("consistency_weight", float, "balanced consistency regularisation of D under the "
                                   "system's declared symmetries (0: off)"),
     ("budget_weight", float, "penalty on the energy budget dE/dt = P - 2 nu Z between "
-                             "consecutive generated snapshots of one latent, for systems "
-                             "that declare energy_budget (0: off)"),
+                             "consecutive generated snapshots of one latent (default: 1 "
+                             "for systems that declare energy_budget, trained on >= 2 "
+                             "snapshot times; 0 elsewhere; 0: off)"),
     ("width", int, "base channel width of G and D (32)"),
     ("arch", str, "generator architecture: default, or lean (thin stages up to N/4 and "
                   "a pixel-shuffle output: ~50x fewer FLOPs at 128^2)"),

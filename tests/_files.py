@@ -44,15 +44,17 @@ def file_contents(path: Path) -> dict[str, object]:
 
 def forget_option(run: Path, name: str) -> None:
     """Make ``run`` look written before the option ``name`` existed: drop it from the
-    ``train`` and ``model`` settings of ``config.json`` and from the ``model`` dict of both
-    checkpoints."""
+    ``train`` settings of ``config.json`` and, for a model option, from its ``model``
+    settings and the ``model`` dict of both checkpoints."""
     import json
 
     from surrogate.checkpoint import load_checkpoint, save_checkpoint
     saved = json.loads((run / "config.json").read_text())
-    del saved["model"][name], saved["train"][name]
+    del saved["train"][name]
+    model_option = name in saved["model"]
+    saved["model"].pop(name, None)
     (run / "config.json").write_text(json.dumps(saved))
-    for checkpoint in ("last.pt", "best.pt"):
+    for checkpoint in ("last.pt", "best.pt") if model_option else ():
         state = load_checkpoint(run / "checkpoints" / checkpoint)
         del state["model"][name]
         save_checkpoint(run / "checkpoints" / checkpoint, state)

@@ -17,6 +17,9 @@ from surrogate.models import ARCHS
 #: version of the run directory's config.json layout
 RUN_FORMAT = 1
 
+#: the energy-budget weight that ``budget_weight=None`` (auto) uses where a budget applies
+AUTO_BUDGET_WEIGHT = 1.0
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -70,9 +73,12 @@ class TrainConfig:
         budget_weight: weight of the energy-budget penalty on G (0 disables;
             :mod:`surrogate.budget`): ``mean(r^2)`` of the trapezoid-rule residual of
             ``dE/dt = P - 2 nu Z`` between the temporal discriminator's generated pairs
-            ``(G(z, c, t_i), G(z, c, t_i+1))``, relative to ``2 nu Z + |P|``. Needs the
-            temporal pairs (``temporal_weight > 0``, >= 2 snapshot times) and a system
-            that declares ``energy_budget``; anything else is an error.
+            ``(G(z, c, t_i), G(z, c, t_i+1))``, relative to ``2 nu Z + |P|``. ``None``
+            (default, auto) applies it where it can: :data:`AUTO_BUDGET_WEIGHT` for a
+            system that declares ``energy_budget`` trained with temporal pairs
+            (``temporal_weight > 0``, >= 2 snapshot times), 0 elsewhere; the run's
+            ``config.json`` records the number used. An explicit weight > 0 where it
+            cannot apply is an error.
         augment: symmetry augmentation of the real batch (only the system's symmetries).
         width: base channel width of G and D (``ModelConfig.for_resolution``).
         arch: generator architecture, ``"default"`` or ``"lean"`` (``ModelConfig.arch``,
@@ -115,7 +121,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     ema_half_life_fraction: float = 0.0
     consistency_weight: float = 0.0
-    budget_weight: float = 0.0
+    budget_weight: float | None = None
     augment: bool = True
     width: int = 32
     arch: str = "default"
@@ -147,6 +153,8 @@ class TrainConfig:
         for name in ("r1_gamma", "spectral_loss_weight", "mode_seeking_weight",
                      "temporal_weight", "consistency_weight", "budget_weight"):
             value = getattr(self, name)
+            if name == "budget_weight" and value is None:       # auto
+                continue
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         for name in ("beta1", "beta2", "ema_decay"):

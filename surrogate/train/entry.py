@@ -52,7 +52,8 @@ def train(data_path: str | os.PathLike, run_dir: str | os.PathLike,
         try:
             # runs written before an option existed trained without it
             config = TrainConfig.from_dict({"temporal_weight": 0.0, "sign_equivariant": False,
-                                            "spectral_envelope": False, **saved["train"]})
+                                            "spectral_envelope": False, "budget_weight": 0.0,
+                                            **saved["train"]})
         except (KeyError, TypeError) as error:
             raise CheckpointError(f"{run_dir}/config.json: no valid training settings "
                                   f"({error})") from None

@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 
 from simulators.messages import first_line
-from surrogate.budget import EnergyBudget
+from surrogate.budget import EnergyBudget, energy_budget_unavailable
 from surrogate.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -42,7 +42,7 @@ from surrogate.data import (
 )
 from surrogate.devices import autocast_dtype, resolve_device
 from surrogate.models import Discriminator, Generator, ModelConfig, same_model
-from surrogate.train.config import TrainConfig
+from surrogate.train.config import AUTO_BUDGET_WEIGHT, TrainConfig
 from surrogate.train.distributed import (
     _all_reduce_gradients,
     _distributed_from_environment,
@@ -167,6 +167,13 @@ class Trainer:
             self.optimizer_t = torch.optim.Adam(self.temporal_discriminator.parameters(),
                                                 lr=config.lr_discriminator, betas=betas)
             self.pair_augmentation = self.data.augmentation.stacked(2)
+        if config.budget_weight is None:
+            # auto: on where it applies (a declared energy budget and generated pairs)
+            applies = self.temporal and energy_budget_unavailable(
+                schema, self.data.encoder) is None
+            config = dataclasses.replace(
+                config, budget_weight=AUTO_BUDGET_WEIGHT if applies else 0.0)
+            self.config = config
         self.budget: EnergyBudget | None = None
         if config.budget_weight > 0:
             self.budget = EnergyBudget.from_schema(schema, self.heads, self.data.encoder)

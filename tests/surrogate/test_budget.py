@@ -19,7 +19,9 @@ from surrogate.cli import main
 from surrogate.constraints import OutputHeads
 from surrogate.data import EmptySplitWarning, load_training_data
 from surrogate.train import TrainConfig, train
+from surrogate.train.config import AUTO_BUDGET_WEIGHT
 from surrogate.validation.conservation import energy_enstrophy, kolmogorov_forcing_work
+from tests._files import forget_option
 
 SAMPLE = "data/sample_navier_stokes2d.h5"
 TINY = TrainConfig(steps=6, batch_size=8, width=8, noise_dim=16, log_every=2,
@@ -136,3 +138,38 @@ def test_systems_without_a_budget_are_refused_with_the_reason(tmp_path, capsys):
     assert code == 2
     assert "temporal_weight > 0" in capsys.readouterr().err
     assert not (tmp_path / "run2").exists()
+
+
+def _logs_the_budget(run) -> bool:
+    return any("energy_budget" in json.loads(line)
+               for line in (run / "metrics.jsonl").read_text().splitlines())
+
+
+def test_the_default_applies_the_budget_where_the_system_declares_it(tmp_path):
+    """``budget_weight=None`` (auto): AUTO_BUDGET_WEIGHT on a Navier–Stokes file with
+    snapshot pairs; 0 without pairs or for a system with no energy budget (no error);
+    config.json records the number used."""
+    grf = run_sweep(SweepSpec("gaussian_random_field", 12, resolution=16, seed=0),
+                    tmp_path / "grf.h5", progress=False)
+    cases = ((SAMPLE, {}, AUTO_BUDGET_WEIGHT), (SAMPLE, {"temporal_weight": 0.0}, 0.0),
+             (grf, {}, 0.0))
+    for index, (path, options, expected) in enumerate(cases):
+        config = TrainConfig(**{**TINY.to_dict(), "steps": 4, **options})
+        assert config.budget_weight is None
+        run = tmp_path / f"run{index}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EmptySplitWarning)
+            train(path, run, config, progress=False)
+        assert json.loads((run / "config.json").read_text()
+                          )["train"]["budget_weight"] == expected
+        assert _logs_the_budget(run) is (expected > 0)
+
+
+def test_a_run_written_before_the_auto_default_resumes_without_the_budget(tmp_path):
+    run = tmp_path / "old"
+    train(SAMPLE, run, TrainConfig(**{**TINY.to_dict(), "steps": 2, "budget_weight": 0.0}),
+          progress=False)
+    forget_option(run, "budget_weight")        # as a run of an older version has none
+    assert train(SAMPLE, run, resume=True, progress=False, steps=4)["steps"] == 4
+    assert json.loads((run / "config.json").read_text())["train"]["budget_weight"] == 0.0
+    assert not _logs_the_budget(run)
