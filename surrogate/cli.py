@@ -64,6 +64,9 @@ TRAIN_OPTION_HELP = (
                   "a pixel-shuffle output: ~50x fewer FLOPs at 128^2)"),
     ("spectral_envelope", bool, "end G in a conditional isotropic filter: one gain per "
                                 "wavenumber shell, set by the condition (on)"),
+    ("straight_through", bool, "discrete fields (Ising spins) reach the discriminators "
+                               "snapped to their values, with the relaxation's gradient "
+                               "(off)"),
     ("augment", bool, "symmetry augmentation of real fields (on)"),
     ("sign_equivariant", bool, "build a declared negate symmetry (Ising) into G and D: "
                                "both global signs by construction (on)"),

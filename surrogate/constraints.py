@@ -393,15 +393,34 @@ class OutputHeads(nn.Module):
                 out[:, channels] = allowed[nearest]
         return out
 
-    def forward_normalised(self, raw: torch.Tensor, condition: torch.Tensor | None = None
-                           ) -> torch.Tensor:
+    def straight_through(self, fields: torch.Tensor) -> torch.Tensor:
+        """:meth:`snap_discrete` with the straight-through gradient (Bengio, Léonard &
+        Courville 2013): the value is the snapped field exactly (``discrete_values``
+        fields on their allowed values, other channels unchanged), the gradient is that of
+        the relaxation ``fields`` (identity): ``snap(f) + (f - f.detach())``.
+
+        What the discriminators see of generated discrete fields with
+        ``TrainConfig.straight_through``: a relaxed spin in ``(-1, 1)`` is never exactly
+        +-1, so a discriminator shown relaxed fakes can tell them from real spins by
+        ``|s| < 1`` alone; snapped, fakes and reals take the same values and differ
+        only in how the spins are arranged.
+        """
+        if not any(getattr(self._declared(name).get("discrete_values"), "values", None)
+                   for name, _, _ in self.layout):
+            return fields
+        return self.snap_discrete(fields).detach() + (fields - fields.detach())
+
+    def forward_normalised(self, raw: torch.Tensor, condition: torch.Tensor | None = None,
+                           *, straight_through: bool = False) -> torch.Tensor:
         """``normalizer.encode(forward(raw, condition))``: what the discriminator sees of
-        fakes.
+        fakes (discrete fields through :meth:`straight_through` when asked).
 
         Real data go through the same :meth:`FieldNormalizer.encode`, so real and fake
         are compared through one transform.
         """
-        return self.normalizer.encode(self(raw, condition))
+        fields = self(raw, condition)
+        return self.normalizer.encode(self.straight_through(fields) if straight_through
+                                      else fields)
 
     def extra_repr(self) -> str:
         heads = ", ".join(f"{name}: {kind}" for name, kind in self.heads.items())

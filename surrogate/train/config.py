@@ -79,6 +79,13 @@ class TrainConfig:
             (``temporal_weight > 0``, >= 2 snapshot times), 0 elsewhere; the run's
             ``config.json`` records the number used. An explicit weight > 0 where it
             cannot apply is an error.
+        straight_through: generated discrete fields (``discrete_values``, Ising spins)
+            reach the discriminators and the generator's losses snapped to their allowed
+            values, with the gradient of the ``tanh`` relaxation
+            (:meth:`surrogate.constraints.OutputHeads.straight_through`); off, they see
+            the relaxation in ``(low, high)``, which a discriminator tells from real
+            spins by ``|s| < 1``. Other fields are unaffected. Runs written before the
+            option existed resume without it.
         augment: symmetry augmentation of the real batch (only the system's symmetries).
         width: base channel width of G and D (``ModelConfig.for_resolution``).
         arch: generator architecture, ``"default"`` or ``"lean"`` (``ModelConfig.arch``,
@@ -122,6 +129,7 @@ class TrainConfig:
     ema_half_life_fraction: float = 0.0
     consistency_weight: float = 0.0
     budget_weight: float | None = None
+    straight_through: bool = False
     augment: bool = True
     width: int = 32
     arch: str = "default"

@@ -379,7 +379,8 @@ class Trainer:
         fake_condition, pairs = self.objective.fake_conditions(condition)
         with self.autocast():
             fake = self.heads.forward_normalised(self.g_forward(noise, fake_condition),
-                                                 fake_condition)
+                                                 fake_condition,
+                                                 straight_through=config.straight_through)
         metrics = self._update_discriminator(self.discriminator, self.d_forward,
                                              self.optimizer_d, real, condition, fake,
                                              fake_condition, "", self.data.augmentation)
@@ -391,6 +392,8 @@ class Trainer:
                 both_conditions = torch.cat([condition_a, condition_b])
                 both_physical = self.heads(self.g_forward(
                     torch.cat([pair_noise, pair_noise]), both_conditions), both_conditions)
+                if config.straight_through:
+                    both_physical = self.heads.straight_through(both_physical)
                 both = self.data.normalizer.encode(both_physical)
             generated_pairs = GeneratedPairs(real_pairs, torch.cat(both.chunk(2), dim=1),
                                              both_physical, condition_a, condition_b)

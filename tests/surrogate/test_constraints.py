@@ -187,6 +187,34 @@ def test_snap_discrete_puts_spins_on_plus_minus_one_and_leaves_other_fields():
     assert set(torch.unique(ising.snap_discrete(ising(_raw(ising)))).tolist()) == {-1.0, 1.0}
 
 
+def test_straight_through_gives_snapped_values_and_the_relaxations_gradient():
+    """Forward: exactly :meth:`snap_discrete` (spins +-1, other channels bit-identical);
+    backward: the gradient of the relaxed output, as if the snap were the identity."""
+    fields = (FieldSpec("spin", "1", "spin"), FieldSpec("height", "m", "free"))
+    invariants = (Invariant("discrete_values", "spin", values=(-1.0, 1.0)),)
+    statistics = {name: {"mean": 0.0, "std": 1.0, "rms": 1.0} for name in ("spin", "height")}
+    normalizer = FieldNormalizer.from_statistics(fields, invariants, statistics)
+    heads = OutputHeads(fields, invariants, normalizer, box_size=2 * math.pi, resolution=N)
+    raw = _raw(heads).requires_grad_(True)
+    weights = torch.randn(raw.shape[0], 2, N, N, generator=torch.Generator().manual_seed(3))
+    relaxed = heads(raw)
+    (expected,) = torch.autograd.grad((weights * relaxed).sum(), raw)
+    passed = heads.straight_through(heads(raw))
+    assert torch.equal(passed.detach(), heads.snap_discrete(relaxed.detach()))
+    assert set(torch.unique(passed[:, 0]).tolist()) == {-1.0, 1.0}
+    assert torch.equal(passed[:, 1].detach(), relaxed[:, 1].detach())
+    (gradient,) = torch.autograd.grad((weights * passed).sum(), raw)
+    torch.testing.assert_close(gradient, expected, rtol=0, atol=0)
+    assert gradient.abs().sum() > 0
+    # what the discriminator reads: the encoded snapped values
+    encoded = heads.forward_normalised(raw, straight_through=True)
+    torch.testing.assert_close(normalizer.decode(encoded.detach())[:, 0], passed[:, 0].detach())
+    # nothing to snap: the fields themselves
+    flow, _ = _heads("navier_stokes2d")
+    output = flow(_raw(flow))
+    assert flow.straight_through(output) is output
+
+
 def test_heads_refuse_wrong_shapes_and_inconsistent_declarations():
     heads, _ = _heads("navier_stokes2d")
     with pytest.raises(ValueError, match=r"raw output must have shape \(B, 1, 32, 32\)"):

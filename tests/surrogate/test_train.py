@@ -418,6 +418,38 @@ def test_ising_trains_sign_equivariant_and_generates_both_signs_in_pairs(ising_f
     assert not load_surrogate(tmp_path / "off", device="cpu").model_config.negate
 
 
+@pytest.mark.parametrize("straight_through", [True, False])
+def test_straight_through_shows_the_discriminator_spins_of_plus_minus_one(
+        ising_file, tmp_path, straight_through):
+    """With ``straight_through`` D reads generated spins exactly +-1, as it reads real
+    ones; without, the tanh relaxation, inside (-1, 1) wherever it is not saturated.
+    The generator trains either way (its weights move); config.json records the
+    choice."""
+    config = TrainConfig(**{**TINY.to_dict(), "steps": 2, "straight_through": straight_through,
+                            "temporal_weight": 0.0})
+    trainer = Trainer(ising_file, tmp_path / "run", config, device="cpu", progress=False)
+    seen = []
+
+    def record(module, inputs):
+        # the generator phase's fakes: the only inputs with a graph back to G
+        if inputs[0].grad_fn is not None:
+            seen.append(trainer.data.normalizer.decode(inputs[0].detach().double()))
+
+    trainer.discriminator.register_forward_pre_hook(record)
+    before = [p.detach().clone() for p in trainer.generator.parameters()]
+    trainer.run()
+    assert len(seen) == 2                                # one per step
+    fakes = torch.cat(seen)
+    if straight_through:
+        assert set(torch.unique(fakes).tolist()) == {-1.0, 1.0}
+    else:                             # float32 tanh reaches +-1 only where saturated
+        assert (fakes.abs() < 1.0).any()
+    assert any(not torch.equal(a, b.detach()) for a, b in
+               zip(before, trainer.generator.parameters(), strict=True))
+    assert json.loads((tmp_path / "run" / "config.json").read_text()
+                      )["train"]["straight_through"] is straight_through
+
+
 def test_a_system_whose_heads_are_not_odd_cannot_take_the_sign_symmetry(tmp_path):
     from simulators.sweep import SweepSpec, run_sweep
     from surrogate.train import check_sign_equivariance
