@@ -60,14 +60,16 @@ class HeldOutScorer:
                                self.data.schema.fields)
 
     @torch.no_grad()
-    def generate(self, condition: torch.Tensor, seed: int) -> dict[str, np.ndarray]:
+    def generate(self, condition: torch.Tensor, seed: int, pixel_seed: int | None = None
+                 ) -> dict[str, np.ndarray]:
         """EMA-generator snapshots (discrete fields snapped) at ``condition`` ``(S, P+1)``,
-        physical ``{name: (S, N, N[, 2])}``; its own seeded random stream (the training
-        stream is untouched)."""
+        physical ``{name: (S, N, N[, 2])}``; latents from ``seed``, the per-pixel noise
+        from ``pixel_seed`` (default ``seed``), both in their own seeded streams (the
+        training stream is untouched)."""
         outputs = []
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+            torch.manual_seed(seed if pixel_seed is None else pixel_seed)
             noise_stream = torch.Generator().manual_seed(seed)
             for start in range(0, condition.shape[0], 64):
                 chunk = condition[start:start + 64].to(self.device)
@@ -153,9 +155,12 @@ class HeldOutScorer:
         condition_a = condition[torch.from_numpy(before_last)]
         real_b, condition_b = dataset.get_batch(indices[before_last] + 1)
         reference_b = self.physical(real_b)
-        seed = self.config.seed + 9                   # same latents at t_i and t_i+1
+        # one latent at t_i and t_i+1, fresh pixel noise per snapshot: a trajectory as
+        # the training pairs and ``surrogate generate`` make it (the same pixel noise at
+        # both times would understate the change the report measures)
+        seed = self.config.seed + 9
         generated_a = self.generate(condition_a, seed)
-        generated_b = self.generate(condition_b, seed)
+        generated_b = self.generate(condition_b, seed, pixel_seed=seed + 1)
         for name in reference_a:
             sides["reference"][name] = reference_b[name] - reference_a[name]
             sides["generated"][name] = (generated_b[name].astype(np.float64)

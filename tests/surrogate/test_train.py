@@ -251,6 +251,52 @@ def test_a_file_with_one_snapshot_time_trains_without_the_temporal_discriminator
     assert not any(key.endswith("/temporal") for key in trainer.validate())
 
 
+class _LatentOnly(torch.nn.Module):
+    """A stand-in generator whose raw output is a fixed linear map of the latent alone."""
+
+    def __init__(self, noise_dim: int, channels: int, n: int) -> None:
+        super().__init__()
+        self.basis = torch.randn(noise_dim, channels, n, n,
+                                 generator=torch.Generator().manual_seed(5))
+
+    def forward(self, noise, condition):
+        return torch.einsum("bz,zcxy->bcxy", noise, self.basis)
+
+
+class _PixelNoiseOnly(torch.nn.Module):
+    """A stand-in generator whose raw output is per-pixel noise of torch's global stream."""
+
+    def __init__(self, channels: int, n: int) -> None:
+        super().__init__()
+        self.shape = (channels, n, n)
+
+    def forward(self, noise, condition):
+        return torch.randn(noise.shape[0], *self.shape)
+
+
+def test_the_scores_trajectories_share_latents_and_draw_fresh_pixel_noise(tmp_path):
+    """The validation score's change in time is measured on trajectories made as
+    ``surrogate generate`` makes them: one latent over the times (a generator of the
+    latent alone changes only through its condition, here not at all) and fresh
+    per-pixel noise per snapshot (a generator of pixel noise alone changes)."""
+    from simulators.sweep import SweepSpec, run_sweep
+    data = run_sweep(SweepSpec("diffusion", 16, resolution=16, n_snapshots=3),
+                     tmp_path / "diffusion.h5", progress=False)
+    trainer = Trainer(data, tmp_path / "run", TEMPORAL, progress=False)
+    scorer, dataset = trainer.scorer, trainer.data.splits["valid"]
+    indices = scorer.validation_indices(dataset, 8)
+    real, condition = dataset.get_batch(indices)
+    reference = scorer.physical(real)
+    n, channels = trainer.data.schema.resolution, trainer.heads.raw_channels
+    scorer.generator_ema = _LatentOnly(TEMPORAL.noise_dim, channels, n)
+    frozen = scorer.increments(dataset, indices, reference, condition)["generated"]
+    assert all(np.array_equal(change, np.zeros_like(change)) for change in frozen.values())
+    scorer.generator_ema = _PixelNoiseOnly(channels, n)
+    moving = scorer.increments(dataset, indices, reference, condition)["generated"]
+    assert all(np.abs(change).mean() > 0.1 * np.abs(reference[name]).mean()
+               for name, change in moving.items())
+
+
 def test_physics_score_temporal_term_punishes_snapshots_independent_in_time():
     generator = torch.Generator().manual_seed(2)
     draw = lambda: torch.randn(16, 32, 32, generator=generator).numpy()  # noqa: E731
