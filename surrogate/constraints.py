@@ -185,6 +185,11 @@ class OutputHeads(nn.Module):
         :func:`surrogate.data.declared_invariants`, the normaliser's reading too."""
         return declared_invariants(name, self.invariants)
 
+    def _allowed_values(self, name: str) -> tuple[float, ...]:
+        """The declared ``discrete_values`` of field ``name`` (empty if none)."""
+        discrete = self._declared(name).get("discrete_values")
+        return tuple(discrete.values) if discrete is not None and discrete.values else ()
+
     def _choose(self, spec: FieldSpec) -> str:
         declared = self._declared(spec.name)
         if spec.rank == 1:
@@ -200,8 +205,7 @@ class OutputHeads(nn.Module):
                                  f"is not a generated vector field")
             return "curl"
         bounded = declared.get("bounded")
-        discrete = declared.get("discrete_values")
-        if (discrete is not None and discrete.values) or \
+        if self._allowed_values(spec.name) or \
                 (bounded is not None and bounded.low is not None and bounded.high is not None):
             return "bounded"
         if bounded is not None and bounded.low == 0 and bounded.high is None \
@@ -216,11 +220,10 @@ class OutputHeads(nn.Module):
         return "free"
 
     def _bounds(self, name: str) -> tuple[float | None, float | None]:
-        declared = self._declared(name)
-        discrete = declared.get("discrete_values")
-        if discrete is not None and discrete.values:
-            return float(min(discrete.values)), float(max(discrete.values))
-        bounded = declared["bounded"]
+        allowed = self._allowed_values(name)
+        if allowed:
+            return float(min(allowed)), float(max(allowed))
+        bounded = self._declared(name)["bounded"]
         return bounded.low, bounded.high
 
     # ------------------------------------------------------------------ forward
@@ -385,9 +388,9 @@ class OutputHeads(nn.Module):
         """
         out = fields.clone()
         for name, _, channels in self.layout:
-            discrete = self._declared(name).get("discrete_values")
-            if discrete is not None and discrete.values:
-                allowed = torch.tensor(sorted(discrete.values), dtype=fields.dtype,
+            values = self._allowed_values(name)
+            if values:
+                allowed = torch.tensor(sorted(values), dtype=fields.dtype,
                                        device=fields.device)
                 nearest = (out[:, channels, ..., None] - allowed).abs().argmin(dim=-1)
                 out[:, channels] = allowed[nearest]
@@ -405,8 +408,7 @@ class OutputHeads(nn.Module):
         ``|s| < 1`` alone; snapped, fakes and reals take the same values and differ
         only in how the spins are arranged.
         """
-        if not any(getattr(self._declared(name).get("discrete_values"), "values", None)
-                   for name, _, _ in self.layout):
+        if not any(self._allowed_values(name) for name, _, _ in self.layout):
             return fields
         return self.snap_discrete(fields).detach() + (fields - fields.detach())
 
