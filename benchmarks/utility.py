@@ -82,6 +82,36 @@ def meets_targets(entry: dict[str, Any]) -> dict[str, bool | None]:
                              for point in augmentation) if augmentation else None)}
 
 
+def kept_run_mismatch(plan: QuickstartPlan, directory: Path) -> str | None:
+    """Why the GAN run kept in ``directory`` is not ``plan``'s (``None``: it is, or there
+    is none). ``quickstart`` retrains a stage whose settings differ, which would silently
+    replace a kept training with another; the benchmark asks first."""
+    manifest = directory / "quickstart.json"
+    if not manifest.exists():
+        return None
+    try:
+        kept = json.loads(manifest.read_text())["stages"]["train"]["key"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    wanted = plan.stage_key("train")
+    if kept == wanted:
+        return None
+    kept_settings, wanted_settings = json.loads(kept), json.loads(wanted)
+    kept_train = kept_settings.pop("train", {})
+    wanted_train = wanted_settings.pop("train", {})
+    def value(settings: dict[str, Any], name: str) -> str:
+        return repr(settings[name]) if name in settings else "the default"
+
+    differ = [f"{name}={value(kept_settings, name)} (asked {value(wanted_settings, name)})"
+              for name in sorted(set(kept_settings) | set(wanted_settings))
+              if kept_settings.get(name) != wanted_settings.get(name)]
+    differ += [f"train.{name}={value(kept_train, name)} (asked {value(wanted_train, name)})"
+               for name in sorted(set(kept_train) | set(wanted_train))
+               if kept_train.get(name) != wanted_train.get(name)]
+    return (f"{directory} holds a GAN run trained with other settings: {'; '.join(differ)}; "
+            "pass the run's options with --fidelity-train, or --retrain to replace it")
+
+
 def measure(system: str, plan: QuickstartPlan, directory: Path, device: str,
             config: RegressorConfig, seeds: Sequence[int]) -> dict[str, Any]:
     """Steps 1-4 of the module docstring for one system; the entry of the results file."""
@@ -164,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="override training options of every plan, as python -m "
                              "benchmarks --fidelity-train does (so that the GAN runs it "
                              "kept with --keep are reused)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="retrain a GAN kept in --runs whose settings differ from the "
+                             "plan's (default: refuse, naming the differences)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny plans and 30 regressor steps: checks the wiring only")
     parser.add_argument("--output", metavar="FILE.json", default=None,
@@ -187,14 +220,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "budget": {"regressor": config.to_dict(), "seeds": seeds, "smoke": args.smoke,
                    "gan_steps_override": args.gan_steps, "gan_train_overrides": train_options},
         "systems": {}}
+    chosen: dict[str, QuickstartPlan] = {}
+    for system in systems:
+        plan = smoke_plan(plans[system]) if args.smoke else plans[system]
+        if args.gan_steps is not None:
+            plan = dataclasses.replace(plan, train={**plan.train, "steps": args.gan_steps})
+        if train_options:
+            plan = dataclasses.replace(plan, train={**plan.train, **train_options})
+        chosen[system] = plan
+        if args.runs and not args.retrain:
+            mismatch = kept_run_mismatch(plan, Path(args.runs) / system)
+            if mismatch:
+                parser.error(mismatch)
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(args.runs) if args.runs else Path(scratch)
-        for system in systems:
-            plan = smoke_plan(plans[system]) if args.smoke else plans[system]
-            if args.gan_steps is not None:
-                plan = dataclasses.replace(plan, train={**plan.train, "steps": args.gan_steps})
-            if train_options:
-                plan = dataclasses.replace(plan, train={**plan.train, **train_options})
+        for system, plan in chosen.items():
             print(f"{system} ...", flush=True)
             result["systems"][system] = measure(system, plan, root / system, str(device),
                                                 config, seeds)

@@ -64,3 +64,31 @@ def test_fidelity_train_overrides_reach_the_gan_plan(tmp_path, monkeypatch):
     with pytest.raises(SystemExit):
         utility.main(["--fidelity-train", "no_such_option=1",
                       "--output", str(tmp_path / "v.json")])
+
+
+def test_a_kept_run_of_other_settings_is_refused_not_retrained(tmp_path, monkeypatch, capsys):
+    """``--runs`` holding a GAN trained with other options stops with a usage error naming
+    the differing option (quickstart would otherwise retrain over it); the same options,
+    or ``--retrain``, go on."""
+    called = []
+    monkeypatch.setattr(utility, "measure",
+                        lambda system, plan, *rest: called.append(plan) or
+                        {"parameters": {}, "augmentation": {}})
+    monkeypatch.setattr(utility, "markdown", lambda result: "")
+    kept = utility.fidelity_plans("cpu")["navier_stokes2d"]
+    kept = utility.dataclasses.replace(kept, train={**kept.train, "seed": 1})
+    run = tmp_path / "runs" / "navier_stokes2d"
+    run.mkdir(parents=True)
+    manifest = {"stages": {"train": {"key": kept.stage_key("train"), "finished": True}}}
+    (run / "quickstart.json").write_text(json.dumps(manifest))
+    manifest_text = (run / "quickstart.json").read_text()
+    common = ["--systems", "navier_stokes2d", "--device", "cpu", "--runs",
+              str(tmp_path / "runs"), "--output", str(tmp_path / "u.json")]
+    with pytest.raises(SystemExit) as stop:
+        utility.main(common)
+    assert stop.value.code == 2 and not called
+    assert "train.seed=1 (asked the default)" in capsys.readouterr().err
+    assert (run / "quickstart.json").read_text() == manifest_text
+    utility.main([*common, "--fidelity-train", "seed=1"])
+    utility.main([*common, "--retrain"])
+    assert len(called) == 2
