@@ -26,10 +26,11 @@ the checkpoint, so on the CPU ``N`` steps, a stop and ``--resume`` for ``N`` mor
 same weights as ``2N`` steps straight (tested). Validation every ``validate_every`` steps
 generates the held-out (``valid`` split) conditions with the EMA generator and scores
 them with the validation library: ``score = mean over fields of (median spectrum
-relative error over resolved shells + W1 / std + |ln spread ratio| [+ |ln temporal
+relative error over resolved shells + W1 / std + spread term [+ |ln temporal
 change ratio|])`` (the spread of two latents at each condition against each reference
-snapshot's nearest training neighbour: a collapsed generator cannot be the best
-checkpoint; with D_t, the change between consecutive times of one latent against that
+snapshot's nearest training neighbour, its term the log distance outside [0.8, 1.25]
+and 0 inside: a collapsed generator cannot be the best checkpoint; with D_t, the
+change between consecutive times of one latent against that
 of one simulated trajectory, see :func:`physics_score`), averaged over two latent
 draws whose half-difference is logged as the score's own noise (``valid/score_noise``,
 :func:`two_draw_score`); the best score's EMA generator is kept as

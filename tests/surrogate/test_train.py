@@ -338,12 +338,24 @@ def test_physics_score_spread_term_punishes_a_generator_that_ignores_its_latent(
                               pairs={"generated": {"f": generated},
                                      "reference": {"f": neighbours}})
     assert collapsed["f/spread"] == 0.0
-    assert collapsed["score"] == pytest.approx(healthy["score"] - abs(math.log(
-        healthy["f/spread"])) + math.log(1e3))
-    half = physics_score({"f": reference}, {"f": generated}, ranks, 1.0,
-                         pairs={"generated": {"f": generated + 0.5 * (second - generated)},
-                                "reference": {"f": neighbours}})
+    # a spread inside [0.8, 1.25] costs nothing; the collapse costs |ln 1e-3|
+    no_spread = physics_score({"f": reference}, {"f": generated}, ranks, 1.0)
+    assert healthy["score"] == pytest.approx(no_spread["score"], abs=1e-12)
+    assert collapsed["score"] == pytest.approx(no_spread["score"] + math.log(1e3))
+
+    def with_spread(fraction):
+        return physics_score({"f": reference}, {"f": generated}, ranks, 1.0, pairs={
+            "generated": {"f": generated + fraction * (second - generated)},
+            "reference": {"f": neighbours}})
+
+    half = with_spread(0.5)
     assert half["f/spread"] == pytest.approx(0.5 * healthy["f/spread"])
+    # outside the band: the log distance to its nearer edge, ln(0.8 / spread) below
+    assert half["score"] - no_spread["score"] == pytest.approx(math.log(0.8 / half["f/spread"]))
+    assert with_spread(0.85)["score"] == pytest.approx(no_spread["score"], abs=1e-12)
+    double = with_spread(2.0)
+    assert double["score"] - no_spread["score"] == pytest.approx(
+        math.log(double["f/spread"] / 1.25))
 
 
 def test_validation_logs_the_spread_and_compares_with_training_neighbours(tmp_path):
