@@ -278,7 +278,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     path = generate(args.run, args.output, parameters=parse_settings(args.set), like=args.like,
                     n=args.n, seed=args.seed, checkpoint=args.checkpoint, device=args.device,
                     batch_size=args.batch_size, split=args.split, overwrite=args.overwrite,
-                    resume=args.resume, progress=not args.quiet)
+                    resume=args.resume, progress=not args.quiet, threads=args.threads)
     print(f"wrote {path}")
     return 0
 
@@ -502,6 +502,9 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
     generate.add_argument("--checkpoint", default="best", help="best (default), last or a file")
     generate.add_argument("--device", default="auto", help="auto, cpu, cuda")
     generate.add_argument("--batch-size", type=int, default=64, help="snapshots per call (64)")
+    generate.add_argument("--threads", type=int, default=None,
+                          help="torch CPU threads (default: torch's, one per core; 1 is often "
+                               "faster on shared cores)")
     generate.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     generate.add_argument("--resume", action="store_true",
                           help="continue an interrupted run from OUTPUT.partial (same options; "

@@ -3,8 +3,8 @@
 :func:`resolve_device` adds ``"auto"`` to the one device rule of the package
 (:func:`simulators.backend.resolve_device`, which the simulators' torch backend uses);
 :func:`autocast_dtype` is the mixed-precision choice of training, validation and
-generation. Nothing here imports the training loop, so generation and the CLI can use
-them without it.
+generation; :func:`cpu_threads` sets the CPU thread count of a block. Nothing here
+imports the training loop, so generation and the CLI can use them without it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 
 from simulators.backend import resolve_device as resolve_torch_device
 
-__all__ = ["autocast_dtype", "full_precision", "resolve_device"]
+__all__ = ["autocast_dtype", "cpu_threads", "full_precision", "resolve_device"]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -67,3 +67,27 @@ def full_precision() -> Iterator[None]:
     finally:
         torch.backends.cuda.matmul.allow_tf32 = matmul
         torch.backends.cudnn.allow_tf32 = cudnn
+
+
+def check_threads(threads: int | None, what: str = "threads") -> None:
+    """A one-line ``ValueError`` unless ``threads`` is ``None`` or a positive integer."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise ValueError(f"{what} must be a positive integer or None, got {threads!r}")
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """``torch.set_num_threads(threads)`` inside the block, the previous count restored
+    after it (``None``: unchanged). On shared or busy cores one thread per process is
+    often faster than torch's default of one per core."""
+    check_threads(threads)
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -59,6 +59,24 @@ def test_same_seed_same_bytes_other_seed_other_fields(run, tmp_path):
         assert not np.array_equal(fa.read("vorticity"), fc.read("vorticity"))
 
 
+def test_thread_count_changes_nothing_but_round_off_and_is_restored(run, tmp_path, capsys):
+    """``threads`` sets torch's CPU threads for the generator calls only: one and two
+    threads give the same fields to float round-off, the caller's count comes back, and
+    a count below 1 is a one-line error (exit 2) before any file exists."""
+    before = torch.get_num_threads()
+    one = generate(run, tmp_path / "one.h5", parameters={"nu": 1e-3}, n=3, seed=4, threads=1)
+    assert torch.get_num_threads() == before
+    two = generate(run, tmp_path / "two.h5", parameters={"nu": 1e-3}, n=3, seed=4, threads=2)
+    with FieldStore(one) as first, FieldStore(two) as second:
+        for name in ("vorticity", "velocity"):
+            a, b = first.read(name), second.read(name)
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * np.abs(a).max())
+    out = tmp_path / "zero.h5"
+    assert main(["generate", str(run), "-o", str(out), "--threads", "0", "-q"]) == 2
+    assert "threads must be a positive integer" in capsys.readouterr().err
+    assert not out.exists() and torch.get_num_threads() == before
+
+
 def test_condition_changes_the_output(run):
     model = load_surrogate(run, device="cpu")
     noise = torch.randn(2, model.model_config.noise_dim, generator=torch.Generator().manual_seed(0))

@@ -33,9 +33,8 @@ thread count; CUDA convolutions need not be).
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -46,7 +45,7 @@ from torch import nn
 from simulators.store import StoreSchema
 from simulators.store.statistics import field_statistics
 from surrogate.data import FieldNormalizer, SymmetryAugmentation, to_store_layout
-from surrogate.devices import resolve_device
+from surrogate.devices import check_threads, cpu_threads, resolve_device
 from surrogate.validation.utility.snapshots import Snapshots
 
 __all__ = ["LOG_VARIANCE_RANGE", "FittedRegressor", "ParameterRegressor", "RegressorConfig",
@@ -95,27 +94,10 @@ class RegressorConfig:
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"regressor {name} must be a finite number >= 0, got "
                                  f"{value!r}")
-        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(
-                self.threads, int) or self.threads < 1):
-            raise ValueError(f"regressor threads must be a positive integer or None, got "
-                             f"{self.threads!r}")
+        check_threads(self.threads, "regressor threads")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@contextlib.contextmanager
-def cpu_threads(threads: int | None) -> Iterator[None]:
-    """``torch.set_num_threads(threads)`` inside the block (``None``: unchanged)."""
-    if threads is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _circular_conv(inputs: int, outputs: int) -> nn.Conv2d:
