@@ -203,6 +203,10 @@ ENERGY_BUDGET_UNSUPPORTED = ("hyperviscosity", "drag")
 #: reflection, not under a rotation). Reflections and rotations are about the grid point
 #: ``x = 0`` (index ``i -> -i mod N``); on the grid, shifts are by whole cells. ``negate``
 #: is the one internal symmetry: ``f'(x) = -f(x)`` for every field at once.
+#: ``negate_each_snapshot`` is a statement about trajectories rather than single
+#: snapshots: the joint law of ``(f(t_0), f(t_1), ...)`` is unchanged when any one
+#: snapshot alone is negated, so the sign of one snapshot says nothing about the sign of
+#: another (the GAN then draws the sign of every generated snapshot independently).
 SYMMETRIES: dict[str, str] = {
     "shift": "periodic translations in x and in y",
     "shift_x": "periodic translations in x only",
@@ -214,6 +218,10 @@ SYMMETRIES: dict[str, str] = {
     "rotate_180": "point reflection (x, y) -> (-x, -y), u -> -u (a proper rotation)",
     "negate": "global sign change of every field, f -> -f (e.g. Ising spins in zero field); "
               "not a grid map",
+    "negate_each_snapshot": "negating any one stored snapshot of a trajectory alone leaves "
+                            "the law of the whole trajectory unchanged: the global sign has "
+                            "no memory between snapshots (Ising under Swendsen-Wang); "
+                            "implies negate",
 }
 
 
@@ -268,6 +276,9 @@ class Simulator:
         if unknown:
             raise TypeError(f"{cls.__name__}.symmetries: unknown name(s) {unknown}; "
                             f"expected names from {', '.join(SYMMETRIES)}")
+        if "negate_each_snapshot" in cls.symmetries and "negate" not in cls.symmetries:
+            raise TypeError(f"{cls.__name__}.symmetries: negate_each_snapshot implies negate; "
+                            "declare both")
 
     # ------------------------------------------------------------------ metadata
     def parameter(self, name: str) -> Parameter:

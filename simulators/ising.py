@@ -426,6 +426,14 @@ class Ising(Simulator):
     in ``s``; the sampler commutes with it exactly) and is declared as ``negate``: the
     GAN's augmentation flips whole training samples, which keeps both ordered states
     equally represented (tests/simulators/test_symmetries.py proves the commutation).
+    ``negate_each_snapshot`` as well: every sweep flips every cluster, the largest one
+    included, with probability 1/2 from coins of its own, so the kernel of one sweep
+    obeys ``K(s, s') = K(s, -s')``, and with ``K(-s, -s') = K(s, s')`` the law of a
+    trajectory ``P(s_0) K^{n_1}(s_0, s_1) K^{n_2}(s_1, s_2) ...`` is unchanged when any
+    one snapshot alone is negated (snapshots are whole sweeps apart, ``n_i >= 1``): in the
+    ordered phase a trajectory's magnetisation changes sign between two snapshots with
+    probability 1/2 (tests/simulators/test_ising.py), which a generator that keeps one
+    sign per trajectory gets wrong.
 
     Args (keyword-only numerical option):
         burn_in: sweeps before the first snapshot, an integer ``>= 0``, or ``None``
@@ -445,7 +453,7 @@ class Ising(Simulator):
                   doc="Ising spins are +1 or -1"),
     )
     inits = ("random", "ordered")
-    symmetries = ("shift", "flip_x", "flip_y", "rotate_90", "negate")
+    symmetries = ("shift", "flip_x", "flip_y", "rotate_90", "negate", "negate_each_snapshot")
     numpy_only_reason = ("its Swendsen-Wang sweeps draw from one numpy default_rng(seed) "
                          "stream per trajectory, which torch cannot reproduce, so the same "
                          "seed would no longer give the same file")

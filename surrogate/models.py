@@ -128,6 +128,15 @@ class ModelConfig:
             D is sign-invariant, ``D(x) = (D'(x) + D'(-x)) / 2``. Exact in physical space
             when the normalisation has no offset and the output heads are odd (the
             trainer checks both).
+        negate_each_snapshot: with ``negate``, the sign ``s`` is drawn afresh, +-1 with
+            probability 1/2, at every forward with pixel noise, from the pixel noise's
+            random stream, instead of ``sign(z_0)``: the snapshots of one latent at
+            several times then have independent signs, as the trajectories of a system
+            declaring ``negate_each_snapshot`` do (Ising under Swendsen-Wang; one sign per
+            latent made every trained generator keep, or always flip, the sign between
+            snapshots, where the simulator flips half the time). Without pixel noise the
+            sign stays ``sign(z_0)``. Checkpoints written before the key existed have it
+            off.
         arch: generator architecture, ``"default"`` or ``"lean"`` (:class:`Generator`;
             the discriminator is the same for both). A checkpoint written before the key
             existed holds a ``"default"`` generator.
@@ -150,6 +159,7 @@ class ModelConfig:
     spectral_branch: bool = True
     upsample_mode: str = "bilinear"
     negate: bool = False
+    negate_each_snapshot: bool = False
     arch: str = "default"
     spectral_envelope: bool = False
 
@@ -185,6 +195,8 @@ class ModelConfig:
             )
         if self.arch not in ARCHS:
             raise ValueError(f"ModelConfig.arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.negate_each_snapshot and not self.negate:
+            raise ValueError("ModelConfig.negate_each_snapshot needs negate")
 
     @classmethod
     def for_resolution(cls, resolution: int, raw_channels: int, in_channels: int,
@@ -617,7 +629,12 @@ class Generator(nn.Module):
         _check_condition(condition, config)
         sign = None
         if config.negate:
-            sign = latent_sign(noise)
+            if config.negate_each_snapshot and pixel_noise:
+                # one fair sign per sample, from the pixel noise's stream
+                sign = (torch.randint(0, 2, (noise.shape[0], 1), device=noise.device)
+                        * 2 - 1).to(noise.dtype)
+            else:
+                sign = latent_sign(noise)
             noise = torch.cat([noise[:, :1].abs(), noise[:, 1:]], dim=1)
         z = noise * torch.rsqrt(noise.square().mean(dim=1, keepdim=True) + 1e-8)
         embedding = self.embedding(condition)

@@ -187,6 +187,8 @@ class SymmetryAugmentation:
     layout: ChannelLayout
     symmetries: tuple[str, ...]
     pseudoscalars: frozenset[str] = field(default_factory=frozenset)
+    #: snapshots stacked along channels (:meth:`stacked`)
+    copies: int = 1
 
     @classmethod
     def from_schema(cls, schema: StoreSchema) -> SymmetryAugmentation:
@@ -206,17 +208,29 @@ class SymmetryAugmentation:
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator | None = None
                  ) -> torch.Tensor:
-        return augment(batch, self.layout, self.symmetries, generator,
-                       pseudoscalars=self.pseudoscalars)
+        moved = augment(batch, self.layout, self.symmetries, generator,
+                        pseudoscalars=self.pseudoscalars)
+        if self.copies == 1 or "negate_each_snapshot" not in self.symmetries:
+            return moved
+        # the law of a trajectory is unchanged when one snapshot alone is negated: an
+        # independent sign per stacked snapshot (odd transforms, as for negate)
+        size = batch.shape[0]
+        device = generator.device if generator is not None else torch.device("cpu")
+        signs = torch.randint(2, (size, self.copies), generator=generator, device=device)
+        signs = (signs * 2 - 1).to(moved.device, moved.dtype)
+        per_copy = moved.shape[1] // self.copies
+        return moved * signs.repeat_interleave(per_copy, dim=1)[:, :, None, None]
 
     def stacked(self, copies: int) -> SymmetryAugmentation:
         """The same augmentation for ``copies`` snapshots stacked along channels.
 
         A batch ``(B, copies * C, N, N)`` (e.g. consecutive snapshots of one trajectory,
         ``torch.cat([x_t, x_t+1], dim=1)``) then gets one group element per sample, the
-        same for every stacked snapshot, so their relation in time is kept.
+        same for every stacked snapshot, so their relation in time is kept; where the
+        system declares ``negate_each_snapshot``, each stacked snapshot also gets a sign
+        of its own (their relative sign is then no part of their relation).
         """
         channels = sum(part.stop - part.start for _, _, part in self.layout)
         layout = [(name, rank, slice(part.start + copy * channels, part.stop + copy * channels))
                   for copy in range(copies) for name, rank, part in self.layout]
-        return dataclasses.replace(self, layout=layout)
+        return dataclasses.replace(self, layout=layout, copies=copies)

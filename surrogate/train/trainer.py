@@ -140,14 +140,20 @@ class Trainer:
                              f"batch of {self.local_batch} per replica")
         self.heads = OutputHeads.from_schema(schema, self.data.normalizer).to(self.device)
         torch.manual_seed(config.seed)
-        negate = config.sign_equivariant and "negate" in self.data.augmentation.symmetries
+        symmetries = self.data.augmentation.symmetries
+        negate = config.sign_equivariant and "negate" in symmetries
         if negate:
             check_sign_equivariance(self.heads, self.data.normalizer)
+        each_snapshot = negate and "negate_each_snapshot" in symmetries
+        if saved is not None:      # a run resumes as it was built (older runs: one sign)
+            each_snapshot = negate and bool(saved.get("model", {}).get(
+                "negate_each_snapshot", False))
         self.model_config = ModelConfig.for_resolution(
             schema.resolution, self.heads.raw_channels, n_channels(schema.fields),
             self.data.encoder.dim, width=config.width, noise_dim=config.noise_dim,
             spectral_branch=config.spectral_branch, negate=negate, arch=config.arch,
-            spectral_envelope=config.spectral_envelope)
+            spectral_envelope=config.spectral_envelope,
+            negate_each_snapshot=each_snapshot)
         generator, discriminator = build_models(self.model_config)
         self.generator = generator.to(self.device)
         self.discriminator = discriminator.to(self.device)

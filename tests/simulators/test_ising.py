@@ -397,7 +397,7 @@ def test_symmetry_check_fails_when_bonds_are_mapped_like_sites(monkeypatch):
 def test_global_spin_flip_is_an_exact_symmetry():
     """``s -> -s`` (declared as ``negate``) commutes with the sampler exactly, here through
     ``run`` with an initial state; every declared symmetry is proven in this file."""
-    assert set(Ising.symmetries) == set(LATTICE_MAPS) | {"negate"}
+    assert set(Ising.symmetries) == set(LATTICE_MAPS) | {"negate", "negate_each_snapshot"}
     simulator = Ising(burn_in=3)
     start = np.where(np.random.default_rng(4).random((16, 16)) < 0.3, 1.0, -1.0)
     kwargs = {"resolution": 16, "t_end": 6, "n_snapshots": 3, "seed": 8,
@@ -405,6 +405,43 @@ def test_global_spin_flip_is_an_exact_symmetry():
     up = simulator.run(initial_state={"spin": start}, **kwargs)["spin"].values
     down = simulator.run(initial_state={"spin": -start}, **kwargs)["spin"].values
     np.testing.assert_array_equal(down, -up)
+
+
+def _sign_changes(spins):
+    """Fraction of consecutive snapshot pairs, both ordered (|m| > 0.5), whose
+    magnetisation has opposite signs; and how many such pairs."""
+    m = magnetisation(spins)
+    ordered = (np.abs(m[:, 1:]) > 0.5) & (np.abs(m[:, :-1]) > 0.5)
+    changed = np.sign(m[:, 1:]) != np.sign(m[:, :-1])
+    return changed[ordered].mean(), int(ordered.sum())
+
+
+def test_the_sign_has_no_memory_between_snapshots(monkeypatch):
+    """``negate_each_snapshot``: deep in the ordered phase (T = 1.5, |m| ~ 0.99) one sweep
+    apart, a trajectory's magnetisation changes sign with probability 1/2 (the largest
+    cluster's own coin), not ~0 as under local dynamics: 400 x 2 pairs, binomial standard
+    error 0.018, bound 0.5 +- 0.08. Control: with every cluster coin scripted to "keep",
+    the same statistic reads 0 (it can see memory)."""
+    assert "negate_each_snapshot" in Ising.symmetries and "negate" in Ising.symmetries
+    spins = _sample(1.5, 16, 400, None, None, seed=3, times=np.array([0.0, 1.0, 2.0]))
+    fraction, pairs = _sign_changes(spins)
+    assert pairs > 700 and abs(fraction - 0.5) < 0.08, (fraction, pairs)
+    sweep = ising.swendsen_wang_sweep
+
+    def keep_every_cluster(spins, bond_probability, uniforms):
+        uniforms = uniforms.copy()
+        uniforms[:, 2] = 0.75                       # no heads: an even count everywhere
+        return sweep(spins, bond_probability, uniforms)
+
+    monkeypatch.setattr(ising, "swendsen_wang_sweep", keep_every_cluster)
+    frozen = _sample(1.5, 16, 50, None, None, seed=3, times=np.array([0.0, 1.0, 2.0]),
+                     init="ordered")
+    assert _sign_changes(frozen) == (0.0, 100)
+
+
+def test_negate_each_snapshot_requires_negate():
+    with pytest.raises(TypeError, match="implies negate"):
+        type("Bad", (simulators.base.Simulator,), {"symmetries": ("negate_each_snapshot",)})
 
 
 # --------------------------------------------------------------------- bad input

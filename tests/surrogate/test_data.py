@@ -537,6 +537,27 @@ def test_negate_symmetry_flips_whole_samples_with_both_signs():
     assert 10 < int((sign < 0).sum()) < 54
 
 
+@pytest.mark.parametrize("each", [False, True])
+def test_stacked_snapshots_get_signs_of_their_own_only_where_declared(each):
+    """``negate`` alone flips a stacked pair together (their relative sign is kept);
+    with ``negate_each_snapshot`` each snapshot gets its own fair sign, so about half the
+    pairs of equal snapshots come out opposite. Single snapshots are unaffected."""
+    layout = channel_layout([FieldSpec("spin", "1", "spin")])
+    symmetries = ("negate", "negate_each_snapshot") if each else ("negate",)
+    augmentation = SymmetryAugmentation(layout, symmetries)
+    snapshot = torch.randn(400, 1, 8, 8)
+    pairs = augmentation.stacked(2)(torch.cat([snapshot, snapshot], dim=1),
+                                    torch.Generator().manual_seed(1))
+    first = (pairs[:, :1] * snapshot).sum(dim=(1, 2, 3)).sign()
+    second = (pairs[:, 1:] * snapshot).sum(dim=(1, 2, 3)).sign()
+    torch.testing.assert_close(pairs[:, :1], snapshot * first.view(-1, 1, 1, 1))
+    torch.testing.assert_close(pairs[:, 1:], snapshot * second.view(-1, 1, 1, 1))
+    opposite = float((first != second).float().mean())
+    assert (0.4 < opposite < 0.6) if each else opposite == 0.0
+    alone = augmentation(snapshot, torch.Generator().manual_seed(1))
+    assert torch.equal(alone.abs(), snapshot.abs())
+
+
 def test_stacked_augmentation_moves_consecutive_snapshots_together(ns_file):
     data = load_training_data(ns_file)
     train = data.splits["train"]

@@ -341,6 +341,38 @@ def test_a_sign_equivariant_generator_gives_exactly_opposite_fields_for_opposite
     assert abs(float((draws > 0).float().mean()) - 0.5) < 0.015      # 4 sigma
 
 
+def test_negate_each_snapshot_draws_a_fresh_sign_per_forward_from_the_pixel_stream():
+    """One latent decoded many times (as at several snapshot times): with
+    ``negate_each_snapshot`` the outputs are +-(one field) with both signs about equally
+    often, the same pixel-noise seed gives the same signs, and without pixel noise the
+    sign is sign(z_0) again; with ``negate`` alone every copy has z_0's sign."""
+    config = _config(negate=True, negate_each_snapshot=True)
+    generator = Generator(config).eval()
+    with torch.no_grad():
+        for layer in generator.parameters():
+            layer.add_(0.1 * torch.randn_like(layer))
+    noise, condition, _ = _inputs(config, 1)
+    many_noise, many_condition = noise.repeat(400, 1), condition.repeat(400, 1)
+    with torch.no_grad():
+        quiet = generator(many_noise, many_condition, pixel_noise=False)
+        torch.manual_seed(3)
+        first = generator(many_noise, many_condition)
+        torch.manual_seed(3)
+        again = generator(many_noise, many_condition)
+    assert torch.equal(first, again)
+    signs = (first * quiet).sum(dim=(1, 2, 3)).sign()
+    assert 0.4 < float((signs < 0).float().mean()) < 0.6
+    assert torch.equal(quiet, quiet[:1].expand_as(quiet))
+    plain = Generator(_config(negate=True)).eval()
+    plain.load_state_dict(generator.state_dict())
+    with torch.no_grad():
+        torch.manual_seed(3)
+        kept = plain(many_noise, many_condition)
+    assert bool(((kept * quiet).sum(dim=(1, 2, 3)) > 0).all())
+    with pytest.raises(ValueError, match="needs negate"):
+        _config(negate_each_snapshot=True)
+
+
 def test_a_sign_invariant_discriminator_reads_x_and_minus_x_alike():
     config = _config(negate=True)
     discriminator = Discriminator(config).eval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -458,18 +459,28 @@ def test_ising_trains_sign_equivariant_and_generates_both_signs_in_pairs(ising_f
     summary = train(ising_file, tmp_path / "run", TINY, progress=False)
     assert summary["steps"] == 12
     model = load_surrogate(tmp_path / "run", device="cpu")
-    assert model.model_config.negate
+    # Ising declares negate_each_snapshot too: the sign is drawn per snapshot
+    assert model.model_config.negate and model.model_config.negate_each_snapshot
     noise = torch.randn(16, model.model_config.noise_dim, generator=torch.Generator()
                         .manual_seed(0))
     flipped = noise.clone()
     flipped[:, 0] *= -1
     condition = np.zeros((16, model.model_config.condition_dim), dtype=np.float32)
+    with torch.no_grad():                      # without pixel noise: s = sign(z_0)
+        raw = model.generator(noise, torch.as_tensor(condition), pixel_noise=False)
+        raw_flipped = model.generator(flipped, torch.as_tensor(condition), pixel_noise=False)
+    assert torch.equal(raw, -raw_flipped)
     torch.manual_seed(1)
     spins = model.sample(condition, noise)
-    torch.manual_seed(1)                       # the same per-pixel noise
-    opposite = model.sample(condition, flipped)
+    torch.manual_seed(1)                       # the same pixel stream: the same signs
+    same = model.sample(condition, flipped)
     assert set(np.unique(spins)) <= {-1.0, 1.0}
-    np.testing.assert_array_equal(spins, -opposite)      # every field's mirror image
+    np.testing.assert_array_equal(spins, same)
+    # one latent at one condition, decoded 64 times: both signs, as snapshots of one
+    # trajectory at several times
+    repeated = model.sample(np.repeat(condition[:1], 64, axis=0), noise[:1].repeat(64, 1))
+    reference = np.sign((repeated * repeated[:1]).sum(axis=(1, 2, 3)))
+    assert 10 < int((reference < 0).sum()) < 54
     # switched off, the networks do not carry the symmetry
     off = TrainConfig(**{**TINY.to_dict(), "sign_equivariant": False})
     train(ising_file, tmp_path / "off", off, progress=False)
@@ -535,6 +546,25 @@ def test_a_run_written_before_the_sign_option_resumes_without_it(ising_file, tmp
     summary = train(ising_file, run, resume=True, progress=False, steps=12)
     assert summary["steps"] == 12
     assert load_checkpoint(run / "checkpoints" / "last.pt")["model"]["negate"] is False
+
+
+def test_a_sign_equivariant_run_from_before_the_per_snapshot_sign_resumes_with_one_sign(
+        ising_file, tmp_path):
+    """A run written before ``negate_each_snapshot`` existed (one sign per latent) resumes
+    with the generator it was built with, not the one today's Ising declaration gives."""
+    run = tmp_path / "run"
+    train(ising_file, run, dataclasses.replace(TINY, steps=6), progress=False)
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["model"]["negate_each_snapshot"] is True
+    del saved["model"]["negate_each_snapshot"]
+    (run / "config.json").write_text(json.dumps(saved))
+    for name in ("last.pt", "best.pt"):
+        state = torch.load(run / "checkpoints" / name, weights_only=True)
+        del state["model"]["negate_each_snapshot"]
+        torch.save(state, run / "checkpoints" / name)
+    assert train(ising_file, run, resume=True, progress=False, steps=12)["steps"] == 12
+    model = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+    assert model["negate"] is True and model["negate_each_snapshot"] is False
 
 
 def test_restarts_keep_the_best_scored_run(tmp_path):
