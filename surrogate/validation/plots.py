@@ -511,6 +511,16 @@ def render_markdown(report: Mapping[str, Any], figures: Mapping[str, str]) -> st
                   + "; ".join(f"{mode}: reference {coverage['fraction']['reference'][mode]:.3f}, "
                               f"generated {coverage['fraction']['generated'][mode]:.3f}"
                               for mode in coverage["modes"]) + "."]
+        switching = coverage.get("switching") or {}
+        if switching.get("reference") is not None or switching.get("generated") is not None:
+            floor = switching.get("floor")
+            lines += ["", "State changes between consecutive snapshots of a trajectory, both "
+                      f"ordered: reference {_number(switching.get('reference'), 3)} "
+                      f"({switching.get('reference_pairs', 0)} pairs), generated "
+                      f"{_number(switching.get('generated'), 3)} "
+                      f"({switching.get('generated_pairs', 0)} pairs)"
+                      + (f", floor {_number(floor, 3)}" if floor is not None else "")
+                      + " (not gated)."]
     lines += ["", f"Fréchet physics distance: {_number(report['frechet_physics_distance'])} "
               f"(between two halves of the reference: "
               f"{_number(report['frechet_reference_split'])}; "

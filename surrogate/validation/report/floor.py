@@ -69,6 +69,8 @@ def attach_floor(report: dict[str, Any], floor: dict[str, Any] | None) -> None:
         entry["floor"] = values.get((f"conservation {key}", None))
     if report.get("mode_coverage") and other.get("mode_coverage"):
         report["mode_coverage"]["floor"] = other["mode_coverage"]["coverage"]
+        report["mode_coverage"].setdefault("switching", {})["floor"] = (
+            other["mode_coverage"].get("switching", {}).get("generated"))
     report["frechet_physics_distance_floor"] = other["frechet_physics_distance"]
     report["floor"] = {"source": floor["source"], "path": floor["path"],
                        "counts": floor["counts"], "too_noisy": too_noisy,

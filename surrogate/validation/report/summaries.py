@@ -184,8 +184,16 @@ def mode_coverage(system: str, observables: Mapping[str, Mapping[str, list[np.nd
     ``coverage`` is the smallest ``generated fraction / reference fraction`` over the modes
     that hold at least 5% of the reference snapshots: 0 when the generator never visits
     a state the reference visits, about 1 when it visits them as often.
+
+    ``switching``: per side, the fraction of consecutive snapshot pairs of one trajectory,
+    both in an ordered state, whose states differ (Ising: the magnetisation changed
+    sign), and the number of such pairs (``None`` with none, e.g. one snapshot per
+    trajectory). Not gated; it shows whether the states persist or change in time as the
+    simulator's do (under Swendsen-Wang an ordered trajectory changes sign between two
+    snapshots half the time; a generator that keeps one sign per latent reads 0).
     """
     labels = {}
+    switching: dict[str, Any] = {}
     for side in ("reference", "generated"):
         series = {key: np.concatenate(parts) for key, parts in observables[side].items()}
         if not series:
@@ -194,13 +202,21 @@ def mode_coverage(system: str, observables: Mapping[str, Mapping[str, list[np.nd
         if modes is None:
             return None
         labels[side] = modes
+        changed = pairs = 0
+        lengths = [len(part) for part in next(iter(observables[side].values()))]
+        for trajectory in np.split(modes, np.cumsum(lengths)[:-1]):
+            ordered = (trajectory[1:] != "") & (trajectory[:-1] != "")
+            pairs += int(ordered.sum())
+            changed += int((trajectory[1:] != trajectory[:-1])[ordered].sum())
+        switching[side] = changed / pairs if pairs else None
+        switching[f"{side}_pairs"] = pairs
     names = sorted({str(m) for m in labels["reference"] if m})
     fractions = {side: {name: float(np.mean(values == name)) if values.size else 0.0
                         for name in names} for side, values in labels.items()}
     ratios = [fractions["generated"][name] / fractions["reference"][name] for name in names
               if fractions["reference"][name] >= 0.05]
     return {"modes": names, "fraction": fractions,
-            "coverage": float(min(ratios)) if ratios else math.nan}
+            "coverage": float(min(ratios)) if ratios else math.nan, "switching": switching}
 
 
 def condition_observables_entry(system: str,

@@ -119,6 +119,31 @@ def test_a_generator_that_produces_one_sign_only_fails(ising_files, tmp_path):
     assert report["observables"]["energy_per_spin"]["w1_over_std"] < 0.5
 
 
+def test_state_switching_between_snapshots_is_reported(ising_files, tmp_path):
+    """Under Swendsen-Wang an ordered trajectory changes sign between snapshots about half
+    the time, in both independent runs; a copy whose every snapshot takes its
+    trajectory's first sign (valid snapshots, balanced signs over trajectories, the
+    fault of a generator with one sign per latent) reads 0, and the page says so."""
+    _root, reference, independent = ising_files
+    result = validate_files(reference, independent)
+    switching = result.report["mode_coverage"]["switching"]
+    assert switching["reference_pairs"] > 40 and switching["generated_pairs"] > 40
+    assert 0.3 < switching["reference"] < 0.7 and 0.3 < switching["generated"] < 0.7
+
+    def keep_first_sign(spins):          # (trajectories, times, N, N)
+        m = spins.mean(axis=(-2, -1), keepdims=True)
+        first = np.where(m[:, :1] >= 0, 1.0, -1.0)
+        return np.where(m >= 0, 1.0, -1.0) * first * spins
+
+    kept = _copy(independent, tmp_path / "kept.h5", keep_first_sign)
+    result = validate_files(reference, kept)
+    coverage = result.report["mode_coverage"]
+    assert coverage["switching"]["generated"] == 0.0
+    assert coverage["coverage"] > 0.5                 # per snapshot nothing is wrong
+    page = write_report(result, tmp_path / "report").read_text()
+    assert "State changes between consecutive snapshots" in page
+
+
 def test_soft_spins_differ_raw_but_not_thresholded(ising_files, tmp_path):
     """A generator emitting 0.6 s (right signs, wrong magnitude) shows in the raw energy
     (scaled by 0.36) but not in the thresholded one."""
