@@ -24,8 +24,12 @@ to 0, gradient norm clipped at 1, batches drawn with replacement, each example m
 a random element of the system's declared symmetry group
 (:class:`surrogate.data.SymmetryAugmentation`: the parameters are invariant under it).
 Inputs are normalised per field by :class:`surrogate.data.FieldNormalizer`, the GAN's
-transform, with statistics of the training set itself (so a regressor trained on
-generated fields never sees the simulations' statistics). One ``seed`` fixes the
+transform without its log kind, with statistics of the training set itself (so a
+regressor trained on generated fields never sees the simulations' statistics). No log:
+a field declared ``>= 0`` takes the log where every training value is positive, which
+one training set can be (generated Gray-Scott ``v``, strictly positive through the
+GAN's head) and a test set not (the simulator's ``v`` reaches -1e-16 by round-off), and
+the log of such a test snapshot is NaN. One ``seed`` fixes the
 initial weights, the batches and the augmentation: on one machine and one device type
 the same seed gives the same numbers (the CPU kernels are deterministic for a fixed
 thread count; CUDA convolutions need not be).
@@ -138,10 +142,14 @@ class ParameterRegressor(nn.Module):
 
 
 def _normalizer(snapshots: Snapshots, schema: StoreSchema) -> FieldNormalizer:
-    """The GAN's per-field normalisation with the statistics of ``snapshots``."""
+    """The GAN's per-field normalisation with the statistics of ``snapshots``, never of
+    the log kind (see the module docstring): defined for every finite input."""
     arrays = to_store_layout(snapshots.fields, schema.fields)
-    statistics = {spec.name: field_statistics(iter([arrays[spec.name]]), spec.rank)
-                  for spec in schema.fields}
+    statistics = {}
+    for spec in schema.fields:
+        stats = field_statistics(iter([arrays[spec.name]]), spec.rank)
+        statistics[spec.name] = {key: value for key, value in stats.items()
+                                 if not key.startswith("log_")}
     return FieldNormalizer.from_statistics(schema.fields, schema.invariants, statistics,
                                            source="regressor training set")
 

@@ -112,6 +112,24 @@ def test_scores_of_a_known_prediction():
     assert scores["prior_std"] == pytest.approx(math.sqrt(0.5))
 
 
+def test_a_field_positive_in_training_but_not_in_the_test_set_predicts_finite(arrays):
+    """The density of a log-normal field is positive in every training snapshot; a test
+    snapshot at -1e-16 (round-off of a field declared >= 0, as the Gray-Scott simulator
+    writes) must still give finite predictions (a log normalisation gave NaN)."""
+    import dataclasses
+    names = [spec.name for spec in arrays["schema"].fields]
+    channel = names.index("density")
+    assert arrays["real"].fields[:, channel].min() > 0
+    small = dataclasses.replace(CONFIG, steps=20)
+    fitted = train_regressor(arrays["real"], arrays["schema"], small, seed=0)
+    assert all(transform.kind != "log" for transform in fitted.normalizer.transforms)
+    fields = arrays["test"].fields.copy()
+    fields[:, channel, 0, 0] = -1e-16
+    touched = dataclasses.replace(arrays["test"], fields=fields)
+    mean, std = fitted.predict(touched)
+    assert np.isfinite(mean).all() and np.isfinite(std).all()
+
+
 def test_regressor_trained_on_simulations_learns(real_scores):
     """Trained on simulations, the test RMSE is well below what learning nothing gives."""
     assert real_scores["rmse"] < 0.35 * real_scores["prior_std"]
