@@ -283,6 +283,36 @@ def _fidelity_run(system: str, plan: QuickstartPlan, directory: Path | None, dev
         return _fidelity_entry(summary, report)
 
 
+def share_data(tasks: Sequence[tuple[str, QuickstartPlan, Path, str, str]], root: Path
+               ) -> dict[str, Path]:
+    """Simulate each system's training data once for all of its fidelity runs (training
+    seeds share the data, only the GAN's seed changes): the first run directory that
+    already holds it, else a new simulation in its directory, is hard-linked into the
+    others (:func:`surrogate.quickstart.adopt_data`). Returns ``{label: data file}`` of
+    the runs that were given shared data; a system with one run is left to quickstart."""
+    from surrogate.quickstart import adopt_data, finished_data, simulate_plan
+    shared: dict[str, Path] = {}
+    for system in dict.fromkeys(task[0] for task in tasks):
+        mine = [task for task in tasks if task[0] == system]
+        keys = {plan.stage_key("simulate") for _, plan, *_ in mine}
+        if len(mine) < 2 or len(keys) > 1:
+            continue
+        found = (finished_data(root / label, plan) for _, plan, _, _, label in mine)
+        source = next((path for path in found if path is not None), None)
+        first_plan, first_label = mine[0][1], mine[0][4]
+        if source is None:
+            print(f"  [{system}] simulating the shared training data once for "
+                  f"{len(mine)} runs", flush=True)
+            start = time.perf_counter()
+            (root / first_label).mkdir(parents=True, exist_ok=True)
+            source = simulate_plan(first_plan, root / first_label / "data.h5")
+            print(f"  [{system}] simulated in {time.perf_counter() - start:.1f} s", flush=True)
+        for _, plan, _, _, label in mine:
+            adopt_data(root / label, plan, source)
+            shared[label] = source
+    return shared
+
+
 def threads_per_job(cores: int | None, jobs: int) -> int:
     """Threads of each of ``jobs`` trainings run at once on ``cores`` cores (at least 1)."""
     return max(1, (cores or 1) // jobs)
@@ -329,11 +359,17 @@ def fidelity(device: torch.device, systems: Sequence[str], directory: Path | Non
                 base, train={**base.train, "seed": seed})
             label = system if seed is None else f"{system}_seed{seed}"
             tasks.append((system, plan, directory, str(device), label))
-    if jobs > 1 and len(tasks) > 1:
-        with _executor(min(jobs, len(tasks)), threads_per_job(os.cpu_count(), jobs)) as pool:
-            entries = list(pool.map(_fidelity_run, *zip(*tasks, strict=True)))
-    else:
-        entries = [_fidelity_run(*task) for task in tasks]
+    with tempfile.TemporaryDirectory() as scratch:
+        root = directory or Path(scratch)
+        tasks = [(system, plan, root, device_name, label)
+                 for system, plan, _, device_name, label in tasks]
+        share_data(tasks, root)
+        if jobs > 1 and len(tasks) > 1:
+            with _executor(min(jobs, len(tasks)),
+                           threads_per_job(os.cpu_count(), jobs)) as pool:
+                entries = list(pool.map(_fidelity_run, *zip(*tasks, strict=True)))
+        else:
+            entries = [_fidelity_run(*task) for task in tasks]
     results: dict[str, dict] = {}
     for system in dict.fromkeys(task[0] for task in tasks):
         mine = [entry for task, entry in zip(tasks, entries, strict=True) if task[0] == system]

@@ -43,7 +43,8 @@ from typing import Any
 from simulators.store import partial_path
 from surrogate.checkpoint import atomic_write_bytes
 
-__all__ = ["STAGES", "QuickstartPlan", "default_plan", "quickstart"]
+__all__ = ["STAGES", "QuickstartPlan", "adopt_data", "default_plan", "finished_data",
+           "quickstart", "simulate_plan"]
 
 STAGES = ("simulate", "train", "generate", "validate")
 MANIFEST = "quickstart.json"
@@ -163,6 +164,56 @@ class _Manifest:
         atomic_write_bytes(self.path, lambda handle: handle.write(text.encode()))
 
 
+def simulate_plan(plan: QuickstartPlan, path: str | os.PathLike, *, device: str | None = None,
+                  progress: bool = False, resume: bool = False) -> Path:
+    """The training data of ``plan`` (its sweep, seed ``plan.seed``) written to ``path``,
+    exactly as :func:`quickstart`'s simulate stage writes ``data.h5``. ``device``: the
+    simulators' torch device, ``None`` for numpy."""
+    from simulators.sweep import SweepSpec, run_sweep
+    spec = SweepSpec(system=plan.system, n_trajectories=plan.n_trajectories,
+                     resolution=plan.resolution, t_end=plan.t_end,
+                     n_snapshots=plan.n_snapshots, ranges=dict(plan.sweep),
+                     fixed=dict(plan.fixed), seed=plan.seed)
+    return run_sweep(spec, path, workers=1, overwrite=True, progress=progress,
+                     resume=resume and partial_path(Path(path)).exists(), device=device)
+
+
+def finished_data(directory: str | os.PathLike, plan: QuickstartPlan) -> Path | None:
+    """``DIR/data.h5`` when the quickstart in ``directory`` finished its simulate stage
+    with ``plan``'s settings, else ``None``."""
+    directory = Path(directory)
+    data = directory / "data.h5"
+    done = _Manifest(directory).done("simulate", plan.stage_key("simulate"))
+    return data if done and data.exists() else None
+
+
+def adopt_data(directory: str | os.PathLike, plan: QuickstartPlan,
+               data: str | os.PathLike) -> bool:
+    """Make ``data`` (written by :func:`simulate_plan` for a plan with the same simulate
+    settings) the finished simulate stage of a quickstart in ``directory``: hard-linked
+    (copied where links are impossible) to ``DIR/data.h5`` and recorded in the manifest,
+    so that several trainings of one plan (training seeds, options) share one simulation.
+    A directory whose simulate stage is already done with these settings is left alone.
+    Returns whether it adopted ``data``."""
+    import shutil
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if finished_data(directory, plan) is not None:
+        return False
+    manifest = _Manifest(directory)
+    key = plan.stage_key("simulate")
+    target = directory / "data.h5"
+    if not (target.exists() and os.path.samefile(data, target)):
+        target.unlink(missing_ok=True)
+        try:
+            os.link(data, target)
+        except OSError:
+            shutil.copyfile(data, target)
+    manifest.record("simulate", key, finished=False)      # later stages are stale
+    manifest.record("simulate", key, finished=True, seconds=0.0, shared_from=str(data))
+    return True
+
+
 def quickstart(directory: str | os.PathLike = "quickstart", *, device: str = "auto",
                plan: QuickstartPlan | None = None, progress: bool = True,
                log: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -220,12 +271,7 @@ def quickstart(directory: str | os.PathLike = "quickstart", *, device: str = "au
         say(f"      {name} done in {seconds:.1f} s")
 
     def simulate(resumable: bool) -> None:
-        spec = SweepSpec(system=plan.system, n_trajectories=plan.n_trajectories,
-                         resolution=plan.resolution, t_end=plan.t_end,
-                         n_snapshots=plan.n_snapshots, ranges=dict(plan.sweep),
-                         fixed=dict(plan.fixed), seed=plan.seed)
-        run_sweep(spec, data, workers=1, overwrite=True, progress=progress,
-                  resume=resumable and partial_path(data).exists(), device=simulate_on)
+        simulate_plan(plan, data, device=simulate_on, progress=progress, resume=resumable)
 
     def fit(resumable: bool) -> None:
         config = TrainConfig(**{"seed": plan.seed, **plan.train})

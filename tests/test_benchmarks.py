@@ -106,6 +106,7 @@ def test_fidelity_over_training_seeds_reports_each_seed_and_the_spread(tmp_path,
                 "directory": str(work), "stages": {"train": {"seconds": 2.0}}}
 
     monkeypatch.setattr(suite, "quickstart", fake_quickstart)
+    monkeypatch.setattr(suite, "share_data", lambda tasks, root: {})
     result = suite.fidelity(__import__("torch").device("cpu"), ["gaussian_random_field"],
                             tmp_path, None, seeds=[3, 1],
                             train_options={"consistency_weight": 10.0})
@@ -183,6 +184,7 @@ def test_fidelity_jobs_run_every_seed_in_a_worker_and_keep_the_seed_order(tmp_pa
 
     monkeypatch.setattr(suite, "_fidelity_run", fake_run)
     monkeypatch.setattr(suite, "_executor", fake_executor)
+    monkeypatch.setattr(suite, "share_data", lambda tasks, root: {})
     monkeypatch.setattr(suite.os, "cpu_count", lambda: 4)
     result = suite.fidelity(__import__("torch").device("cpu"),
                             ["gaussian_random_field", "ising"], tmp_path, None,
@@ -197,3 +199,35 @@ def test_fidelity_jobs_run_every_seed_in_a_worker_and_keep_the_seed_order(tmp_pa
         assert [r["train_seconds"] for r in entry["repeats"]] == [2.0, 0.0, 1.0]
     with pytest.raises(SystemExit):
         suite.main(["--parts", "fidelity", "--fidelity-jobs", "0"])
+
+
+def test_training_seeds_share_one_simulation_of_their_data(tmp_path, monkeypatch):
+    """``share_data``: the runs of one system are given one simulation, hard-linked and
+    recorded as their finished simulate stage; a second call finds it and simulates
+    nothing; a run whose simulate settings differ is left to quickstart."""
+    import dataclasses
+    import os
+
+    from surrogate import quickstart as quickstart_module
+    plan = dataclasses.replace(suite.fidelity_plans("cpu")["gaussian_random_field"],
+                               n_trajectories=6, resolution=16)
+    simulated = []
+    real = quickstart_module.simulate_plan
+
+    def counted(plan, path, **options):
+        simulated.append(path)
+        return real(plan, path, **options)
+
+    monkeypatch.setattr(quickstart_module, "simulate_plan", counted)
+    tasks = [("gaussian_random_field", dataclasses.replace(
+        plan, train={**plan.train, "seed": seed}), tmp_path, "cpu", f"grf_seed{seed}")
+        for seed in (0, 1, 2)]
+    shared = suite.share_data(tasks, tmp_path)
+    assert len(simulated) == 1 and set(shared) == {"grf_seed0", "grf_seed1", "grf_seed2"}
+    for _, seed_plan, _, _, label in tasks:
+        data = quickstart_module.finished_data(tmp_path / label, seed_plan)
+        assert data is not None and os.path.samefile(data, tmp_path / "grf_seed0" / "data.h5")
+    assert suite.share_data(tasks, tmp_path) and len(simulated) == 1
+    other = [*tasks[:1], ("gaussian_random_field", dataclasses.replace(plan, seed=5),
+                          tmp_path, "cpu", "grf_data5")]
+    assert suite.share_data(other, tmp_path) == {} and len(simulated) == 1
