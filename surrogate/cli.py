@@ -74,6 +74,8 @@ TRAIN_OPTION_HELP = (
     ("compile", bool, "torch.compile G and D (off)"),
     ("validate_every", int, "steps between validations on held-out conditions (500)"),
     ("checkpoint_every", int, "steps between checkpoints (500)"),
+    ("keep_validated", bool, "also keep each validation's EMA generator as "
+                             "checkpoints/ema_step_NNNNNN.pt (off)"),
     ("sample_every", int, "steps between sample PNGs (500)"),
     ("log_every", int, "steps between metrics.jsonl lines (50)"),
 )

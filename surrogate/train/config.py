@@ -106,6 +106,10 @@ class TrainConfig:
         tf32: TF32 matmuls and convolutions on CUDA.
         compile: ``torch.compile`` G and D.
         log_every, sample_every, checkpoint_every, validate_every: intervals in steps.
+        keep_validated: also keep the EMA generator of every validation as
+            ``checkpoints/ema_step_NNNNNN.pt`` (the layout of ``best.pt``, a few MB at
+            width 16), so that any validated step can be generated from (``surrogate
+            generate --checkpoint ema_step_000750.pt``) or compared afterwards.
         validation_samples: held-out snapshots scored per validation.
         seed: seed of weights, data order, noise and augmentation.
     """
@@ -143,6 +147,7 @@ class TrainConfig:
     sample_every: int = 500
     checkpoint_every: int = 500
     validate_every: int = 500
+    keep_validated: bool = False
     validation_samples: int = 256
     seed: int = 0
 

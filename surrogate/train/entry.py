@@ -78,6 +78,8 @@ def train(data_path: str | os.PathLike, run_dir: str | os.PathLike,
                 (run_dir / name).unlink(missing_ok=True)
             for picture in (run_dir / "samples").glob("step_*.png"):
                 picture.unlink()
+            for kept in (run_dir / "checkpoints").glob("ema_step_*.pt"):
+                kept.unlink()
     if resume and steps is not None:
         if trainer.ddp.main:
             saved = read_run_config(run_dir)

@@ -484,14 +484,17 @@ class Trainer:
                     if scores is not None:
                         record = {**(record or {"step": step}), **{
                             f"valid/{key}": value for key, value in scores.items()}}
+                        validated = {"generator_ema": self.generator_ema.state_dict(),
+                                     "step": step, "score": scores["score"],
+                                     "system": self.data.schema.system,
+                                     "model": self.model_config.to_dict()}
+                        if config.keep_validated and self.ddp.main:
+                            save_checkpoint(self.checkpoint_dir / f"ema_step_{step:06d}.pt",
+                                            validated)
                         if scores["score"] < self.best_score:
                             self.best_score, self.best_step = scores["score"], step
                             if self.ddp.main:
-                                save_checkpoint(self.checkpoint_dir / "best.pt", {
-                                    "generator_ema": self.generator_ema.state_dict(),
-                                    "step": step, "score": scores["score"],
-                                    "system": self.data.schema.system,
-                                    "model": self.model_config.to_dict()})
+                                save_checkpoint(self.checkpoint_dir / "best.pt", validated)
                 if self.ddp.main and step % config.sample_every == 0:
                     self._samples_figure()
                 if record is not None and self.ddp.main:

@@ -603,3 +603,26 @@ def test_spectral_loss_groups_are_checked_against_the_batch(tmp_path):
     config = TrainConfig(**{**TINY.to_dict(), "spectral_loss_groups": 9})
     with pytest.raises(ValueError, match="spectral_loss_groups 9 exceeds the batch of 8"):
         Trainer(SAMPLE, tmp_path / "run", config, progress=False)
+
+
+def test_keep_validated_keeps_every_validated_ema_generator(tmp_path):
+    """``keep_validated``: one ``ema_step_NNNNNN.pt`` per validation, in best.pt's layout;
+    best.pt equals the kept file of its step, generation reads any of them, and
+    ``--overwrite`` removes them with the rest of the old run."""
+    from surrogate.generate import generate
+    config = dataclasses.replace(TINY, steps=6, validate_every=2, keep_validated=True)
+    summary = train(SAMPLE, tmp_path / "run", config, progress=False)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    kept = sorted(path.name for path in checkpoints.glob("ema_step_*.pt"))
+    assert kept == ["ema_step_000002.pt", "ema_step_000004.pt", "ema_step_000006.pt"]
+    best = load_checkpoint(checkpoints / "best.pt")
+    same = load_checkpoint(checkpoints / f"ema_step_{summary['best_step']:06d}.pt")
+    assert best["step"] == same["step"] == summary["best_step"]
+    for name, tensor in best["generator_ema"].items():
+        assert torch.equal(tensor, same["generator_ema"][name])
+    out = generate(tmp_path / "run", tmp_path / "g.h5", parameters={"nu": 1e-3}, n=1,
+                   checkpoint="ema_step_000002.pt")
+    assert out.exists()
+    train(SAMPLE, tmp_path / "run", dataclasses.replace(TINY, steps=2), progress=False,
+          overwrite=True)
+    assert not list(checkpoints.glob("ema_step_*.pt"))
