@@ -66,7 +66,7 @@ TRAIN_OPTION_HELP = (
                                 "wavenumber shell, set by the condition (on)"),
     ("straight_through", bool, "discrete fields (Ising spins) reach the discriminators "
                                "snapped to their values, with the relaxation's gradient "
-                               "(off)"),
+                               "(on)"),
     ("augment", bool, "symmetry augmentation of real fields (on)"),
     ("sign_equivariant", bool, "build a declared negate symmetry (Ising) into G and D: "
                                "both global signs by construction (on)"),

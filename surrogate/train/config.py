@@ -84,8 +84,10 @@ class TrainConfig:
             values, with the gradient of the ``tanh`` relaxation
             (:meth:`surrogate.constraints.OutputHeads.straight_through`); off, they see
             the relaxation in ``(low, high)``, which a discriminator tells from real
-            spins by ``|s| < 1``. Other fields are unaffected. Runs written before the
-            option existed resume without it.
+            spins by ``|s| < 1``. Other fields are unaffected. On by default: on the
+            Ising fidelity plan (3 training seeds) it passed 2 of 3 where the
+            relaxation passed none, with lower spectrum errors for the two seeds that
+            train well. Runs written before the option existed resume without it.
         augment: symmetry augmentation of the real batch (only the system's symmetries).
         width: base channel width of G and D (``ModelConfig.for_resolution``).
         arch: generator architecture, ``"default"`` or ``"lean"`` (``ModelConfig.arch``,
@@ -133,7 +135,7 @@ class TrainConfig:
     ema_half_life_fraction: float = 0.0
     consistency_weight: float = 0.0
     budget_weight: float | None = None
-    straight_through: bool = False
+    straight_through: bool = True
     augment: bool = True
     width: int = 32
     arch: str = "default"
