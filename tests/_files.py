@@ -44,13 +44,13 @@ def file_contents(path: Path) -> dict[str, object]:
 
 def forget_option(run: Path, name: str) -> None:
     """Make ``run`` look written before the option ``name`` existed: drop it from the
-    ``train`` settings of ``config.json`` and, for a model option, from its ``model``
-    settings and the ``model`` dict of both checkpoints."""
+    ``train`` settings of ``config.json`` where it is one and, for a model option, from
+    its ``model`` settings and the ``model`` dict of both checkpoints."""
     import json
 
     from surrogate.checkpoint import load_checkpoint, save_checkpoint
     saved = json.loads((run / "config.json").read_text())
-    del saved["train"][name]
+    saved["train"].pop(name, None)
     model_option = name in saved["model"]
     saved["model"].pop(name, None)
     (run / "config.json").write_text(json.dumps(saved))

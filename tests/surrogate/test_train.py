@@ -14,6 +14,7 @@ import torch
 from surrogate.checkpoint import CheckpointError, load_checkpoint
 from surrogate.cli import main
 from surrogate.train import TrainConfig, Trainer, TrainingDivergedError, physics_score, train
+from tests._files import forget_option
 
 SAMPLE = "data/sample_navier_stokes2d.h5"
 TINY = TrainConfig(steps=12, batch_size=8, width=8, noise_dim=16, log_every=3,
@@ -535,14 +536,8 @@ def test_a_run_written_before_the_sign_option_resumes_without_it(ising_file, tmp
     config = TrainConfig(**{**TINY.to_dict(), "sign_equivariant": False, "steps": 6})
     train(ising_file, run, config, progress=False)
     # what an older version wrote: no sign_equivariant option, no negate model key
-    saved = json.loads((run / "config.json").read_text())
-    del saved["train"]["sign_equivariant"]
-    del saved["model"]["negate"]
-    (run / "config.json").write_text(json.dumps(saved))
-    for name in ("last.pt", "best.pt"):
-        state = torch.load(run / "checkpoints" / name, weights_only=True)
-        del state["model"]["negate"]
-        torch.save(state, run / "checkpoints" / name)
+    forget_option(run, "sign_equivariant")
+    forget_option(run, "negate")
     summary = train(ising_file, run, resume=True, progress=False, steps=12)
     assert summary["steps"] == 12
     assert load_checkpoint(run / "checkpoints" / "last.pt")["model"]["negate"] is False
@@ -554,14 +549,8 @@ def test_a_sign_equivariant_run_from_before_the_per_snapshot_sign_resumes_with_o
     with the generator it was built with, not the one today's Ising declaration gives."""
     run = tmp_path / "run"
     train(ising_file, run, dataclasses.replace(TINY, steps=6), progress=False)
-    saved = json.loads((run / "config.json").read_text())
-    assert saved["model"]["negate_each_snapshot"] is True
-    del saved["model"]["negate_each_snapshot"]
-    (run / "config.json").write_text(json.dumps(saved))
-    for name in ("last.pt", "best.pt"):
-        state = torch.load(run / "checkpoints" / name, weights_only=True)
-        del state["model"]["negate_each_snapshot"]
-        torch.save(state, run / "checkpoints" / name)
+    assert json.loads((run / "config.json").read_text())["model"]["negate_each_snapshot"]
+    forget_option(run, "negate_each_snapshot")
     assert train(ising_file, run, resume=True, progress=False, steps=12)["steps"] == 12
     model = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
     assert model["negate"] is True and model["negate_each_snapshot"] is False
