@@ -358,11 +358,10 @@ def fidelity(device: torch.device, systems: Sequence[str], directory: Path | Non
             plan = base if seed is None else dataclasses.replace(
                 base, train={**base.train, "seed": seed})
             label = system if seed is None else f"{system}_seed{seed}"
-            tasks.append((system, plan, directory, str(device), label))
+            tasks.append((system, plan, label))
     with tempfile.TemporaryDirectory() as scratch:
         root = directory or Path(scratch)
-        tasks = [(system, plan, root, device_name, label)
-                 for system, plan, _, device_name, label in tasks]
+        tasks = [(system, plan, root, str(device), label) for system, plan, label in tasks]
         share_data(tasks, root)
         if jobs > 1 and len(tasks) > 1:
             with _executor(min(jobs, len(tasks)),

@@ -49,7 +49,7 @@ from benchmarks.suite import (
 )
 from simulators.sweep import SweepSpec, run_sweep
 from surrogate.generate import generate
-from surrogate.quickstart import QuickstartPlan, quickstart
+from surrogate.quickstart import QuickstartPlan, quickstart, recorded_key
 from surrogate.train import resolve_device
 from surrogate.validation.utility import RegressorConfig, utility_files, write_utility
 
@@ -86,28 +86,20 @@ def kept_run_mismatch(plan: QuickstartPlan, directory: Path) -> str | None:
     """Why the GAN run kept in ``directory`` is not ``plan``'s (``None``: it is, or there
     is none). ``quickstart`` retrains a stage whose settings differ, which would silently
     replace a kept training with another; the benchmark asks first."""
-    manifest = directory / "quickstart.json"
-    if not manifest.exists():
-        return None
-    try:
-        kept = json.loads(manifest.read_text())["stages"]["train"]["key"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    kept = recorded_key(directory, "train")
     wanted = plan.stage_key("train")
-    if kept == wanted:
+    if kept is None or kept == wanted:
         return None
     kept_settings, wanted_settings = json.loads(kept), json.loads(wanted)
-    kept_train = kept_settings.pop("train", {})
-    wanted_train = wanted_settings.pop("train", {})
+    groups = [("", kept_settings, wanted_settings),
+              ("train.", kept_settings.pop("train", {}), wanted_settings.pop("train", {}))]
+
     def value(settings: dict[str, Any], name: str) -> str:
         return repr(settings[name]) if name in settings else "the default"
 
-    differ = [f"{name}={value(kept_settings, name)} (asked {value(wanted_settings, name)})"
-              for name in sorted(set(kept_settings) | set(wanted_settings))
-              if kept_settings.get(name) != wanted_settings.get(name)]
-    differ += [f"train.{name}={value(kept_train, name)} (asked {value(wanted_train, name)})"
-               for name in sorted(set(kept_train) | set(wanted_train))
-               if kept_train.get(name) != wanted_train.get(name)]
+    differ = [f"{prefix}{name}={value(theirs, name)} (asked {value(ours, name)})"
+              for prefix, theirs, ours in groups
+              for name in sorted(set(theirs) | set(ours)) if theirs.get(name) != ours.get(name)]
     return (f"{directory} holds a GAN run trained with other settings: {'; '.join(differ)}; "
             "pass the run's options with --fidelity-train, or --retrain to replace it")
 

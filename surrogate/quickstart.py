@@ -44,7 +44,7 @@ from simulators.store import partial_path
 from surrogate.checkpoint import atomic_write_bytes
 
 __all__ = ["STAGES", "QuickstartPlan", "adopt_data", "default_plan", "finished_data",
-           "quickstart", "simulate_plan"]
+           "quickstart", "recorded_key", "simulate_plan"]
 
 STAGES = ("simulate", "train", "generate", "validate")
 MANIFEST = "quickstart.json"
@@ -179,6 +179,12 @@ def simulate_plan(plan: QuickstartPlan, path: str | os.PathLike, *, device: str 
                      fixed=dict(plan.fixed), seed=plan.seed)
     return run_sweep(spec, path, workers=1, overwrite=True, progress=progress,
                      resume=resume and partial_path(Path(path)).exists(), device=device)
+
+
+def recorded_key(directory: str | os.PathLike, stage: str) -> str | None:
+    """The settings key ``DIR/quickstart.json`` records for ``stage`` (``None``: no
+    manifest or no such stage)."""
+    return _Manifest(Path(directory)).stages.get(stage, {}).get("key")
 
 
 def finished_data(directory: str | os.PathLike, plan: QuickstartPlan) -> Path | None:
