@@ -164,8 +164,14 @@ def augment(batch: torch.Tensor, layout: ChannelLayout, symmetries: Collection[s
     # f -> -f with probability 1/2 per sample; on normalised fields this is the physical
     # sign change when every field's transform is odd (scale-only, or bounds symmetric
     # about 0 such as spins in [-1, 1]), which load_training_data checks
-    signs = torch.randint(2, (size,), generator=generator, device=device) * 2 - 1
+    signs = _fair_signs((size,), generator, device)
     return moved * signs.to(moved.device, moved.dtype).view(size, 1, 1, 1)
+
+
+def _fair_signs(shape: tuple[int, ...], generator: torch.Generator | None,
+                device: torch.device) -> torch.Tensor:
+    """Independent +1 / -1 with probability 1/2 each, int64 of ``shape``."""
+    return torch.randint(2, shape, generator=generator, device=device) * 2 - 1
 
 
 def symmetries_for(system: str) -> tuple[str, ...]:
@@ -216,8 +222,8 @@ class SymmetryAugmentation:
         # independent sign per stacked snapshot (odd transforms, as for negate)
         size = batch.shape[0]
         device = generator.device if generator is not None else torch.device("cpu")
-        signs = torch.randint(2, (size, self.copies), generator=generator, device=device)
-        signs = (signs * 2 - 1).to(moved.device, moved.dtype)
+        signs = _fair_signs((size, self.copies), generator, device).to(moved.device,
+                                                                        moved.dtype)
         per_copy = moved.shape[1] // self.copies
         return moved * signs.repeat_interleave(per_copy, dim=1)[:, :, None, None]
 
