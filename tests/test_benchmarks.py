@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import pytest
 
@@ -231,3 +238,38 @@ def test_training_seeds_share_one_simulation_of_their_data(tmp_path, monkeypatch
     other = [*tasks[:1], ("gaussian_random_field", dataclasses.replace(plan, seed=5),
                           tmp_path, "cpu", "grf_data5")]
     assert suite.share_data(other, tmp_path) == {} and len(simulated) == 1
+
+
+def _gone(pid: int) -> bool:
+    """The process has ended (a zombie no one reaps counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            return any(line.split()[:2] == ["State:", "Z"] for line in handle)
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux")
+def test_fidelity_workers_end_with_a_killed_benchmark():
+    """A benchmark process killed outright (SIGKILL: no cleanup runs) takes its training
+    workers with it instead of leaving them to run on in the background."""
+    script = textwrap.dedent("""
+        import os, signal, time
+        from benchmarks import suite
+        executor = suite._executor(1, 1)
+        print(executor.submit(os.getpid).result(), flush=True)
+        executor.submit(time.sleep, 120)
+        time.sleep(1)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=Path(suite.__file__).parents[1])
+    assert done.returncode == -signal.SIGKILL
+    worker = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 20
+    while not _gone(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = not _gone(worker)
+    if alive:
+        os.kill(worker, signal.SIGKILL)
+    assert not alive, "the training worker outlived the benchmark"
