@@ -25,7 +25,7 @@ import os
 import pickle
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +108,35 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                               f"{state.get('format') if isinstance(state, dict) else None!r}, "
                               f"expected {CHECKPOINT_FORMAT})")
     return state
+
+
+def average_generator_states(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The EMA generators of several checkpoints of one run, averaged weight by weight.
+
+    Floating-point tensors of ``generator_ema`` are the arithmetic mean over ``states``
+    (computed in float64, stored in each tensor's dtype); integer buffers are the last
+    state's. Every other entry (step, model, system) is the last state's; ``score`` is
+    NaN (the average was never validated) and ``averaged_steps`` lists the steps.
+
+    Raises:
+        CheckpointError: no states, or generators of different shapes or names.
+    """
+    if not states:
+        raise CheckpointError("no checkpoints to average")
+    last = states[-1]["generator_ema"]
+    averaged = {}
+    for name, tensor in last.items():
+        tensors = [state["generator_ema"].get(name) for state in states]
+        if any(t is None or t.shape != tensor.shape for t in tensors):
+            raise CheckpointError(f"checkpoints of different generators ({name!r} differs): "
+                                  f"only checkpoints of one run average")
+        averaged[name] = (torch.stack([t.double() for t in tensors]).mean(0).to(tensor.dtype)
+                          if tensor.is_floating_point() else tensor)
+    if any(set(state["generator_ema"]) != set(last) for state in states):
+        raise CheckpointError("checkpoints of different generators (other weight names): "
+                              "only checkpoints of one run average")
+    return {**states[-1], "generator_ema": averaged, "score": float("nan"),
+            "averaged_steps": [int(state.get("step", -1)) for state in states]}
 
 
 def write_run_config(run_dir: str | os.PathLike, config: Mapping[str, Any]) -> Path:

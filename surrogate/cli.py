@@ -501,7 +501,10 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
     generate.add_argument("-n", type=int, default=None,
                           help="trajectories (16 with --set; per condition, 1, with --like)")
     generate.add_argument("--seed", type=int, default=0, help="master seed (0)")
-    generate.add_argument("--checkpoint", default="best", help="best (default), last or a file")
+    generate.add_argument("--checkpoint", default="best",
+                          help="best (default), last, a file in RUN/checkpoints, or average:K "
+                               "(the last K validated generators averaged; a run trained "
+                               "with --keep-validated)")
     generate.add_argument("--device", default="auto", help="auto, cpu, cuda")
     generate.add_argument("--batch-size", type=int, default=64, help="snapshots per call (64)")
     generate.add_argument("--threads", type=int, default=None,

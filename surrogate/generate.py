@@ -40,6 +40,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,7 +54,12 @@ from simulators.store import (
     StoreSchema,
     require_complete,
 )
-from surrogate.checkpoint import CheckpointError, load_checkpoint, read_run_config
+from surrogate.checkpoint import (
+    CheckpointError,
+    average_generator_states,
+    load_checkpoint,
+    read_run_config,
+)
 from surrogate.constraints import OutputHeads
 from surrogate.data import ConditionEncoder, FieldNormalizer, to_store_layout
 from surrogate.devices import check_threads, cpu_threads, full_precision, resolve_device
@@ -88,7 +94,10 @@ class SurrogateModel:
         self.device = resolve_device(device)
         name = {"best": "best.pt", "last": "last.pt"}.get(checkpoint, checkpoint)
         path = run_dir / "checkpoints" / name
-        state = load_checkpoint(path, map_location=self.device)
+        if name.startswith("average:"):
+            state = _average_of_validated(run_dir, name, self.device)
+        else:
+            state = load_checkpoint(path, map_location=self.device)
         if state.get("system") != self.system:
             raise CheckpointError(f"{path}: checkpoint of system {state.get('system')!r}, "
                                   f"but the run is {self.system!r}")
@@ -115,6 +124,22 @@ class SurrogateModel:
         with full_precision():                     # fields independent of TF32 flags
             raw = self.generator(noise.to(self.device), condition)
         return self.heads.snap_discrete(self.heads(raw, condition)).float().cpu().numpy()
+
+
+def _average_of_validated(run_dir: Path, spec: str, device: torch.device) -> dict[str, Any]:
+    """``average:K``: the mean weights of the last K validated EMA generators of a run
+    trained with ``--keep-validated`` (``RUN/checkpoints/ema_step_*.pt``)."""
+    count = spec.removeprefix("average:")
+    if not count.isdigit() or int(count) < 2:
+        raise CheckpointError(f"--checkpoint {spec}: expected average:K with an integer "
+                              f"K >= 2 (the last K validated generators)")
+    kept = sorted((run_dir / "checkpoints").glob("ema_step_*.pt"))
+    if len(kept) < int(count):
+        raise CheckpointError(f"--checkpoint {spec}: {run_dir} keeps {len(kept)} validated "
+                              f"generators (ema_step_*.pt); average:K needs K of them "
+                              f"(train with --keep-validated)")
+    return average_generator_states([load_checkpoint(path, map_location=device)
+                                     for path in kept[-int(count):]])
 
 
 def load_surrogate(run_dir: str | os.PathLike, checkpoint: str = "best",
@@ -195,7 +220,9 @@ def generate(run_dir: str | os.PathLike, output: str | os.PathLike, *,
             (``n`` trajectories per condition, default 1; ``split`` restricts to
             ``"train"``, ``"valid"`` or ``"test"`` trajectories).
         seed: master seed of the latents and pixel noise.
-        checkpoint: ``"best"``, ``"last"`` or a file name in ``RUN/checkpoints``.
+        checkpoint: ``"best"``, ``"last"``, a file name in ``RUN/checkpoints`` or
+            ``"average:K"``: the weights of the last K validated EMA generators averaged
+            (a run trained with ``keep_validated``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``.
         batch_size: snapshots per generator call.
         overwrite: replace an existing ``output``.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 
@@ -10,6 +11,7 @@ import torch
 
 from surrogate.checkpoint import (
     CheckpointError,
+    average_generator_states,
     capture_rng_state,
     load_checkpoint,
     read_run_config,
@@ -103,3 +105,27 @@ def test_run_config_round_trip_and_errors(tmp_path):
         read_run_config(tmp_path)
     with pytest.raises(ValueError):
         write_run_config(tmp_path, {"x": float("nan")})
+
+
+def test_average_of_generator_states():
+    """Floating weights: the mean (by hand, in float64); integer buffers and the other
+    entries: the last state's; the score is NaN; generators that differ are refused."""
+    first = {"generator_ema": {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(3)},
+             "step": 2, "score": 0.5, "model": {"width": 8}}
+    second = {"generator_ema": {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(7)},
+              "step": 4, "score": 0.25, "model": {"width": 8}}
+    averaged = average_generator_states([first, second])
+    assert torch.equal(averaged["generator_ema"]["w"], torch.tensor([2.0, 4.0]))
+    assert averaged["generator_ema"]["w"].dtype == torch.float32
+    assert torch.equal(averaged["generator_ema"]["n"], torch.tensor(7))
+    assert averaged["step"] == 4 and averaged["model"] == {"width": 8}
+    assert math.isnan(averaged["score"]) and averaged["averaged_steps"] == [2, 4]
+    assert torch.equal(first["generator_ema"]["w"], torch.tensor([1.0, 2.0]))   # untouched
+    other = {"generator_ema": {"w": torch.zeros(3), "n": torch.tensor(1)}}
+    with pytest.raises(CheckpointError, match="different generators"):
+        average_generator_states([first, other])
+    extra = {"generator_ema": {**second["generator_ema"], "b": torch.zeros(1)}}
+    with pytest.raises(CheckpointError, match="different generators"):
+        average_generator_states([first, extra])
+    with pytest.raises(CheckpointError, match="no checkpoints"):
+        average_generator_states([])

@@ -612,6 +612,30 @@ def test_keep_validated_keeps_every_validated_ema_generator(tmp_path):
     out = generate(tmp_path / "run", tmp_path / "g.h5", parameters={"nu": 1e-3}, n=1,
                    checkpoint="ema_step_000002.pt")
     assert out.exists()
+    # average:K: the last K kept generators' weights, each the mean of the K files
+    from surrogate.generate import load_surrogate
+    averaged = load_surrogate(tmp_path / "run", "average:2", device="cpu")
+    four, six = (load_checkpoint(checkpoints / f"ema_step_00000{step}.pt")["generator_ema"]
+                 for step in (4, 6))
+    assert averaged.step == 6 and averaged.checkpoint == "average:2"
+    differs = 0
+    for name, tensor in averaged.generator.state_dict().items():
+        if tensor.is_floating_point():
+            expected = (four[name].double() + six[name].double()) / 2
+            torch.testing.assert_close(tensor.double(), expected, rtol=1e-6, atol=1e-7)
+            differs += not torch.equal(four[name], six[name])
+        else:
+            assert torch.equal(tensor, six[name])
+    assert differs > 0                      # the two kept generators are not the same
+    assert generate(tmp_path / "run", tmp_path / "a.h5", parameters={"nu": 1e-3}, n=1,
+                    checkpoint="average:3").exists()
+    for spec, message in (("average:1", "K >= 2"), ("average:x", "K >= 2"),
+                          ("average:4", "keeps 3 validated generators")):
+        with pytest.raises(CheckpointError, match=message):
+            load_surrogate(tmp_path / "run", spec, device="cpu")
+    assert main(["generate", str(tmp_path / "run"), "-o", str(tmp_path / "b.h5"), "--set",
+                 "nu=0.001", "-n", "1", "--checkpoint", "average:4", "-q"]) == 2
+    assert not (tmp_path / "b.h5").exists()
     train(SAMPLE, tmp_path / "run", dataclasses.replace(TINY, steps=2), progress=False,
           overwrite=True)
     assert not list(checkpoints.glob("ema_step_*.pt"))
