@@ -124,17 +124,17 @@ def average_generator_states(states: Sequence[Mapping[str, Any]]) -> dict[str, A
     if not states:
         raise CheckpointError("no checkpoints to average")
     last = states[-1]["generator_ema"]
+    if any(set(state["generator_ema"]) != set(last) for state in states):
+        raise CheckpointError("checkpoints of different generators (other weight names): "
+                              "only checkpoints of one run average")
     averaged = {}
     for name, tensor in last.items():
-        tensors = [state["generator_ema"].get(name) for state in states]
-        if any(t is None or t.shape != tensor.shape for t in tensors):
+        tensors = [state["generator_ema"][name] for state in states]
+        if any(t.shape != tensor.shape for t in tensors):
             raise CheckpointError(f"checkpoints of different generators ({name!r} differs): "
                                   f"only checkpoints of one run average")
         averaged[name] = (torch.stack([t.double() for t in tensors]).mean(0).to(tensor.dtype)
                           if tensor.is_floating_point() else tensor)
-    if any(set(state["generator_ema"]) != set(last) for state in states):
-        raise CheckpointError("checkpoints of different generators (other weight names): "
-                              "only checkpoints of one run average")
     return {**states[-1], "generator_ema": averaged, "score": float("nan"),
             "averaged_steps": [int(state.get("step", -1)) for state in states]}
 

@@ -129,17 +129,22 @@ class SurrogateModel:
 def _average_of_validated(run_dir: Path, spec: str, device: torch.device) -> dict[str, Any]:
     """``average:K``: the mean weights of the last K validated EMA generators of a run
     trained with ``--keep-validated`` (``RUN/checkpoints/ema_step_*.pt``)."""
-    count = spec.removeprefix("average:")
-    if not count.isdigit() or int(count) < 2:
+    text = spec.removeprefix("average:")
+    count = int(text) if text.isdigit() else 0
+    if count < 2:
         raise CheckpointError(f"--checkpoint {spec}: expected average:K with an integer "
                               f"K >= 2 (the last K validated generators)")
-    kept = sorted((run_dir / "checkpoints").glob("ema_step_*.pt"))
-    if len(kept) < int(count):
+    # in step order (numerically: the 6-digit names stop sorting as text past 999,999)
+    steps = {path: path.stem.removeprefix("ema_step_")
+             for path in (run_dir / "checkpoints").glob("ema_step_*.pt")}
+    kept = sorted((path for path, step in steps.items() if step.isdigit()),
+                  key=lambda path: int(steps[path]))
+    if len(kept) < count:
         raise CheckpointError(f"--checkpoint {spec}: {run_dir} keeps {len(kept)} validated "
                               f"generators (ema_step_*.pt); average:K needs K of them "
                               f"(train with --keep-validated)")
     return average_generator_states([load_checkpoint(path, map_location=device)
-                                     for path in kept[-int(count):]])
+                                     for path in kept[-count:]])
 
 
 def load_surrogate(run_dir: str | os.PathLike, checkpoint: str = "best",
