@@ -101,7 +101,8 @@ class SweepSpec:
         return json.dumps(data, sort_keys=True)
 
     @classmethod
-    def like(cls, path: str | os.PathLike, seed: int) -> SweepSpec:
+    def like(cls, path: str | os.PathLike, seed: int,
+             per_condition: int | None = None) -> SweepSpec:
         """A sweep of the conditions of a field-store file with new trajectory seeds.
 
         Every trajectory of ``path`` (a simulator sweep or a generated file) is simulated
@@ -109,12 +110,18 @@ class SweepSpec:
         (``"random"`` when the file records none), its random initial state drawn from
         seed ``seed`` instead: an independent simulator ensemble shaped like the file,
         e.g. the noise floor's second ensemble (``surrogate validate --floor``).
+        ``per_condition = k`` instead simulates ``k`` trajectories at each distinct
+        parameter set of the file (in the order they first appear), e.g. a reference
+        ensemble larger than the file's test split at its held-out conditions.
 
         Raises:
             ValueError: unreadable file, unknown system, snapshot times that are not
-                ``linspace(0, t_end, T)`` (or ``[t_end]``), or ``seed`` equal to the
-                file's own master seed.
+                ``linspace(0, t_end, T)`` (or ``[t_end]``), ``seed`` equal to the
+                file's own master seed, or ``per_condition`` not a positive integer.
         """
+        if per_condition is not None and (isinstance(per_condition, bool) or not isinstance(
+                per_condition, int) or per_condition < 1):
+            raise ValueError(f"per_condition must be a positive integer, got {per_condition!r}")
         from simulators.store import FieldStore
         with FieldStore(path) as store:
             system, times = store.system, store.times
@@ -137,6 +144,12 @@ class SweepSpec:
         if not np.allclose(times, expected, rtol=1e-9, atol=1e-12):
             raise ValueError(f"{path}: snapshot times {np.round(times, 6).tolist()} are not "
                              f"equally spaced from 0, which a sweep cannot reproduce")
+        if per_condition is not None:
+            names = list(design)
+            distinct = list(dict.fromkeys(zip(*(design[name] for name in names), strict=True)))
+            rows = [row for row in distinct for _ in range(per_condition)]
+            design = {name: tuple(row[i] for row in rows) for i, name in enumerate(names)}
+            n = len(rows)
         return cls(system=system, n_trajectories=n, resolution=resolution, t_end=t_end,
                    n_snapshots=n_snapshots, seed=seed, init=init, box_size=box_size,
                    design=design)

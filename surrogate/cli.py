@@ -7,6 +7,7 @@ one-line ``surrogate: error: ...`` on stderr and exit status 2, with no tracebac
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -351,6 +352,8 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     from surrogate.quickstart import default_plan, quickstart
     from surrogate.train import resolve_device
     plan = default_plan(resolve_device(args.device).type, steps=args.steps, seed=args.seed)
+    if args.reference_per_condition is not None:
+        plan = dataclasses.replace(plan, reference_per_condition=args.reference_per_condition)
     log = None if args.quiet else (lambda message: print(message, file=sys.stderr))
     summary = quickstart(args.output, device=args.device, plan=plan, progress=not args.quiet,
                          log=log)
@@ -612,6 +615,10 @@ def _add_quickstart(commands: argparse._SubParsersAction) -> None:
                        help="training steps (600 on CPU, 4000 on CUDA)")
     quick.add_argument("--seed", type=int, default=None,
                        help="training seed (0); the simulated data stay the same")
+    quick.add_argument("--reference-per-condition", type=int, default=None, metavar="K",
+                       help="judge against K new simulations at each held-out condition "
+                            "(DIR/reference.h5) instead of the test split's one: a smaller "
+                            "noise floor; changing K reruns the validate stage only")
     quick.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     quick.set_defaults(func=cmd_quickstart)
 

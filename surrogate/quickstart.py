@@ -11,7 +11,9 @@ writing into ``DIR``:
 3. **generate** -> ``DIR/generated.h5``: ``samples_per_condition`` new trajectories at
    each *test* condition (parameter values the GAN never saw);
 4. **validate** -> ``DIR/report.md``, ``DIR/report.json`` and PNG figures: the generated
-   fields against the reference file, matched condition by condition, with the noise
+   fields against the reference (``data.h5``'s test split, or with
+   ``reference_per_condition = k`` ``k`` new simulations at each held-out condition,
+   ``DIR/reference.h5``), matched condition by condition, with the noise
    floor beside every gated metric: the simulator run again at each generated
    trajectory's condition from new seeds (``DIR/floor.h5``, what a perfect surrogate
    would have written) and judged the same way.
@@ -63,6 +65,11 @@ class QuickstartPlan:
         t_end, n_snapshots: snapshot times (``None``: the system's defaults).
         train: :class:`surrogate.train.TrainConfig` fields.
         samples_per_condition: generated trajectories per held-out (test) condition.
+        reference_per_condition: 0 (default): the generated fields are judged against
+            ``data.h5``'s test split (one simulation per held-out condition); ``k >= 1``:
+            against ``DIR/reference.h5``, ``k`` new simulations at each held-out condition
+            (seed ``seed + 2``), for a reference whose own sampling noise (the report's
+            floor) is small beside the thresholds.
         seed: seed of the sweep, the training run and the generation (a ``"seed"`` in
             ``train`` seeds the training run instead: one dataset, several trainings).
     """
@@ -76,6 +83,7 @@ class QuickstartPlan:
     n_snapshots: int | None = None
     train: Mapping[str, Any] = field(default_factory=dict)
     samples_per_condition: int = 4
+    reference_per_condition: int = 0
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,7 +100,7 @@ class QuickstartPlan:
                              "t_end", "n_snapshots", "seed")}
         keys["train"] = (*keys["simulate"], "train")
         keys["generate"] = (*keys["train"], "samples_per_condition")
-        keys["validate"] = keys["generate"]
+        keys["validate"] = (*keys["generate"], "reference_per_condition")
         return json.dumps({k: data[k] for k in keys[stage]}, sort_keys=True)
 
 
@@ -250,6 +258,11 @@ def quickstart(directory: str | os.PathLike = "quickstart", *, device: str = "au
     resolved = resolve_device(device)
     plan = plan or default_plan(resolved.type)
     TrainConfig(**plan.train)                      # bad settings fail before any work
+    for name in ("samples_per_condition", "reference_per_condition"):
+        value = getattr(plan, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (name[0] == "s"):
+            raise ValueError(f"plan.{name} must be an integer >= {int(name[0] == 's')}, "
+                             f"got {value!r}")
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"{directory}: exists and is not a directory")
@@ -299,7 +312,13 @@ def quickstart(directory: str | os.PathLike = "quickstart", *, device: str = "au
         floor = directory / "floor.h5"
         run_sweep(SweepSpec.like(generated, plan.seed + 1), floor, overwrite=True,
                   progress=False, device=simulate_on)
-        write_report(validate_files(data, generated, floor=floor), directory)
+        reference = data
+        if plan.reference_per_condition:
+            reference = directory / "reference.h5"
+            run_sweep(SweepSpec.like(generated, plan.seed + 2,
+                                     per_condition=plan.reference_per_condition),
+                      reference, overwrite=True, progress=False, device=simulate_on)
+        write_report(validate_files(reference, generated, floor=floor), directory)
 
     stage("simulate", 1, data, simulate)
     stage("train", 2, run / "checkpoints" / "best.pt", fit)

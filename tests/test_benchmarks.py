@@ -93,6 +93,8 @@ def test_fidelity_over_training_seeds_reports_each_seed_and_the_spread(tmp_path,
     def fake_quickstart(work, *, device, plan, progress, log):
         seed = plan.train["seed"]
         assert plan.train["consistency_weight"] == 10.0       # --fidelity-train reached it
+        # judged against 4 new simulations per held-out condition, not the test split
+        assert plan.reference_per_condition == suite.REFERENCE_PER_CONDITION == 4
         trained.append((work.name, seed, plan.seed))
         work.mkdir(parents=True)
         report = {"passed": seed != 1, "failures": [] if seed != 1 else ["spectrum of u"],
@@ -101,7 +103,8 @@ def test_fidelity_over_training_seeds_reports_each_seed_and_the_spread(tmp_path,
                                    "pdf": {"w1_over_std": 0.05}, "spread_ratio": 0.9,
                                    "temporal_change_ratio": 1.0}},
                   "conservation": {}, "frechet_physics_distance": 1.0,
-                  "counts": {"matched_conditions": 4}}
+                  "counts": {"matched_conditions": 4, "matched_reference_trajectories": 16},
+                  "floor": {"too_noisy": ["pdf_w1_over_std of u"] if seed == 1 else []}}
         (work / "report.json").write_text(json.dumps(report))
         (work / "run").mkdir()
         scores = [(2, 0.9, 0.1), (4, 0.5, 0.05), (6, 0.6, 0.02)]
@@ -134,6 +137,8 @@ def test_fidelity_over_training_seeds_reports_each_seed_and_the_spread(tmp_path,
                             "budget": {}, "fidelity": result})
     assert "| gaussian_random_field | u | 3, 1 | 0.2 / 0.3 / 0.4 | 0.05 | 0.9 / 0.9 | 1 of 2 " \
            "| 0.05 / 0.25 |" in table
+    assert "- gaussian_random_field: reference 16 simulations at 4 held-out conditions; " \
+           "floors above a third of their threshold: none" in table
 
 
 def test_fidelity_train_overrides_are_checked_training_options(capsys):

@@ -47,6 +47,37 @@ def test_quickstart_runs_every_stage_then_reuses_them(tmp_path):
     assert again["fields"] == summary["fields"]
 
 
+def test_a_larger_reference_reruns_validation_only(tmp_path):
+    first = quickstart(tmp_path, device="cpu", plan=TINY, progress=False)
+    report = json.loads((tmp_path / "report.json").read_text())
+    conditions = report["counts"]["matched_conditions"]
+    assert report["counts"]["matched_reference_trajectories"] == conditions   # test split
+    larger = dataclasses.replace(TINY, reference_per_condition=3)
+    summary = quickstart(tmp_path, device="cpu", plan=larger, progress=False)
+    assert [summary["stages"][s]["reused"] for s in ("simulate", "train", "generate")] \
+        == [True, True, True]
+    assert not summary["stages"]["validate"]["reused"]
+    report = json.loads((tmp_path / "report.json").read_text())
+    counts = report["counts"]
+    assert counts["matched_conditions"] == conditions == first["conditions"]
+    assert counts["reference_trajectories"] == counts["matched_reference_trajectories"] \
+        == 3 * conditions
+    # the reference: 3 new simulations at each held-out condition, none from data.h5
+    from simulators.store import FieldStore
+    with FieldStore(tmp_path / "data.h5") as data, \
+            FieldStore(tmp_path / "reference.h5") as reference:
+        test = sorted(data.parameters()["spectral_index"][data.split == 2])
+        values = reference.parameters()["spectral_index"]
+        assert sorted(set(values)) == pytest.approx(test)
+        assert all((values == value).sum() == 3 for value in set(values))
+        held_out = data.read("delta")[data.split == 2].reshape(len(test), -1)
+        new = reference.read("delta").reshape(values.size, -1)
+        assert not any((row == new).all(axis=1).any() for row in held_out)
+    with pytest.raises(ValueError, match="reference_per_condition"):
+        quickstart(tmp_path, device="cpu", plan=dataclasses.replace(
+            TINY, reference_per_condition=-1), progress=False)
+
+
 def test_changed_training_reruns_training_and_later_stages_only(tmp_path):
     quickstart(tmp_path, device="cpu", plan=TINY, progress=False)
     data_mtime = (tmp_path / "data.h5").stat().st_mtime_ns
@@ -99,8 +130,11 @@ def test_cli_quickstart_prints_the_headline_table(tmp_path, monkeypatch, capsys)
 
     monkeypatch.setattr(quickstart_module, "default_plan", tiny)
     assert cli.main(["quickstart", "-o", str(tmp_path / "qs"), "--device", "cpu", "-q",
-                     "--seed", "3"]) == 0
+                     "--seed", "3", "--reference-per-condition", "2"]) == 0
     assert asked == [3]
+    report = json.loads((tmp_path / "qs" / "report.json").read_text())
+    assert report["counts"]["matched_reference_trajectories"] \
+        == 2 * report["counts"]["matched_conditions"]
     saved = json.loads((tmp_path / "qs" / "run" / "config.json").read_text())
     assert saved["train"]["seed"] == 3
     out = capsys.readouterr().out
@@ -112,6 +146,14 @@ def test_cli_quickstart_bad_device_is_one_line_error(tmp_path, capsys):
     assert cli.main(["quickstart", "-o", str(tmp_path / "qs"), "--device", "tpu"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("surrogate: error:") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "qs").exists()
+
+
+def test_cli_quickstart_bad_reference_size_is_one_line_error(tmp_path, capsys):
+    assert cli.main(["quickstart", "-o", str(tmp_path / "qs"), "--device", "cpu",
+                     "--reference-per-condition", "-2"]) == 2
+    err = capsys.readouterr().err
+    assert "reference_per_condition" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "qs").exists()
 
 

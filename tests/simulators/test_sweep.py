@@ -105,3 +105,26 @@ def test_bad_specs_fail_before_any_file_is_written(tmp_path, spec, message):
     with pytest.raises(ValueError, match=message):
         run_sweep(spec, tmp_path / "bad.h5", progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_like_per_condition_repeats_each_distinct_condition(tmp_path):
+    # a file with 2 trajectories at each of 3 conditions (as a generated file has)
+    design = {"spectral_index": (2.0, 2.0, 3.0, 3.0, 2.5, 2.5), "amplitude": (0.1,) * 6}
+    spec = SweepSpec("gaussian_random_field", n_trajectories=6, resolution=16, seed=4,
+                     design=design)
+    source = run_sweep(spec, tmp_path / "source.h5", progress=False)
+    like = SweepSpec.like(source, 9, per_condition=3)
+    assert like.n_trajectories == 9
+    assert like.design["spectral_index"] == (2.0,) * 3 + (3.0,) * 3 + (2.5,) * 3
+    assert like.design["amplitude"] == (0.1,) * 9
+    larger = run_sweep(like, tmp_path / "larger.h5", progress=False)
+    fields, parameters = _fields(larger)
+    assert fields["delta"].shape[0] == 9
+    assert parameters["spectral_index"].tolist() == list(like.design["spectral_index"])
+    # new random states: no trajectory repeats another of the file or of itself
+    first = fields["delta"].reshape(9, -1)
+    assert len({row.tobytes() for row in first}) == 9
+    assert SweepSpec.like(source, 9).n_trajectories == 6       # default: one per trajectory
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="per_condition"):
+            SweepSpec.like(source, 9, per_condition=bad)
