@@ -93,9 +93,11 @@ class SurrogateModel:
         self.data_ranges: dict[str, list[float]] = config.get("data_parameter_ranges", {})
         self.device = resolve_device(device)
         name = {"best": "best.pt", "last": "last.pt"}.get(checkpoint, checkpoint)
-        path = run_dir / "checkpoints" / name
+        path: Path | str = run_dir / "checkpoints" / name
         if name.startswith("average:"):
             state = _average_of_validated(run_dir, name, self.device)
+            # errors name the averaged files, not a file called average:K
+            path = f"{run_dir / 'checkpoints' / 'ema_step_*.pt'} ({name})"
         else:
             state = load_checkpoint(path, map_location=self.device)
         if state.get("system") != self.system:
