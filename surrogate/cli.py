@@ -77,6 +77,9 @@ TRAIN_OPTION_HELP = (
     ("checkpoint_every", int, "steps between checkpoints (500)"),
     ("keep_validated", bool, "also keep each validation's EMA generator as "
                              "checkpoints/ema_step_NNNNNN.pt (off)"),
+    ("average_checkpoints", int, "K >= 2: also score the mean weights of the last K "
+                                 "validated EMA generators; it becomes best.pt when it "
+                                 "scores better (0: off)"),
     ("sample_every", int, "steps between sample PNGs (500)"),
     ("log_every", int, "steps between metrics.jsonl lines (50)"),
 )

@@ -112,6 +112,14 @@ class TrainConfig:
             ``checkpoints/ema_step_NNNNNN.pt`` (the layout of ``best.pt``, a few MB at
             width 16), so that any validated step can be generated from (``surrogate
             generate --checkpoint ema_step_000750.pt``) or compared afterwards.
+        average_checkpoints: ``K >= 2``: from the K-th validation on, the mean weights of
+            the last K validated EMA generators (:func:`surrogate.checkpoint.
+            average_generator_states`) are scored on the validation split too (logged as
+            ``valid/average_score``), and become ``best.pt`` (with their
+            ``averaged_steps``) when they score better than every checkpoint so far. A
+            training that oscillates around a good generator instead of settling then
+            keeps the average, one that settles keeps its best checkpoint; the held-out
+            score decides, per run. 0 or 1: off. Costs one more scoring per validation.
         validation_samples: held-out snapshots scored per validation.
         seed: seed of weights, data order, noise and augmentation.
     """
@@ -150,6 +158,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     validate_every: int = 500
     keep_validated: bool = False
+    average_checkpoints: int = 0
     validation_samples: int = 256
     seed: int = 0
 
@@ -188,6 +197,10 @@ class TrainConfig:
             raise ValueError(f"unknown arch {self.arch!r} (choose from {', '.join(ARCHS)})")
         if self.loss not in LOSS_KINDS:
             raise ValueError(f"unknown loss {self.loss!r} (choose from {', '.join(LOSS_KINDS)})")
+        if isinstance(self.average_checkpoints, bool) or not isinstance(
+                self.average_checkpoints, int) or self.average_checkpoints < 0:
+            raise ValueError(f"average_checkpoints must be an integer >= 0, got "
+                             f"{self.average_checkpoints!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
 

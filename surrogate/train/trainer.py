@@ -23,6 +23,7 @@ from simulators.messages import first_line
 from surrogate.budget import EnergyBudget, energy_budget_unavailable
 from surrogate.checkpoint import (
     CheckpointError,
+    average_generator_states,
     capture_rng_state,
     load_checkpoint,
     read_run_config,
@@ -198,6 +199,9 @@ class Trainer:
         self.best_score = math.inf
         self.best_step = -1
         self.last_checkpoint_step = -1
+        # the last ``average_checkpoints`` validated EMA generators ({"generator_ema",
+        # "step"}, CPU copies), whose mean is scored as a candidate for best.pt
+        self.validated_ema: list[dict[str, Any]] = []
         if self.ddp.world_size > 1:
             for module in self._modules():
                 for tensor in list(module.parameters()) + list(module.buffers()):
@@ -244,6 +248,8 @@ class Trainer:
         if self.temporal:
             state["temporal_discriminator"] = self.temporal_discriminator.state_dict()
             state["optimizer_t"] = self.optimizer_t.state_dict()
+        if self.config.average_checkpoints >= 2:
+            state["validated_ema"] = self.validated_ema
         return state
 
     def _gathered_rng_states(self) -> list[dict[str, Any]]:
@@ -285,6 +291,8 @@ class Trainer:
         self.step = int(state["step"])
         self.best_score = float(state["best_score"])
         self.best_step = int(state["best_step"])
+        # runs written without the option (or before it existed) start averaging afresh
+        self.validated_ema = list(state.get("validated_ema", []))
         self.last_checkpoint_step = self.step
         states = state["rng"]
         if len(states) == self.ddp.world_size:
@@ -451,6 +459,32 @@ class Trainer:
                               self.run_dir / "samples" / f"step_{self.step:06d}.png",
                               self.step)
 
+    def _score_average(self, validated: dict[str, Any]) -> dict[str, Any] | None:
+        """With ``average_checkpoints = K >= 2``: remember the EMA generator just validated
+        and, once K are remembered, score the mean of the last K on the validation split.
+        Returns the averaged checkpoint (``score`` set, ``averaged_steps``) or ``None``.
+        The EMA generator is left as it was."""
+        k = self.config.average_checkpoints
+        if k < 2:
+            return None
+        self.validated_ema.append({"generator_ema": {
+            name: tensor.detach().to("cpu", copy=True)
+            for name, tensor in validated["generator_ema"].items()},
+            "step": validated["step"]})
+        self.validated_ema = self.validated_ema[-k:]
+        if len(self.validated_ema) < k:
+            return None
+        averaged = {**validated, **average_generator_states(self.validated_ema)}
+        current = {name: tensor.detach().clone()
+                   for name, tensor in self.generator_ema.state_dict().items()}
+        try:
+            self.generator_ema.load_state_dict(averaged["generator_ema"])
+            scores = self.validate()
+        finally:
+            self.generator_ema.load_state_dict(current)
+        averaged["score"] = scores["score"] if scores is not None else math.nan
+        return averaged
+
     # -------------------------------------------------------------- the loop
     def run(self) -> dict[str, Any]:
         """Train until ``config.steps``; returns a summary."""
@@ -495,6 +529,13 @@ class Trainer:
                             self.best_score, self.best_step = scores["score"], step
                             if self.ddp.main:
                                 save_checkpoint(self.checkpoint_dir / "best.pt", validated)
+                        averaged = self._score_average(validated)
+                        if averaged is not None:
+                            record["valid/average_score"] = averaged["score"]
+                            if averaged["score"] < self.best_score:
+                                self.best_score, self.best_step = averaged["score"], step
+                                if self.ddp.main:
+                                    save_checkpoint(self.checkpoint_dir / "best.pt", averaged)
                 if self.ddp.main and step % config.sample_every == 0:
                     self._samples_figure()
                 if record is not None and self.ddp.main:

@@ -639,3 +639,80 @@ def test_keep_validated_keeps_every_validated_ema_generator(tmp_path):
     train(SAMPLE, tmp_path / "run", dataclasses.replace(TINY, steps=2), progress=False,
           overwrite=True)
     assert not list(checkpoints.glob("ema_step_*.pt"))
+
+
+def _valid_lines(run):
+    """The validation records of the metrics lines (a run stopped early also logs its
+    losses at its last step)."""
+    return [{key: value for key, value in line.items()
+             if key == "step" or key.startswith("valid/")}
+            for line in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+            if "valid/score" in line]
+
+
+def test_average_checkpoints_scores_the_mean_of_the_last_validated_generators(tmp_path):
+    """``average_checkpoints = K``: the training is the one without it (weights, scores);
+    from the K-th validation on, the mean of the last K validated EMA generators is scored
+    (logged ``valid/average_score``, the score of that mean recomputed here from the kept
+    files); best.pt is the lowest-scored candidate; an interrupted run resumes exactly."""
+    from surrogate.checkpoint import average_generator_states
+    base = dataclasses.replace(TINY, steps=8, validate_every=2, checkpoint_every=2,
+                               keep_validated=True)
+    train(SAMPLE, tmp_path / "plain", base, progress=False)
+    config = dataclasses.replace(base, average_checkpoints=2)
+    summary = train(SAMPLE, tmp_path / "avg", config, progress=False)
+    _last_checkpoints_agree(tmp_path / "plain", tmp_path / "avg")
+    plain, lines = _valid_lines(tmp_path / "plain"), _valid_lines(tmp_path / "avg")
+    assert [line["valid/score"] for line in lines] == [line["valid/score"] for line in plain]
+    assert "valid/average_score" not in lines[0]             # one generator: nothing to average
+    averages = {line["step"]: line["valid/average_score"] for line in lines[1:]}
+    assert sorted(averages) == [4, 6, 8]
+    checkpoints = tmp_path / "avg" / "checkpoints"
+    trainer = Trainer(SAMPLE, tmp_path / "avg", config, resume=True, progress=False)
+    for step, logged in averages.items():
+        states = [load_checkpoint(checkpoints / f"ema_step_{s:06d}.pt") for s in (step - 2, step)]
+        trainer.generator_ema.load_state_dict(average_generator_states(states)["generator_ema"])
+        assert trainer.validate()["score"] == logged
+    singles = {line["step"]: line["valid/score"] for line in lines}
+    best = load_checkpoint(checkpoints / "best.pt")
+    assert summary["best_score"] == best["score"] == min([*singles.values(), *averages.values()])
+    if best.get("averaged_steps"):
+        assert best["averaged_steps"] == [best["step"] - 2, best["step"]]
+        assert best["score"] == averages[best["step"]]
+    else:
+        assert best["score"] == singles[best["step"]]
+    # stopped after 4 steps, resumed: the remembered generators travel in last.pt
+    train(SAMPLE, tmp_path / "resumed", config, progress=False, steps=4)
+    assert len(load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
+               ["validated_ema"]) == 2
+    train(SAMPLE, tmp_path / "resumed", resume=True, progress=False, steps=8)
+    assert _valid_lines(tmp_path / "resumed") == lines
+    with pytest.raises(ValueError, match="average_checkpoints"):
+        TrainConfig(average_checkpoints=-1)
+
+
+def test_an_averaged_generator_that_scores_best_becomes_best_pt(tmp_path, monkeypatch):
+    """Scripted scores (single, then average, per validation): the average of steps 2 and 4
+    scores lowest, so best.pt holds the mean weights with its averaged steps; the EMA
+    generator is restored after each averaged scoring."""
+    scripted = iter([1.0, 0.9, 0.5, 0.8, 0.95, 0.7, 0.6])
+    monkeypatch.setattr(Trainer, "validate", lambda self: {"score": next(scripted)})
+    config = dataclasses.replace(TINY, steps=8, validate_every=2, checkpoint_every=2,
+                                 keep_validated=True, average_checkpoints=2)
+    summary = train(SAMPLE, tmp_path / "run", config, progress=False)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    best = load_checkpoint(checkpoints / "best.pt")
+    assert summary["best_score"] == best["score"] == 0.5 and summary["best_step"] == 4
+    assert best["averaged_steps"] == [2, 4] and best["step"] == 4
+    two, four = (load_checkpoint(checkpoints / f"ema_step_00000{s}.pt")["generator_ema"]
+                 for s in (2, 4))
+    for name, tensor in best["generator_ema"].items():
+        if tensor.is_floating_point():
+            torch.testing.assert_close(tensor.double(), (two[name].double()
+                                                         + four[name].double()) / 2)
+    # the last kept generator is the EMA itself, not the average scored before it was saved
+    last = load_checkpoint(checkpoints / "last.pt")["generator_ema"]
+    eight = load_checkpoint(checkpoints / "ema_step_000008.pt")["generator_ema"]
+    assert all(torch.equal(last[name], eight[name]) for name in last)
+    lines = _valid_lines(tmp_path / "run")
+    assert [line.get("valid/average_score") for line in lines] == [None, 0.5, 0.95, 0.6]
