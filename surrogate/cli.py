@@ -79,7 +79,7 @@ TRAIN_OPTION_HELP = (
                              "checkpoints/ema_step_NNNNNN.pt (off)"),
     ("average_checkpoints", int, "K >= 2: also score the mean weights of the last K "
                                  "validated EMA generators; it becomes best.pt when it "
-                                 "scores better (0: off)"),
+                                 "scores better (4; 0: off)"),
     ("sample_every", int, "steps between sample PNGs (500)"),
     ("log_every", int, "steps between metrics.jsonl lines (50)"),
 )

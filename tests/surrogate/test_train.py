@@ -657,7 +657,7 @@ def test_average_checkpoints_scores_the_mean_of_the_last_validated_generators(tm
     files); best.pt is the lowest-scored candidate; an interrupted run resumes exactly."""
     from surrogate.checkpoint import average_generator_states
     base = dataclasses.replace(TINY, steps=8, validate_every=2, checkpoint_every=2,
-                               keep_validated=True)
+                               keep_validated=True, average_checkpoints=0)
     train(SAMPLE, tmp_path / "plain", base, progress=False)
     config = dataclasses.replace(base, average_checkpoints=2)
     summary = train(SAMPLE, tmp_path / "avg", config, progress=False)
@@ -716,3 +716,17 @@ def test_an_averaged_generator_that_scores_best_becomes_best_pt(tmp_path, monkey
     assert all(torch.equal(last[name], eight[name]) for name in last)
     lines = _valid_lines(tmp_path / "run")
     assert [line.get("valid/average_score") for line in lines] == [None, 0.5, 0.95, 0.6]
+
+
+def test_average_checkpoints_is_on_by_default_and_older_runs_resume_without_it(tmp_path):
+    assert TrainConfig().average_checkpoints == 4
+    config = dataclasses.replace(TINY, steps=8, validate_every=2, checkpoint_every=2)
+    train(SAMPLE, tmp_path / "new", config, progress=False)
+    assert [("valid/average_score" in line) for line in _valid_lines(tmp_path / "new")] \
+        == [False, False, False, True]                  # from the 4th validation on
+    train(SAMPLE, tmp_path / "old", config, progress=False, steps=4)
+    forget_option(tmp_path / "old", "average_checkpoints")   # as an older version wrote it
+    train(SAMPLE, tmp_path / "old", resume=True, progress=False, steps=8)
+    saved = json.loads((tmp_path / "old" / "config.json").read_text())["train"]
+    assert saved["average_checkpoints"] == 0             # recorded as it ran
+    assert not any("valid/average_score" in line for line in _valid_lines(tmp_path / "old"))
