@@ -268,12 +268,23 @@ def range_positions(report: dict[str, Any], sweep: dict[str, Sequence[float]]
 
 
 def _validation_score(run: Path) -> dict[str, Any]:
-    """The training's validation scores: best and its step, the median noise of a score
-    (two latent draws) and the median change between consecutive validations."""
+    """The training's validation scores: best and its step (``best_averaged``: the kept
+    generator is the mean of the last validated ones up to that step,
+    ``TrainConfig.average_checkpoints``), the median noise of a score (two latent draws)
+    and the median change between consecutive validations."""
     records = read_metrics(run / "metrics.jsonl")
     scored = [(r["step"], r["valid/score"]) for r in records if "valid/score" in r]
+    averaged = [(r["step"], r["valid/average_score"]) for r in records
+                if "valid/average_score" in r]
     best = min(scored, key=lambda item: item[1], default=(None, None))
-    return {"best": best[1], "best_step": best[0], "scores": [score for _, score in scored],
+    best_average = min(averaged, key=lambda item: item[1], default=(None, None))
+    use_average = best_average[1] is not None and (best[1] is None
+                                                   or best_average[1] < best[1])
+    if use_average:
+        best = best_average
+    return {"best": best[1], "best_step": best[0], "best_averaged": use_average,
+            "scores": [score for _, score in scored],
+            "average_scores": [score for _, score in averaged],
             **score_noise_summary(records)}
 
 

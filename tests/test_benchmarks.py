@@ -108,8 +108,12 @@ def test_fidelity_over_training_seeds_reports_each_seed_and_the_spread(tmp_path,
         (work / "report.json").write_text(json.dumps(report))
         (work / "run").mkdir()
         scores = [(2, 0.9, 0.1), (4, 0.5, 0.05), (6, 0.6, 0.02)]
+        # seed 1's mean of the last generators scores best at step 6
+        averages = {6: 0.4 if seed == 1 else 0.7}
         (work / "run" / "metrics.jsonl").write_text("".join(
-            json.dumps({"step": step, "valid/score": score, "valid/score_noise": noise}) + "\n"
+            json.dumps({"step": step, "valid/score": score, "valid/score_noise": noise,
+                        **({"valid/average_score": averages[step]} if step in averages
+                           else {})}) + "\n"
             + json.dumps({"step": step + 1, "loss_d": 1.0}) + "\n"
             for step, score, noise in scores))
         return {"report_json": str(work / "report.json"), "plan": plan.to_dict(),
@@ -130,8 +134,11 @@ def test_fidelity_over_training_seeds_reports_each_seed_and_the_spread(tmp_path,
     assert [r["passed"] for r in entry["repeats"]] == [True, False]
     # the training log's scores: best and its step, noise and change medians
     assert entry["repeats"][0]["validation_score"] == pytest.approx(
-        {"best": 0.5, "best_step": 4, "scores": [0.9, 0.5, 0.6], "score_noise_median": 0.05,
-         "score_change_median": 0.25})
+        {"best": 0.5, "best_step": 4, "best_averaged": False, "scores": [0.9, 0.5, 0.6],
+         "average_scores": [0.7], "score_noise_median": 0.05, "score_change_median": 0.25})
+    assert entry["repeats"][1]["validation_score"]["best"] == 0.4
+    assert entry["repeats"][1]["validation_score"]["best_step"] == 6
+    assert entry["repeats"][1]["validation_score"]["best_averaged"] is True
     table = suite.markdown({"machine": {"name": "m", "device": "cpu", "cpu_count": 2,
                                         "torch": "x", "gpu": None, "date": "d"},
                             "budget": {}, "fidelity": result})
