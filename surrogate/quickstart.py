@@ -258,11 +258,10 @@ def quickstart(directory: str | os.PathLike = "quickstart", *, device: str = "au
     resolved = resolve_device(device)
     plan = plan or default_plan(resolved.type)
     TrainConfig(**plan.train)                      # bad settings fail before any work
-    for name in ("samples_per_condition", "reference_per_condition"):
+    for name, minimum in (("samples_per_condition", 1), ("reference_per_condition", 0)):
         value = getattr(plan, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < (name[0] == "s"):
-            raise ValueError(f"plan.{name} must be an integer >= {int(name[0] == 's')}, "
-                             f"got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"plan.{name} must be an integer >= {minimum}, got {value!r}")
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"{directory}: exists and is not a directory")

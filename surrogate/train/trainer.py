@@ -459,6 +459,13 @@ class Trainer:
                               self.run_dir / "samples" / f"step_{self.step:06d}.png",
                               self.step)
 
+    def _keep_if_best(self, score: float, step: int, checkpoint: dict[str, Any]) -> None:
+        """``checkpoint`` becomes ``best.pt`` when ``score`` beats every candidate so far."""
+        if score < self.best_score:
+            self.best_score, self.best_step = score, step
+            if self.ddp.main:
+                save_checkpoint(self.checkpoint_dir / "best.pt", checkpoint)
+
     def _score_average(self, validated: dict[str, Any]) -> dict[str, Any] | None:
         """With ``average_checkpoints = K >= 2``: remember the EMA generator just validated
         and, once K are remembered, score the mean of the last K on the validation split.
@@ -525,17 +532,11 @@ class Trainer:
                         if config.keep_validated and self.ddp.main:
                             save_checkpoint(self.checkpoint_dir / f"ema_step_{step:06d}.pt",
                                             validated)
-                        if scores["score"] < self.best_score:
-                            self.best_score, self.best_step = scores["score"], step
-                            if self.ddp.main:
-                                save_checkpoint(self.checkpoint_dir / "best.pt", validated)
+                        self._keep_if_best(scores["score"], step, validated)
                         averaged = self._score_average(validated)
                         if averaged is not None:
                             record["valid/average_score"] = averaged["score"]
-                            if averaged["score"] < self.best_score:
-                                self.best_score, self.best_step = averaged["score"], step
-                                if self.ddp.main:
-                                    save_checkpoint(self.checkpoint_dir / "best.pt", averaged)
+                            self._keep_if_best(averaged["score"], step, averaged)
                 if self.ddp.main and step % config.sample_every == 0:
                     self._samples_figure()
                 if record is not None and self.ddp.main:
