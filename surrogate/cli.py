@@ -50,6 +50,9 @@ TRAIN_OPTION_HELP = (
     ("spectral_loss_groups", int, "compare spectra in this many groups of similar conditions "
                                   "instead of pooled over the batch (1)"),
     ("mode_seeking_weight", float, "mode-seeking term weight against mode collapse (0.3)"),
+    ("template_weight", float, "penalty on a pattern shared by all latents at one "
+                               "condition (cosine of generated pairs, centred along the "
+                               "declared shift axes; 0: off)"),
     ("temporal_weight", float, "weight of the temporal discriminator on consecutive "
                                "snapshots (1.0; 0 disables)"),
     ("ema_half_life_fraction", float, "EMA half-life as a fraction of the steps seen "

@@ -62,6 +62,7 @@ __all__ = [
     "shell_average_matrix",
     "shell_index",
     "spectral_loss",
+    "template_penalty",
 ]
 
 LOSS_KINDS = ("hinge", "nonsaturating")
@@ -357,3 +358,47 @@ def mode_seeking_loss(fake_a: Tensor, fake_b: Tensor, noise_a: Tensor, noise_b: 
     fields = (fake_a.float() - fake_b.float()).abs().mean()
     latents = (noise_a.float() - noise_b.float()).abs().mean()
     return latents / (fields + eps)
+
+
+def template_penalty(fake_a: Tensor, fake_b: Tensor, centre_axes: tuple[int, ...],
+                     eps: float = 1e-6) -> Tensor:
+    """Shared-pattern ("template") penalty of a conditional generator, a float32 scalar.
+
+    ``fake_a[i]`` and ``fake_b[i]`` are generated at the *same* condition from independent
+    latents. For a system whose distribution is invariant under the shifts along
+    ``centre_axes`` (declared symmetries), the ensemble mean at a condition is constant
+    along those axes, so the fields centred on their mean along them,
+    ``g = x - mean_axes(x)``, have ensemble mean zero at every pixel. A generator that
+    instead draws every latent around one fixed pattern ``m(p)`` (a partial mode
+    collapse the adversarial loss cannot see from single samples: each sample looks
+    real, the ensemble is too narrow) has ``E[g] = m != 0``. Per pair and channel::
+
+        cos_i = <g_a, g_b> / (|g_a| |g_b| + eps)          (sums over the N x N pixels)
+        L_tmpl = mean_{i, channels} cos_i
+
+    For independent latents ``E[cos] = |E[g / |g|]|^2 >= 0``, zero exactly when the
+    normalised fields have no shared pattern, which is what the declared symmetry
+    requires: the penalty's minimum is the physical answer (no target to tune, unlike
+    :func:`mode_seeking_loss`, which rewards distance without a bound). The estimate of
+    one pair is noisy but unbiased, so stochastic gradients minimise the expectation.
+    With ``centre_axes = ()`` nothing is subtracted: for a system with a declared sign
+    symmetry (``negate``) the whole ensemble mean is zero.
+
+    Args:
+        fake_a, fake_b: (B, C, N, N) fields, same conditions row by row.
+        centre_axes: spatial dimensions (of ``-2`` = x, ``-1`` = y) along which the
+            system is shift-invariant; the fields are centred along them.
+        eps: floor of the norms' product.
+    """
+    if fake_a.shape != fake_b.shape or fake_a.ndim != 4:
+        raise ValueError("template_penalty needs pairs of equal (B, C, N, N) shapes, got "
+                         f"{tuple(fake_a.shape)} and {tuple(fake_b.shape)}")
+    if any(axis not in (-2, -1) for axis in centre_axes):
+        raise ValueError(f"centre_axes must be among (-2, -1), got {centre_axes}")
+    a, b = fake_a.float(), fake_b.float()
+    if centre_axes:
+        a = a - a.mean(dim=centre_axes, keepdim=True)
+        b = b - b.mean(dim=centre_axes, keepdim=True)
+    inner = (a * b).sum(dim=(-2, -1))
+    norms = a.square().sum(dim=(-2, -1)).sqrt() * b.square().sum(dim=(-2, -1)).sqrt()
+    return (inner / (norms + eps)).mean()

@@ -36,7 +36,8 @@ The package, one idea per module, every public name re-exported here:
 - :mod:`~surrogate.data.dataset`: :func:`open_store`, :func:`split_trajectories`,
   :func:`check_compatible`, :class:`SnapshotDataset`, :class:`EmptySplitWarning`;
 - :mod:`~surrogate.data.symmetry`: :func:`point_group`, :func:`apply_symmetry`,
-  :func:`augment`, :func:`symmetries_for`, :class:`SymmetryAugmentation`;
+  :func:`augment`, :func:`symmetries_for`, :func:`zero_mean_axes`,
+  :class:`SymmetryAugmentation`;
 - :mod:`~surrogate.data.training`: :class:`TrainingData`, :func:`load_training_data`.
 
 :func:`open_fields` (other people's layouts, :mod:`surrogate.interop`) is re-exported too.
@@ -72,6 +73,7 @@ from surrogate.data.symmetry import (
     augment,
     point_group,
     symmetries_for,
+    zero_mean_axes,
 )
 from surrogate.data.training import TrainingData, load_training_data
 from surrogate.interop import open_fields  # re-export: other layouts
@@ -103,4 +105,5 @@ __all__ = [
     "split_trajectories",
     "symmetries_for",
     "to_store_layout",
+    "zero_mean_axes",
 ]

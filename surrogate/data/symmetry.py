@@ -16,7 +16,7 @@ from surrogate.data.layout import ChannelLayout, channel_layout
 from surrogate.data.normalization import pseudoscalar_fields
 
 __all__ = ["Matrix", "SymmetryAugmentation", "apply_symmetry", "augment", "point_group",
-           "symmetries_for"]
+           "symmetries_for", "zero_mean_axes"]
 
 #: matrices ``M`` (x' = M x) of the point-group generators in SYMMETRIES
 _GENERATORS = {
@@ -67,6 +67,23 @@ def point_group(symmetries: Collection[str]) -> tuple[list[Matrix], tuple[bool, 
         for axis in list(axes):
             axes.add(0 if matrix[0][axis] else 1)    # M e_axis is along this axis
     return [identity, *sorted(group - {identity})], (0 in axes, 1 in axes)
+
+
+def zero_mean_axes(symmetries: Collection[str]) -> tuple[int, ...] | None:
+    """Where the declared symmetries force a zero ensemble mean at every pixel.
+
+    Returns the array dimensions (``-2`` = x, ``-1`` = y) along which fields must be
+    centred so that their ensemble mean at one condition is zero: ``()`` for a system
+    with the ``negate`` symmetry (the mean itself is zero), the shift axes of
+    :func:`point_group` for a shift-invariant one (the mean is constant along them), and
+    ``None`` where nothing fixes it (no shift, no sign symmetry). Used by
+    :func:`surrogate.losses.template_penalty`.
+    """
+    if "negate" in symmetries:
+        return ()
+    _, (shift_x, shift_y) = point_group(symmetries)
+    axes = tuple(axis for axis, allowed in ((-2, shift_x), (-1, shift_y)) if allowed)
+    return axes or None
 
 
 def apply_symmetry(batch: torch.Tensor, layout: ChannelLayout, matrices: torch.Tensor,

@@ -46,6 +46,16 @@ class TrainConfig:
             size per replica.
         mode_seeking_weight: weight of the mode-seeking term on G (0 disables); it
             counters a generator that ignores its latent (mode collapse).
+        template_weight: weight of the shared-pattern penalty on G (0 disables;
+            :func:`surrogate.losses.template_penalty`): the mean cosine similarity of
+            pairs of generated fields at one condition from independent latents, centred
+            along the declared shift axes (:func:`surrogate.data.zero_mean_axes`), whose
+            expectation is zero for a generator whose ensemble has the declared
+            symmetry and positive when every latent is drawn around one fixed pattern
+            (too little within-condition spread). Uses the pairs at one condition of the
+            mode-seeking term (made for it when that term is off). An explicit weight
+            > 0 for a system that declares neither a shift nor a sign symmetry is an
+            error. Runs written before the option existed resume without it.
         temporal_weight: weight of the temporal discriminator's loss on G (0 disables;
             active only for files with >= 2 snapshot times; a step then costs one more
             generator pass of ``batch_size`` snapshots and a discriminator pass of
@@ -141,6 +151,7 @@ class TrainConfig:
     spectral_loss_weight: float = 0.1
     spectral_loss_groups: int = 1
     mode_seeking_weight: float = 0.3
+    template_weight: float = 0.0
     temporal_weight: float = 1.0
     sign_equivariant: bool = True
     ema_decay: float = 0.999
@@ -179,7 +190,7 @@ class TrainConfig:
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         for name in ("r1_gamma", "spectral_loss_weight", "mode_seeking_weight",
-                     "temporal_weight", "consistency_weight", "budget_weight"):
+                     "template_weight", "temporal_weight", "consistency_weight", "budget_weight"):
             value = getattr(self, name)
             if name == "budget_weight" and value is None:       # auto
                 continue

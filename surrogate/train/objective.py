@@ -21,11 +21,13 @@ Generator phase::
         + w_t loss_G(D_t([G(z, c_i), G(z, c_i+1)], c_i))          (temporal_weight)
         + w_b mean r^2, the energy-budget residual of those pairs (budget_weight)
         + w_ms MS(G(z_2i, c'_2i), G(z_2i+1, c'_2i))               (mode_seeking_weight)
+        + w_tm cos(P G(z_2i, c'_2i), P G(z_2i+1, c'_2i))           (template_weight)
         + w_spec L_spec(G, x; groups)                               (spectral_loss_weight)
 
-with ``c' = c`` except that, with mode seeking on, fakes come in pairs at one condition:
-``c'_2i+1 = c_2i``. The terms are added in this order (the order fixes the float
-round-off, hence bit-identical resumes).
+with ``c' = c`` except that, with mode seeking or the template penalty on, fakes come in
+pairs at one condition: ``c'_2i+1 = c_2i``; ``P`` centres a field along the declared
+shift axes (:func:`surrogate.data.zero_mean_axes`). The terms are added in this order
+(the order fixes the float round-off, hence bit-identical resumes).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from surrogate.losses import (
     mode_seeking_loss,
     r1_penalty,
     spectral_loss,
+    template_penalty,
 )
 from surrogate.train.config import TrainConfig
 
@@ -84,11 +87,19 @@ class GANObjective:
         augment_generator: the random stream of the symmetry transformations ``T`` of
             the consistency term (the trainer's augmentation stream, so that the draws
             are part of the checkpointed state).
+        zero_mean_axes: the template penalty's centring axes
+            (:func:`surrogate.data.zero_mean_axes`), required with ``template_weight``.
     """
 
     def __init__(self, config: TrainConfig, normalizer: FieldNormalizer,
                  budget: EnergyBudget | None, autocast: Callable,
-                 augment_generator: torch.Generator) -> None:
+                 augment_generator: torch.Generator,
+                 zero_mean_axes: tuple[int, ...] | None = None) -> None:
+        if config.template_weight > 0 and zero_mean_axes is None:
+            raise ValueError("template_weight needs a system that declares a shift or a "
+                             "sign (negate) symmetry: nothing else fixes the ensemble "
+                             "mean the penalty compares against")
+        self.zero_mean_axes = zero_mean_axes
         self.config = config
         self.normalizer = normalizer
         self.budget = budget
@@ -97,8 +108,10 @@ class GANObjective:
 
     def fake_conditions(self, condition: torch.Tensor) -> tuple[torch.Tensor, int]:
         """``(c', pairs)``: the conditions of the fakes, and how many of them (an even
-        number, 0 without mode seeking) come in pairs at one condition."""
-        pairs = condition.shape[0] // 2 * 2 if self.config.mode_seeking_weight > 0 else 0
+        number, 0 without mode seeking and the template penalty) come in pairs at one
+        condition."""
+        paired = self.config.mode_seeking_weight > 0 or self.config.template_weight > 0
+        pairs = condition.shape[0] // 2 * 2 if paired else 0
         if not pairs:
             return condition, 0
         fake_condition = condition.clone()
@@ -141,7 +154,7 @@ class GANObjective:
                   generated_pairs: GeneratedPairs | None) -> tuple[torch.Tensor, Metrics]:
         """``L_G`` and its metrics (``loss_g``, ``loss_g_temporal``, ``energy_budget``
         with its real floor ``energy_budget_real``, ``mode_seeking_loss``,
-        ``spectral_loss``).
+        ``template_penalty``, ``spectral_loss``).
 
         Args:
             d_forward: the discriminator's forward.
@@ -176,11 +189,16 @@ class GANObjective:
                                   for part in generated_pairs.real.float().chunk(2, dim=1))
                 metrics["energy_budget_real"] = float(self.budget.penalty(
                     real_a, real_b, generated_pairs.condition_a, generated_pairs.condition_b))
-        if pairs:
+        if pairs and config.mode_seeking_weight > 0:
             seeking = mode_seeking_loss(fake[0:pairs:2], fake[1:pairs:2],
                                         noise[0:pairs:2], noise[1:pairs:2])
             loss = loss + config.mode_seeking_weight * seeking
             metrics["mode_seeking_loss"] = float(seeking.detach())
+        if pairs and config.template_weight > 0:
+            template = template_penalty(fake[0:pairs:2], fake[1:pairs:2],
+                                        self.zero_mean_axes)
+            loss = loss + config.template_weight * template
+            metrics["template_penalty"] = float(template.detach())
         if config.spectral_loss_weight > 0:
             spectral = spectral_loss(fake.float(), real.float(),
                                      groups=config.spectral_loss_groups,

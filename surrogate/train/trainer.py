@@ -40,6 +40,7 @@ from surrogate.data import (
     TrainingData,
     load_training_data,
     n_channels,
+    zero_mean_axes,
 )
 from surrogate.devices import autocast_dtype, resolve_device
 from surrogate.models import Discriminator, Generator, ModelConfig, same_model
@@ -218,7 +219,8 @@ class Trainer:
         self.autocast = (lambda: torch.autocast("cuda", dtype=dtype)) \
             if dtype is not None else contextlib.nullcontext
         self.objective = GANObjective(config, self.data.normalizer, self.budget,
-                                      self.autocast, self.augment_generator)
+                                      self.autocast, self.augment_generator,
+                                      zero_mean_axes(self.data.augmentation.symmetries))
         self.scorer = HeldOutScorer(self.data, self.heads, self.generator_ema, config,
                                     self.device, self.autocast, self.temporal)
         self.g_forward = torch.compile(self.generator) if config.compile else self.generator
