@@ -38,6 +38,7 @@ from surrogate.data import (
     split_trajectories,
     symmetries_for,
     to_store_layout,
+    zero_mean_axes,
 )
 
 
@@ -405,6 +406,21 @@ def test_apply_symmetry_matches_reference_transforms():
                              torch.tensor([[3, -2]]))
     np.testing.assert_array_equal(shifted[0].numpy(), np.roll(batch[0].numpy(), (3, -2),
                                                               axis=(-2, -1)))
+
+
+def test_zero_mean_axes_follow_the_declared_shifts_and_sign():
+    # shift-invariant in both directions: fields centred on their spatial mean
+    for system in ("diffusion", "gaussian_random_field", "gray_scott"):
+        assert zero_mean_axes(simulators.get(system).symmetries) == (-2, -1)
+    # Navier–Stokes (x-shifts and the point reflection; the forcing depends on y): along x
+    assert zero_mean_axes(simulators.get("navier_stokes2d").symmetries) == (-2,)
+    # a quarter turn carries x-shifts to y-shifts
+    assert zero_mean_axes(("shift_x", "rotate_90")) == (-2, -1)
+    # a sign symmetry makes the mean itself zero: nothing to centre
+    assert zero_mean_axes(simulators.get("ising").symmetries) == ()
+    # mirrors alone fix no mean
+    assert zero_mean_axes(("flip_x", "flip_y")) is None
+    assert zero_mean_axes(()) is None
 
 
 def test_point_group_closure():

@@ -23,6 +23,7 @@ from surrogate.losses import (
     radial_power_spectrum,
     radial_shell_counts,
     spectral_loss,
+    template_penalty,
 )
 from surrogate.models import Discriminator, ModelConfig
 from surrogate.validation import power_spectrum
@@ -323,3 +324,84 @@ def test_consistency_penalty_gradient_is_the_analytic_one_for_a_position_depende
     assert penalty.item() > 0
     with pytest.raises(ValueError, match="differ in shape"):
         consistency_penalty(linear(x), linear(moved)[:2])
+
+
+# ------------------------------------------------------------------ template penalty
+def _pattern(n: int = 32, seed: int = 0) -> torch.Tensor:
+    """A smooth random periodic field (1, 1, n, n), unit rms."""
+    generator = torch.Generator().manual_seed(seed)
+    k = torch.fft.fftfreq(n) * n
+    amplitude = 1.0 / (1.0 + k[:, None] ** 2 + k[None, :] ** 2)
+    spectrum = amplitude * torch.randn(n, n, generator=generator, dtype=torch.complex64)
+    field = torch.fft.ifft2(spectrum).real
+    return (field / field.square().mean().sqrt()).view(1, 1, n, n)
+
+
+def test_template_penalty_reads_the_shared_fraction_of_a_fixed_pattern_plus_noise():
+    # x_i = a m + e_i with |m| = |e| per pixel (unit rms): E<x1,x2> / |x|^2 = a^2 / (a^2 + 1)
+    torch.manual_seed(0)
+    pattern = _pattern()
+    for scale in (0.0, 0.5, 1.0, 2.0):
+        first = scale * pattern + torch.randn(4000, 1, 32, 32)
+        second = scale * pattern + torch.randn(4000, 1, 32, 32)
+        expected = scale ** 2 / (scale ** 2 + 1)
+        assert float(template_penalty(first, second, ())) == pytest.approx(expected, abs=0.01)
+
+
+def test_template_penalty_is_zero_for_a_shift_invariant_ensemble_and_one_for_a_template():
+    # the same field at random periodic shifts (a shift-invariant ensemble: every sample
+    # looks like the template) against the template itself
+    pattern = _pattern(seed=1)
+    generator = torch.Generator().manual_seed(2)
+    shifts = torch.randint(32, (2, 2000, 2), generator=generator)
+    first, second = (torch.cat([torch.roll(pattern, (int(a), int(b)), dims=(-2, -1))
+                                for a, b in shifts[i]]) for i in range(2))
+    assert abs(float(template_penalty(first, second, (-2, -1)))) < 0.01
+    same = pattern.expand(8, 1, 32, 32)
+    assert float(template_penalty(same, same, (-2, -1))) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_template_penalty_centres_only_along_the_declared_shift_axes():
+    # a profile m(y) shared by every sample (the response to a forcing that depends on y,
+    # as in Navier–Stokes, shift-invariant along x only): centred along x it is gone
+    torch.manual_seed(3)
+    profile = torch.sin(2 * math.pi * 4 * torch.arange(32) / 32).view(1, 1, 1, 32)
+    first = 3 * profile + torch.randn(2000, 2, 32, 32)
+    second = 3 * profile + torch.randn(2000, 2, 32, 32)
+    assert abs(float(template_penalty(first, second, (-2,)))) < 0.01
+    assert float(template_penalty(first, second, ())) > 0.7          # 4.5 / 5.5 uncentred
+    # a constant offset per sample is removed by centring on both axes
+    offset = torch.randn(2000, 2, 1, 1) * 10
+    noisy = torch.randn(2000, 2, 32, 32)
+    assert abs(float(template_penalty(noisy + offset, torch.randn(2000, 2, 32, 32) + offset,
+                                      (-2, -1)))) < 0.01
+
+
+def test_template_penalty_gradient_removes_the_shared_pattern():
+    # fields m + e_i with a learnable m: gradient descent on the penalty drives the part of
+    # m that varies in space to 0 (its mean, which the centring removes, stays: the
+    # declared shifts say nothing about it)
+    torch.manual_seed(4)
+    shared = (2 * _pattern(seed=5) + 1.5).requires_grad_(True)
+    optimizer = torch.optim.SGD([shared], lr=50.0)
+
+    def varying() -> float:
+        field = shared.detach()
+        return float((field - field.mean()).square().mean())
+
+    start, mean = varying(), float(shared.detach().mean())
+    for _ in range(200):
+        loss = template_penalty(shared + torch.randn(64, 1, 32, 32),
+                                shared + torch.randn(64, 1, 32, 32), (-2, -1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert varying() < 0.05 * start
+    assert float(shared.detach().mean()) == pytest.approx(mean, abs=1e-4)
+
+
+def test_template_penalty_rejects_unpaired_shapes_and_other_axes():
+    with pytest.raises(ValueError, match="equal"):
+        template_penalty(torch.zeros(2, 1, 8, 8), torch.zeros(3, 1, 8, 8), ())
+    with pytest.raises(ValueError, match="centre_axes"):
+        template_penalty(torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 8), (1,))

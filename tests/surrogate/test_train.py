@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -180,6 +181,51 @@ def test_mode_seeking_pairs_fakes_at_one_condition_with_distinct_latents(tmp_pat
     seen = _spy_on_generator(trainer)
     assert "mode_seeking_loss" not in trainer.train_step()
     assert not torch.equal(seen[0][1][1::2], seen[0][1][0::2])
+
+
+def test_template_penalty_pairs_fakes_logs_its_value_and_resumes_exactly(tmp_path):
+    from surrogate.losses import template_penalty
+    config = dataclasses.replace(TINY, mode_seeking_weight=0.0, template_weight=1.0)
+    trainer = Trainer(SAMPLE, tmp_path / "one", config, progress=False)
+    assert trainer.objective.zero_mean_axes == (-2,)       # Navier–Stokes: x-shifts
+    seen = _spy_on_generator(trainer)
+    fakes = []
+    original = trainer.objective.generator
+
+    def keep(d_forward, temporal, fake, *rest):
+        fakes.append(fake.detach().clone())
+        return original(d_forward, temporal, fake, *rest)
+
+    trainer.objective.generator = keep
+    metrics = trainer.train_step()
+    noise, condition = seen[0]
+    # pairs at one condition from distinct latents, made for the penalty alone
+    torch.testing.assert_close(condition[1::2], condition[0::2], rtol=0, atol=0)
+    assert not torch.equal(noise[1::2], noise[0::2])
+    assert "mode_seeking_loss" not in metrics
+    assert metrics["template_penalty"] == pytest.approx(
+        float(template_penalty(fakes[0][0::2], fakes[0][1::2], (-2,))), rel=1e-6)
+    # resumes exactly; a run from before the option resumes without it
+    train(SAMPLE, tmp_path / "a", config, progress=False)
+    train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)
+    train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
+    _last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
+    train(SAMPLE, tmp_path / "old", dataclasses.replace(TINY, steps=6), progress=False)
+    forget_option(tmp_path / "old", "template_weight")
+    train(SAMPLE, tmp_path / "old", resume=True, progress=False, steps=12)
+    saved = json.loads((tmp_path / "old" / "config.json").read_text())
+    assert saved["train"]["template_weight"] == 0.0
+
+
+def test_template_penalty_is_refused_where_no_symmetry_fixes_the_mean():
+    from surrogate.data import FieldNormalizer
+    from surrogate.train.objective import GANObjective
+    config = dataclasses.replace(TINY, template_weight=1.0)
+    with pytest.raises(ValueError, match="template_weight needs"):
+        GANObjective(config, FieldNormalizer([]), None, contextlib.nullcontext,
+                     torch.Generator(), None)
+    with pytest.raises(ValueError, match="template_weight"):
+        TrainConfig(template_weight=-1.0)
 
 
 TEMPORAL = TrainConfig(**{**TINY.to_dict(), "temporal_weight": 1.0})   # the default
