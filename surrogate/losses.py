@@ -373,7 +373,7 @@ def template_penalty(fake_a: Tensor, fake_b: Tensor, centre_axes: tuple[int, ...
     collapse the adversarial loss cannot see from single samples: each sample looks
     real, the ensemble is too narrow) has ``E[g] = m != 0``. Per pair and channel::
 
-        cos_i = <g_a, g_b> / (|g_a| |g_b| + eps)          (sums over the N x N pixels)
+        cos_i = <g_a, g_b> / (|g_a| |g_b|)          (sums over the N x N pixels)
         L_tmpl = mean_{i, channels} cos_i
 
     For independent latents ``E[cos] = |E[g / |g|]|^2 >= 0``, zero exactly when the
@@ -388,7 +388,7 @@ def template_penalty(fake_a: Tensor, fake_b: Tensor, centre_axes: tuple[int, ...
         fake_a, fake_b: (B, C, N, N) fields, same conditions row by row.
         centre_axes: spatial dimensions (of ``-2`` = x, ``-1`` = y) along which the
             system is shift-invariant; the fields are centred along them.
-        eps: floor of the norms' product.
+        eps: floor of the norms (``torch.nn.functional.cosine_similarity``).
     """
     if fake_a.shape != fake_b.shape or fake_a.ndim != 4:
         raise ValueError("template_penalty needs pairs of equal (B, C, N, N) shapes, got "
@@ -399,6 +399,4 @@ def template_penalty(fake_a: Tensor, fake_b: Tensor, centre_axes: tuple[int, ...
     if centre_axes:
         a = a - a.mean(dim=centre_axes, keepdim=True)
         b = b - b.mean(dim=centre_axes, keepdim=True)
-    inner = (a * b).sum(dim=(-2, -1))
-    norms = a.square().sum(dim=(-2, -1)).sqrt() * b.square().sum(dim=(-2, -1)).sqrt()
-    return (inner / (norms + eps)).mean()
+    return F.cosine_similarity(a.flatten(-2), b.flatten(-2), dim=-1, eps=eps).mean()
