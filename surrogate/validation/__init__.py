@@ -30,6 +30,7 @@ from surrogate.validation.report import (
     write_report,
 )
 from surrogate.validation.spectra import (
+    band_masks,
     band_summary,
     binned_spectral_mse,
     cross_spectrum,
@@ -53,6 +54,7 @@ from surrogate.validation.statistics import (
 __all__ = [
     "DEFAULT_THRESHOLDS",
     "ValidationResult",
+    "band_masks",
     "band_summary",
     "binned_spectral_mse",
     "check_invariants",

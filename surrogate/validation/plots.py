@@ -4,7 +4,9 @@ Every figure is drawn from the JSON report (plus the sample fields kept in memor
 script can redraw them from ``report.json`` alone except the sample panels:
 
 * ``spectra.png``: reference and generated power spectra on log-log axes, their ratio
-  below (the shaded band is the spectrum threshold; unresolved shells are greyed out);
+  below (the shaded band is the spectrum threshold; unresolved shells are greyed out)
+  and, where both files hold >= 2 trajectories per condition, the within-condition std
+  of one snapshot's log shell power of each (the spectrum scatter);
 * ``pdfs.png``: one-point PDFs (log density);
 * ``samples.png``: reference and generated snapshots side by side at the same
   condition and time, one colour scale per field (vector fields shown as ``|u|``);
@@ -56,8 +58,11 @@ def _spectra_figure(report: Mapping[str, Any], directory: Path) -> str:
 
     fields = report["fields"]
     threshold = report["thresholds"].get("spectrum_rel_error_median") or math.inf
-    fig, axes = plt.subplots(2, len(fields), figsize=(4.2 * len(fields), 5.6), squeeze=False,
-                             sharex="col", gridspec_kw={"height_ratios": [3, 1.4]})
+    scatter = any("reference_std" in entry["spectrum"].get("scatter", {})
+                  for entry in fields.values())
+    rows, heights = (3, [3, 1.4, 1.4]) if scatter else (2, [3, 1.4])
+    fig, axes = plt.subplots(rows, len(fields), figsize=(4.2 * len(fields), 2.0 + 2.6 * rows - 1.6),
+                             squeeze=False, sharex="col", gridspec_kw={"height_ratios": heights})
     for column, (name, entry) in enumerate(fields.items()):
         spectrum = entry["spectrum"]
         k = _array(spectrum["k"])
@@ -84,8 +89,21 @@ def _spectra_figure(report: Mapping[str, Any], directory: Path) -> str:
         bottom.set_ylim(0, min(top_limit, 5.0))
         bottom.xaxis.set_minor_formatter(NullFormatter())
         top.xaxis.set_minor_formatter(NullFormatter())
-        bottom.set_xlabel("k [1/length]")
         bottom.set_ylabel("P_gen / P_ref")
+        spread = entry["spectrum"].get("scatter", {})
+        if scatter:
+            lowest = axes[2, column]
+            if "reference_std" in spread:
+                lowest.semilogx(k, _array(spread["reference_std"]), **REFERENCE_STYLE)
+                lowest.semilogx(k, _array(spread["generated_std"]), **GENERATED_STYLE)
+                ratio = spread.get("ratio")
+                lowest.set_title("scatter ratio " + ("n/a" if ratio is None else f"{ratio:.2f}"),
+                                 fontsize=8)
+            lowest.axvspan(k_max * 1.0001, k.max() * 1.05, color="0.9", zorder=0)
+            lowest.set_ylabel("std of log P (one sample)")
+            lowest.xaxis.set_minor_formatter(NullFormatter())
+            bottom = lowest
+        bottom.set_xlabel("k [1/length]")
     fig.tight_layout()
     return _save(fig, directory, "spectra.png")
 
@@ -458,17 +476,24 @@ def render_markdown(report: Mapping[str, Any], figures: Mapping[str, str]) -> st
     lines += _floor_lines(report)
     lines += ["## Fields", "",
               "| field | spectrum median / max rel err | W1/std | KS p | spread ratio | "
-              "mean ref / gen | std ref / gen |",
-              "|---|---|---|---|---|---|---|"]
+              "spectrum scatter ratio (floor) | mean ref / gen | std ref / gen |",
+              "|---|---|---|---|---|---|---|---|"]
     for name, entry in report["fields"].items():
         spectrum, pdf, moments = entry["spectrum"], entry["pdf"], entry["moments"]
+        scatter = spectrum.get("scatter", {})
         lines.append(
             f"| {name} | {_number(spectrum['rel_error_median'], 3)} / "
             f"{_number(spectrum['rel_error_max'], 3)} | {_number(pdf['w1_over_std'], 3)} | "
             f"{_number(pdf['ks_pvalue'], 2)} | {_number(entry['spread_ratio'], 3)} "
             f"({entry['spread_basis'].replace('_', ' ')}) | "
+            f"{_number(scatter.get('ratio'), 3)} ({_number(scatter.get('floor'), 3)}) | "
             f"{_number(moments['reference']['mean'])} / {_number(moments['generated']['mean'])} | "
             f"{_number(moments['reference']['std'])} / {_number(moments['generated']['std'])} |")
+    lines += ["", "Spectrum scatter ratio: the within-condition std of one snapshot's log "
+              "shell power, generated over reference (median over resolved shells and times; "
+              "1 is right, > 1: each generated sample's spectrum fluctuates more around the "
+              "ensemble's than a simulated one's, which a right mean spectrum hides; "
+              "undefined with one trajectory per condition). Reported, not gated."]
     changes = {name: entry for name, entry in report["fields"].items()
                if "temporal_change_ratio" in entry}
     if changes:

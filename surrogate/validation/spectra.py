@@ -35,6 +35,7 @@ import scipy.fft
 import scipy.sparse
 
 __all__ = [
+    "band_masks",
     "band_summary",
     "binned_spectral_mse",
     "cross_spectrum",
@@ -382,6 +383,28 @@ def spectrum_relative_error(P_generated: np.ndarray, P_reference: np.ndarray) ->
     return out
 
 
+def band_masks(k: np.ndarray) -> dict[str, np.ndarray]:
+    """Boolean masks of the low, mid and high thirds of log k (:func:`band_summary`).
+
+    Args:
+        k: (n_shells,) finite positive wavenumbers [1/length], at least one.
+    Returns:
+        ``{"low", "mid", "high"}`` masks of shape (n_shells,); a single distinct
+        wavenumber is all "low".
+    """
+    k = np.asarray(k, dtype=np.float64)
+    if k.ndim != 1 or k.size == 0 or np.any(~np.isfinite(k)) or np.any(k <= 0):
+        raise ValueError("k must be a non-empty 1-D array of finite positive wavenumbers")
+    log_k = np.log(k)
+    lo, hi = log_k.min(), log_k.max()
+    if hi == lo:                                 # a single shell: call it "low"
+        return {"low": np.ones_like(k, bool), "mid": np.zeros_like(k, bool),
+                "high": np.zeros_like(k, bool)}
+    cut_1, cut_2 = lo + (hi - lo) / 3.0, lo + 2.0 * (hi - lo) / 3.0
+    return {"low": log_k < cut_1, "mid": (log_k >= cut_1) & (log_k < cut_2),
+            "high": log_k >= cut_2}
+
+
 def band_summary(k: np.ndarray, rel_error: np.ndarray) -> dict[str, dict[str, float]]:
     """Median and maximum of ``|rel_error|`` in the low, mid and high thirds of log k.
 
@@ -405,14 +428,7 @@ def band_summary(k: np.ndarray, rel_error: np.ndarray) -> dict[str, dict[str, fl
                          f"and {rel.shape}")
     if k.size == 0 or np.any(~np.isfinite(k)) or np.any(k <= 0):
         raise ValueError("k must be non-empty, finite and positive")
-    log_k = np.log(k)
-    lo, hi = log_k.min(), log_k.max()
-    cut_1, cut_2 = lo + (hi - lo) / 3.0, lo + 2.0 * (hi - lo) / 3.0
-    masks = {"low": log_k < cut_1, "mid": (log_k >= cut_1) & (log_k < cut_2),
-             "high": log_k >= cut_2}
-    if hi == lo:                                 # a single shell: call it "low"
-        masks = {"low": np.ones_like(k, bool), "mid": np.zeros_like(k, bool),
-                 "high": np.zeros_like(k, bool)}
+    masks = band_masks(k)
     summary: dict[str, dict[str, float]] = {}
     for name, mask in masks.items():
         if mask.any():

@@ -12,6 +12,14 @@ kinetic-energy spectrum; its morphology uses ``|u|``):
   reference power exceeds ``RESOLVED_POWER_FLOOR`` times the largest shell power:
   dealiased or round-off-level shells carry no physics), its median and max, and the
   low/mid/high band summary of :func:`surrogate.validation.band_summary`;
+  its **scatter** (``spectrum.scatter``): the within-condition std of one snapshot's log
+  shell power, ``log P_s(t, k)``, pooled over the conditions with >= 2 trajectories on
+  each side (:class:`.accumulators.LogPowerScatter`), generated over reference per time
+  and resolved shell; ``ratio`` is the median, ``bands`` the low/mid/high medians. For a
+  Gaussian random field the reference's value is ``sqrt(psi'(n_k / 2))`` whatever the
+  spectrum (``n_k`` modes in shell ``k``); a generator whose samples carry, e.g., a
+  random spectral slope has the right mean spectrum and a ratio > 1. Reported and
+  given a floor; not gated by default (``spectrum_scatter_ratio_min`` / ``_max``);
 * **pdf**: histograms on common edges, W1 over the reference std and the two-sample KS
   p-value on at most ``MAX_POOLED_VALUES`` values per file (a fixed stride through
   the stream);

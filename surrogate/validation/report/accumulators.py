@@ -9,8 +9,11 @@ a dictionary per quantity and side:
   consecutive-snapshot changes), the invariant series, the system observables, the
   physics-feature rows of the Fréchet distance and the snapshots shown in the report;
 * :class:`ConditionSide`: the same side at one condition (per field a
-  :class:`ConditionFieldAccumulator`: spectrum, thinned values, ensemble spread; and the
-  condition's observables).
+  :class:`ConditionFieldAccumulator`: spectrum, thinned values, ensemble spread, each
+  trajectory's spectra; and the condition's observables);
+* :class:`LogPowerScatter`: per field and side, the within-condition scatter of the
+  per-snapshot log shell power pooled over conditions (:func:`add_condition_scatter`
+  feeds it once a condition's trajectories are in).
 
 Memory is bounded whatever the file sizes: spectra and correlations are running sums,
 pooled values are thinned to a fixed stride (:class:`Thinner`), the spread keeps three
@@ -37,14 +40,19 @@ from surrogate.validation.statistics import (
     correlation_function,
 )
 
-__all__ = ["GROUP_POOLED_VALUES", "MAX_FEATURE_SNAPSHOTS", "ConditionFieldAccumulator",
-           "ConditionSide", "FieldAccumulator", "NeighbourSpread", "SideAccumulator",
-           "Thinner", "c4", "trajectory_spectra"]
+__all__ = ["GROUP_POOLED_VALUES", "MAX_FEATURE_SNAPSHOTS", "SCATTER_POWER_FLOOR",
+           "ConditionFieldAccumulator", "ConditionSide", "FieldAccumulator", "LogPowerScatter",
+           "NeighbourSpread", "SideAccumulator", "Thinner", "add_condition_scatter", "c4",
+           "trajectory_spectra"]
 
 #: pooled values kept per field and condition for the per-condition W1
 GROUP_POOLED_VALUES = 4096
 #: snapshots per file whose physics features enter the Fréchet distance
 MAX_FEATURE_SNAPSHOTS = 512
+#: the log shell power of :class:`LogPowerScatter` is ``log(P + floor)`` with ``floor``
+#: this fraction of the condition's largest mean reference shell power (a snapshot with
+#: no power in a shell, e.g. a fully ordered Ising state, stays finite)
+SCATTER_POWER_FLOOR = 1e-10
 
 #: ``{field: (per-snapshot spectra (T, shells), per-snapshot correlations (T, r))}``
 Spectra = dict[str, tuple[np.ndarray, np.ndarray]]
@@ -84,6 +92,41 @@ class Thinner:
         return np.concatenate(self.parts) if self.parts else np.zeros(0)
 
 
+class LogPowerScatter:
+    """Within-condition scatter of the per-snapshot log shell power, pooled over conditions.
+
+    At a condition ``c`` with ``S_c >= 2`` trajectories, ``y_s(t, k) = log(P_s(t, k) +
+    floor_c)`` for each trajectory ``s``; pooled over the conditions::
+
+        var(t, k) = sum_c sum_s (y_s(t, k) - mean_s y(t, k))^2 / sum_c (S_c - 1)
+
+    the unbiased within-condition variance of the log power of one snapshot at time
+    ``t`` in shell ``k``. For a Gaussian random field it is the trigamma function
+    ``psi'(m_k)`` of the shell's ``m_k = n_k / 2`` independent complex modes (``n_k``
+    the modes of the shell, half of them the conjugates of the others), whatever the
+    spectrum: the scatter measures how each sample's power fluctuates around the
+    ensemble's, which the mean spectrum cannot show (a generator whose samples carry a
+    random spectral slope has the right mean spectrum and too much scatter).
+    """
+
+    def __init__(self) -> None:
+        self.sum_squares: np.ndarray | None = None
+        self.dof = 0
+
+    def add_condition(self, log_power: np.ndarray) -> None:
+        """Add one condition's ``(S, T, shells)`` log powers (nothing when ``S < 2``)."""
+        if log_power.shape[0] < 2:
+            return
+        deviation = log_power - log_power.mean(axis=0)
+        squares = np.sum(deviation * deviation, axis=0)
+        self.sum_squares = squares if self.sum_squares is None else self.sum_squares + squares
+        self.dof += log_power.shape[0] - 1
+
+    def variance(self) -> np.ndarray | None:
+        """``var(t, k)`` (T, shells), ``None`` before a condition with >= 2 trajectories."""
+        return None if self.sum_squares is None else self.sum_squares / self.dof
+
+
 @dataclass
 class FieldAccumulator:
     """Everything one side accumulates for one field over all compared trajectories."""
@@ -100,6 +143,7 @@ class FieldAccumulator:
     spread_all: EnsembleSpread = field(default_factory=EnsembleSpread)
     change_sum: float = 0.0
     change_count: int = 0
+    scatter: LogPowerScatter = field(default_factory=LogPowerScatter)
 
     def add(self, values: np.ndarray, spectra: np.ndarray, correlation: np.ndarray) -> None:
         """Accumulate one trajectory ``values`` (T, N, N[, 2]) and its per-snapshot
@@ -148,6 +192,8 @@ class ConditionFieldAccumulator:
     samples: Thinner
     spread: EnsembleSpread = field(default_factory=EnsembleSpread)
     snapshots: int = 0
+    #: each trajectory's per-snapshot spectra (T, shells), for :class:`LogPowerScatter`
+    power: list[np.ndarray] = field(default_factory=list)
 
     def add(self, values: np.ndarray, spectra: np.ndarray) -> None:
         """Accumulate one trajectory ``values`` (T, N, N[, 2]) and its spectra (T, shells)."""
@@ -155,6 +201,7 @@ class ConditionFieldAccumulator:
         self.snapshots += spectra.shape[0]
         self.samples.add(values)
         self.spread.add(values)
+        self.power.append(np.asarray(spectra, dtype=np.float64))
 
 
 def _pooled_size(n_trajectories: int, n_times: int, resolution: int, rank: int) -> int:
@@ -246,6 +293,23 @@ class ConditionSide:
             accumulator.add(fields[name], spectra[name][0])
         for label, values in observables.items():
             self.observables.setdefault(label, []).append(values)
+
+
+def add_condition_scatter(sides: Mapping[str, SideAccumulator],
+                          condition: Mapping[str, ConditionSide]) -> None:
+    """Feed each side's :class:`LogPowerScatter` with one condition's trajectories, the
+    power floor (``SCATTER_POWER_FLOOR`` times the largest shell of the condition's mean
+    reference spectrum) shared by both sides."""
+    for name in condition["reference"].fields:
+        reference = condition["reference"].fields[name].power
+        if not reference:
+            continue
+        largest = float(np.mean(np.stack(reference), axis=(0, 1)).max())
+        floor = SCATTER_POWER_FLOOR * largest if largest > 0 else np.finfo(np.float64).tiny
+        for side, accumulators in condition.items():
+            power = accumulators.fields[name].power
+            if power:
+                sides[side].fields[name].scatter.add_condition(np.log(np.stack(power) + floor))
 
 
 def c4(n: int) -> float:

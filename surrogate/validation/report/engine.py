@@ -35,6 +35,7 @@ from surrogate.validation.report.accumulators import (
     ConditionSide,
     NeighbourSpread,
     SideAccumulator,
+    add_condition_scatter,
     trajectory_spectra,
 )
 from surrogate.validation.report.floor import attach_floor
@@ -43,6 +44,7 @@ from surrogate.validation.report.gates import (
     field_checks,
     gate,
     per_condition_checks,
+    scatter_checks,
     spread_checks,
     verdict,
 )
@@ -277,6 +279,7 @@ def compare_stores(ref_store: FieldStore, gen_store: FieldStore, limits: Mapping
                 neighbour_spread[spec.name].add(
                     condition["generated"].fields[spec.name].spread.spread(),
                     int(members["generated"].size), pair, distance)
+        add_condition_scatter(sides, condition)
         entry = condition_entry(groups, g, members, condition, specs, k)
         if any(condition[side].observables for side in SIDES):
             entry["observables"] = condition_observables_entry(
@@ -303,6 +306,7 @@ def compare_stores(ref_store: FieldStore, gen_store: FieldStore, limits: Mapping
             fields_report[spec.name]["spread_neighbour_distance_median"] = float(
                 np.median(neighbour_spread[spec.name].distance))
     checks += spread_checks(fields_report, limits)
+    checks += scatter_checks(fields_report, limits)
 
     reference_features = sides["reference"].features()
     generated_features = sides["generated"].features()

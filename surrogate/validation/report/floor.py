@@ -37,6 +37,7 @@ def attach_floor(report: dict[str, Any], floor: dict[str, Any] | None) -> None:
     """Write each gated metric's floor next to it in ``report`` (in place).
 
     ``checks[i]["floor"]``, ``fields.NAME.spectrum.floor`` (median spectrum error),
+    ``fields.NAME.spectrum.scatter.floor`` (spectrum scatter ratio),
     ``fields.NAME.pdf.floor`` (W1/std), ``fields.NAME.spread_ratio_floor``,
     ``fields.NAME.temporal_change_ratio_floor``, ``conservation.KEY.floor``,
     ``mode_coverage.floor``, ``frechet_physics_distance_floor``; ``report["floor"]``
@@ -61,6 +62,8 @@ def attach_floor(report: dict[str, Any], floor: dict[str, Any] | None) -> None:
     for name, entry in report["fields"].items():
         theirs = other["fields"].get(name, {})
         entry["spectrum"]["floor"] = theirs.get("spectrum", {}).get("rel_error_median")
+        entry["spectrum"]["scatter"]["floor"] = (
+            theirs.get("spectrum", {}).get("scatter", {}).get("ratio"))
         entry["pdf"]["floor"] = theirs.get("pdf", {}).get("w1_over_std")
         entry["spread_ratio_floor"] = theirs.get("spread_ratio")
         if "temporal_change_ratio" in entry:

@@ -8,7 +8,8 @@ threshold``) or ``"min"`` (``value >= threshold``); a check whose value is undef
 check passes (:func:`verdict`). The thresholds are those of :mod:`.thresholds`; the
 values are read from the report's entries (:mod:`.summaries`), in the order the report
 lists them: per field the spectrum, PDF and temporal checks, then conservation, the
-per-condition spectrum, the spread, the Fréchet distance and the mode coverage.
+per-condition spectrum, the spread, the spectrum scatter, the Fréchet distance and the
+mode coverage.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import numpy as np
 from surrogate.validation.report.summaries import violation_number
 
 __all__ = ["RATIO_CHECKS", "check_label", "conservation_checks", "failure_text",
-           "field_checks", "gate", "per_condition_checks", "spread_checks", "verdict"]
+           "field_checks", "gate", "per_condition_checks", "scatter_checks", "spread_checks",
+           "verdict"]
 
 #: checks of a ratio whose ideal value is 1 (the others are errors whose ideal is 0)
 RATIO_CHECKS = ("spread_ratio_min", "spread_ratio_max", "temporal_change_ratio_min",
-                "temporal_change_ratio_max", "mode_coverage_min")
+                "temporal_change_ratio_max", "mode_coverage_min", "spectrum_scatter_ratio_min",
+                "spectrum_scatter_ratio_max")
 
 
 def gate(check: str, field_name: str | None, value: float, threshold: float, kind: str
@@ -128,3 +131,17 @@ def verdict(checks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"failures": [failure_text(c) for c in gated if not c["passed"]],
             "not_evaluated": [check_label(c) for c in checks if not c["evaluated"]],
             "passed": all(c["passed"] for c in gated)}
+
+
+def scatter_checks(fields: Mapping[str, Mapping[str, Any]], limits: Mapping[str, float]
+                   ) -> list[dict[str, Any]]:
+    """Per field, the spectrum scatter ratio (``spectrum.scatter.ratio``) against its two
+    bounds (by default disabled: evaluated and listed, not gated)."""
+    checks = []
+    for name, entry in fields.items():
+        ratio = entry["spectrum"]["scatter"]["ratio"]
+        checks.append(gate("spectrum_scatter_ratio_min", name, ratio,
+                           limits["spectrum_scatter_ratio_min"], "min"))
+        checks.append(gate("spectrum_scatter_ratio_max", name, ratio,
+                           limits["spectrum_scatter_ratio_max"], "max"))
+    return checks

@@ -25,13 +25,13 @@ from surrogate.validation.report.accumulators import (
     NeighbourSpread,
     SideAccumulator,
 )
-from surrogate.validation.spectra import band_summary, spectrum_relative_error
+from surrogate.validation.spectra import band_masks, band_summary, spectrum_relative_error
 from surrogate.validation.statistics import ks_pvalue, wasserstein1_over_std
 
 __all__ = ["PDF_BINS", "RESOLVED_POWER_FLOOR", "condition_entry", "condition_observables_entry",
            "conservation_comparison", "field_spread", "field_summary", "frechet_pair",
-           "minkowski_summary", "mode_coverage", "observable_summary", "series_summary",
-           "spectrum_summary", "violation_number", "w1_over_std_or_nan"]
+           "minkowski_summary", "mode_coverage", "observable_summary", "scatter_summary",
+           "series_summary", "spectrum_summary", "violation_number", "w1_over_std_or_nan"]
 
 #: shells with reference power below this fraction of the largest shell are not compared
 RESOLVED_POWER_FLOOR = 1e-10
@@ -62,6 +62,41 @@ def spectrum_summary(k: np.ndarray, reference: np.ndarray, generated: np.ndarray
     return summary
 
 
+def scatter_summary(k: np.ndarray, reference_spectrum: np.ndarray,
+                    reference: FieldAccumulator, generated: FieldAccumulator
+                    ) -> dict[str, Any]:
+    """The ``spectrum.scatter`` entry: within-condition std of the per-snapshot log shell
+    power (:class:`.accumulators.LogPowerScatter`), generated over reference.
+
+    ``ratio(t, k) = sqrt(var_gen(t, k) / var_ref(t, k))`` over the resolved shells of
+    ``reference_spectrum`` (as :func:`spectrum_summary`); ``ratio`` is its median over
+    times and shells, ``bands`` the medians in the low / mid / high thirds of log k
+    (:func:`surrogate.validation.band_summary`'s bands), ``reference_std`` and
+    ``generated_std`` the per-shell std (median over times). Ideal 1; > 1: each
+    generated sample's spectrum fluctuates more around the ensemble's than a simulated
+    one's. NaN where a side has no condition with >= 2 trajectories (``dof`` 0).
+    """
+    ref_var, gen_var = reference.scatter.variance(), generated.scatter.variance()
+    entry: dict[str, Any] = {"ratio": math.nan, "dof": {"reference": reference.scatter.dof,
+                                                       "generated": generated.scatter.dof}}
+    if ref_var is None or gen_var is None:
+        return entry
+    resolved = reference_spectrum > RESOLVED_POWER_FLOOR * reference_spectrum.max()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.sqrt(gen_var / ref_var)[:, resolved]
+    finite = np.isfinite(ratio)
+    if not finite.any():
+        return entry
+    bands = {}
+    for band, mask in band_masks(k[resolved]).items():
+        values = ratio[:, mask][finite[:, mask]]
+        bands[band] = float(np.median(values)) if values.size else math.nan
+    entry.update({"ratio": float(np.median(ratio[finite])), "bands": bands,
+                  "reference_std": np.sqrt(np.median(ref_var, axis=0)),
+                  "generated_std": np.sqrt(np.median(gen_var, axis=0))})
+    return entry
+
+
 def w1_over_std_or_nan(generated: np.ndarray, reference: np.ndarray) -> float:
     """:func:`surrogate.validation.wasserstein1_over_std`, NaN where it is undefined
     (fewer than 2 reference values, no generated value, a constant reference)."""
@@ -72,10 +107,12 @@ def w1_over_std_or_nan(generated: np.ndarray, reference: np.ndarray) -> float:
 
 def field_summary(reference: FieldAccumulator, generated: FieldAccumulator, spec: Any,
                   k: np.ndarray, r: np.ndarray) -> dict[str, Any]:
-    """One field's ``spectrum``, ``pdf``, ``moments``, ``correlation`` entries, and its
-    ``temporal_change`` and ``temporal_change_ratio`` when there are >= 2 times."""
+    """One field's ``spectrum`` (with its ``scatter``), ``pdf``, ``moments``,
+    ``correlation`` entries, and its ``temporal_change`` and ``temporal_change_ratio``
+    when there are >= 2 times."""
     ref, gen = reference, generated
     spectrum = spectrum_summary(k, ref.spectrum / ref.snapshots, gen.spectrum / gen.snapshots)
+    spectrum["scatter"] = scatter_summary(k, ref.spectrum / ref.snapshots, ref, gen)
     ref_values, gen_values = ref.samples.values(), gen.samples.values()
     low, high = min(ref.low, gen.low), max(ref.high, gen.high)
     if not high > low:

@@ -23,6 +23,8 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "pdf_ks_pvalue_min": 0.0,
     "spread_ratio_min": 0.5,
     "spread_ratio_max": 2.0,
+    "spectrum_scatter_ratio_min": 0.0,
+    "spectrum_scatter_ratio_max": math.inf,
     "temporal_change_ratio_min": 0.5,
     "temporal_change_ratio_max": 2.0,
     "conservation_absolute": 0.01,
@@ -40,6 +42,11 @@ THRESHOLD_DOCS: dict[str, str] = {
                          "so p-values are optimistic)",
     "spread_ratio_min": "min ensemble spread ratio gen/ref (0 is mode collapse)",
     "spread_ratio_max": "max ensemble spread ratio gen/ref",
+    "spectrum_scatter_ratio_min": "min ratio gen/ref of the within-condition std of one "
+                                  "snapshot's log shell power (0: not gated; its thresholds "
+                                  "are not yet calibrated on trained surrogates)",
+    "spectrum_scatter_ratio_max": "max of that ratio (inf: not gated; > 1: each sample's "
+                                  "spectrum fluctuates more than a simulated one's)",
     "temporal_change_ratio_min": "min ratio gen/ref of the mean change between consecutive "
                                  "snapshots of a trajectory (small: frozen in time)",
     "temporal_change_ratio_max": "max of that ratio (large: snapshots independent of one "
