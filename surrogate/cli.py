@@ -53,6 +53,8 @@ TRAIN_OPTION_HELP = (
     ("template_weight", float, "penalty on a pattern shared by all latents at one "
                                "condition (cosine of generated pairs, centred along the "
                                "declared shift axes; 0: off)"),
+    ("spectral_scatter_weight", float, "loss on the scatter of one sample's log shell power "
+                                       "at a condition against the simulator's (0: off)"),
     ("temporal_weight", float, "weight of the temporal discriminator on consecutive "
                                "snapshots (1.0; 0 disables)"),
     ("ema_half_life_fraction", float, "EMA half-life as a fraction of the steps seen "

@@ -56,6 +56,16 @@ class TrainConfig:
             mode-seeking term (made for it when that term is off). An explicit weight
             > 0 for a system that declares neither a shift nor a sign symmetry is an
             error. Runs written before the option existed resume without it.
+        spectral_scatter_weight: weight of the spectral scatter loss on G (0 disables;
+            :func:`surrogate.losses.spectral_scatter_loss`): how much one generated
+            sample's log shell power fluctuates at a condition (pairs from independent
+            latents) against the simulator's within-condition scatter, estimated once
+            from nearest neighbours of the training split
+            (:class:`surrogate.train.scatter.ScatterTarget`). The adversarial and
+            spectral losses fix the mean spectrum; a generator whose samples carry a
+            random spectral slope or amplitude passes them and teaches a parameter
+            regressor too little. Uses the mode-seeking pairs (made for it when mode
+            seeking is off). Runs written before the option existed resume without it.
         temporal_weight: weight of the temporal discriminator's loss on G (0 disables;
             active only for files with >= 2 snapshot times; a step then costs one more
             generator pass of ``batch_size`` snapshots and a discriminator pass of
@@ -152,6 +162,7 @@ class TrainConfig:
     spectral_loss_groups: int = 1
     mode_seeking_weight: float = 0.3
     template_weight: float = 0.0
+    spectral_scatter_weight: float = 0.0
     temporal_weight: float = 1.0
     sign_equivariant: bool = True
     ema_decay: float = 0.999
@@ -190,7 +201,8 @@ class TrainConfig:
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         for name in ("r1_gamma", "spectral_loss_weight", "mode_seeking_weight",
-                     "template_weight", "temporal_weight", "consistency_weight", "budget_weight"):
+                     "template_weight", "spectral_scatter_weight", "temporal_weight",
+                     "consistency_weight", "budget_weight"):
             value = getattr(self, name)
             if name == "budget_weight" and value is None:       # auto
                 continue

@@ -51,6 +51,7 @@ from surrogate.train.distributed import (
 )
 from surrogate.train.heldout import HeldOutScorer
 from surrogate.train.objective import GANObjective, GeneratedPairs
+from surrogate.train.scatter import ScatterTarget
 from surrogate.train.scoring import score_noise_summary
 from surrogate.train.state import check_run_format, read_metrics, run_config, truncate_metrics
 
@@ -218,9 +219,13 @@ class Trainer:
         dtype = autocast_dtype(self.device, config.amp)
         self.autocast = (lambda: torch.autocast("cuda", dtype=dtype)) \
             if dtype is not None else contextlib.nullcontext
+        scatter_target = None
+        if config.spectral_scatter_weight > 0:
+            scatter_target = ScatterTarget.from_dataset(self.data.splits["train"]).to(self.device)
         self.objective = GANObjective(config, self.data.normalizer, self.budget,
                                       self.autocast, self.augment_generator,
-                                      zero_mean_axes(self.data.augmentation.symmetries))
+                                      zero_mean_axes(self.data.augmentation.symmetries),
+                                      scatter_target)
         self.scorer = HeldOutScorer(self.data, self.heads, self.generator_ema, config,
                                     self.device, self.autocast, self.temporal)
         self.g_forward = torch.compile(self.generator) if config.compile else self.generator

@@ -18,11 +18,14 @@ from surrogate.losses import (
     consistency_penalty,
     discriminator_loss,
     generator_loss,
+    log_shell_power,
     mode_seeking_loss,
     r1_penalty,
     radial_power_spectrum,
     radial_shell_counts,
+    shell_index,
     spectral_loss,
+    spectral_scatter_loss,
     template_penalty,
 )
 from surrogate.models import Discriminator, ModelConfig
@@ -405,3 +408,98 @@ def test_template_penalty_rejects_unpaired_shapes_and_other_axes():
         template_penalty(torch.zeros(2, 1, 8, 8), torch.zeros(3, 1, 8, 8), ())
     with pytest.raises(ValueError, match="centre_axes"):
         template_penalty(torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 8), (1,))
+
+
+# ------------------------------------------------------------- spectral scatter
+def _gaussian_fields(generator: torch.Generator, count: int, n: int = 32,
+                     slope: float = 3.0) -> torch.Tensor:
+    """(count, 1, n, n) Gaussian random fields with P(k) ~ k^-slope."""
+    m = torch.fft.fftfreq(n, d=1.0 / n)
+    k = torch.sqrt(m[:, None] ** 2 + m[None, :] ** 2).clamp_min(1.0)
+    white = torch.randn(count, 1, n, n, generator=generator)
+    return torch.fft.ifft2(k ** (-slope / 2) * torch.fft.fft2(white)).real
+
+
+def _gaussian_log_power_variance(n: int = 32) -> torch.Tensor:
+    """psi'(n_k / 2): the variance of a Gaussian field's log shell power, (1, 1, n // 2)."""
+    counts = radial_shell_counts(n).double()
+    return torch.special.polygamma(1, counts / 2).float().reshape(1, 1, -1)
+
+
+def test_spectral_scatter_loss_sits_at_its_minimum_for_gaussian_fields_on_average():
+    """With the true scatter as target, log mean_i r_i averages psi(n/2) - log(n/2): the
+    loss's offset removes the small-sample bias, so the mean deviation is ~0."""
+    generator = torch.Generator().manual_seed(0)
+    pairs, n = 8, 32
+    target = _gaussian_log_power_variance(n).expand(pairs, 1, -1)
+    offset = torch.special.digamma(torch.tensor(pairs / 2)) - math.log(pairs / 2)
+    deviations = []
+    for _ in range(300):
+        a, b = (_gaussian_fields(generator, pairs, n) for _ in range(2))
+        difference = log_shell_power(a) - log_shell_power(b)
+        ratio = (difference.square() / (2 * target)).mean(dim=0)
+        deviations.append(torch.log(ratio) - offset)
+    # shells 2 .. n/2 - 1: >= 12 modes, no self-conjugate ones; shell 1 (8 modes) has a
+    # skewed log power, its mean deviation is ~0.15 (documented in the loss)
+    deviation = torch.stack(deviations)[:, 0, 1:-1]
+    # per shell: 300 draws of a deviation of std ~0.53 (sqrt psi'(4)) -> standard error
+    # ~0.03, over the 14 shells ~0.008; 0.04 (5 standard errors) is a minimum within 2 %
+    # of the true std
+    assert float(deviation.mean().abs()) < 0.04
+    assert float(deviation.mean(dim=0).abs().max()) < 0.12
+    loss = spectral_scatter_loss(a, b, target)
+    assert 0.0 < float(loss) < 1.0
+
+
+def test_spectral_scatter_loss_removes_a_random_amplitude_and_restores_a_pinned_scatter():
+    """Gradient descent on a learnable per-sample log-amplitude spread s (fields times
+    exp(s xi)) drives s to ~0; on a learnable mix between each sample and a copy pinned to
+    the mean spectrum it restores the free samples."""
+    generator = torch.Generator().manual_seed(1)
+    pairs, n = 16, 32
+    target = _gaussian_log_power_variance(n).expand(pairs, 1, -1)
+    spread = torch.tensor(0.5, requires_grad=True)
+    optimiser = torch.optim.Adam([spread], lr=0.02)
+    for _ in range(150):
+        a, b = (_gaussian_fields(generator, pairs, n) for _ in range(2))
+        xi_a, xi_b = (torch.randn(pairs, 1, 1, 1, generator=generator) for _ in range(2))
+        loss = spectral_scatter_loss(a * torch.exp(spread * xi_a),
+                                     b * torch.exp(spread * xi_b), target)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert abs(float(spread.detach())) < 0.1
+    # a sample pinned to the ensemble's shell powers: every |F(m)| rescaled per shell
+    shells = shell_index(n)
+    mean_power = float(n) ** 2 * radial_power_spectrum(_gaussian_fields(generator, 4096, n)
+                                                       ).mean(dim=0)
+
+    def pinned(fields: torch.Tensor) -> torch.Tensor:
+        power = float(n) ** 2 * radial_power_spectrum(fields)           # (B, 1, n // 2)
+        gain = torch.sqrt(mean_power / power)
+        corners = int(shells.max()) - n // 2                           # shells > n // 2
+        table = torch.cat([torch.ones_like(gain[..., :1]), gain,
+                           torch.ones_like(gain[..., :1]).expand(-1, -1, corners)], dim=-1)
+        return torch.fft.irfft2(torch.fft.rfft2(fields) * table[..., shells], s=(n, n))
+
+    mix = torch.tensor(0.9, requires_grad=True)
+    optimiser = torch.optim.Adam([mix], lr=0.02)
+    for _ in range(150):
+        a, b = (_gaussian_fields(generator, pairs, n) for _ in range(2))
+        weight = mix.clamp(0.0, 1.0)
+        loss = spectral_scatter_loss((1 - weight) * a + weight * pinned(a),
+                                     (1 - weight) * b + weight * pinned(b), target)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert float(mix.detach()) < 0.35
+
+
+def test_spectral_scatter_loss_rejects_bad_shapes_and_skips_unscattered_shells():
+    a = torch.randn(4, 2, 16, 16)
+    with pytest.raises(ValueError, match="pairs of equal"):
+        spectral_scatter_loss(a, a[:3], torch.ones(4, 2, 8))
+    with pytest.raises(ValueError, match="target_variance must have shape"):
+        spectral_scatter_loss(a, a, torch.ones(4, 2, 7))
+    # a target of 0 everywhere (nothing scatters): no shell is compared
+    assert float(spectral_scatter_loss(a, torch.randn(4, 2, 16, 16), torch.zeros(4, 2, 8))) == 0

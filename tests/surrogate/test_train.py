@@ -228,6 +228,44 @@ def test_template_penalty_is_refused_where_no_symmetry_fixes_the_mean():
         TrainConfig(template_weight=-1.0)
 
 
+def test_spectral_scatter_loss_pairs_fakes_against_the_training_scatter_and_resumes(tmp_path):
+    from surrogate.losses import spectral_scatter_loss
+    from surrogate.train.scatter import ScatterTarget
+    config = dataclasses.replace(TINY, mode_seeking_weight=0.0, spectral_scatter_weight=1.0)
+    trainer = Trainer(SAMPLE, tmp_path / "one", config, progress=False)
+    target = trainer.objective.scatter_target
+    train_split = trainer.data.splits["train"]
+    assert target.variance.shape == (train_split.n_times, 3, train_split.resolution // 2)
+    torch.testing.assert_close(target.variance,
+                               ScatterTarget.from_dataset(train_split).variance)
+    seen = _spy_on_generator(trainer)
+    fakes = []
+    original = trainer.objective.generator
+
+    def keep(d_forward, temporal, fake, *rest):
+        fakes.append(fake.detach().clone())
+        return original(d_forward, temporal, fake, *rest)
+
+    trainer.objective.generator = keep
+    metrics = trainer.train_step()
+    noise, condition = seen[0]
+    torch.testing.assert_close(condition[1::2], condition[0::2], rtol=0, atol=0)
+    assert not torch.equal(noise[1::2], noise[0::2])
+    assert metrics["spectral_scatter_loss"] == pytest.approx(float(spectral_scatter_loss(
+        fakes[0][0::2], fakes[0][1::2], target.rows(condition[0::2]))), rel=1e-6)
+    train(SAMPLE, tmp_path / "a", config, progress=False)
+    train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)
+    train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
+    _last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
+    train(SAMPLE, tmp_path / "old", dataclasses.replace(TINY, steps=6), progress=False)
+    forget_option(tmp_path / "old", "spectral_scatter_weight")
+    train(SAMPLE, tmp_path / "old", resume=True, progress=False, steps=12)
+    saved = json.loads((tmp_path / "old" / "config.json").read_text())
+    assert saved["train"]["spectral_scatter_weight"] == 0.0
+    with pytest.raises(ValueError, match="spectral_scatter_weight"):
+        TrainConfig(spectral_scatter_weight=-1.0)
+
+
 TEMPORAL = TrainConfig(**{**TINY.to_dict(), "temporal_weight": 1.0})   # the default
 
 
@@ -776,3 +814,37 @@ def test_average_checkpoints_is_on_by_default_and_older_runs_resume_without_it(t
     saved = json.loads((tmp_path / "old" / "config.json").read_text())["train"]
     assert saved["average_checkpoints"] == 0             # recorded as it ran
     assert not any("valid/average_score" in line for line in _valid_lines(tmp_path / "old"))
+
+
+def test_scatter_target_of_a_gaussian_field_sweep_is_the_trigamma_of_the_mode_counts(tmp_path):
+    """Nearest neighbours of a dense GRF sweep estimate the within-condition variance of
+    the log shell power, psi'(n_k / 2) whatever the spectral index; with nothing swept
+    every pair is one condition; rows() picks each row's time."""
+    from scipy.special import polygamma
+
+    from simulators.sweep import SweepSpec, run_sweep
+    from surrogate.data import load_training_data
+    from surrogate.losses import radial_shell_counts
+    from surrogate.train.scatter import ScatterTarget
+    path = run_sweep(SweepSpec(system="gaussian_random_field", resolution=32,
+                               n_trajectories=240, ranges={"spectral_index": (2.0, 3.0)}),
+                     tmp_path / "grf.h5", progress=False)
+    target = ScatterTarget.from_dataset(load_training_data(path).splits["train"])
+    expected = np.sqrt(polygamma(1, radial_shell_counts(32).numpy() / 2))[:-1]
+    for channel in range(target.variance.shape[1]):
+        measured = target.variance[0, channel, :-1].sqrt().numpy()
+        # ~190 neighbour pairs: the std of each shell's estimate is ~5 %
+        np.testing.assert_allclose(measured, expected, rtol=0.2)
+        assert abs(np.median(measured / expected) - 1) < 0.06
+    assert target.neighbour_distance < 0.05
+    one = run_sweep(SweepSpec(system="gaussian_random_field", resolution=32, n_trajectories=40,
+                              fixed={"spectral_index": 2.5}), tmp_path / "one.h5",
+                    progress=False)
+    fixed = ScatterTarget.from_dataset(load_training_data(one).splits["train"])
+    assert fixed.neighbour_distance == 0.0
+    table = ScatterTarget(torch.arange(3.0).reshape(3, 1, 1).expand(3, 2, 4),
+                          torch.tensor([-1.0, 0.0, 1.0]))
+    rows = table.rows(torch.tensor([[0.3, 0.9], [0.3, -0.8], [0.1, 0.2]]))
+    assert rows[:, 0, 0].tolist() == [2.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match="variance must be"):
+        ScatterTarget(torch.ones(3, 2), torch.ones(3))
