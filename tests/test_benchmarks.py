@@ -99,7 +99,9 @@ def test_fidelity_over_training_seeds_reports_each_seed_and_the_spread(tmp_path,
         work.mkdir(parents=True)
         report = {"passed": seed != 1, "failures": [] if seed != 1 else ["spectrum of u"],
                   "fields": {"u": {"spectrum": {"rel_error_median": 0.1 * (seed + 1),
-                                                "rel_error_max": 1.0, "bands": {}},
+                                                "rel_error_max": 1.0, "bands": {},
+                                                "scatter": {"ratio": 1.0 + 0.1 * seed,
+                                                            "floor": 1.0}},
                                    "pdf": {"w1_over_std": 0.05}, "spread_ratio": 0.9,
                                    "temporal_change_ratio": 1.0}},
                   "conservation": {}, "frechet_physics_distance": 1.0,
@@ -142,8 +144,10 @@ def test_fidelity_over_training_seeds_reports_each_seed_and_the_spread(tmp_path,
     table = suite.markdown({"machine": {"name": "m", "device": "cpu", "cpu_count": 2,
                                         "torch": "x", "gpu": None, "date": "d"},
                             "budget": {}, "fidelity": result})
-    assert "| gaussian_random_field | u | 3, 1 | 0.2 / 0.3 / 0.4 | 0.05 | 0.9 / 0.9 | 1 of 2 " \
-           "| 0.05 / 0.25 |" in table
+    assert "| gaussian_random_field | u | 3, 1 | 0.2 / 0.3 / 0.4 | 0.05 | 0.9 / 0.9 | 1.1 / 1.3 " \
+           "| 1 of 2 | 0.05 / 0.25 |" in table
+    assert entry["repeats"][0]["fields"]["u"]["spectrum_scatter_ratio"] == pytest.approx(1.3)
+    assert entry["fields"]["u"]["spectrum_scatter_ratio_floor"] == 1.0
     assert "- gaussian_random_field: reference 16 simulations at 4 held-out conditions; " \
            "floors above a third of their threshold: none" in table
 
