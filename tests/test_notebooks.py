@@ -36,6 +36,7 @@ def test_notebook_is_committed_without_outputs(path):
             assert cell["outputs"] == [] and cell["execution_count"] is None, path.name
 
 
+@pytest.mark.slow   # ~40 s on 2 cores: the four notebooks executed end to end
 def test_notebooks_run_in_order(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for path in NOTEBOOKS:

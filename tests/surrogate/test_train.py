@@ -71,6 +71,8 @@ def test_ema_half_life_is_a_fraction_of_the_steps_seen():
         TrainConfig(ema_half_life_fraction=1.5)
 
 
+@pytest.mark.slow   # an option off by default; the default suite keeps the
+# generic resume test (test_resume_gives_the_same_weights_as_training_straight)
 def test_consistency_regularisation_trains_logs_and_resumes_exactly(tmp_path):
     config = TrainConfig(**{**TINY.to_dict(), "consistency_weight": 10.0,
                             "ema_half_life_fraction": 0.1})
@@ -87,6 +89,8 @@ def test_consistency_regularisation_trains_logs_and_resumes_exactly(tmp_path):
                           for line in logged)
 
 
+@pytest.mark.slow   # an option off by default; the default suite keeps the
+# generic resume test (test_resume_gives_the_same_weights_as_training_straight)
 def test_learning_rates_decay_linearly_and_an_interrupted_run_resumes_exactly(tmp_path):
     config = TrainConfig(**{**TINY.to_dict(), "lr_decay_fraction": 0.5, "lr_generator": 1e-4})
     straight = train(SAMPLE, tmp_path / "a", config, progress=False)
@@ -183,7 +187,7 @@ def test_mode_seeking_pairs_fakes_at_one_condition_with_distinct_latents(tmp_pat
     assert not torch.equal(seen[0][1][1::2], seen[0][1][0::2])
 
 
-def test_template_penalty_pairs_fakes_logs_its_value_and_resumes_exactly(tmp_path):
+def test_template_penalty_pairs_fakes_and_logs_its_value(tmp_path):
     from surrogate.losses import template_penalty
     config = dataclasses.replace(TINY, mode_seeking_weight=0.0, template_weight=1.0)
     trainer = Trainer(SAMPLE, tmp_path / "one", config, progress=False)
@@ -205,7 +209,11 @@ def test_template_penalty_pairs_fakes_logs_its_value_and_resumes_exactly(tmp_pat
     assert "mode_seeking_loss" not in metrics
     assert metrics["template_penalty"] == pytest.approx(
         float(template_penalty(fakes[0][0::2], fakes[0][1::2], (-2,))), rel=1e-6)
-    # resumes exactly; a run from before the option resumes without it
+
+
+@pytest.mark.slow
+def test_template_penalty_run_resumes_exactly_and_older_runs_resume_without_it(tmp_path):
+    config = dataclasses.replace(TINY, mode_seeking_weight=0.0, template_weight=1.0)
     train(SAMPLE, tmp_path / "a", config, progress=False)
     train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)
     train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
@@ -228,7 +236,7 @@ def test_template_penalty_is_refused_where_no_symmetry_fixes_the_mean():
         TrainConfig(template_weight=-1.0)
 
 
-def test_spectral_scatter_loss_pairs_fakes_against_the_training_scatter_and_resumes(tmp_path):
+def test_spectral_scatter_loss_pairs_fakes_against_the_training_scatter(tmp_path):
     from surrogate.losses import spectral_scatter_loss
     from surrogate.train.scatter import ScatterTarget
     config = dataclasses.replace(TINY, mode_seeking_weight=0.0, spectral_scatter_weight=1.0)
@@ -253,6 +261,13 @@ def test_spectral_scatter_loss_pairs_fakes_against_the_training_scatter_and_resu
     assert not torch.equal(noise[1::2], noise[0::2])
     assert metrics["spectral_scatter_loss"] == pytest.approx(float(spectral_scatter_loss(
         fakes[0][0::2], fakes[0][1::2], target.rows(condition[0::2]))), rel=1e-6)
+    with pytest.raises(ValueError, match="spectral_scatter_weight"):
+        TrainConfig(spectral_scatter_weight=-1.0)
+
+
+@pytest.mark.slow
+def test_spectral_scatter_run_resumes_exactly_and_older_runs_resume_without_it(tmp_path):
+    config = dataclasses.replace(TINY, mode_seeking_weight=0.0, spectral_scatter_weight=1.0)
     train(SAMPLE, tmp_path / "a", config, progress=False)
     train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)
     train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
@@ -262,8 +277,6 @@ def test_spectral_scatter_loss_pairs_fakes_against_the_training_scatter_and_resu
     train(SAMPLE, tmp_path / "old", resume=True, progress=False, steps=12)
     saved = json.loads((tmp_path / "old" / "config.json").read_text())
     assert saved["train"]["spectral_scatter_weight"] == 0.0
-    with pytest.raises(ValueError, match="spectral_scatter_weight"):
-        TrainConfig(spectral_scatter_weight=-1.0)
 
 
 TEMPORAL = TrainConfig(**{**TINY.to_dict(), "temporal_weight": 1.0})   # the default
