@@ -187,11 +187,9 @@ def test_mode_seeking_pairs_fakes_at_one_condition_with_distinct_latents(tmp_pat
     assert not torch.equal(seen[0][1][1::2], seen[0][1][0::2])
 
 
-def test_template_penalty_pairs_fakes_and_logs_its_value(tmp_path):
-    from surrogate.losses import template_penalty
-    config = dataclasses.replace(TINY, mode_seeking_weight=0.0, template_weight=1.0)
-    trainer = Trainer(SAMPLE, tmp_path / "one", config, progress=False)
-    assert trainer.objective.zero_mean_axes == (-2,)       # Navier–Stokes: x-shifts
+def _step_keeping_the_fakes(trainer: Trainer):
+    """One training step; returns its metrics, the generator's (noise, condition) and
+    the normalised fakes the generator phase saw."""
     seen = _spy_on_generator(trainer)
     fakes = []
     original = trainer.objective.generator
@@ -203,6 +201,29 @@ def test_template_penalty_pairs_fakes_and_logs_its_value(tmp_path):
     trainer.objective.generator = keep
     metrics = trainer.train_step()
     noise, condition = seen[0]
+    return metrics, noise, condition, fakes
+
+
+def _resumes_exactly_and_older_runs_without(tmp_path, config: TrainConfig, option: str) -> None:
+    """12 steps straight equal 6 + resume 6; a run from before ``option`` existed (its key
+    dropped from config.json) resumes with the option at 0."""
+    train(SAMPLE, tmp_path / "a", config, progress=False)
+    train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)
+    train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
+    _last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
+    train(SAMPLE, tmp_path / "old", dataclasses.replace(TINY, steps=6), progress=False)
+    forget_option(tmp_path / "old", option)
+    train(SAMPLE, tmp_path / "old", resume=True, progress=False, steps=12)
+    saved = json.loads((tmp_path / "old" / "config.json").read_text())
+    assert saved["train"][option] == 0.0
+
+
+def test_template_penalty_pairs_fakes_and_logs_its_value(tmp_path):
+    from surrogate.losses import template_penalty
+    config = dataclasses.replace(TINY, mode_seeking_weight=0.0, template_weight=1.0)
+    trainer = Trainer(SAMPLE, tmp_path / "one", config, progress=False)
+    assert trainer.objective.zero_mean_axes == (-2,)       # Navier–Stokes: x-shifts
+    metrics, noise, condition, fakes = _step_keeping_the_fakes(trainer)
     # pairs at one condition from distinct latents, made for the penalty alone
     torch.testing.assert_close(condition[1::2], condition[0::2], rtol=0, atol=0)
     assert not torch.equal(noise[1::2], noise[0::2])
@@ -214,15 +235,7 @@ def test_template_penalty_pairs_fakes_and_logs_its_value(tmp_path):
 @pytest.mark.slow
 def test_template_penalty_run_resumes_exactly_and_older_runs_resume_without_it(tmp_path):
     config = dataclasses.replace(TINY, mode_seeking_weight=0.0, template_weight=1.0)
-    train(SAMPLE, tmp_path / "a", config, progress=False)
-    train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)
-    train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
-    _last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
-    train(SAMPLE, tmp_path / "old", dataclasses.replace(TINY, steps=6), progress=False)
-    forget_option(tmp_path / "old", "template_weight")
-    train(SAMPLE, tmp_path / "old", resume=True, progress=False, steps=12)
-    saved = json.loads((tmp_path / "old" / "config.json").read_text())
-    assert saved["train"]["template_weight"] == 0.0
+    _resumes_exactly_and_older_runs_without(tmp_path, config, "template_weight")
 
 
 def test_template_penalty_is_refused_where_no_symmetry_fixes_the_mean():
@@ -246,17 +259,7 @@ def test_spectral_scatter_loss_pairs_fakes_against_the_training_scatter(tmp_path
     assert target.variance.shape == (train_split.n_times, 3, train_split.resolution // 2)
     torch.testing.assert_close(target.variance,
                                ScatterTarget.from_dataset(train_split).variance)
-    seen = _spy_on_generator(trainer)
-    fakes = []
-    original = trainer.objective.generator
-
-    def keep(d_forward, temporal, fake, *rest):
-        fakes.append(fake.detach().clone())
-        return original(d_forward, temporal, fake, *rest)
-
-    trainer.objective.generator = keep
-    metrics = trainer.train_step()
-    noise, condition = seen[0]
+    metrics, noise, condition, fakes = _step_keeping_the_fakes(trainer)
     torch.testing.assert_close(condition[1::2], condition[0::2], rtol=0, atol=0)
     assert not torch.equal(noise[1::2], noise[0::2])
     assert metrics["spectral_scatter_loss"] == pytest.approx(float(spectral_scatter_loss(
@@ -268,15 +271,7 @@ def test_spectral_scatter_loss_pairs_fakes_against_the_training_scatter(tmp_path
 @pytest.mark.slow
 def test_spectral_scatter_run_resumes_exactly_and_older_runs_resume_without_it(tmp_path):
     config = dataclasses.replace(TINY, mode_seeking_weight=0.0, spectral_scatter_weight=1.0)
-    train(SAMPLE, tmp_path / "a", config, progress=False)
-    train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)
-    train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
-    _last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
-    train(SAMPLE, tmp_path / "old", dataclasses.replace(TINY, steps=6), progress=False)
-    forget_option(tmp_path / "old", "spectral_scatter_weight")
-    train(SAMPLE, tmp_path / "old", resume=True, progress=False, steps=12)
-    saved = json.loads((tmp_path / "old" / "config.json").read_text())
-    assert saved["train"]["spectral_scatter_weight"] == 0.0
+    _resumes_exactly_and_older_runs_without(tmp_path, config, "spectral_scatter_weight")
 
 
 TEMPORAL = TrainConfig(**{**TINY.to_dict(), "temporal_weight": 1.0})   # the default
