@@ -906,6 +906,8 @@ def _summary(counts: collections.Counter, n_cases: int) -> str:
 
 
 # ------------------------------------------------------------------ fuzz tests
+@pytest.mark.slow   # 46 s on 2 cores; the exhaustive version below is a superset, and CI
+# runs both (the default suite keeps test_batch_runner_agrees_with_real_subprocesses)
 def test_corrupted_inputs_fail_with_one_line_or_give_a_sane_result(bases, tmp_path):
     """Representative subset: every kind of damage, every read command (batch mode)."""
     before = bases.fingerprint()
@@ -1063,6 +1065,7 @@ def test_killed_sweep_leaves_no_file_and_resume_gives_the_same_bytes(tmp_path):
     assert file_contents(killed) == file_contents(straight)
 
 
+@pytest.mark.slow   # 15 s on 2 cores; the default suite keeps the killed-sweep test
 def test_killed_training_resumes_to_the_same_weights(bases, tmp_path):
     import torch
 
@@ -1104,6 +1107,7 @@ def test_killed_training_resumes_to_the_same_weights(bases, tmp_path):
         [{k: v for k, v in line.items() if k in keep} for line in lines[1]]
 
 
+@pytest.mark.slow   # 16 s on 2 cores; the default suite keeps the killed-sweep test
 def test_killed_generation_leaves_no_file_and_resume_gives_the_same_fields(bases, tmp_path):
     from simulators.store import check_file
     options = ["generate", bases.runs["grf"], "-n", "2000", "--batch-size", "4", "--seed", "5",
