@@ -58,10 +58,11 @@ def _spectra_figure(report: Mapping[str, Any], directory: Path) -> str:
 
     fields = report["fields"]
     threshold = report["thresholds"].get("spectrum_rel_error_median") or math.inf
-    scatter = any("reference_std" in entry["spectrum"].get("scatter", {})
-                  for entry in fields.values())
-    rows, heights = (3, [3, 1.4, 1.4]) if scatter else (2, [3, 1.4])
-    fig, axes = plt.subplots(rows, len(fields), figsize=(4.2 * len(fields), 2.0 + 2.6 * rows - 1.6),
+    has_scatter = any("reference_std" in entry["spectrum"].get("scatter", {})
+                      for entry in fields.values())
+    heights = [3, 1.4, 1.4] if has_scatter else [3, 1.4]
+    fig, axes = plt.subplots(len(heights), len(fields),
+                             figsize=(4.2 * len(fields), 0.4 + 2.6 * len(heights)),
                              squeeze=False, sharex="col", gridspec_kw={"height_ratios": heights})
     for column, (name, entry) in enumerate(fields.items()):
         spectrum = entry["spectrum"]
@@ -90,13 +91,13 @@ def _spectra_figure(report: Mapping[str, Any], directory: Path) -> str:
         bottom.xaxis.set_minor_formatter(NullFormatter())
         top.xaxis.set_minor_formatter(NullFormatter())
         bottom.set_ylabel("P_gen / P_ref")
-        spread = entry["spectrum"].get("scatter", {})
-        if scatter:
+        scatter = entry["spectrum"].get("scatter", {})
+        if has_scatter:
             lowest = axes[2, column]
-            if "reference_std" in spread:
-                lowest.semilogx(k, _array(spread["reference_std"]), **REFERENCE_STYLE)
-                lowest.semilogx(k, _array(spread["generated_std"]), **GENERATED_STYLE)
-                ratio = spread.get("ratio")
+            if "reference_std" in scatter:
+                lowest.semilogx(k, _array(scatter["reference_std"]), **REFERENCE_STYLE)
+                lowest.semilogx(k, _array(scatter["generated_std"]), **GENERATED_STYLE)
+                ratio = scatter.get("ratio")
                 lowest.set_title("scatter ratio " + ("n/a" if ratio is None else f"{ratio:.2f}"),
                                  fontsize=8)
             lowest.axvspan(k_max * 1.0001, k.max() * 1.05, color="0.9", zorder=0)

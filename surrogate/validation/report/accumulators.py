@@ -300,11 +300,10 @@ def add_condition_scatter(sides: Mapping[str, SideAccumulator],
     """Feed each side's :class:`LogPowerScatter` with one condition's trajectories, the
     power floor (``SCATTER_POWER_FLOOR`` times the largest shell of the condition's mean
     reference spectrum) shared by both sides."""
-    for name in condition["reference"].fields:
-        reference = condition["reference"].fields[name].power
-        if not reference:
+    for name, reference in condition["reference"].fields.items():
+        if not reference.snapshots:
             continue
-        largest = float(np.mean(np.stack(reference), axis=(0, 1)).max())
+        largest = float(reference.spectrum.max()) / reference.snapshots
         floor = SCATTER_POWER_FLOOR * largest if largest > 0 else np.finfo(np.float64).tiny
         for side, accumulators in condition.items():
             power = accumulators.fields[name].power

@@ -30,13 +30,20 @@ from surrogate.validation.statistics import ks_pvalue, wasserstein1_over_std
 
 __all__ = ["PDF_BINS", "RESOLVED_POWER_FLOOR", "condition_entry", "condition_observables_entry",
            "conservation_comparison", "field_spread", "field_summary", "frechet_pair",
-           "minkowski_summary", "mode_coverage", "observable_summary", "scatter_summary",
-           "series_summary", "spectrum_summary", "violation_number", "w1_over_std_or_nan"]
+           "minkowski_summary", "mode_coverage", "observable_summary", "resolved_shells",
+           "scatter_summary", "series_summary", "spectrum_summary", "violation_number",
+           "w1_over_std_or_nan"]
 
 #: shells with reference power below this fraction of the largest shell are not compared
 RESOLVED_POWER_FLOOR = 1e-10
 #: histogram bins of the PDFs
 PDF_BINS = 64
+
+
+def resolved_shells(reference: np.ndarray) -> np.ndarray:
+    """Mask of the shells whose mean reference power exceeds ``RESOLVED_POWER_FLOOR``
+    times the largest shell's (the shells the spectrum metrics compare)."""
+    return reference > RESOLVED_POWER_FLOOR * reference.max()
 
 
 def spectrum_summary(k: np.ndarray, reference: np.ndarray, generated: np.ndarray
@@ -49,7 +56,7 @@ def spectrum_summary(k: np.ndarray, reference: np.ndarray, generated: np.ndarray
         ``{"k", "reference", "generated", "rel_error_median", "rel_error_max",
         "n_shells_compared", "k_resolved_max", "bands"}``.
     """
-    resolved = reference > RESOLVED_POWER_FLOOR * reference.max() if reference.size else []
+    resolved = resolved_shells(reference) if reference.size else []
     rel = spectrum_relative_error(generated[resolved], reference[resolved])
     absolute = np.abs(rel)
     summary = {"k": k, "reference": reference, "generated": generated,
@@ -81,7 +88,7 @@ def scatter_summary(k: np.ndarray, reference_spectrum: np.ndarray,
                                                        "generated": generated.scatter.dof}}
     if ref_var is None or gen_var is None:
         return entry
-    resolved = reference_spectrum > RESOLVED_POWER_FLOOR * reference_spectrum.max()
+    resolved = resolved_shells(reference_spectrum)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.sqrt(gen_var / ref_var)[:, resolved]
     finite = np.isfinite(ratio)
