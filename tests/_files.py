@@ -1,7 +1,9 @@
-"""Helpers shared by the tests: comparing field-store files, ageing a run directory."""
+"""Helpers shared by the tests: comparing field-store files, broken copies of them, ageing a
+run directory."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import h5py
@@ -58,3 +60,14 @@ def forget_option(run: Path, name: str) -> None:
         state = load_checkpoint(run / "checkpoints" / checkpoint)
         del state["model"][name]
         save_checkpoint(run / "checkpoints" / checkpoint, state)
+
+
+def modified_copy(source: Path, target: Path, transform) -> Path:
+    """Copy the field-store file ``source`` to ``target`` and replace every field by
+    ``transform(name, array (B, T, N, N[, 2]))`` (same dtype); returns ``target``."""
+    shutil.copyfile(source, target)
+    with h5py.File(target, "r+") as handle:
+        for group in ("t0_fields", "t1_fields"):
+            for name, dataset in handle[group].items():
+                dataset[...] = transform(name, dataset[...]).astype(dataset.dtype)
+    return target

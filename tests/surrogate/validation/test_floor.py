@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -20,6 +19,7 @@ from simulators.store import FieldStore
 from simulators.sweep import SweepSpec, run_sweep
 from surrogate.cli import main
 from surrogate.validation.report import validate_files
+from tests._files import modified_copy
 
 GRF = dict(system="gaussian_random_field", resolution=32)
 
@@ -37,14 +37,6 @@ def files(tmp_path_factory):
             paths[f"{label}{seed}"] = run_sweep(SweepSpec.like(paths[label], seed),
                                                 directory / f"{label}{seed}.h5", progress=False)
     return paths
-
-
-def _broken(source: Path, target: Path, transform) -> Path:
-    shutil.copyfile(source, target)
-    with h5py.File(target, "r+") as handle:
-        for dataset in handle["t0_fields"].values():
-            dataset[...] = transform(dataset[...]).astype(dataset.dtype)
-    return target
 
 
 def _checks(report, name):
@@ -80,11 +72,11 @@ def test_a_second_simulator_ensemble_scores_at_its_floor_and_broken_copies_far_a
             # two draws of the same noise: the same order of magnitude
             assert check["floor"] > 0 and check["value"] < 3 * check["floor"], (name, field)
     rng = np.random.default_rng(0)
-    noisy = _broken(files["one1"], tmp_path / "noisy.h5",
-                    lambda a: a + 0.5 * a.std() * rng.standard_normal(a.shape))
-    blurred = _broken(files["one1"], tmp_path / "blurred.h5",
-                      lambda a: scipy.ndimage.gaussian_filter(a, (0, 0, 1.5, 1.5),
-                                                              mode="wrap"))
+    noisy = modified_copy(files["one1"], tmp_path / "noisy.h5",
+                          lambda _, a: a + 0.5 * a.std() * rng.standard_normal(a.shape))
+    blurred = modified_copy(files["one1"], tmp_path / "blurred.h5",
+                            lambda _, a: scipy.ndimage.gaussian_filter(a, (0, 0, 1.5, 1.5),
+                                                                       mode="wrap"))
     for broken in (noisy, blurred):
         report = validate_files(files["one"], broken, floor=files["one2"]).report
         for field, check in _checks(report, "spectrum_rel_error_median").items():

@@ -3,10 +3,6 @@ Gray–Scott pattern wavelength."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
-import h5py
 import numpy as np
 import pytest
 
@@ -19,18 +15,11 @@ from surrogate.validation.observables import (
     system_observables,
 )
 from surrogate.validation.report import validate_files, write_report
+from tests._files import modified_copy
 
 
 def _failed(report: dict) -> set[str]:
     return {c["check"] for c in report["checks"] if c["gated"] and not c["passed"]}
-
-
-def _copy(source: Path, target: Path, transform) -> Path:
-    shutil.copyfile(source, target)
-    with h5py.File(target, "r+") as handle:
-        spins = handle["t0_fields/spin"]
-        spins[...] = transform(spins[...]).astype(spins.dtype)
-    return target
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +98,8 @@ def test_a_generator_that_produces_one_sign_only_fails(ising_files, tmp_path):
         m = spins.mean(axis=(-2, -1), keepdims=True)
         return np.where(m < 0, -spins, spins)
 
-    collapsed = _copy(independent, tmp_path / "collapsed.h5", collapse)
+    collapsed = modified_copy(independent, tmp_path / "collapsed.h5",
+                              lambda _, spins: collapse(spins))
     report = validate_files(reference, collapsed).report
     assert report["mode_coverage"]["fraction"]["generated"]["-"] == 0.0
     assert report["mode_coverage"]["coverage"] == 0.0
@@ -135,7 +125,8 @@ def test_state_switching_between_snapshots_is_reported(ising_files, tmp_path):
         first = np.where(m[:, :1] >= 0, 1.0, -1.0)
         return np.where(m >= 0, 1.0, -1.0) * first * spins
 
-    kept = _copy(independent, tmp_path / "kept.h5", keep_first_sign)
+    kept = modified_copy(independent, tmp_path / "kept.h5",
+                         lambda _, spins: keep_first_sign(spins))
     result = validate_files(reference, kept)
     coverage = result.report["mode_coverage"]
     assert coverage["switching"]["generated"] == 0.0
@@ -148,7 +139,7 @@ def test_soft_spins_differ_raw_but_not_thresholded(ising_files, tmp_path):
     """A generator emitting 0.6 s (right signs, wrong magnitude) shows in the raw energy
     (scaled by 0.36) but not in the thresholded one."""
     _root, reference, independent = ising_files
-    soft = _copy(independent, tmp_path / "soft.h5", lambda spins: 0.6 * spins)
+    soft = modified_copy(independent, tmp_path / "soft.h5", lambda _, spins: 0.6 * spins)
     report = validate_files(reference, soft).report
     raw = report["observables"]["energy_per_spin"]
     thresholded = report["observables"]["energy_per_spin(sign)"]

@@ -22,6 +22,7 @@ from surrogate.validation.report import (
     validate_files,
     write_report,
 )
+from tests._files import modified_copy
 
 
 # ------------------------------------------------------------------ data
@@ -29,16 +30,6 @@ def _sweep(path: Path, system: str, n: int, resolution: int, seed: int, **kwargs
     spec = SweepSpec(system=system, n_trajectories=n, resolution=resolution, seed=seed,
                      **kwargs)
     return run_sweep(spec, path, progress=False)
-
-
-def _modified_copy(source: Path, target: Path, transform) -> Path:
-    """Copy ``source`` and replace every field by ``transform(name, array (B,T,N,N[,2]))``."""
-    shutil.copyfile(source, target)
-    with h5py.File(target, "r+") as handle:
-        for group in ("t0_fields", "t1_fields"):
-            for name, dataset in handle[group].items():
-                dataset[...] = transform(name, dataset[...]).astype(dataset.dtype)
-    return target
 
 
 def _resimulated_copy(source: Path, target: Path, seed_offset: int) -> Path:
@@ -49,7 +40,7 @@ def _resimulated_copy(source: Path, target: Path, seed_offset: int) -> Path:
         seeds = store.seeds + seed_offset
         fields = simulator.simulate(parameters, store.schema.grid, store.times,
                                     [int(s) for s in seeds])
-    return _modified_copy(source, target, lambda name, values: fields[name])
+    return modified_copy(source, target, lambda name, values: fields[name])
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +100,7 @@ def test_white_noise_with_the_same_mean_and_variance_fails_on_the_spectrum(grf):
         noise = rng.standard_normal(values.shape)
         noise = (noise - noise.mean()) / noise.std()
         return values.mean() + values.std() * noise
-    broken = _modified_copy(reference, root / "white.h5", white)
+    broken = modified_copy(reference, root / "white.h5", white)
     report = validate_files(reference, broken).report
     failed = _failed(report)
     assert ("spectrum_rel_error_median", "delta") in failed
@@ -121,7 +112,7 @@ def test_two_pixel_blur_fails_on_the_high_k_spectrum(grf):
 
     def blur(name, values):
         return scipy.ndimage.gaussian_filter(values, sigma=(0, 0, 2, 2), mode="wrap")
-    broken = _modified_copy(reference, root / "blur.h5", blur)
+    broken = modified_copy(reference, root / "blur.h5", blur)
     report = validate_files(reference, broken).report
     spectrum = report["fields"]["delta"]["spectrum"]
     assert ("spectrum_rel_error_median", "delta") in _failed(report)
@@ -132,7 +123,7 @@ def test_two_pixel_blur_fails_on_the_high_k_spectrum(grf):
 
 def test_mean_shift_fails_on_conservation(grf):
     root, reference, _ = grf
-    broken = _modified_copy(reference, root / "shift.h5",
+    broken = modified_copy(reference, root / "shift.h5",
                             lambda name, v: v + 0.2 * v.std() if name == "delta" else v)
     report = validate_files(reference, broken).report
     failed = _failed(report)
@@ -142,7 +133,7 @@ def test_mean_shift_fails_on_conservation(grf):
 
 def test_scaling_by_1_3_fails_on_pdf_and_spectrum_amplitude(grf):
     root, reference, _ = grf
-    broken = _modified_copy(reference, root / "scaled.h5", lambda name, v: 1.3 * v)
+    broken = modified_copy(reference, root / "scaled.h5", lambda name, v: 1.3 * v)
     report = validate_files(reference, broken).report
     failed = _failed(report)
     assert {("pdf_w1_over_std", "delta"), ("spectrum_rel_error_median", "delta")} <= failed
@@ -155,7 +146,7 @@ def test_scaling_by_1_3_fails_on_pdf_and_spectrum_amplitude(grf):
 
 def test_repeated_single_sample_fails_on_spread(navier_stokes):
     root, reference, _ = navier_stokes
-    broken = _modified_copy(reference, root / "collapsed.h5",
+    broken = modified_copy(reference, root / "collapsed.h5",
                             lambda name, v: np.broadcast_to(v[:1], v.shape))
     report = validate_files(reference, broken).report
     assert ("spread_ratio_min", "vorticity") in _failed(report)
@@ -167,7 +158,7 @@ def test_snapshots_scrambled_across_trajectories_fail_only_in_time(navier_stokes
     every per-snapshot statistic is unchanged; the change in time and the energy
     budget are not."""
     root, reference, independent = navier_stokes
-    scrambled = _modified_copy(reference, root / "scrambled.h5", lambda name, v: np.stack(
+    scrambled = modified_copy(reference, root / "scrambled.h5", lambda name, v: np.stack(
         [v[(np.arange(v.shape[0]) + t) % v.shape[0], t] for t in range(v.shape[1])], axis=1))
     report = validate_files(reference, scrambled).report
     assert _failed(report) == {("temporal_change_ratio_max", "vorticity"),
@@ -184,7 +175,7 @@ def test_snapshots_scrambled_across_trajectories_fail_only_in_time(navier_stokes
     direct = np.mean(np.abs(np.diff(vorticity, axis=1)))
     assert honest["vorticity"]["temporal_change"]["reference"] == pytest.approx(direct, rel=1e-12)
     # a trajectory frozen at its last snapshot does not change at all
-    frozen = _modified_copy(reference, root / "frozen.h5",
+    frozen = modified_copy(reference, root / "frozen.h5",
                             lambda name, v: np.broadcast_to(v[:, -1:], v.shape))
     report = validate_files(reference, frozen).report
     assert ("temporal_change_ratio_min", "vorticity") in _failed(report)
@@ -200,7 +191,7 @@ def test_gradient_added_to_velocity_fails_on_divergence(navier_stokes):
     # u += grad(phi), phi = cos(2 k0 x) sin(3 k0 y) / k0: curl-free, divergence -13 k0 phi
     gradient = np.stack([-2 * np.sin(2 * k0 * x) * np.sin(3 * k0 * y),
                          3 * np.cos(2 * k0 * x) * np.cos(3 * k0 * y)], axis=-1)
-    broken = _modified_copy(reference, root / "compressible.h5",
+    broken = modified_copy(reference, root / "compressible.h5",
                             lambda name, v: v + 0.3 * gradient if name == "velocity" else v)
     report = validate_files(reference, broken).report
     failed = _failed(report)
@@ -210,7 +201,7 @@ def test_gradient_added_to_velocity_fails_on_divergence(navier_stokes):
 
 def test_mean_shift_of_vorticity_fails_on_zero_mean(navier_stokes):
     root, reference, _ = navier_stokes
-    broken = _modified_copy(reference, root / "vortshift.h5",
+    broken = modified_copy(reference, root / "vortshift.h5",
                             lambda name, v: v + 0.1 * v.std() if name == "vorticity" else v)
     failed = _failed(validate_files(reference, broken).report)
     assert ("conservation zero_mean(vorticity)", None) in failed
@@ -226,7 +217,7 @@ def test_initial_energy_off_by_a_few_percent_fails_even_without_it_in_the_genera
     def scale(name, values):
         return values * (factors if values.ndim == 4 else factors[..., None])
 
-    broken = _modified_copy(reference, root / "energy.h5", scale)
+    broken = modified_copy(reference, root / "energy.h5", scale)
     with h5py.File(broken, "r+") as handle:
         description = json.loads(handle.attrs["system_description"])
         description["invariants"] = [i for i in description["invariants"]
@@ -281,7 +272,7 @@ def test_ignoring_the_condition_fails_per_condition_but_not_pooled(grf_sweep):
     """Fields of other conditions: the pooled statistics match, per condition they do not."""
     root, reference, _ = grf_sweep
     permutation = np.roll(np.arange(24), 4)          # every sample moves to the next condition
-    broken = _modified_copy(reference, root / "shuffled.h5",
+    broken = modified_copy(reference, root / "shuffled.h5",
                             lambda name, v: v[permutation])
     report = validate_files(reference, broken).report
     failed = _failed(report)
@@ -329,7 +320,7 @@ def test_a_generator_that_ignores_its_latent_fails_the_neighbour_spread(sobol_sw
     """Different fields at different conditions, the same field for every sample at one
     condition: the spread across conditions looks healthy, the within-condition one is 0."""
     root, reference, samples = sobol_sweep
-    collapsed = _modified_copy(samples, root / "collapsed.h5",
+    collapsed = modified_copy(samples, root / "collapsed.h5",
                                lambda name, v: np.repeat(v[::4], 4, axis=0))
     report = validate_files(reference, collapsed).report
     assert report["fields"]["delta"]["spread_ratio"] == 0.0
@@ -388,7 +379,7 @@ def test_strict_exit_status_and_thresholds_file(grf, tmp_path):
     root, reference, _ = grf
     broken = root / "scaled.h5"
     if not broken.exists():
-        _modified_copy(reference, broken, lambda name, v: 1.3 * v)
+        modified_copy(reference, broken, lambda name, v: 1.3 * v)
     assert main(["validate", str(reference), str(broken), "-o", str(tmp_path / "a"), "-q"]) == 0
     assert main(["validate", str(reference), str(broken), "-o", str(tmp_path / "b"), "-q",
                  "--strict"]) == 1
@@ -452,7 +443,7 @@ def test_nan_is_reported_with_trajectory_and_time_index(navier_stokes, tmp_path,
             values = values.copy()
             values[5, 3, 7, 7] = np.nan
         return values
-    broken = _modified_copy(reference, tmp_path / "nan.h5", poison)
+    broken = modified_copy(reference, tmp_path / "nan.h5", poison)
     assert main(["validate", str(reference), str(broken), "-o", str(tmp_path / "r"), "-q"]) == 2
     line = _error_line(capsys)
     assert "'vorticity' has NaN/Inf values at trajectory 5, time index 3" in line

@@ -4,8 +4,6 @@ log shell power, against the Gaussian-field value and broken ensembles."""
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -17,6 +15,7 @@ from surrogate.cli import main
 from surrogate.validation.report import validate_files
 from surrogate.validation.report.accumulators import LogPowerScatter
 from surrogate.validation.spectra import power_spectrum
+from tests._files import modified_copy
 
 GRF = dict(system="gaussian_random_field", resolution=32)
 
@@ -32,18 +31,6 @@ def files(tmp_path_factory):
         paths[f"ref{seed}"] = run_sweep(SweepSpec.like(paths["ref"], seed),
                                         directory / f"ref{seed}.h5", progress=False)
     return paths
-
-
-def _rewritten(source: Path, target: Path, transform) -> Path:
-    """A copy of ``source`` with every trajectory's fields replaced by ``transform(f, rng)``
-    (``f``: (T, N, N)), one random stream for the whole file."""
-    shutil.copyfile(source, target)
-    rng = np.random.default_rng(7)
-    with h5py.File(target, "r+") as handle:
-        for dataset in handle["t0_fields"].values():
-            values = dataset[...].astype(np.float64)
-            dataset[...] = np.stack([transform(v, rng) for v in values]).astype(dataset.dtype)
-    return target
 
 
 def _scatter(report, name="delta"):
@@ -99,8 +86,12 @@ def test_a_random_amplitude_per_sample_adds_its_log_variance(files, tmp_path):
     the generated variance is var_ref + 4 s^2 in every shell, the mean spectrum barely
     moves (E exp(2 s xi) = exp(2 s^2))."""
     s = 0.25
-    broken = _rewritten(files["ref1"], tmp_path / "amplitude.h5",
-                        lambda f, rng: f * np.exp(s * rng.standard_normal()))
+    rng = np.random.default_rng(7)
+
+    def amplitude(_, values):                       # (B, T, N, N): one factor per sample
+        return values * np.exp(s * rng.standard_normal((len(values), 1, 1, 1)))
+
+    broken = modified_copy(files["ref1"], tmp_path / "amplitude.h5", amplitude)
     report = validate_files(files["ref"], broken).report
     scatter = _scatter(report)
     reference_var = np.asarray(scatter["reference_std"]) ** 2
@@ -123,24 +114,19 @@ def test_samples_pinned_to_the_mean_spectrum_have_almost_no_scatter(files, tmp_p
         fields = handle["t0_fields/delta"][:, 0].astype(np.float64)
         index = handle["scalars/spectral_index"][:]
     modes = np.abs(np.fft.fft2(fields)) ** 2
-    target = {value: np.bincount(shell.ravel(), modes[index == value].mean(0).ravel())
-              for value in np.unique(index)}
-    row = {"i": 0}
+    target = np.stack([np.bincount(shell.ravel(), modes[index == value].mean(0).ravel())
+                       for value in index])                     # each row's condition
 
-    def pin(f, rng):
-        spectrum = np.fft.fft2(f[0])
-        power = np.bincount(shell.ravel(), (np.abs(spectrum) ** 2).ravel())
-        wanted = target[index[row["i"]]]
-        row["i"] += 1
-        gain = np.sqrt(np.divide(wanted, power, out=np.ones_like(power), where=power > 0))
-        return np.fft.ifft2(spectrum * gain[shell]).real[None]
+    def pin(name, values):                          # (B, 1, N, N): delta only
+        if name != "delta":
+            return values
+        spectrum = np.fft.fft2(values[:, 0].astype(np.float64))
+        power = np.stack([np.bincount(shell.ravel(), row.ravel())
+                          for row in np.abs(spectrum) ** 2])
+        gain = np.sqrt(np.divide(target, power, out=np.ones_like(power), where=power > 0))
+        return np.fft.ifft2(spectrum * gain[:, shell]).real[:, None]
 
-    pinned = tmp_path / "pinned.h5"
-    shutil.copyfile(files["ref1"], pinned)
-    with h5py.File(pinned, "r+") as handle:
-        values = handle["t0_fields/delta"][...].astype(np.float64)
-        handle["t0_fields/delta"][...] = np.stack([pin(v, None) for v in values]).astype(
-            np.float32)
+    pinned = modified_copy(files["ref1"], tmp_path / "pinned.h5", pin)
     report = validate_files(files["ref"], pinned).report
     assert report["fields"]["delta"]["spectrum"]["rel_error_median"] < 0.1
     assert _scatter(report)["ratio"] < 0.1
