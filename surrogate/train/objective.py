@@ -121,8 +121,8 @@ class GANObjective:
 
     def fake_conditions(self, condition: torch.Tensor) -> tuple[torch.Tensor, int]:
         """``(c', pairs)``: the conditions of the fakes, and how many of them (an even
-        number, 0 without mode seeking and the template penalty) come in pairs at one
-        condition."""
+        number, 0 without mode seeking, the template penalty and the scatter loss) come in
+        pairs at one condition."""
         paired = (self.config.mode_seeking_weight > 0 or self.config.template_weight > 0
                   or self.config.spectral_scatter_weight > 0)
         pairs = condition.shape[0] // 2 * 2 if paired else 0
