@@ -55,6 +55,9 @@ TRAIN_OPTION_HELP = (
                                "declared shift axes; 0: off)"),
     ("spectral_scatter_weight", float, "loss on the scatter of one sample's log shell power "
                                        "at a condition against the simulator's (0: off)"),
+    ("spectral_bias_weight", float, "loss on the bias of the log shell power at each "
+                                    "condition against the simulator's mean there, from "
+                                    "pairs of generated samples (0: off)"),
     ("temporal_weight", float, "weight of the temporal discriminator on consecutive "
                                "snapshots (1.0; 0 disables)"),
     ("ema_half_life_fraction", float, "EMA half-life as a fraction of the steps seen "
@@ -70,6 +73,8 @@ TRAIN_OPTION_HELP = (
                   "a pixel-shuffle output: ~50x fewer FLOPs at 128^2)"),
     ("spectral_envelope", bool, "end G in a conditional isotropic filter: one gain per "
                                 "wavenumber shell, set by the condition (on)"),
+    ("envelope_lr_multiplier", float, "the spectral envelope learns at this multiple of "
+                                      "the generator's learning rate (1)"),
     ("straight_through", bool, "discrete fields (Ising spins) reach the discriminators "
                                "snapped to their values, with the relaxation's gradient "
                                "(on)"),

@@ -64,6 +64,7 @@ __all__ = [
     "radial_shell_counts",
     "shell_average_matrix",
     "shell_index",
+    "spectral_bias_loss",
     "spectral_loss",
     "spectral_scatter_loss",
     "template_penalty",
@@ -418,6 +419,45 @@ def log_shell_power(fields: Tensor, eps: float = 1e-6, shell_matrix: Tensor | No
     """
     n = fields.shape[-1]
     return torch.log(float(n) ** 2 * radial_power_spectrum(fields, shell_matrix) + eps)
+
+
+def spectral_bias_loss(fake_a: Tensor, fake_b: Tensor, target_mean: Tensor,
+                       eps: float = 1e-6) -> Tensor:
+    """Squared bias of the generated log shell power at each condition, unbiased by pairs.
+
+    ``fake_a[i]`` and ``fake_b[i]`` are generated at one condition from independent
+    latents, ``y = log_shell_power(.)`` (:func:`log_shell_power`) and ``m_i`` the
+    simulator's mean of ``y`` at row ``i``'s condition and time (``target_mean[i]``, e.g.
+    :class:`surrogate.train.spectrum_target.SpectrumTarget`). Per channel ``c`` and
+    shell ``k``::
+
+        L_bias = mean_{i, c, k} (y_a,i - m_i) (y_b,i - m_i)
+
+    The two latents are independent given the condition, so ``E[L_bias] = mean_{c, k}
+    E_i[(mu_gen(c_i) - m_i)^2]`` exactly, with ``mu_gen(c)`` the generator's mean log
+    power at condition ``c``: the squared bias of the conditional spectrum, whatever the
+    distribution of ``y`` and with no term in the generated scatter (a squared
+    difference of one sample would add ``Var y`` and reward samples pinned to the mean).
+    Where a pooled or grouped spectral loss (:func:`spectral_loss`) lets errors of
+    opposite sign at different conditions cancel, this one sees each condition. One
+    batch's value is noisy and may be negative; its expectation is >= 0.
+
+    Args:
+        fake_a, fake_b: (n, C, N, N) pairs, same conditions row by row.
+        target_mean: (n, C, N // 2) the simulator's mean of ``y`` per row.
+        eps: the spectral floor of :func:`log_shell_power`.
+    """
+    if fake_a.shape != fake_b.shape or fake_a.ndim != 4:
+        raise ValueError("spectral_bias_loss needs pairs of equal (n, C, N, N) shapes, got "
+                         f"{tuple(fake_a.shape)} and {tuple(fake_b.shape)}")
+    expected = (*fake_a.shape[:2], fake_a.shape[-1] // 2)
+    if tuple(target_mean.shape) != expected:
+        raise ValueError(f"target_mean must have shape {expected}, got "
+                         f"{tuple(target_mean.shape)}")
+    target = target_mean.float()
+    deviation_a = log_shell_power(fake_a.float(), eps) - target
+    deviation_b = log_shell_power(fake_b.float(), eps) - target
+    return (deviation_a * deviation_b).mean()
 
 
 def spectral_scatter_loss(fake_a: Tensor, fake_b: Tensor, target_variance: Tensor,

@@ -52,6 +52,7 @@ from surrogate.train.entry import train, train_restarts
 from surrogate.train.objective import GANObjective, GeneratedPairs
 from surrogate.train.scatter import ScatterTarget
 from surrogate.train.scoring import physics_score, score_noise_summary, two_draw_score
+from surrogate.train.spectrum_target import SpectrumTarget
 from surrogate.train.state import read_metrics
 from surrogate.train.trainer import (
     Trainer,
@@ -61,8 +62,8 @@ from surrogate.train.trainer import (
     ema_beta,
 )
 
-__all__ = ["RUN_FORMAT", "GANObjective", "GeneratedPairs", "ScatterTarget", "TrainConfig",
-           "Trainer", "TrainingDivergedError", "autocast_dtype", "build_models",
+__all__ = ["RUN_FORMAT", "GANObjective", "GeneratedPairs", "ScatterTarget", "SpectrumTarget",
+           "TrainConfig", "Trainer", "TrainingDivergedError", "autocast_dtype", "build_models",
            "check_sign_equivariance", "ema_beta", "physics_score", "read_metrics",
            "resolve_device", "score_noise_summary", "train", "train_restarts",
            "two_draw_score"]

@@ -66,6 +66,17 @@ class TrainConfig:
             random spectral slope or amplitude passes them and teaches a parameter
             regressor too little. Uses the mode-seeking pairs (made for it when mode
             seeking is off). Runs written before the option existed resume without it.
+        spectral_bias_weight: weight of the spectral bias loss on G (0 disables;
+            :func:`surrogate.losses.spectral_bias_loss`): the product of two generated
+            samples' deviations of log shell power, at one condition from independent
+            latents, from the simulator's mean at that condition (the mean over the
+            ``K = 8`` nearest training trajectories,
+            :class:`surrogate.train.spectrum_target.SpectrumTarget`), whose expectation
+            is the squared bias of the conditional spectrum at every condition: the
+            pooled and grouped spectral losses let a spectrum too steep at one end of the
+            parameter range and too flat at the other cancel. Uses the mode-seeking pairs
+            (made for it when mode seeking is off). Runs written before the option
+            existed resume without it.
         temporal_weight: weight of the temporal discriminator's loss on G (0 disables;
             active only for files with >= 2 snapshot times; a step then costs one more
             generator pass of ``batch_size`` snapshots and a discriminator pass of
@@ -122,6 +133,15 @@ class TrainConfig:
             spectrum errors to the simulator's own noise floor for Gaussian random fields
             and Navier–Stokes and narrowed their spread over seeds (README, Benchmarks).
             Runs written before the option existed resume without it.
+        envelope_lr_multiplier: the spectral envelope's parameters train at this multiple
+            of ``lr_generator`` (their own Adam parameter group; 1: one group as before).
+            Adam moves each weight by at most about the learning rate per step, and the
+            envelope's log-gains are a linear map of a ``width``-dimensional embedding
+            that starts at zero, so at 2e-4 a log-gain can change by at most about
+            ``width * 2e-4`` per step: a spectral slope that varies by ``log k ~ 3``
+            across the parameter range takes ~1,000 steps to appear. A short training
+            (the CPU quickstart's 600 steps) needs the envelope to learn faster than
+            the convolutions. Ignored without ``spectral_envelope``.
         noise_dim: latent size.
         spectral_branch: D's log-spectrum branch.
         amp: bf16 autocast on CUDA (ignored on CPU).
@@ -163,6 +183,7 @@ class TrainConfig:
     mode_seeking_weight: float = 0.3
     template_weight: float = 0.0
     spectral_scatter_weight: float = 0.0
+    spectral_bias_weight: float = 0.0
     temporal_weight: float = 1.0
     sign_equivariant: bool = True
     ema_decay: float = 0.999
@@ -174,6 +195,7 @@ class TrainConfig:
     width: int = 32
     arch: str = "default"
     spectral_envelope: bool = True
+    envelope_lr_multiplier: float = 1.0
     noise_dim: int = 64
     spectral_branch: bool = True
     amp: bool = True
@@ -196,12 +218,13 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("lr_generator", "lr_discriminator"):
+        for name in ("lr_generator", "lr_discriminator", "envelope_lr_multiplier"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         for name in ("r1_gamma", "spectral_loss_weight", "mode_seeking_weight",
-                     "template_weight", "spectral_scatter_weight", "temporal_weight",
+                     "template_weight", "spectral_scatter_weight", "spectral_bias_weight",
+                     "temporal_weight",
                      "consistency_weight", "budget_weight"):
             value = getattr(self, name)
             if name == "budget_weight" and value is None:       # auto

@@ -23,15 +23,19 @@ Generator phase::
         + w_ms MS(G(z_2i, c'_2i), G(z_2i+1, c'_2i))               (mode_seeking_weight)
         + w_tm cos(P G(z_2i, c'_2i), P G(z_2i+1, c'_2i))           (template_weight)
         + w_sc S(G(z_2i, c'_2i), G(z_2i+1, c'_2i); v(c'_2i))   (spectral_scatter_weight)
+        + w_bi B(G(z_2i, c'_2i), G(z_2i+1, c'_2i); m(c'_2i))   (spectral_bias_weight)
         + w_spec L_spec(G, x; groups)                               (spectral_loss_weight)
 
-with ``c' = c`` except that, with mode seeking, the template penalty or the scatter loss
-on, fakes come in pairs at one condition: ``c'_2i+1 = c_2i``; ``P`` centres a field
+with ``c' = c`` except that, with mode seeking, the template penalty, the scatter or the
+bias loss on, fakes come in pairs at one condition: ``c'_2i+1 = c_2i``; ``P`` centres a field
 along the declared shift axes (:func:`surrogate.data.zero_mean_axes`); ``S`` is the
 spectral scatter loss against the simulator's within-condition log-power variance ``v``
 (:func:`surrogate.losses.spectral_scatter_loss`,
-:class:`surrogate.train.scatter.ScatterTarget`). The terms are added in this order (the
-order fixes the float round-off, hence bit-identical resumes).
+:class:`surrogate.train.scatter.ScatterTarget`); ``B`` the spectral bias loss against the
+simulator's mean log power ``m`` at the condition
+(:func:`surrogate.losses.spectral_bias_loss`,
+:class:`surrogate.train.spectrum_target.SpectrumTarget`). The terms are added in this
+order (the order fixes the float round-off, hence bit-identical resumes).
 """
 
 from __future__ import annotations
@@ -49,12 +53,14 @@ from surrogate.losses import (
     generator_loss,
     mode_seeking_loss,
     r1_penalty,
+    spectral_bias_loss,
     spectral_loss,
     spectral_scatter_loss,
     template_penalty,
 )
 from surrogate.train.config import TrainConfig
 from surrogate.train.scatter import ScatterTarget
+from surrogate.train.spectrum_target import SpectrumTarget
 
 __all__ = ["GANObjective", "GeneratedPairs"]
 
@@ -97,13 +103,16 @@ class GANObjective:
             (:func:`surrogate.data.zero_mean_axes`), required with ``template_weight``.
         scatter_target: the simulator's log-power scatter, required with
             ``spectral_scatter_weight``.
+        spectrum_target: the simulator's mean log power per condition, required with
+            ``spectral_bias_weight``.
     """
 
     def __init__(self, config: TrainConfig, normalizer: FieldNormalizer,
                  budget: EnergyBudget | None, autocast: Callable,
                  augment_generator: torch.Generator,
                  zero_mean_axes: tuple[int, ...] | None = None,
-                 scatter_target: ScatterTarget | None = None) -> None:
+                 scatter_target: ScatterTarget | None = None,
+                 spectrum_target: SpectrumTarget | None = None) -> None:
         if config.template_weight > 0 and zero_mean_axes is None:
             raise ValueError("template_weight needs a system that declares a shift or a "
                              "sign (negate) symmetry: nothing else fixes the ensemble "
@@ -111,8 +120,12 @@ class GANObjective:
         if config.spectral_scatter_weight > 0 and scatter_target is None:
             raise ValueError("spectral_scatter_weight needs the simulator's scatter "
                              "(scatter_target)")
+        if config.spectral_bias_weight > 0 and spectrum_target is None:
+            raise ValueError("spectral_bias_weight needs the simulator's mean log power "
+                             "(spectrum_target)")
         self.zero_mean_axes = zero_mean_axes
         self.scatter_target = scatter_target
+        self.spectrum_target = spectrum_target
         self.config = config
         self.normalizer = normalizer
         self.budget = budget
@@ -121,10 +134,11 @@ class GANObjective:
 
     def fake_conditions(self, condition: torch.Tensor) -> tuple[torch.Tensor, int]:
         """``(c', pairs)``: the conditions of the fakes, and how many of them (an even
-        number, 0 without mode seeking, the template penalty and the scatter loss) come in
-        pairs at one condition."""
+        number, 0 without mode seeking, the template penalty, the scatter and the bias
+        loss) come in pairs at one condition."""
         paired = (self.config.mode_seeking_weight > 0 or self.config.template_weight > 0
-                  or self.config.spectral_scatter_weight > 0)
+                  or self.config.spectral_scatter_weight > 0
+                  or self.config.spectral_bias_weight > 0)
         pairs = condition.shape[0] // 2 * 2 if paired else 0
         if not pairs:
             return condition, 0
@@ -168,7 +182,8 @@ class GANObjective:
                   generated_pairs: GeneratedPairs | None) -> tuple[torch.Tensor, Metrics]:
         """``L_G`` and its metrics (``loss_g``, ``loss_g_temporal``, ``energy_budget``
         with its real floor ``energy_budget_real``, ``mode_seeking_loss``,
-        ``template_penalty``, ``spectral_scatter_loss``, ``spectral_loss``).
+        ``template_penalty``, ``spectral_scatter_loss``, ``spectral_bias_loss``,
+        ``spectral_loss``).
 
         Args:
             d_forward: the discriminator's forward.
@@ -218,6 +233,11 @@ class GANObjective:
                                             self.scatter_target.rows(fake_condition[0:pairs:2]))
             loss = loss + config.spectral_scatter_weight * scatter
             metrics["spectral_scatter_loss"] = float(scatter.detach())
+        if pairs and config.spectral_bias_weight > 0:
+            bias = spectral_bias_loss(fake[0:pairs:2], fake[1:pairs:2],
+                                      self.spectrum_target.rows(fake_condition[0:pairs:2]))
+            loss = loss + config.spectral_bias_weight * bias
+            metrics["spectral_bias_loss"] = float(bias.detach())
         if config.spectral_loss_weight > 0:
             spectral = spectral_loss(fake.float(), real.float(),
                                      groups=config.spectral_loss_groups,

@@ -27,7 +27,28 @@ from scipy.spatial import cKDTree
 
 from surrogate.losses import log_shell_power
 
-__all__ = ["ScatterTarget"]
+__all__ = ["ScatterTarget", "log_power_table"]
+
+
+def log_power_table(dataset, eps: float = 1e-6, chunk: int = 256
+                    ) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
+    """Every snapshot's log shell power (:func:`surrogate.losses.log_shell_power`) of a
+    :class:`surrogate.data.SnapshotDataset`, read once in chunks.
+
+    Returns ``(log_power, parameters, times)``: float64 ``(n_trajectories, T, C, N // 2)``,
+    the encoded parameters of each trajectory ``(n_trajectories, P)`` (float64 numpy)
+    and the encoded times ``(T,)``.
+    """
+    n_trajectories, n_times = int(dataset.trajectories.size), dataset.n_times
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(dataset), chunk):
+            fields, _ = dataset.get_batch(np.arange(start, min(start + chunk, len(dataset))))
+            parts.append(log_shell_power(fields, eps).double())
+    log_power = torch.cat(parts).reshape(n_trajectories, n_times, *parts[0].shape[1:])
+    conditions = dataset.conditions.reshape(n_trajectories, n_times, -1)
+    return (log_power, conditions[:, 0, :-1].double().numpy(),
+            conditions[0, :, -1].clone())
 
 
 class ScatterTarget:
@@ -58,18 +79,11 @@ class ScatterTarget:
         Raises:
             ValueError: fewer than 2 trajectories.
         """
-        n_trajectories, n_times = int(dataset.trajectories.size), dataset.n_times
+        n_trajectories = int(dataset.trajectories.size)
         if n_trajectories < 2:
             raise ValueError("the spectral scatter target needs >= 2 training trajectories, "
                              f"got {n_trajectories}")
-        parts = []
-        with torch.no_grad():
-            for start in range(0, len(dataset), chunk):
-                fields, _ = dataset.get_batch(np.arange(start, min(start + chunk, len(dataset))))
-                parts.append(log_shell_power(fields, eps).double())
-        log_power = torch.cat(parts).reshape(n_trajectories, n_times, *parts[0].shape[1:])
-        conditions = dataset.conditions.reshape(n_trajectories, n_times, -1)
-        parameters = conditions[:, 0, :-1].double().numpy()
+        log_power, parameters, times = log_power_table(dataset, eps, chunk)
         if parameters.shape[1] == 0:         # nothing swept: every pair is one condition
             neighbour = np.roll(np.arange(n_trajectories), 1)
             distance = np.zeros(n_trajectories)
@@ -81,7 +95,7 @@ class ScatterTarget:
             distance = np.where(own, distances[:, 1], distances[:, 0])
         difference = log_power - log_power[torch.from_numpy(neighbour)]
         variance = difference.square().mean(dim=0) / 2.0
-        return cls(variance, conditions[0, :, -1].clone(), float(np.median(distance)))
+        return cls(variance, times, float(np.median(distance)))
 
     def to(self, device: torch.device | str) -> ScatterTarget:
         return ScatterTarget(self.variance.to(device), self.times.to(device),

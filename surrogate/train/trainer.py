@@ -53,6 +53,7 @@ from surrogate.train.heldout import HeldOutScorer
 from surrogate.train.objective import GANObjective, GeneratedPairs
 from surrogate.train.scatter import ScatterTarget
 from surrogate.train.scoring import score_noise_summary
+from surrogate.train.spectrum_target import SpectrumTarget
 from surrogate.train.state import check_run_format, read_metrics, run_config, truncate_metrics
 
 
@@ -101,6 +102,23 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> No
             target.lerp_(source, 1.0 - beta)
         for target, source in zip(ema.buffers(), model.buffers(), strict=True):
             target.copy_(source)
+
+
+def generator_parameter_groups(generator: torch.nn.Module, config: TrainConfig
+                               ) -> list[dict[str, Any]]:
+    """Adam parameter groups of G: one group, or with a spectral envelope and
+    ``config.envelope_lr_multiplier != 1`` a second group holding the envelope's weights
+    at ``lr_generator * envelope_lr_multiplier`` (its ``lr_multiplier`` key is kept so
+    that the learning-rate decay scales both groups alike)."""
+    envelope = getattr(generator, "envelope", None)
+    if envelope is None or config.envelope_lr_multiplier == 1:
+        return [{"params": list(generator.parameters())}]
+    own = {id(parameter) for parameter in envelope.parameters()}
+    rest = [parameter for parameter in generator.parameters() if id(parameter) not in own]
+    return [{"params": rest},
+            {"params": list(envelope.parameters()),
+             "lr": config.lr_generator * config.envelope_lr_multiplier,
+             "lr_multiplier": config.envelope_lr_multiplier}]
 
 
 class Trainer:
@@ -162,8 +180,8 @@ class Trainer:
         self.discriminator = discriminator.to(self.device)
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         betas = (config.beta1, config.beta2)
-        self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_generator,
-                                            betas=betas)
+        self.optimizer_g = torch.optim.Adam(generator_parameter_groups(self.generator, config),
+                                            lr=config.lr_generator, betas=betas)
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(),
                                             lr=config.lr_discriminator, betas=betas)
         # the temporal discriminator reads two consecutive snapshots stacked on channels
@@ -222,10 +240,14 @@ class Trainer:
         scatter_target = None
         if config.spectral_scatter_weight > 0:
             scatter_target = ScatterTarget.from_dataset(self.data.splits["train"]).to(self.device)
+        spectrum_target = None
+        if config.spectral_bias_weight > 0:
+            spectrum_target = SpectrumTarget.from_dataset(
+                self.data.splits["train"]).to(self.device)
         self.objective = GANObjective(config, self.data.normalizer, self.budget,
                                       self.autocast, self.augment_generator,
                                       zero_mean_axes(self.data.augmentation.symmetries),
-                                      scatter_target)
+                                      scatter_target, spectrum_target)
         self.scorer = HeldOutScorer(self.data, self.heads, self.generator_ema, config,
                                     self.device, self.autocast, self.temporal)
         self.g_forward = torch.compile(self.generator) if config.compile else self.generator
@@ -395,7 +417,7 @@ class Trainer:
                 optimizers.append((self.optimizer_t, config.lr_discriminator))
             for optimizer, rate in optimizers:
                 for group in optimizer.param_groups:
-                    group["lr"] = rate * factor
+                    group["lr"] = rate * group.get("lr_multiplier", 1.0) * factor
         real, condition, noise = self._batch()
         fake_condition, pairs = self.objective.fake_conditions(condition)
         with self.autocast():

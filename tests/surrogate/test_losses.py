@@ -24,6 +24,7 @@ from surrogate.losses import (
     radial_power_spectrum,
     radial_shell_counts,
     shell_index,
+    spectral_bias_loss,
     spectral_loss,
     spectral_scatter_loss,
     template_penalty,
@@ -503,3 +504,74 @@ def test_spectral_scatter_loss_rejects_bad_shapes_and_skips_unscattered_shells()
         spectral_scatter_loss(a, a, torch.ones(4, 2, 7))
     # a target of 0 everywhere (nothing scatters): no shell is compared
     assert float(spectral_scatter_loss(a, torch.randn(4, 2, 16, 16), torch.zeros(4, 2, 8))) == 0
+
+
+# ------------------------------------------------------------- spectral bias
+def _mean_log_power(slope: float, n: int = 32, count: int = 4096, seed: int = 7
+                    ) -> torch.Tensor:
+    """E[log_shell_power] of Gaussian fields with P ~ k^-slope from a large ensemble,
+    (1, 1, n // 2)."""
+    fields = _gaussian_fields(torch.Generator().manual_seed(seed), count, n, slope)
+    return log_shell_power(fields).mean(dim=0, keepdim=True)
+
+
+def test_spectral_bias_loss_averages_the_squared_conditional_bias_whatever_the_scatter():
+    """E[(y_a - m)(y_b - m)] = (E y - m)^2: ~0 for samples of the target's law, also
+    when each sample carries a random amplitude (more scatter, same mean log power);
+    the squared shift of the mean log power for a wrong slope."""
+    generator = torch.Generator().manual_seed(3)
+    pairs, n = 8, 32
+    target = _mean_log_power(3.0).expand(pairs, 1, -1)
+    wrong = _mean_log_power(3.4, seed=8)
+    expected = float((wrong - target[:1]).square().mean())          # ~0.1
+    right, scattered, shifted = [], [], []
+    for _ in range(300):
+        a, b = (_gaussian_fields(generator, pairs, n) for _ in range(2))
+        right.append(float(spectral_bias_loss(a, b, target)))
+        xi_a, xi_b = (torch.randn(pairs, 1, 1, 1, generator=generator) for _ in range(2))
+        scattered.append(float(spectral_bias_loss(a * torch.exp(0.5 * xi_a),
+                                                  b * torch.exp(0.5 * xi_b), target)))
+        c, d = (_gaussian_fields(generator, pairs, n, 3.4) for _ in range(2))
+        shifted.append(float(spectral_bias_loss(c, d, target)))
+    # one batch: std ~ psi'(n_k/2) / sqrt(pairs * shells) ~ 0.02; 300 batches -> ~0.0012
+    assert abs(np.mean(right)) < 0.005
+    assert abs(np.mean(scattered)) < 0.01 < expected / 5
+    assert np.mean(shifted) == pytest.approx(expected, rel=0.1)
+    # a squared deviation of one sample would have rewarded pinning: it reads Var y
+    one_sample = float((log_shell_power(a) - target).square().mean())
+    assert one_sample > 10 * abs(np.mean(right))
+
+
+def test_spectral_bias_loss_learns_a_slope_that_follows_the_condition():
+    """A generator whose slope is ``3 + alpha (c - 3)`` at conditions c = 2.5 and 3.5
+    starts right on average over c (alpha = 0.2) and wrong at each end; descent on the
+    bias loss brings alpha to 1."""
+    generator = torch.Generator().manual_seed(4)
+    pairs, n = 8, 32
+    conditions = torch.tensor([2.5, 3.5]).repeat(pairs // 2)
+    means = {c: _mean_log_power(c, seed=int(10 * c)) for c in (2.5, 3.5)}
+    target = torch.cat([means[float(c)] for c in conditions])
+    alpha = torch.tensor(0.2, requires_grad=True)
+    optimiser = torch.optim.Adam([alpha], lr=0.03)
+    m = torch.fft.fftfreq(n, d=1.0 / n)
+    k = torch.sqrt(m[:, None] ** 2 + m[None, :] ** 2).clamp_min(1.0)
+
+    def fields():
+        slope = (3.0 + alpha * (conditions - 3.0)).reshape(-1, 1, 1, 1)
+        white = torch.randn(pairs, 1, n, n, generator=generator)
+        return torch.fft.ifft2(k ** (-slope / 2) * torch.fft.fft2(white)).real
+
+    for _ in range(150):
+        loss = spectral_bias_loss(fields(), fields(), target)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert float(alpha.detach()) == pytest.approx(1.0, abs=0.1)
+
+
+def test_spectral_bias_loss_rejects_bad_shapes():
+    a = torch.randn(4, 2, 16, 16)
+    with pytest.raises(ValueError, match="pairs of equal"):
+        spectral_bias_loss(a, a[:3], torch.ones(4, 2, 8))
+    with pytest.raises(ValueError, match="target_mean must have shape"):
+        spectral_bias_loss(a, a, torch.ones(4, 2, 7))

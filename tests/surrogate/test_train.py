@@ -91,8 +91,11 @@ def test_consistency_regularisation_trains_logs_and_resumes_exactly(tmp_path):
 
 @pytest.mark.slow   # an option off by default; the default suite keeps the
 # generic resume test (test_resume_gives_the_same_weights_as_training_straight)
-def test_learning_rates_decay_linearly_and_an_interrupted_run_resumes_exactly(tmp_path):
-    config = TrainConfig(**{**TINY.to_dict(), "lr_decay_fraction": 0.5, "lr_generator": 1e-4})
+@pytest.mark.parametrize("envelope_multiplier", [1.0, 10.0])
+def test_learning_rates_decay_linearly_and_an_interrupted_run_resumes_exactly(
+        tmp_path, envelope_multiplier):
+    config = TrainConfig(**{**TINY.to_dict(), "lr_decay_fraction": 0.5, "lr_generator": 1e-4,
+                            "envelope_lr_multiplier": envelope_multiplier})
     straight = train(SAMPLE, tmp_path / "a", config, progress=False)
     assert straight["steps"] == 12
     # stopped after 6 of 12 steps (a kill after the checkpoint), then resumed
@@ -113,8 +116,49 @@ def test_learning_rates_decay_linearly_and_an_interrupted_run_resumes_exactly(tm
     # the last step ran at 1/6 of the rate: lr 1e-4 * (12 - 11) / 6
     assert b["optimizer_g"]["param_groups"][0]["lr"] == pytest.approx(1e-4 / 6)
     assert b["optimizer_d"]["param_groups"][0]["lr"] == pytest.approx(2e-4 / 6)
+    # the envelope's own group (multiplier != 1) decays alike, keeping its multiple
+    assert [group["lr"] for group in b["optimizer_g"]["param_groups"][1:]] == (
+        [pytest.approx(envelope_multiplier * 1e-4 / 6)] if envelope_multiplier != 1 else [])
     with pytest.raises(ValueError, match="lr_decay_fraction must be in"):
         TrainConfig(lr_decay_fraction=1.5)
+
+
+def _envelope_names(trainer: Trainer) -> set[str]:
+    return {f"envelope.{name}" for name, _ in trainer.generator.envelope.named_parameters()}
+
+
+def test_envelope_learning_rate_multiplier_scales_only_the_envelopes_adam_steps(tmp_path):
+    """Adam's first step is ``lr * g / (|g| + eps)`` per weight: from the same weights and
+    batch, the envelope's weights move ``multiplier`` times as far, every other weight
+    the same; multiplier 1 keeps the single parameter group of earlier runs."""
+    runs = {}
+    for multiplier in (1.0, 10.0):
+        config = dataclasses.replace(TINY, envelope_lr_multiplier=multiplier)
+        trainer = Trainer(SAMPLE, tmp_path / str(multiplier), config, progress=False)
+        before = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
+        trainer.train_step()
+        after = trainer.generator.state_dict()
+        runs[multiplier] = (trainer, {k: after[k] - before[k] for k in before})
+    plain, scaled = runs[1.0][0], runs[10.0][0]
+    assert len(plain.optimizer_g.param_groups) == 1
+    groups = scaled.optimizer_g.param_groups
+    assert [group["lr"] for group in groups] == [pytest.approx(2e-4), pytest.approx(2e-3)]
+    envelope = _envelope_names(scaled)
+    ids = {id(p) for p in groups[1]["params"]}
+    named = dict(scaled.generator.named_parameters())
+    assert {name for name, p in named.items() if id(p) in ids} == envelope
+    assert sum(len(group["params"]) for group in groups) == len(named)
+    moved = 0
+    for name, step in runs[1.0][1].items():
+        if name in envelope:
+            assert step.abs().max() > 0, name
+            torch.testing.assert_close(runs[10.0][1][name], 10 * step, rtol=1e-4, atol=1e-12)
+            moved += 1
+        else:
+            torch.testing.assert_close(runs[10.0][1][name], step, rtol=1e-5, atol=1e-12)
+    assert moved == len(envelope) == 2                     # the log-gain map's A and b
+    with pytest.raises(ValueError, match="envelope_lr_multiplier must be a positive"):
+        TrainConfig(envelope_lr_multiplier=0)
 
 
 def test_run_directory_contents(tmp_path):
@@ -856,3 +900,76 @@ def test_scatter_target_of_a_gaussian_field_sweep_is_the_trigamma_of_the_mode_co
     assert rows[:, 0, 0].tolist() == [2.0, 0.0, 1.0]
     with pytest.raises(ValueError, match="variance must be"):
         ScatterTarget(torch.ones(3, 2), torch.ones(3))
+
+
+def test_spectrum_target_follows_the_spectral_index_of_a_gaussian_field_sweep(tmp_path):
+    """The neighbourhood mean of log shell power at two spectral indices differs as fresh
+    simulations at those indices do, and as P ~ k^-n says: by -(n2 - n1) log k (the
+    normalisation cancels in the difference); with nothing swept it is the mean over all
+    trajectories; rows() picks the nearest trajectory and time."""
+    from scipy.special import polygamma
+
+    from simulators import get as get_simulator
+    from simulators.sweep import SweepSpec, run_sweep
+    from surrogate.data import load_training_data
+    from surrogate.losses import log_shell_power, radial_shell_counts
+    from surrogate.train import SpectrumTarget
+    path = run_sweep(SweepSpec(system="gaussian_random_field", resolution=32,
+                               n_trajectories=240, ranges={"spectral_index": (2.0, 3.0)}),
+                     tmp_path / "grf.h5", progress=False)
+    data = load_training_data(path)
+    target = SpectrumTarget.from_dataset(data.splits["train"])
+    assert target.neighbour_distance < 0.1                    # 8 of ~190 over [-1, 1]
+    encoded = torch.from_numpy(data.encoder.encode({"amplitude": 0.1, "spectral_index":
+                                                    np.array([2.2, 2.8])}, 0.0))
+    rows = target.rows(encoded)                                # (2, 2 channels, 16)
+    simulator = get_simulator("gaussian_random_field")
+    grid = simulator.make_grid(32)
+    fresh = {}
+    for index in (2.2, 2.8):
+        fields = simulator.simulate({"amplitude": np.full(128, 0.1),
+                                     "spectral_index": np.full(128, index)}, grid,
+                                    np.array([0.0]), list(range(5000, 5128)))
+        fresh[index] = log_shell_power(torch.from_numpy(fields["delta"][:, :1])).mean(0)
+    counts = radial_shell_counts(32).double().numpy()
+    # std of the difference: two means of 8 (target) and two of 128 (fresh)
+    sigma = np.sqrt(polygamma(1, counts / 2) * (2 / 8 + 2 / 128))
+    measured = (rows[1, 0] - rows[0, 0]).double().numpy()
+    independent = (fresh[2.8][0] - fresh[2.2][0]).double().numpy()
+    assert np.all(np.abs(measured - independent)[:-1] < 4 * sigma[:-1])
+    k = np.arange(1, 17, dtype=float)
+    slope = np.polyfit(np.log(k[1:-1]), measured[1:-1], 1)[0]
+    assert slope == pytest.approx(-0.6, abs=0.1)
+    one = run_sweep(SweepSpec(system="gaussian_random_field", resolution=32, n_trajectories=40,
+                              fixed={"spectral_index": 2.5}), tmp_path / "one.h5",
+                    progress=False)
+    train_split = load_training_data(one).splits["train"]
+    fixed = SpectrumTarget.from_dataset(train_split)
+    everything = log_shell_power(train_split.get_batch(np.arange(len(train_split)))[0])
+    torch.testing.assert_close(fixed.mean[5, 0], everything.mean(0).float())
+    table = SpectrumTarget(torch.arange(6.0).reshape(2, 3, 1, 1).expand(2, 3, 2, 4),
+                           np.array([[-0.5], [0.5]]), torch.tensor([-1.0, 0.0, 1.0]))
+    picked = table.rows(torch.tensor([[0.4, 0.9], [-0.9, -0.8], [0.1, 0.2]]))
+    assert picked[:, 0, 0].tolist() == [5.0, 0.0, 4.0]
+    with pytest.raises(ValueError, match="mean must be"):
+        SpectrumTarget(torch.ones(3, 2), np.zeros((3, 0)), torch.ones(3))
+    with pytest.raises(ValueError, match="neighbours must be"):
+        SpectrumTarget.from_dataset(train_split, neighbours=0)
+
+
+def test_spectral_bias_loss_pairs_fakes_against_the_neighbourhood_mean(tmp_path):
+    from surrogate.losses import spectral_bias_loss
+    config = dataclasses.replace(TINY, mode_seeking_weight=0.0, spectral_bias_weight=1.0)
+    trainer = Trainer(SAMPLE, tmp_path / "one", config, progress=False)
+    metrics, noise, condition, fakes = _step_keeping_the_fakes(trainer)
+    torch.testing.assert_close(condition[1::2], condition[0::2], rtol=0, atol=0)
+    assert not torch.equal(noise[1::2], noise[0::2])
+    target = trainer.objective.spectrum_target.rows(condition[0::2])
+    assert metrics["spectral_bias_loss"] == pytest.approx(
+        float(spectral_bias_loss(fakes[0][0::2], fakes[0][1::2], target)), rel=1e-6)
+
+
+@pytest.mark.slow
+def test_spectral_bias_run_resumes_exactly_and_older_runs_resume_without_it(tmp_path):
+    config = dataclasses.replace(TINY, spectral_bias_weight=1.0)
+    _resumes_exactly_and_older_runs_without(tmp_path, config, "spectral_bias_weight")
