@@ -421,6 +421,18 @@ def log_shell_power(fields: Tensor, eps: float = 1e-6, shell_matrix: Tensor | No
     return torch.log(float(n) ** 2 * radial_power_spectrum(fields, shell_matrix) + eps)
 
 
+def _check_shell_pairs(loss: str, fake_a: Tensor, fake_b: Tensor, target: Tensor,
+                       target_name: str) -> None:
+    """Pairs of equal ``(n, C, N, N)`` shapes and a per-shell target ``(n, C, N // 2)``."""
+    if fake_a.shape != fake_b.shape or fake_a.ndim != 4:
+        raise ValueError(f"{loss} needs pairs of equal (n, C, N, N) shapes, got "
+                         f"{tuple(fake_a.shape)} and {tuple(fake_b.shape)}")
+    expected = (*fake_a.shape[:2], fake_a.shape[-1] // 2)
+    if tuple(target.shape) != expected:
+        raise ValueError(f"{target_name} must have shape {expected}, got "
+                         f"{tuple(target.shape)}")
+
+
 def spectral_bias_loss(fake_a: Tensor, fake_b: Tensor, target_mean: Tensor,
                        eps: float = 1e-6) -> Tensor:
     """Squared bias of the generated log shell power at each condition, unbiased by pairs.
@@ -447,13 +459,7 @@ def spectral_bias_loss(fake_a: Tensor, fake_b: Tensor, target_mean: Tensor,
         target_mean: (n, C, N // 2) the simulator's mean of ``y`` per row.
         eps: the spectral floor of :func:`log_shell_power`.
     """
-    if fake_a.shape != fake_b.shape or fake_a.ndim != 4:
-        raise ValueError("spectral_bias_loss needs pairs of equal (n, C, N, N) shapes, got "
-                         f"{tuple(fake_a.shape)} and {tuple(fake_b.shape)}")
-    expected = (*fake_a.shape[:2], fake_a.shape[-1] // 2)
-    if tuple(target_mean.shape) != expected:
-        raise ValueError(f"target_mean must have shape {expected}, got "
-                         f"{tuple(target_mean.shape)}")
+    _check_shell_pairs("spectral_bias_loss", fake_a, fake_b, target_mean, "target_mean")
     target = target_mean.float()
     deviation_a = log_shell_power(fake_a.float(), eps) - target
     deviation_b = log_shell_power(fake_b.float(), eps) - target
@@ -491,13 +497,8 @@ def spectral_scatter_loss(fake_a: Tensor, fake_b: Tensor, target_variance: Tenso
         eps: the spectral floor of :func:`log_shell_power`.
         min_variance: shells with a smaller target variance in any row are left out.
     """
-    if fake_a.shape != fake_b.shape or fake_a.ndim != 4:
-        raise ValueError("spectral_scatter_loss needs pairs of equal (n, C, N, N) shapes, got "
-                         f"{tuple(fake_a.shape)} and {tuple(fake_b.shape)}")
-    expected = (*fake_a.shape[:2], fake_a.shape[-1] // 2)
-    if tuple(target_variance.shape) != expected:
-        raise ValueError(f"target_variance must have shape {expected}, got "
-                         f"{tuple(target_variance.shape)}")
+    _check_shell_pairs("spectral_scatter_loss", fake_a, fake_b, target_variance,
+                       "target_variance")
     pairs = fake_a.shape[0]
     difference = log_shell_power(fake_a, eps) - log_shell_power(fake_b, eps)
     target = target_variance.float()
