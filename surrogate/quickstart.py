@@ -122,9 +122,10 @@ def default_plan(device_type: str = "cpu", *, steps: int | None = None,
     mean at each condition). Measured over training seeds 0, 1, 2 on 2 threads: without
     the bias loss seed 0 failed (density spectrum error 0.30 > 0.25) and the spectrum
     error in the worst quarter of the index range, judged against 1,024 fresh
-    simulations, was 0.48-0.87 (delta) for the three seeds; with it 3 of 3 pass (delta
-    0.12 / 0.21 / 0.13, density 0.13 / 0.18 / 0.16) and the worst quarter reads
-    0.22-0.36 (weight 3: one seed fails, density 0.37).
+    simulations (``python -m benchmarks.quickstart_seeds``), was 0.48-0.82 (delta) for
+    the three seeds; with it 3 of 3 pass (delta 0.12 / 0.21 / 0.13, density 0.13 / 0.18
+    / 0.16) and the worst quarter reads 0.18-0.32 (weight 3: one seed fails, density
+    0.37).
     CUDA: 2,000 fields of 64^2, 4,000 steps of batch 64, width 32 (mode-seeking 0.3).
     ``steps`` and ``seed`` (the training seed; the data stay the same) override the plan.
     """
