@@ -10,9 +10,10 @@ Per training seed (the data stay the same, :func:`surrogate.quickstart.default_p
    error of the report (40 test conditions, one simulation each on the CPU plan);
 2. the same best generator judged against many fresh simulations: ``M`` conditions drawn
    uniformly over the swept range (seed ``RANGE_SEED``; the same for every training
-   seed), ``K`` new simulations and ``K`` generated samples at each; per field the
-   spectrum error of the pooled sample-mean spectra (median over shells of
-   ``|P_gen / P_ref - 1|``, the report's estimator) over all ``M K`` samples, and in each
+   seed), ``K`` new simulations and ``K`` generated samples at each, at the first
+   snapshot time; per field the spectrum error of the pooled sample-mean spectra (median
+   over the resolved shells of ``|P_gen / P_ref - 1|``, the report's estimator) over all
+   ``M K`` samples, and in each
    quarter of the first swept parameter's range. A generator whose spectrum is right on
    average over the range but too steep at one end and too flat at the other passes the
    pooled number and fails a quarter; the quarters show it, and ``M K = 1,024`` fresh
@@ -36,9 +37,11 @@ import torch
 from benchmarks.output import RESULTS, write_results
 from benchmarks.suite import _fmt, _train_overrides, machine_info, machine_line, machine_name
 from simulators import get as get_simulator
+from surrogate.data import to_store_layout
 from surrogate.generate import load_surrogate
 from surrogate.quickstart import QuickstartPlan, default_plan, quickstart
-from surrogate.validation import power_spectrum
+from surrogate.validation.report import spectrum_summary
+from surrogate.validation.spectra import field_power_spectrum
 
 #: seed of the fresh conditions and simulations (none of them in the quickstart's data)
 RANGE_SEED = 123
@@ -46,12 +49,15 @@ RANGE_SEED = 123
 QUARTERS = 4
 
 
-def _spectrum_error(generated: np.ndarray, reference: np.ndarray, box_size: float) -> float:
-    """Median over shells of ``|P_gen / P_ref - 1|`` of the sample-mean spectra of
-    ``(S, N, N)`` arrays."""
-    p_gen = power_spectrum(generated.astype(np.float64), box_size)[1].mean(axis=0)
-    p_ref = power_spectrum(reference.astype(np.float64), box_size)[1].mean(axis=0)
-    return float(np.median(np.abs(p_gen / p_ref - 1)))
+def _spectrum_error(generated: np.ndarray, reference: np.ndarray, box_size: float,
+                    vector: bool) -> float:
+    """The report's spectrum error (:func:`surrogate.validation.report.spectrum_summary`:
+    median over the resolved shells of ``|P_gen / P_ref - 1|``) of the sample-mean
+    spectra of ``(S, N, N[, 2])`` arrays."""
+    k, p_gen = field_power_spectrum(generated.astype(np.float64), box_size, vector=vector)
+    _, p_ref = field_power_spectrum(reference.astype(np.float64), box_size, vector=vector)
+    return float(spectrum_summary(k, p_ref.mean(axis=0), p_gen.mean(axis=0))
+                 ["rel_error_median"])
 
 
 def range_errors(run_dir: Path, plan: QuickstartPlan, conditions: int, per_condition: int
@@ -68,30 +74,24 @@ def range_errors(run_dir: Path, plan: QuickstartPlan, conditions: int, per_condi
     base = simulator.resolve_parameters({**plan.fixed, **{n: draws[n][0] for n in swept}})
     parameters = {name: np.full(count, float(value)) for name, value in base.items()}
     parameters.update({name: np.repeat(draws[name], per_condition) for name in swept})
-    times = np.asarray(model.schema.times, dtype=np.float64)
+    # the first snapshot time only (the quickstart's fields are static)
+    times = np.asarray(model.schema.times[:1], dtype=np.float64)
     grid = simulator.make_grid(model.schema.resolution, model.schema.box_size)
     reference = simulator.simulate(parameters, grid, times,
                                    list(range(10**6, 10**6 + count)))
-    condition = model.encoder.encode(parameters, np.zeros(count) + times[0])
+    condition = model.encoder.encode(parameters, np.full(count, times[0]))
     noise = torch.randn(count, model.model_config.noise_dim,
                         generator=torch.Generator().manual_seed(RANGE_SEED))
-    generated = model.sample(condition, noise)                          # (count, C, N, N)
-    first = parameters[swept[0]]
+    generated = to_store_layout(model.sample(condition, noise), model.schema.fields)
     edges = np.linspace(*plan.sweep[swept[0]], QUARTERS + 1)
-    quarter = np.clip(np.digitize(first, edges[1:-1]), 0, QUARTERS - 1)
+    quarter = np.clip(np.digitize(parameters[swept[0]], edges[1:-1]), 0, QUARTERS - 1)
     fields: dict[str, Any] = {}
-    channel = 0
     for spec in model.schema.fields:
-        if spec.rank:                     # vectors: not on the quickstart's plans
-            channel += 2
-            continue
-        ref = reference[spec.name][:, 0]
-        gen = generated[:, channel]
-        channel += 1
+        ref, gen, vector = reference[spec.name][:, 0], generated[spec.name], bool(spec.rank)
         fields[spec.name] = {
-            "spectrum_rel_error_median": _spectrum_error(gen, ref, grid.box_size),
-            "quarters": [_spectrum_error(gen[quarter == q], ref[quarter == q], grid.box_size)
-                         for q in range(QUARTERS)]}
+            "spectrum_rel_error_median": _spectrum_error(gen, ref, grid.box_size, vector),
+            "quarters": [_spectrum_error(gen[quarter == q], ref[quarter == q], grid.box_size,
+                                         vector) for q in range(QUARTERS)]}
     return {"parameter": swept[0], "edges": edges.tolist(), "conditions": conditions,
             "per_condition": per_condition, "step": model.step, "fields": fields}
 
