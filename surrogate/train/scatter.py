@@ -27,7 +27,7 @@ from scipy.spatial import cKDTree
 
 from surrogate.losses import log_shell_power
 
-__all__ = ["ScatterTarget", "log_power_table"]
+__all__ = ["ScatterTarget", "log_power_table", "nearest_time_index"]
 
 
 def log_power_table(dataset, eps: float = 1e-6, chunk: int = 256
@@ -49,6 +49,12 @@ def log_power_table(dataset, eps: float = 1e-6, chunk: int = 256
     conditions = dataset.conditions.reshape(n_trajectories, n_times, -1)
     return (log_power, conditions[:, 0, :-1].double().numpy(),
             conditions[0, :, -1].clone())
+
+
+def nearest_time_index(condition: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    """For conditions ``(B, P + 1)``: the index of the nearest tabulated encoded time
+    ``times (T,)`` to each row's time (its last entry), ``(B,)`` long."""
+    return (condition[:, -1:].float() - times.reshape(1, -1)).abs().argmin(dim=1)
 
 
 class ScatterTarget:
@@ -103,5 +109,4 @@ class ScatterTarget:
 
     def rows(self, condition: torch.Tensor) -> torch.Tensor:
         """``v`` at each row's time (the nearest tabulated encoded time), (B, C, N // 2)."""
-        index = (condition[:, -1:].float() - self.times.reshape(1, -1)).abs().argmin(dim=1)
-        return self.variance[index]
+        return self.variance[nearest_time_index(condition, self.times)]

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from surrogate.train.scatter import log_power_table
+from surrogate.train.scatter import log_power_table, nearest_time_index
 
 __all__ = ["SpectrumTarget"]
 
@@ -97,7 +97,7 @@ class SpectrumTarget:
     def rows(self, condition: torch.Tensor) -> torch.Tensor:
         """``m`` at each row's condition ``(B, P + 1)``: the nearest training trajectory's
         neighbourhood mean at the nearest tabulated time, (B, C, N // 2)."""
-        time_index = (condition[:, -1:].float() - self.times.reshape(1, -1)).abs().argmin(dim=1)
+        time_index = nearest_time_index(condition, self.times)
         if self._tree is None:
             trajectory = torch.zeros_like(time_index)
         else:
