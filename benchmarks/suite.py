@@ -55,6 +55,7 @@ from benchmarks import gan_throughput, lean_generator, validation_throughput
 from benchmarks.output import RESULTS, write_results
 from surrogate.quickstart import QuickstartPlan, default_plan, quickstart
 from surrogate.train import read_metrics, resolve_device, score_noise_summary
+from surrogate.validation.report import RANGE_THIRDS, range_third
 
 PARTS = ("speed", "training", "validation", "fidelity", "lean")
 
@@ -210,8 +211,8 @@ def _fidelity_entry(summary: dict[str, Any], report: dict[str, Any]) -> dict[str
 
 
 #: positions of a held-out condition in a swept range, by thirds of the range (in log
-#: space for a log-scaled parameter)
-RANGE_POSITIONS = ("low end", "middle", "high end")
+#: space for a log-scaled parameter): the report's own thirds
+RANGE_POSITIONS = RANGE_THIRDS
 
 
 def range_positions(report: dict[str, Any], sweep: dict[str, Sequence[float]]
@@ -248,7 +249,7 @@ def range_positions(report: dict[str, Any], sweep: dict[str, Sequence[float]]
         thirds = {}
         for index, label in enumerate(RANGE_POSITIONS):
             members = [row for row in rows
-                       if min(int(row["position"] * 3), 2) == index]
+                       if range_third(row["value"], low, high, log) == index]
             errors = {}
             for field in (members[0]["spectrum_rel_error_median"] if members else {}):
                 values = [row["spectrum_rel_error_median"][field] for row in members

@@ -51,8 +51,13 @@ kinetic-energy spectrum; its morphology uses ``|u|``):
 Files are compared *per condition* (:mod:`surrogate.validation.conditions`): every
 metric above is also computed for each reference condition with its matched generated
 trajectories (``per_condition``), and the overall numbers pool the matched trajectories
-only. **conservation** runs :func:`surrogate.validation.check_invariants_streaming` on
-both files' matched trajectories; **conservation_series** holds the per-time invariant
+only. **range** (:func:`range_summary`) splits the conditions into thirds of every
+swept parameter's range and compares the pooled spectra within each third, with the
+larger end's error over the middle's (``end_over_middle``): a generator right on average
+over the range can be wrong at both ends, which the pooled spectrum hides and one
+condition's few samples are too noisy to show. **conservation** runs
+:func:`surrogate.validation.check_invariants_streaming` on both files' matched
+trajectories; **conservation_series** holds the per-time invariant
 series of :func:`surrogate.validation.observables.invariant_series`; **observables**
 compares system observables (energy, enstrophy, ...); **frechet_physics_distance** is
 :func:`surrogate.validation.features.frechet_physics_distance` on per-snapshot physics
@@ -92,7 +97,12 @@ from surrogate.validation.report.engine import (
     validate_files,
 )
 from surrogate.validation.report.floor import attach_floor
-from surrogate.validation.report.summaries import spectrum_summary
+from surrogate.validation.report.summaries import (
+    RANGE_THIRDS,
+    range_summary,
+    range_third,
+    spectrum_summary,
+)
 from surrogate.validation.report.thresholds import (
     DEFAULT_THRESHOLDS,
     THRESHOLD_DOCS,
@@ -101,6 +111,7 @@ from surrogate.validation.report.thresholds import (
 )
 from surrogate.validation.report.writer import write_report
 
-__all__ = ["DEFAULT_THRESHOLDS", "REPORT_VERSION", "THRESHOLD_DOCS", "ValidationResult",
-           "attach_floor", "json_safe", "load_thresholds", "noise_floor", "resolve_thresholds",
-           "spectrum_summary", "validate_files", "write_report"]
+__all__ = ["DEFAULT_THRESHOLDS", "RANGE_THIRDS", "REPORT_VERSION", "THRESHOLD_DOCS",
+           "ValidationResult", "attach_floor", "json_safe", "load_thresholds", "noise_floor",
+           "range_summary", "range_third", "resolve_thresholds", "spectrum_summary",
+           "validate_files", "write_report"]

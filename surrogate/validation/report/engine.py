@@ -64,6 +64,7 @@ from surrogate.validation.report.summaries import (
     minkowski_summary,
     mode_coverage,
     observable_summary,
+    range_summary,
     series_summary,
 )
 from surrogate.validation.report.thresholds import resolve_thresholds
@@ -245,6 +246,7 @@ def compare_stores(ref_store: FieldStore, gen_store: FieldStore, limits: Mapping
     sample_groups = _sample_groups(groups, matched)
     sample_labels: list[str] = []
     per_condition = []
+    range_conditions = []        # each condition's summed spectra, for the ``range`` entry
     neighbours = _neighbour_pairs(groups, matched)
     neighbour_spread = {spec.name: NeighbourSpread() for spec in specs}
 
@@ -286,6 +288,10 @@ def compare_stores(ref_store: FieldStore, gen_store: FieldStore, limits: Mapping
                 schema.system, {side: condition[side].observables for side in SIDES},
                 entry["parameters"], n)
         per_condition.append(entry)
+        range_conditions.append({"parameters": entry["parameters"], "spectra": {
+            spec.name: {side: (condition[side].fields[spec.name].spectrum,
+                               condition[side].fields[spec.name].snapshots) for side in SIDES}
+            for spec in specs}})
 
     say("conservation checks")
     conservation = conservation_comparison(ref_store, gen_store, ref_indices, gen_indices)
@@ -361,6 +367,7 @@ def compare_stores(ref_store: FieldStore, gen_store: FieldStore, limits: Mapping
         "observables": observables_report,
         "mode_coverage": coverage,
         "per_condition": per_condition,
+        "range": range_summary(range_conditions, schema.parameters, k),
         "frechet_physics_distance": frechet,
         "frechet_reference_split": frechet_split,
         "frechet_features": names,

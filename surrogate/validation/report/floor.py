@@ -40,7 +40,9 @@ def attach_floor(report: dict[str, Any], floor: dict[str, Any] | None) -> None:
     ``fields.NAME.spectrum.scatter.floor`` (spectrum scatter ratio),
     ``fields.NAME.pdf.floor`` (W1/std), ``fields.NAME.spread_ratio_floor``,
     ``fields.NAME.temporal_change_ratio_floor``, ``conservation.KEY.floor``,
-    ``mode_coverage.floor``, ``frechet_physics_distance_floor``; ``report["floor"]``
+    ``mode_coverage.floor``, ``frechet_physics_distance_floor``,
+    ``range.NAME.thirds.LABEL.fields.FIELD.floor`` and ``range.NAME.end_over_middle_floor``
+    (where the floor compared the same thirds); ``report["floor"]``
     says where the floor came from (or why there is none) and lists the checks whose
     floor exceeds a third of their threshold (for ratios, a third of the threshold's
     distance from 1 on a log scale): ``too_noisy``, where the reference is too small to
@@ -75,6 +77,17 @@ def attach_floor(report: dict[str, Any], floor: dict[str, Any] | None) -> None:
         report["mode_coverage"].setdefault("switching", {})["floor"] = (
             other["mode_coverage"].get("switching", {}).get("generated"))
     report["frechet_physics_distance_floor"] = other["frechet_physics_distance"]
+    for name, entry in report.get("range", {}).items():
+        theirs = other.get("range", {}).get(name)
+        if theirs is None:
+            continue
+        for label, third in entry["thirds"].items():
+            their_third = theirs["thirds"].get(label, {})
+            same = their_third.get("values") == third["values"]
+            for field, numbers in third["fields"].items():
+                numbers["floor"] = (their_third["fields"].get(field, {})
+                                    .get("spectrum_rel_error_median") if same else None)
+        entry["end_over_middle_floor"] = theirs["end_over_middle"]
     report["floor"] = {"source": floor["source"], "path": floor["path"],
                        "counts": floor["counts"], "too_noisy": too_noisy,
                        "passed": other["passed"], "failures": other["failures"]}

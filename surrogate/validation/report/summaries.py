@@ -28,9 +28,10 @@ from surrogate.validation.report.accumulators import (
 from surrogate.validation.spectra import band_masks, band_summary, spectrum_relative_error
 from surrogate.validation.statistics import ks_pvalue, wasserstein1_over_std
 
-__all__ = ["PDF_BINS", "RESOLVED_POWER_FLOOR", "condition_entry", "condition_observables_entry",
-           "conservation_comparison", "field_spread", "field_summary", "frechet_pair",
-           "minkowski_summary", "mode_coverage", "observable_summary", "resolved_shells",
+__all__ = ["PDF_BINS", "RANGE_THIRDS", "RESOLVED_POWER_FLOOR", "condition_entry",
+           "condition_observables_entry", "conservation_comparison", "field_spread",
+           "field_summary", "frechet_pair", "minkowski_summary", "mode_coverage",
+           "observable_summary", "range_summary", "range_third", "resolved_shells",
            "scatter_summary", "series_summary", "spectrum_summary", "violation_number",
            "w1_over_std_or_nan"]
 
@@ -38,6 +39,8 @@ __all__ = ["PDF_BINS", "RESOLVED_POWER_FLOOR", "condition_entry", "condition_obs
 RESOLVED_POWER_FLOOR = 1e-10
 #: histogram bins of the PDFs
 PDF_BINS = 64
+#: the thirds of a swept range (:func:`range_third`)
+RANGE_THIRDS = ("low end", "middle", "high end")
 
 
 def resolved_shells(reference: np.ndarray) -> np.ndarray:
@@ -175,6 +178,88 @@ def condition_entry(groups: ConditionGroups, g: int, members: Mapping[str, np.nd
             "spread_ratio": gen.spread.ratio_to(ref.spread),
             "spread": {"reference": ref.spread.spread(), "generated": gen.spread.spread()}}
     return entry
+
+
+def range_third(value: float, low: float, high: float, log_scale: bool = False) -> int:
+    """Which third of the range ``[low, high]`` holds ``value``: 0 (low end), 1 (middle)
+    or 2 (high end), by the position ``u = (p - low) / (high - low)`` (of ``ln p`` when
+    ``log_scale``): ``u < 1/3``, ``1/3 <= u < 2/3``, ``u >= 2/3`` (values outside the
+    range count as its nearest end)."""
+    scale = math.log if log_scale else float
+    position = (scale(value) - scale(low)) / (scale(high) - scale(low))
+    return min(max(math.floor(3 * position), 0), 2)
+
+
+def range_summary(conditions: Sequence[Mapping[str, Any]], declared: Sequence[Any],
+                  k: np.ndarray) -> dict[str, Any]:
+    """The ``range`` entry: the pooled spectrum error in each third of every swept range.
+
+    A pooled spectrum over all conditions hides a generator that is right on average and
+    wrong at each end (too much power at one end, too little at the other). For each
+    declared parameter that takes >= 3 distinct values over the compared conditions, the
+    conditions are split into thirds of ``[low, high]`` = their smallest and largest value
+    (:func:`range_third`; in ``ln p`` for a log-scaled parameter), and in each third the
+    two sides' mean spectra over all its snapshots are compared as the pooled spectrum is
+    (:func:`spectrum_summary`)::
+
+        P_side(third, k) = sum_{c in third} S_side(c, k) / sum_{c in third} n_side(c)
+
+    (``S``: the sum of a condition's snapshot spectra, ``n``: its snapshot count).
+
+    Args:
+        conditions: per compared condition ``{"parameters": {name: value}, "spectra":
+            {field: {"reference": (S (n_shells,), n), "generated": (S, n)}}}``.
+        declared: the schema's :class:`simulators.base.Parameter` s (names, ``log_scale``).
+        k: (n_shells,) shell wavenumbers.
+    Returns:
+        ``{name: {"low", "high", "log_scale", "thirds": {label: {"conditions", "values"
+        ([smallest, largest] or None), "fields": {field: {"spectrum_rel_error_median",
+        "ratio" (P_gen / P_ref per shell, NaN where unresolved)}}}}, "end_over_middle":
+        {field: larger end's error / the middle's}}}`` (labels :data:`RANGE_THIRDS`).
+    """
+    result: dict[str, Any] = {}
+    fields = list(conditions[0]["spectra"]) if conditions else []
+    for parameter in declared:
+        values = np.array([c["parameters"].get(parameter.name, math.nan) for c in conditions],
+                          dtype=np.float64)
+        if not np.all(np.isfinite(values)) or np.unique(values).size < 3:
+            continue
+        low, high = float(values.min()), float(values.max())
+        log = bool(parameter.log_scale) and low > 0
+        third = np.array([range_third(v, low, high, log) for v in values])
+        thirds: dict[str, Any] = {}
+        for index, label in enumerate(RANGE_THIRDS):
+            members = [c for c, t in zip(conditions, third, strict=True) if t == index]
+            entry: dict[str, Any] = {
+                "conditions": len(members),
+                "values": ([float(values[third == index].min()),
+                            float(values[third == index].max())] if members else None),
+                "fields": {}}
+            for name in fields:
+                if not members:
+                    entry["fields"][name] = {"spectrum_rel_error_median": math.nan,
+                                             "ratio": np.full(k.size, math.nan)}
+                    continue
+                mean = {side: sum(c["spectra"][name][side][0] for c in members)
+                        / sum(c["spectra"][name][side][1] for c in members)
+                        for side in ("reference", "generated")}
+                summary = spectrum_summary(k, mean["reference"], mean["generated"])
+                resolved = resolved_shells(mean["reference"])
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ratio = np.where(resolved, mean["generated"] / mean["reference"], math.nan)
+                entry["fields"][name] = {"spectrum_rel_error_median":
+                                         summary["rel_error_median"], "ratio": ratio}
+            thirds[label] = entry
+        ratios = {}
+        for name in fields:
+            middle = thirds["middle"]["fields"][name]["spectrum_rel_error_median"]
+            ends = [thirds[label]["fields"][name]["spectrum_rel_error_median"]
+                    for label in (RANGE_THIRDS[0], RANGE_THIRDS[2])]
+            ends = [end for end in ends if not math.isnan(end)]
+            ratios[name] = (max(ends) / middle if ends and middle > 0 else math.nan)
+        result[parameter.name] = {"low": low, "high": high, "log_scale": log,
+                                  "thirds": thirds, "end_over_middle": ratios}
+    return result
 
 
 def field_spread(sides: Mapping[str, SideAccumulator], per_condition: Sequence[Mapping[str, Any]],

@@ -18,10 +18,13 @@ from simulators.sweep import SweepSpec, run_sweep
 from surrogate.cli import main
 from surrogate.validation.report import (
     DEFAULT_THRESHOLDS,
+    RANGE_THIRDS,
     load_thresholds,
+    range_third,
     validate_files,
     write_report,
 )
+from surrogate.validation.spectra import field_power_spectrum
 from tests._files import modified_copy
 
 
@@ -279,6 +282,72 @@ def test_ignoring_the_condition_fails_per_condition_but_not_pooled(grf_sweep):
     assert ("per_condition_spectrum_rel_error_median", "delta") in failed
     assert ("spectrum_rel_error_median", "delta") not in failed
     assert report["fields"]["delta"]["spectrum"]["rel_error_median"] < 1e-12
+
+
+def test_range_thirds_find_a_generator_wrong_at_one_end_only(grf_sweep):
+    """Independent samples everywhere but the high-end third of the spectral index, whose
+    fields are scaled by 1.3 (power x 1.69): that third's pooled spectrum error is 0.69,
+    the other two sit at their floor, and the pooled error over all conditions dilutes it."""
+    root, reference, independent = grf_sweep
+    with FieldStore(independent) as store:
+        index = store.parameters()["spectral_index"]
+    high_end = index >= index.min() + 2 * (index.max() - index.min()) / 3
+    factor = np.where(high_end, 1.3, 1.0)[:, None, None, None]
+    broken = modified_copy(independent, root / "high_end_scaled.h5",
+                           lambda name, v: v * factor)
+    report = validate_files(reference, broken).report
+    entry = report["range"]["spectral_index"]
+    thirds = entry["thirds"]
+    assert [thirds[label]["conditions"] for label in RANGE_THIRDS] == [2, 2, 2]
+    assert thirds["high end"]["fields"]["delta"]["spectrum_rel_error_median"] == \
+        pytest.approx(0.69, abs=0.08)
+    for label in ("low end", "middle"):
+        numbers = thirds[label]["fields"]["delta"]
+        assert numbers["spectrum_rel_error_median"] < 0.15
+        assert numbers["floor"] is not None and numbers["floor"] < 0.2
+    assert entry["end_over_middle"]["delta"] > 4
+    assert report["fields"]["delta"]["spectrum"]["rel_error_median"] < \
+        thirds["high end"]["fields"]["delta"]["spectrum_rel_error_median"] / 2
+    # the same file unbroken: every third near its floor
+    clean = validate_files(reference, independent).report["range"]["spectral_index"]
+    for third in clean["thirds"].values():
+        assert third["fields"]["delta"]["spectrum_rel_error_median"] < 0.15
+
+
+def test_range_thirds_pool_the_spectra_of_their_conditions(grf_sweep):
+    """Each third's spectrum ratio equals the ratio of the mean spectra of its snapshots,
+    computed directly from the files."""
+    _, reference, independent = grf_sweep
+    report = validate_files(reference, independent, reference_halves=False).report
+    entry = report["range"]["spectral_index"]
+    with FieldStore(reference) as ref_store, FieldStore(independent) as gen_store:
+        index = ref_store.parameters()["spectral_index"]
+        box = ref_store.box_size
+        means = {}
+        for side, store in (("reference", ref_store), ("generated", gen_store)):
+            values = store.read("delta")                       # (B, T, N, N)
+            k, power = field_power_spectrum(values.reshape(-1, *values.shape[2:]), box)
+            means[side] = power.reshape(values.shape[0], values.shape[1], -1)
+    low, high = index.min(), index.max()
+    for number, label in enumerate(RANGE_THIRDS):
+        members = np.array([range_third(v, low, high) == number for v in index])
+        ref = means["reference"][members].mean(axis=(0, 1))
+        gen = means["generated"][members].mean(axis=(0, 1))
+        ratio = np.array(entry["thirds"][label]["fields"]["delta"]["ratio"], dtype=float)
+        resolved = np.isfinite(ratio)
+        assert resolved.sum() >= k.size - 2
+        np.testing.assert_allclose(ratio[resolved], (gen / ref)[resolved], rtol=1e-10)
+    assert "floor" not in entry["thirds"]["middle"]["fields"]["delta"]
+
+
+def test_range_third_positions():
+    assert [range_third(v, 1.0, 4.0) for v in (1.0, 1.99, 2.0, 2.99, 3.0, 4.0)] == \
+        [0, 0, 1, 1, 2, 2]
+    assert [range_third(v, 1.0, 4.0) for v in (0.5, 5.0)] == [0, 2]
+    # log scale: the thirds of [1e-3, 1e-2] in ln p meet at 10^-2.667 and 10^-2.333
+    assert [range_third(v, 1e-3, 1e-2, log_scale=True) for v in (2.1e-3, 2.2e-3, 4.7e-3)] \
+        == [0, 1, 2]
+    assert range_third(5.4e-3, 1e-3, 1e-2) == 1        # the same value, linear thirds
 
 
 @pytest.fixture(scope="module")
