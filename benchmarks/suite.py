@@ -55,7 +55,7 @@ from benchmarks import gan_throughput, lean_generator, validation_throughput
 from benchmarks.output import RESULTS, write_results
 from surrogate.quickstart import QuickstartPlan, default_plan, quickstart
 from surrogate.train import read_metrics, resolve_device, score_noise_summary
-from surrogate.validation.report import RANGE_THIRDS, range_third
+from surrogate.validation.report import RANGE_THIRDS, end_over_middle, range_third
 
 PARTS = ("speed", "training", "validation", "fidelity", "lean")
 
@@ -259,13 +259,9 @@ def range_positions(report: dict[str, Any], sweep: dict[str, Sequence[float]]
                              "values": ([members[0]["value"], members[-1]["value"]]
                                         if members else None),
                              "spectrum_rel_error_median": errors}
-        middle = thirds["middle"]["spectrum_rel_error_median"]
-        ratio = {}
-        for field, value in middle.items():
-            ends = [thirds[label]["spectrum_rel_error_median"].get(field)
-                    for label in ("low end", "high end")]
-            ends = [end for end in ends if end is not None]
-            ratio[field] = max(ends) / value if ends and value else None
+        ratio = {field: end_over_middle({label: third["spectrum_rel_error_median"].get(field)
+                                         for label, third in thirds.items()})
+                 for field in rows[0]["spectrum_rel_error_median"]}
         result[name] = {"thirds": thirds, "end_over_middle": ratio, "conditions": rows}
     return result
 

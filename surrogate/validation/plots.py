@@ -349,7 +349,9 @@ def _range_figure(report: Mapping[str, Any], directory: Path) -> str | None:
                 ax.axhspan(1 - threshold, 1 + threshold, color="tab:green", alpha=0.15)
             ax.set_ylim(0, min(max(2.0, 1.1 * highest), 5.0))
             ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.set_title(f"{name} across {parameter}", fontsize=9)
+            ax.set_title(f"{name} across {parameter}"
+                         + (f" (ratio up to {highest:.3g}, clipped at 5)" if highest > 5
+                            else ""), fontsize=9)
             ax.set_xlabel("k [1/length]")
             ax.set_ylabel("P_gen / P_ref")
             ax.legend(frameon=False, fontsize=7)

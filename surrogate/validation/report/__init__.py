@@ -99,6 +99,7 @@ from surrogate.validation.report.engine import (
 from surrogate.validation.report.floor import attach_floor
 from surrogate.validation.report.summaries import (
     RANGE_THIRDS,
+    end_over_middle,
     range_summary,
     range_third,
     spectrum_summary,
@@ -112,6 +113,6 @@ from surrogate.validation.report.thresholds import (
 from surrogate.validation.report.writer import write_report
 
 __all__ = ["DEFAULT_THRESHOLDS", "RANGE_THIRDS", "REPORT_VERSION", "THRESHOLD_DOCS",
-           "ValidationResult", "attach_floor", "json_safe", "load_thresholds", "noise_floor",
-           "range_summary", "range_third", "resolve_thresholds", "spectrum_summary",
-           "validate_files", "write_report"]
+           "ValidationResult", "attach_floor", "end_over_middle", "json_safe",
+           "load_thresholds", "noise_floor", "range_summary", "range_third",
+           "resolve_thresholds", "spectrum_summary", "validate_files", "write_report"]

@@ -42,7 +42,7 @@ def attach_floor(report: dict[str, Any], floor: dict[str, Any] | None) -> None:
     ``fields.NAME.temporal_change_ratio_floor``, ``conservation.KEY.floor``,
     ``mode_coverage.floor``, ``frechet_physics_distance_floor``,
     ``range.NAME.thirds.LABEL.fields.FIELD.floor`` and ``range.NAME.end_over_middle_floor``
-    (where the floor compared the same thirds); ``report["floor"]``
+    (``None`` unless the floor's thirds hold the same conditions); ``report["floor"]``
     says where the floor came from (or why there is none) and lists the checks whose
     floor exceeds a third of their threshold (for ratios, a third of the threshold's
     distance from 1 on a log scale): ``too_noisy``, where the reference is too small to
@@ -81,13 +81,16 @@ def attach_floor(report: dict[str, Any], floor: dict[str, Any] | None) -> None:
         theirs = other.get("range", {}).get(name)
         if theirs is None:
             continue
+        # the floor's thirds are the report's when they hold the same conditions
+        same = all(theirs["thirds"].get(label, {}).get("values") == third["values"]
+                   and theirs["thirds"][label]["conditions"] == third["conditions"]
+                   for label, third in entry["thirds"].items())
         for label, third in entry["thirds"].items():
-            their_third = theirs["thirds"].get(label, {})
-            same = their_third.get("values") == third["values"]
             for field, numbers in third["fields"].items():
-                numbers["floor"] = (their_third["fields"].get(field, {})
+                numbers["floor"] = (theirs["thirds"][label]["fields"].get(field, {})
                                     .get("spectrum_rel_error_median") if same else None)
-        entry["end_over_middle_floor"] = theirs["end_over_middle"]
+        entry["end_over_middle_floor"] = (theirs["end_over_middle"] if same
+                                          else dict.fromkeys(entry["end_over_middle"]))
     report["floor"] = {"source": floor["source"], "path": floor["path"],
                        "counts": floor["counts"], "too_noisy": too_noisy,
                        "passed": other["passed"], "failures": other["failures"]}

@@ -29,11 +29,11 @@ from surrogate.validation.spectra import band_masks, band_summary, spectrum_rela
 from surrogate.validation.statistics import ks_pvalue, wasserstein1_over_std
 
 __all__ = ["PDF_BINS", "RANGE_THIRDS", "RESOLVED_POWER_FLOOR", "condition_entry",
-           "condition_observables_entry", "conservation_comparison", "field_spread",
-           "field_summary", "frechet_pair", "minkowski_summary", "mode_coverage",
-           "observable_summary", "range_summary", "range_third", "resolved_shells",
-           "scatter_summary", "series_summary", "spectrum_summary", "violation_number",
-           "w1_over_std_or_nan"]
+           "condition_observables_entry", "conservation_comparison", "end_over_middle",
+           "field_spread", "field_summary", "frechet_pair", "minkowski_summary",
+           "mode_coverage", "observable_summary", "range_summary", "range_third",
+           "resolved_shells", "scatter_summary", "series_summary", "spectrum_summary",
+           "violation_number", "w1_over_std_or_nan"]
 
 #: shells with reference power below this fraction of the largest shell are not compared
 RESOLVED_POWER_FLOOR = 1e-10
@@ -41,6 +41,8 @@ RESOLVED_POWER_FLOOR = 1e-10
 PDF_BINS = 64
 #: the thirds of a swept range (:func:`range_third`)
 RANGE_THIRDS = ("low end", "middle", "high end")
+#: a position this close below a third's border (in units of the range) counts as on it
+RANGE_BORDER_TOLERANCE = 1e-9
 
 
 def resolved_shells(reference: np.ndarray) -> np.ndarray:
@@ -183,39 +185,67 @@ def condition_entry(groups: ConditionGroups, g: int, members: Mapping[str, np.nd
 def range_third(value: float, low: float, high: float, log_scale: bool = False) -> int:
     """Which third of the range ``[low, high]`` holds ``value``: 0 (low end), 1 (middle)
     or 2 (high end), by the position ``u = (p - low) / (high - low)`` (of ``ln p`` when
-    ``log_scale``): ``u < 1/3``, ``1/3 <= u < 2/3``, ``u >= 2/3`` (values outside the
-    range count as its nearest end)."""
+    ``log_scale``): ``u < 1/3``, ``1/3 <= u < 2/3``, ``u >= 2/3``, a value within 1e-9
+    (relative to the range) below a border counting as on it, so that evenly spaced
+    values are split evenly whatever the rounding of ``u``; values outside the range
+    count as its nearest end.
+
+    Raises:
+        ZeroDivisionError: ``high == low``; ValueError: ``log_scale`` with a value or
+        bound <= 0.
+    """
     scale = math.log if log_scale else float
     position = (scale(value) - scale(low)) / (scale(high) - scale(low))
-    return min(max(math.floor(3 * position), 0), 2)
+    return min(max(math.floor(3 * position + RANGE_BORDER_TOLERANCE), 0), 2)
+
+
+def end_over_middle(errors: Mapping[str, float | None]) -> float | None:
+    """The larger of the two ends' errors over the middle's, ``{label: error}`` with the
+    labels of :data:`RANGE_THIRDS`; ``None`` where it is undefined (no end, a middle that
+    is missing, NaN or 0)."""
+    def defined(value: float | None) -> bool:
+        return value is not None and not math.isnan(value)
+
+    middle = errors.get(RANGE_THIRDS[1])
+    ends = [errors.get(label) for label in (RANGE_THIRDS[0], RANGE_THIRDS[2])]
+    ends = [end for end in ends if defined(end)]
+    if not ends or not defined(middle) or middle <= 0:
+        return None
+    return max(ends) / middle
 
 
 def range_summary(conditions: Sequence[Mapping[str, Any]], declared: Sequence[Any],
                   k: np.ndarray) -> dict[str, Any]:
-    """The ``range`` entry: the pooled spectrum error in each third of every swept range.
+    """The ``range`` entry: the spectrum error in each third of every swept range.
 
     A pooled spectrum over all conditions hides a generator that is right on average and
     wrong at each end (too much power at one end, too little at the other). For each
     declared parameter that takes >= 3 distinct values over the compared conditions, the
     conditions are split into thirds of ``[low, high]`` = their smallest and largest value
-    (:func:`range_third`; in ``ln p`` for a log-scaled parameter), and in each third the
-    two sides' mean spectra over all its snapshots are compared as the pooled spectrum is
-    (:func:`spectrum_summary`)::
+    (:func:`range_third`; in ``ln p`` for a log-scaled parameter with ``low > 0``), and
+    in each third the two sides' mean spectra are compared as the pooled spectrum is
+    (:func:`spectrum_summary`). Both sides weight a condition ``c`` of the third by its
+    reference snapshots, so that a generated file with more samples at some conditions
+    than at others is not read as a spectrum error::
 
-        P_side(third, k) = sum_{c in third} S_side(c, k) / sum_{c in third} n_side(c)
+        w_c = n_ref(c) / sum_{c' in third} n_ref(c')
+        P_side(third, k) = sum_{c in third} w_c S_side(c, k) / n_side(c)
 
-    (``S``: the sum of a condition's snapshot spectra, ``n``: its snapshot count).
+    (``S``: the sum of a condition's snapshot spectra, ``n``: its snapshot count; for the
+    reference this is the plain mean over the third's snapshots).
 
     Args:
         conditions: per compared condition ``{"parameters": {name: value}, "spectra":
-            {field: {"reference": (S (n_shells,), n), "generated": (S, n)}}}``.
+            {field: {"reference": (S (n_shells,), n), "generated": (S, n)}}}``, ``n >= 1``
+            on both sides.
         declared: the schema's :class:`simulators.base.Parameter` s (names, ``log_scale``).
         k: (n_shells,) shell wavenumbers.
     Returns:
         ``{name: {"low", "high", "log_scale", "thirds": {label: {"conditions", "values"
         ([smallest, largest] or None), "fields": {field: {"spectrum_rel_error_median",
         "ratio" (P_gen / P_ref per shell, NaN where unresolved)}}}}, "end_over_middle":
-        {field: larger end's error / the middle's}}}`` (labels :data:`RANGE_THIRDS`).
+        {field: :func:`end_over_middle` of the thirds' errors}}}`` (labels
+        :data:`RANGE_THIRDS`; an empty third has NaN errors and ratios).
     """
     result: dict[str, Any] = {}
     fields = list(conditions[0]["spectra"]) if conditions else []
@@ -240,8 +270,11 @@ def range_summary(conditions: Sequence[Mapping[str, Any]], declared: Sequence[An
                     entry["fields"][name] = {"spectrum_rel_error_median": math.nan,
                                              "ratio": np.full(k.size, math.nan)}
                     continue
-                mean = {side: sum(c["spectra"][name][side][0] for c in members)
-                        / sum(c["spectra"][name][side][1] for c in members)
+                counts = np.array([c["spectra"][name]["reference"][1] for c in members],
+                                  dtype=np.float64)
+                weights = counts / counts.sum()
+                mean = {side: sum(w * c["spectra"][name][side][0] / c["spectra"][name][side][1]
+                                  for w, c in zip(weights, members, strict=True))
                         for side in ("reference", "generated")}
                 summary = spectrum_summary(k, mean["reference"], mean["generated"])
                 resolved = resolved_shells(mean["reference"])
@@ -250,13 +283,9 @@ def range_summary(conditions: Sequence[Mapping[str, Any]], declared: Sequence[An
                 entry["fields"][name] = {"spectrum_rel_error_median":
                                          summary["rel_error_median"], "ratio": ratio}
             thirds[label] = entry
-        ratios = {}
-        for name in fields:
-            middle = thirds["middle"]["fields"][name]["spectrum_rel_error_median"]
-            ends = [thirds[label]["fields"][name]["spectrum_rel_error_median"]
-                    for label in (RANGE_THIRDS[0], RANGE_THIRDS[2])]
-            ends = [end for end in ends if not math.isnan(end)]
-            ratios[name] = (max(ends) / middle if ends and middle > 0 else math.nan)
+        ratios = {name: end_over_middle({label: thirds[label]["fields"][name]
+                                         ["spectrum_rel_error_median"] for label in thirds})
+                  for name in fields}
         result[parameter.name] = {"low": low, "high": high, "log_scale": log,
                                   "thirds": thirds, "end_over_middle": ratios}
     return result
