@@ -7,7 +7,10 @@ What is compared, per field (a vector field's one-point statistics pool its two
 components; its spectrum is the sum of the component spectra, i.e. twice the
 kinetic-energy spectrum; its morphology uses ``|u|``):
 
-* **spectrum**: mean power spectrum over all matched snapshots of each file, relative
+* **spectrum**: mean power spectrum over all matched snapshots of each file (the
+  generated side's mean at each condition weighted by the reference's snapshots there,
+  :func:`.summaries.condition_weighted_spectra`, so that unequal numbers of generated
+  samples per condition do not read as an error), relative
   error per shell ``(P_gen - P_ref) / P_ref`` over the *resolved* shells (those whose
   reference power exceeds ``RESOLVED_POWER_FLOOR`` times the largest shell power:
   dealiased or round-off-level shells carry no physics), its median and max, and the

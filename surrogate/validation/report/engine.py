@@ -57,6 +57,7 @@ from surrogate.validation.report.inputs import (
 from surrogate.validation.report.summaries import (
     condition_entry,
     condition_observables_entry,
+    condition_weighted_spectra,
     conservation_comparison,
     field_spread,
     field_summary,
@@ -246,7 +247,7 @@ def compare_stores(ref_store: FieldStore, gen_store: FieldStore, limits: Mapping
     sample_groups = _sample_groups(groups, matched)
     sample_labels: list[str] = []
     per_condition = []
-    range_conditions = []        # each condition's summed spectra, for the ``range`` entry
+    range_conditions = []        # each condition's summed spectra (pooled and ``range``)
     neighbours = _neighbour_pairs(groups, matched)
     neighbour_spread = {spec.name: NeighbourSpread() for spec in specs}
 
@@ -297,9 +298,9 @@ def compare_stores(ref_store: FieldStore, gen_store: FieldStore, limits: Mapping
     conservation = conservation_comparison(ref_store, gen_store, ref_indices, gen_indices)
 
     say("summaries")
-    fields_report = {spec.name: field_summary(sides["reference"].fields[spec.name],
-                                              sides["generated"].fields[spec.name], spec, k, r)
-                     for spec in specs}
+    fields_report = {spec.name: field_summary(
+        sides["reference"].fields[spec.name], sides["generated"].fields[spec.name], spec, k, r,
+        spectra=condition_weighted_spectra(range_conditions, spec.name)) for spec in specs}
     checks = field_checks(fields_report, limits)
     conservation, checked = conservation_checks(conservation, limits)
     checks += checked

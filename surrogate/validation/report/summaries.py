@@ -29,7 +29,8 @@ from surrogate.validation.spectra import band_masks, band_summary, spectrum_rela
 from surrogate.validation.statistics import ks_pvalue, wasserstein1_over_std
 
 __all__ = ["PDF_BINS", "RANGE_THIRDS", "RESOLVED_POWER_FLOOR", "condition_entry",
-           "condition_observables_entry", "conservation_comparison", "end_over_middle",
+           "condition_observables_entry", "condition_weighted_spectra",
+           "conservation_comparison", "end_over_middle",
            "field_spread", "field_summary", "frechet_pair", "minkowski_summary",
            "mode_coverage", "observable_summary", "range_summary", "range_third",
            "resolved_shells", "scatter_summary", "series_summary", "spectrum_summary",
@@ -118,12 +119,18 @@ def w1_over_std_or_nan(generated: np.ndarray, reference: np.ndarray) -> float:
 
 
 def field_summary(reference: FieldAccumulator, generated: FieldAccumulator, spec: Any,
-                  k: np.ndarray, r: np.ndarray) -> dict[str, Any]:
+                  k: np.ndarray, r: np.ndarray,
+                  spectra: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
     """One field's ``spectrum`` (with its ``scatter``), ``pdf``, ``moments``,
     ``correlation`` entries, and its ``temporal_change`` and ``temporal_change_ratio``
-    when there are >= 2 times."""
+    when there are >= 2 times. ``spectra``: the two sides' mean spectra
+    (``{"reference", "generated"}``, e.g. :func:`condition_weighted_spectra`); by
+    default each side's mean over its snapshots."""
     ref, gen = reference, generated
-    spectrum = spectrum_summary(k, ref.spectrum / ref.snapshots, gen.spectrum / gen.snapshots)
+    if spectra is None:
+        spectra = {"reference": ref.spectrum / ref.snapshots,
+                   "generated": gen.spectrum / gen.snapshots}
+    spectrum = spectrum_summary(k, spectra["reference"], spectra["generated"])
     spectrum["scatter"] = scatter_summary(k, ref.spectrum / ref.snapshots, ref, gen)
     ref_values, gen_values = ref.samples.values(), gen.samples.values()
     low, high = min(ref.low, gen.low), max(ref.high, gen.high)
@@ -214,6 +221,27 @@ def end_over_middle(errors: Mapping[str, float | None]) -> float | None:
     return max(ends) / middle
 
 
+def condition_weighted_spectra(conditions: Sequence[Mapping[str, Any]], name: str
+                               ) -> dict[str, np.ndarray]:
+    """Both sides' mean spectra of field ``name`` over ``conditions``, each condition
+    weighted by its reference snapshots (see :func:`range_summary` for the layout)::
+
+        w_c = n_ref(c) / sum_c' n_ref(c'),    P_side(k) = sum_c w_c S_side(c, k) / n_side(c)
+
+    For the reference this is the plain mean over its snapshots; the generated side
+    integrates the generator's mean spectrum at each condition against the reference's
+    distribution of conditions, so more generated samples at some conditions than at
+    others do not read as a spectrum error. Returns ``{"reference", "generated"}``,
+    (n_shells,) each.
+    """
+    counts = np.array([c["spectra"][name]["reference"][1] for c in conditions],
+                      dtype=np.float64)
+    weights = counts / counts.sum()
+    return {side: sum(w * c["spectra"][name][side][0] / c["spectra"][name][side][1]
+                      for w, c in zip(weights, conditions, strict=True))
+            for side in ("reference", "generated")}
+
+
 def range_summary(conditions: Sequence[Mapping[str, Any]], declared: Sequence[Any],
                   k: np.ndarray) -> dict[str, Any]:
     """The ``range`` entry: the spectrum error in each third of every swept range.
@@ -224,15 +252,14 @@ def range_summary(conditions: Sequence[Mapping[str, Any]], declared: Sequence[An
     conditions are split into thirds of ``[low, high]`` = their smallest and largest value
     (:func:`range_third`; in ``ln p`` for a log-scaled parameter with ``low > 0``), and
     in each third the two sides' mean spectra are compared as the pooled spectrum is
-    (:func:`spectrum_summary`). Both sides weight a condition ``c`` of the third by its
-    reference snapshots, so that a generated file with more samples at some conditions
-    than at others is not read as a spectrum error::
+    (:func:`spectrum_summary`), both weighting a condition ``c`` of the third by its
+    reference snapshots (:func:`condition_weighted_spectra`), so that a generated file
+    with more samples at some conditions than at others is not read as a spectrum error::
 
         w_c = n_ref(c) / sum_{c' in third} n_ref(c')
         P_side(third, k) = sum_{c in third} w_c S_side(c, k) / n_side(c)
 
-    (``S``: the sum of a condition's snapshot spectra, ``n``: its snapshot count; for the
-    reference this is the plain mean over the third's snapshots).
+    (``S``: the sum of a condition's snapshot spectra, ``n``: its snapshot count).
 
     Args:
         conditions: per compared condition ``{"parameters": {name: value}, "spectra":
@@ -270,12 +297,7 @@ def range_summary(conditions: Sequence[Mapping[str, Any]], declared: Sequence[An
                     entry["fields"][name] = {"spectrum_rel_error_median": math.nan,
                                              "ratio": np.full(k.size, math.nan)}
                     continue
-                counts = np.array([c["spectra"][name]["reference"][1] for c in members],
-                                  dtype=np.float64)
-                weights = counts / counts.sum()
-                mean = {side: sum(w * c["spectra"][name][side][0] / c["spectra"][name][side][1]
-                                  for w, c in zip(weights, members, strict=True))
-                        for side in ("reference", "generated")}
+                mean = condition_weighted_spectra(members, name)
                 summary = spectrum_summary(k, mean["reference"], mean["generated"])
                 resolved = resolved_shells(mean["reference"])
                 with np.errstate(divide="ignore", invalid="ignore"):

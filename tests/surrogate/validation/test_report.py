@@ -313,6 +313,37 @@ def test_range_thirds_find_a_generator_wrong_at_one_end_only(grf_sweep):
         assert third["fields"]["delta"]["spectrum_rel_error_median"] < 0.15
 
 
+def test_unequal_samples_per_condition_are_weighted_like_the_reference(grf_sweep):
+    """A second simulator ensemble with 1 and 7 trajectories at alternate conditions
+    (the reference has 4 each): pooling its snapshots would weight the conditions 1 : 7
+    and read a pooled spectrum error of ~0.4; weighted by the reference's counts it reads
+    as an ensemble should, and so does every third of the range."""
+    root, reference, _ = grf_sweep
+    with FieldStore(reference) as store:
+        index = np.unique(store.parameters()["spectral_index"])
+    counts = np.tile([1, 7], index.size // 2)
+    values = np.repeat(index, counts)
+    simulator = simulators.get("gaussian_random_field")
+    grid, times = simulator.make_grid(64), simulator.snapshot_times(simulator.default_t_end, 1)
+    parameters = {"spectral_index": values, "amplitude": np.full(values.size, 0.2)}
+    seeds = list(range(300, 300 + values.size))
+    fields = simulator.simulate(parameters, grid, times, seeds)
+    path = root / "unequal.h5"
+    schema = StoreSchema.from_simulator(simulator, grid, times)
+    with FieldStoreWriter(path, schema, values.size, Provenance("test", seed=0)) as writer:
+        for b in range(values.size):
+            writer.write(b, {k: float(v[b]) for k, v in parameters.items()},
+                         {k: v[b] for k, v in fields.items()}, seeds[b])
+    report = validate_files(reference, path).report
+    assert sorted((c["parameters"]["spectral_index"], c["n_generated"])
+                  for c in report["per_condition"]) == pytest.approx(
+        list(zip(index, counts, strict=True)))
+    for name in ("delta", "density"):
+        assert report["fields"][name]["spectrum"]["rel_error_median"] < 0.12
+        for third in report["range"]["spectral_index"]["thirds"].values():
+            assert third["fields"][name]["spectrum_rel_error_median"] < 0.2
+
+
 def test_range_thirds_pool_the_spectra_of_their_conditions(grf_sweep):
     """Each third's spectrum ratio equals the ratio of the mean spectra of its snapshots,
     computed directly from the files."""
