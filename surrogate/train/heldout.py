@@ -20,6 +20,7 @@ from surrogate.constraints import OutputHeads
 from surrogate.data import TrainingData, to_store_layout
 from surrogate.train.config import TrainConfig
 from surrogate.train.scoring import physics_score, two_draw_score
+from surrogate.validation.report.summaries import sign_symmetric
 
 __all__ = ["HeldOutScorer"]
 
@@ -47,6 +48,8 @@ class HeldOutScorer:
         self.device = device
         self.autocast = autocast
         self.temporal = temporal
+        #: the system declares a global sign symmetry: W1 compares sign-symmetrised values
+        self.sign_symmetric = sign_symmetric(data.schema.system)
 
     @staticmethod
     def validation_indices(dataset, count: int) -> np.ndarray:
@@ -138,7 +141,8 @@ class HeldOutScorer:
             pairs = None if neighbours is None else {"generated": other,
                                                      "reference": neighbours}
             draws.append(physics_score(reference, first, ranks, self.data.schema.box_size,
-                                       pairs=pairs, increments=increments))
+                                       pairs=pairs, increments=increments,
+                                       sign_symmetric=self.sign_symmetric))
         return two_draw_score(*draws)
 
     def increments(self, dataset, indices: np.ndarray, reference: dict[str, np.ndarray],

@@ -463,6 +463,25 @@ def test_physics_score_is_zero_for_identical_and_positive_for_scaled_fields():
     assert score["score"] > 1.25
 
 
+def test_physics_score_w1_of_a_sign_symmetric_system_ignores_the_drawn_signs():
+    """+-1 spins whose snapshots drew other signs: unsymmetrised, W1 is the difference of
+    the net magnetisations; symmetrised (the system declares ``negate``) it is 0, and a
+    magnitude error (0.6 s) still counts."""
+    rng = np.random.default_rng(1)
+    spins = np.where(rng.random((8, 16, 16)) < 0.9, 1.0, -1.0)         # m = 0.8 each
+    signs = np.array([1, 1, 1, 1, 1, 1, -1, -1], dtype=float)[:, None, None]
+    redrawn = signs * spins
+    plain = physics_score({"spin": spins}, {"spin": redrawn}, {"spin": 0}, 1.0)
+    m_ref, m_gen = spins.mean(), redrawn.mean()
+    assert plain["spin/w1"] == pytest.approx(abs(m_ref - m_gen) / spins.std(), rel=1e-3)
+    symmetric = physics_score({"spin": spins}, {"spin": redrawn}, {"spin": 0}, 1.0,
+                              sign_symmetric=True)
+    assert symmetric["spin/w1"] == pytest.approx(0.0, abs=1e-12)
+    soft = physics_score({"spin": spins}, {"spin": 0.6 * redrawn}, {"spin": 0}, 1.0,
+                         sign_symmetric=True)
+    assert soft["spin/w1"] == pytest.approx(0.4, rel=1e-6)
+
+
 def test_physics_score_spread_term_punishes_a_generator_that_ignores_its_latent():
     generator = torch.Generator().manual_seed(1)
     draw = lambda: torch.randn(16, 32, 32, generator=generator).numpy()  # noqa: E731

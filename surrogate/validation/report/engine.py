@@ -67,6 +67,7 @@ from surrogate.validation.report.summaries import (
     observable_summary,
     range_summary,
     series_summary,
+    sign_symmetric,
 )
 from surrogate.validation.report.thresholds import resolve_thresholds
 from surrogate.validation.spectra import power_spectrum
@@ -246,6 +247,7 @@ def compare_stores(ref_store: FieldStore, gen_store: FieldStore, limits: Mapping
              for side, indices in zip(SIDES, (ref_indices, gen_indices), strict=True)}
     sample_groups = _sample_groups(groups, matched)
     sample_labels: list[str] = []
+    symmetric = sign_symmetric(schema.system)   # one-point PDFs over the declared sign
     per_condition = []
     range_conditions = []        # each condition's summed spectra (pooled and ``range``)
     neighbours = _neighbour_pairs(groups, matched)
@@ -283,7 +285,7 @@ def compare_stores(ref_store: FieldStore, gen_store: FieldStore, limits: Mapping
                     condition["generated"].fields[spec.name].spread.spread(),
                     int(members["generated"].size), pair, distance)
         add_condition_scatter(sides, condition)
-        entry = condition_entry(groups, g, members, condition, specs, k)
+        entry = condition_entry(groups, g, members, condition, specs, k, symmetric)
         if any(condition[side].observables for side in SIDES):
             entry["observables"] = condition_observables_entry(
                 schema.system, {side: condition[side].observables for side in SIDES},
@@ -300,7 +302,8 @@ def compare_stores(ref_store: FieldStore, gen_store: FieldStore, limits: Mapping
     say("summaries")
     fields_report = {spec.name: field_summary(
         sides["reference"].fields[spec.name], sides["generated"].fields[spec.name], spec, k, r,
-        spectra=condition_weighted_spectra(range_conditions, spec.name)) for spec in specs}
+        spectra=condition_weighted_spectra(range_conditions, spec.name), symmetric=symmetric)
+        for spec in specs}
     checks = field_checks(fields_report, limits)
     conservation, checked = conservation_checks(conservation, limits)
     checks += checked

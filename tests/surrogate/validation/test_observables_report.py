@@ -15,6 +15,8 @@ from surrogate.validation.observables import (
     system_observables,
 )
 from surrogate.validation.report import validate_files, write_report
+from surrogate.validation.report.summaries import one_point_values, sign_symmetric
+from surrogate.validation.statistics import wasserstein1_over_std
 from tests._files import modified_copy
 
 
@@ -107,6 +109,50 @@ def test_a_generator_that_produces_one_sign_only_fails(ising_files, tmp_path):
     assert not report["passed"]
     # the energy does not see it
     assert report["observables"]["energy_per_spin"]["w1_over_std"] < 0.5
+
+
+def test_the_one_point_pdf_of_a_sign_symmetric_system_does_not_see_the_drawn_signs(
+        ising_files, tmp_path):
+    """Ising declares the global sign symmetry. Negating a random half of the second
+    ensemble's snapshots (another equally valid draw of the signs) moves its net
+    magnetisation, which is all that an unsymmetrised W1 of +-1 spins measures; the
+    report compares the symmetrised PDFs (W1 exactly 0 for +-1 spins either way) and
+    keeps the sign balance to the mode coverage; the moments keep the values as drawn."""
+    _root, reference, independent = ising_files
+    rng = np.random.default_rng(3)
+
+    def redraw(spins):
+        signs = np.where(rng.random(spins.shape[:2]) < 0.5, -1.0, 1.0)
+        return signs[..., None, None] * spins
+
+    redrawn = modified_copy(independent, tmp_path / "redrawn.h5", lambda _, s: redraw(s))
+    report = validate_files(reference, redrawn).report
+    pdf = report["fields"]["spin"]["pdf"]
+    assert pdf["sign_symmetrised"] is True
+    assert pdf["w1_over_std"] == 0.0
+    assert all(c["fields"]["spin"]["w1_over_std"] == 0.0 for c in report["per_condition"])
+    np.testing.assert_allclose(pdf["reference"], pdf["reference"][::-1])   # symmetric bins
+    means = report["fields"]["spin"]["moments"]
+    assert means["reference"]["mean"] != means["generated"]["mean"]     # moments as drawn
+    assert report["mode_coverage"]["coverage"] > 0.5 and report["passed"], report["failures"]
+
+
+def test_symmetrised_values_keep_what_the_sign_leaves():
+    """Continuous values: a sample and its negation read W1 = 0 symmetrised (and twice
+    the mean's distance unsymmetrised), a scaled copy still reads the scale
+    (x 1.3 of a standard Gaussian: 0.3 E|x| = 0.3 sqrt(2 / pi))."""
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal(200_000) + 0.2
+    assert wasserstein1_over_std(-values, values) == pytest.approx(0.4, rel=0.02)
+    assert wasserstein1_over_std(one_point_values(-values, True),
+                                 one_point_values(values, True)) == pytest.approx(0, abs=1e-12)
+    gaussian = rng.standard_normal(200_000)
+    scaled = wasserstein1_over_std(one_point_values(1.3 * gaussian, True),
+                                   one_point_values(gaussian, True))
+    assert scaled == pytest.approx(0.3 * np.sqrt(2 / np.pi), rel=0.03)
+    assert one_point_values(values, False) is values
+    assert sign_symmetric("ising") and not sign_symmetric("gaussian_random_field")
+    assert not sign_symmetric("not_a_system")
 
 
 def test_state_switching_between_snapshots_is_reported(ising_files, tmp_path):
