@@ -25,7 +25,10 @@ kinetic-energy spectrum; its morphology uses ``|u|``):
   given a floor; not gated by default (``spectrum_scatter_ratio_min`` / ``_max``);
 * **pdf**: histograms on common edges, W1 over the reference std and the two-sample KS
   p-value on at most ``MAX_POOLED_VALUES`` values per file (a fixed stride through
-  the stream);
+  the stream); for a system that declares a global sign symmetry (``negate``, e.g.
+  Ising) both sides' values pooled with their negatives (``sign_symmetrised``,
+  :func:`.summaries.one_point_values`): the sign balance of a finite ensemble is
+  sampling noise there, and the mode coverage judges it;
 * **moments**: mean, std, skewness, excess kurtosis of all values (exact running sums
   in float64 around the reference mean);
 * **correlation**: the isotropic auto-covariance ``xi(r)`` averaged over snapshots;
