@@ -206,6 +206,7 @@ def _fidelity_entry(summary: dict[str, Any], report: dict[str, Any]) -> dict[str
             "held_out_conditions": report["counts"]["matched_conditions"],
             "reference_trajectories": report["counts"]["matched_reference_trajectories"],
             "range_positions": range_positions(report, summary["plan"].get("sweep", {})),
+            "range_pooled": pooled_range(report),
             "stage_seconds": {k: v["seconds"] for k, v in summary["stages"].items()},
             "plan": summary["plan"]}
 
@@ -264,6 +265,23 @@ def range_positions(report: dict[str, Any], sweep: dict[str, Sequence[float]]
                  for field in rows[0]["spectrum_rel_error_median"]}
         result[name] = {"thirds": thirds, "end_over_middle": ratio, "conditions": rows}
     return result
+
+
+def pooled_range(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The report's own ``range`` entry without its per-shell ratios: per swept parameter
+    and third, the conditions, values and per field the pooled spectrum error with its
+    floor; ``end_over_middle`` and its floor."""
+    return {name: {"thirds": {label: {"conditions": third["conditions"],
+                                      "values": third["values"],
+                                      "fields": {field: {
+                                          "spectrum_rel_error_median":
+                                              numbers["spectrum_rel_error_median"],
+                                          "floor": numbers.get("floor")}
+                                          for field, numbers in third["fields"].items()}}
+                              for label, third in entry["thirds"].items()},
+                   "end_over_middle": entry["end_over_middle"],
+                   "end_over_middle_floor": entry.get("end_over_middle_floor")}
+            for name, entry in (report.get("range") or {}).items()}
 
 
 def _validation_score(run: Path) -> dict[str, Any]:
@@ -572,13 +590,34 @@ def _range_table(fidelity_results: dict[str, Any]) -> list[str]:
                     rows.append(f"| {system} | {parameter} | {field} | "
                                 f"{record['training_seed']} | " + " | ".join(cells)
                                 + f" | {_fmt(ratio)} |")
-    if not rows:
-        return []
-    return ["", "Held-out spectrum error median by where the condition lies in the swept "
-                "range (thirds of the range, log space for a log-scaled parameter; "
-                "(conditions)); the target is end / middle <= 1.5:", "",
-            "| system | parameter | field | training seed | low end | middle | high end "
-            "| end / middle |", "|---|---|---|---:|---:|---:|---:|---:|", *rows]
+    pooled = []
+    for system, entry in fidelity_results.items():
+        records = entry.get("repeats") or [{"training_seed": entry["plan"]["train"].get(
+            "seed", 0), "range_pooled": entry.get("range_pooled", {})}]
+        for record in records:
+            for parameter, value in (record.get("range_pooled") or {}).items():
+                thirds = value["thirds"]
+                floors = value.get("end_over_middle_floor") or {}
+                for field, ratio in value["end_over_middle"].items():
+                    cells = [f"{_fmt(thirds[label]['fields'][field]['spectrum_rel_error_median'])}"
+                             f" ({_fmt(thirds[label]['fields'][field].get('floor'))})"
+                             for label in RANGE_POSITIONS]
+                    pooled.append(f"| {system} | {parameter} | {field} | "
+                                  f"{record['training_seed']} | " + " | ".join(cells)
+                                  + f" | {_fmt(ratio)} ({_fmt(floors.get(field))}) |")
+    lines = []
+    if rows:
+        lines += ["", "Held-out spectrum error median by where the condition lies in the "
+                      "swept range (thirds of the range, log space for a log-scaled "
+                      "parameter; (conditions)); the target is end / middle <= 1.5:", "",
+                  "| system | parameter | field | training seed | low end | middle | high end "
+                  "| end / middle |", "|---|---|---|---:|---:|---:|---:|---:|", *rows]
+    if pooled:
+        lines += ["", "The report's own thirds (`range`: spectra pooled over the conditions "
+                      "of each third of the compared values, floor in brackets):", "",
+                  "| system | parameter | field | training seed | low end | middle | high end "
+                  "| end / middle |", "|---|---|---|---:|---:|---:|---:|---:|", *pooled]
+    return lines
 
 
 def merge_results(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

@@ -188,6 +188,23 @@ def test_range_positions_bin_held_out_conditions_by_thirds_of_the_swept_range():
                                  {"nu": (1e-3, 1e-2)}) == {}
 
 
+def test_the_report_s_own_thirds_reach_the_range_table_with_their_floors():
+    third = {"conditions": 2, "values": [1.0, 2.0],
+             "fields": {"u": {"spectrum_rel_error_median": 0.1, "ratio": [1.1, 0.9],
+                              "floor": 0.05}}}
+    report = {"range": {"spectral_index": {
+        "thirds": {"low end": third, "middle": {**third, "fields": {"u": {
+            "spectrum_rel_error_median": 0.05, "ratio": [1.0], "floor": 0.04}}},
+            "high end": third},
+        "end_over_middle": {"u": 2.0}, "end_over_middle_floor": {"u": 1.25}}}}
+    pooled = suite.pooled_range(report)
+    assert "ratio" not in pooled["spectral_index"]["thirds"]["low end"]["fields"]["u"]
+    lines = suite._range_table({"gaussian_random_field": {"repeats": [
+        {"training_seed": 0, "range_positions": {}, "range_pooled": pooled}]}})
+    assert "| gaussian_random_field | spectral_index | u | 0 | 0.1 (0.05) | 0.05 (0.04) | " \
+           "0.1 (0.05) | 2 (1.25) |" in lines
+
+
 def test_fidelity_jobs_run_every_seed_in_a_worker_and_keep_the_seed_order(tmp_path,
                                                                           monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
