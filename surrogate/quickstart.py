@@ -253,7 +253,9 @@ def quickstart(directory: str | os.PathLike = "quickstart", *, device: str = "au
         log: called with one line per stage event (default: silent).
     Returns:
         ``{"directory", "report", "report_json", "passed", "failures", "fields":
-        {name: {"spectrum_rel_error_median", "w1_over_std", "spread_ratio"}},
+        {name: {"spectrum_rel_error_median", "spectrum_rel_error_worst_third" (the
+        report's ``range``: the worst third of a swept range), "w1_over_std",
+        "spread_ratio"}},
         "stages": {stage: {"seconds", "reused"}}, "device", "plan"}``.
     Raises:
         ValueError: bad directory, device or plan (nothing already finished is lost).
@@ -333,7 +335,10 @@ def quickstart(directory: str | os.PathLike = "quickstart", *, device: str = "au
     stage("generate", 3, generated, sample)
     stage("validate", 4, directory / "report.json", judge)
     report = json.loads((directory / "report.json").read_text())
+    from surrogate.validation.report.summaries import worst_third
     fields = {name: {"spectrum_rel_error_median": entry["spectrum"]["rel_error_median"],
+                     "spectrum_rel_error_worst_third": worst_third(report.get("range") or {},
+                                                                   name),
                      "w1_over_std": entry["pdf"]["w1_over_std"],
                      "spread_ratio": entry["spread_ratio"]}
               for name, entry in report["fields"].items()}

@@ -139,6 +139,12 @@ def test_cli_quickstart_prints_the_headline_table(tmp_path, monkeypatch, capsys)
     assert saved["train"]["seed"] == 3
     out = capsys.readouterr().out
     assert "spectrum err" in out and "delta" in out and "density" in out
+    # the worst third of the swept range, as the report has it
+    worst = max(third["fields"]["delta"]["spectrum_rel_error_median"]
+                for third in report["range"]["spectral_index"]["thirds"].values()
+                if third["fields"]["delta"]["spectrum_rel_error_median"] is not None)
+    delta_row = next(line for line in out.splitlines() if line.strip().startswith("delta"))
+    assert delta_row.split()[2] == format(worst, ".3g")
     assert str(tmp_path / "qs" / "report.md") in out
 
 

@@ -35,7 +35,7 @@ __all__ = ["PDF_BINS", "RANGE_THIRDS", "RESOLVED_POWER_FLOOR", "condition_entry"
            "frechet_pair", "minkowski_summary", "mode_coverage", "observable_summary",
            "one_point_values", "range_summary", "range_third", "resolved_shells",
            "scatter_summary", "series_summary", "sign_symmetric", "spectrum_summary",
-           "violation_number", "w1_over_std_or_nan"]
+           "violation_number", "w1_over_std_or_nan", "worst_third"]
 
 #: shells with reference power below this fraction of the largest shell are not compared
 RESOLVED_POWER_FLOOR = 1e-10
@@ -278,6 +278,16 @@ def condition_weighted_spectra(conditions: Sequence[Mapping[str, Any]], name: st
     return {side: sum(w * c["spectra"][name][side][0] / c["spectra"][name][side][1]
                       for w, c in zip(weights, conditions, strict=True))
             for side in ("reference", "generated")}
+
+
+def worst_third(ranges: Mapping[str, Any], field: str) -> float | None:
+    """The largest spectrum error of ``field`` over every third of every swept range in a
+    report's ``range`` entry (``None`` when there is none or every third is undefined)."""
+    errors = [third["fields"][field]["spectrum_rel_error_median"]
+              for entry in ranges.values() for third in entry["thirds"].values()
+              if field in third["fields"]]
+    errors = [e for e in errors if e is not None and not math.isnan(e)]
+    return max(errors) if errors else None
 
 
 def range_summary(conditions: Sequence[Mapping[str, Any]], declared: Sequence[Any],
