@@ -48,8 +48,11 @@ class HeldOutScorer:
         self.device = device
         self.autocast = autocast
         self.temporal = temporal
-        #: the system declares a global sign symmetry: W1 compares sign-symmetrised values
-        self.sign_symmetric = sign_symmetric(data.schema.system)
+        #: the generator draws the sign of the system's declared global sign symmetry:
+        #: W1 compares the symmetrised laws (without it the sign balance is the
+        #: generator's to learn, and the plain W1 watches it)
+        self.sign_symmetric = (sign_symmetric(data.schema.system)
+                               and bool(config.sign_equivariant))
 
     @staticmethod
     def validation_indices(dataset, count: int) -> np.ndarray:

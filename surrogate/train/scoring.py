@@ -32,11 +32,11 @@ def physics_score(reference: Mapping[str, np.ndarray], generated: Mapping[str, n
 
     Per field: ``spectrum`` = median over resolved shells of ``|P_gen / P_ref - 1|`` of
     the sample-mean spectra (as in the report), ``w1`` = Wasserstein-1 of the pooled
-    values over the reference std (with ``sign_symmetric``, a system that declares a
-    global sign symmetry, of the values pooled with their negatives, as in the report:
-    :func:`surrogate.validation.report.summaries.one_point_values`; for Ising spins the
-    unsymmetrised term is the difference of the two sets' net magnetisations, which
-    the sampling of signs alone sets); with ``pairs``, ``spread`` = the within-condition
+    values over the reference std (with ``sign_symmetric``, a generator built with a
+    declared global sign symmetry, of the symmetrised laws, as in the report:
+    :func:`surrogate.validation.report.summaries.one_point_w1`; for Ising spins the
+    plain term is the difference of the two sets' net magnetisations, which the sampling
+    of signs alone sets); with ``pairs``, ``spread`` = the within-condition
     spread ratio ``mean |g - g'| / mean |x - x'|`` (``g, g'``: two latents at one
     condition; ``x, x'``: a reference snapshot and its nearest-parameter neighbour at the
     same time, an upper estimate of the reference's spread, as in the report's
@@ -67,15 +67,13 @@ def physics_score(reference: Mapping[str, np.ndarray], generated: Mapping[str, n
         increments: ``{"generated": g(t_i+1) - g(t_i), "reference": x(t_i+1) - x(t_i)}``,
             ``{field: (S', N, N[, 2])}`` (any number ``S'`` of consecutive pairs).
     """
-    from surrogate.validation.report.summaries import one_point_values
-    from surrogate.validation.statistics import wasserstein1_over_std
+    from surrogate.validation.report.summaries import one_point_w1
     out: dict[str, float] = {}
     total = 0.0
     for name, values in reference.items():
         spectrum = _spectrum_error(values, generated[name], ranks[name], box_size)
-        w1 = (wasserstein1_over_std(one_point_values(generated[name].ravel(), sign_symmetric),
-                                    one_point_values(values.ravel(), sign_symmetric))
-              if np.std(values) > 0 else 0.0)
+        w1 = one_point_w1(generated[name].ravel(), values.ravel(), sign_symmetric)
+        w1 = 0.0 if math.isnan(w1) else w1
         out[f"{name}/spectrum"] = spectrum
         out[f"{name}/w1"] = w1
         total += spectrum + w1

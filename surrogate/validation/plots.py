@@ -123,7 +123,9 @@ def _pdf_figure(report: Mapping[str, Any], directory: Path) -> str:
             density = _array(pdf[key])
             ax.semilogy(centres, np.where(density > 0, density, np.nan), **style)
         w1 = pdf.get("w1_over_std")
-        ax.set_title(f"{name}: W1/std = " + ("n/a" if w1 is None else f"{w1:.3f}"))
+        ax.set_title(f"{name}: W1/std = " + ("n/a" if w1 is None else f"{w1:.3f}")
+                     + (" (symmetrised over the sign)" if pdf.get("sign_symmetrised") else ""),
+                     fontsize=10 if pdf.get("sign_symmetrised") else None)
         ax.set_xlabel(f"{name}" + (" components" if entry["rank"] else "")
                       + f" [{entry['units']}]")
         ax.set_ylabel("PDF")
@@ -568,6 +570,17 @@ def render_markdown(report: Mapping[str, Any], figures: Mapping[str, str]) -> st
             f"{_number(scatter.get('ratio'), 3)} ({_number(scatter.get('floor'), 3)}) | "
             f"{_number(moments['reference']['mean'])} / {_number(moments['generated']['mean'])} | "
             f"{_number(moments['reference']['std'])} / {_number(moments['generated']['std'])} |")
+    for name, entry in report["fields"].items():
+        balance = entry["pdf"].get("sign_balance")
+        if entry["pdf"].get("sign_symmetrised"):
+            lines += ["", f"{name}: the system declares a global sign symmetry, so its PDF and "
+                      "W1/std compare the laws symmetrised over the sign (an ensemble's net "
+                      "sign is sampling noise); the net sign is judged here"
+                      + (f": mean {_number(balance['reference'], 3)} (reference) against "
+                         f"{_number(balance['generated'], 3)} (generated), z = "
+                         f"{_number(balance['z'], 3)} against the noise of fairly drawn "
+                         f"signs (floor {_number(balance.get('floor'), 3)})."
+                         if balance else ".")]
     lines += ["", "Spectrum scatter ratio: the within-condition std of one snapshot's log "
               "shell power, generated over reference (median over resolved shells and times; "
               "1 is right, > 1: each generated sample's spectrum fluctuates more around the "

@@ -208,7 +208,8 @@ def pdf(samples: np.ndarray, bins: int | np.ndarray = 64,
 
 
 def wasserstein1_over_std(generated: np.ndarray, reference: np.ndarray, *,
-                          max_values: int = MAX_POOLED_VALUES) -> float:
+                          max_values: int = MAX_POOLED_VALUES,
+                          scale: float | None = None) -> float:
     """Wasserstein-1 distance between pooled value distributions, over the reference std.
 
     ``W1(g, r) / std(r)`` with ``W1 = int |F_g(x) - F_r(x)| dx`` between the empirical
@@ -218,13 +219,17 @@ def wasserstein1_over_std(generated: np.ndarray, reference: np.ndarray, *,
     population std of all (unthinned) reference values. Dimensionless; a shift of a
     Gaussian by ``delta`` gives ``|delta| / sigma``.
 
+    ``scale`` replaces ``std(r)`` as the normalisation when given (e.g. the std of a
+    distribution of which ``r`` is a function).
+
     Raises:
-        ValueError: non-finite input or a constant reference.
+        ValueError: non-finite input, a constant reference (without ``scale``) or a
+        ``scale`` that is not positive.
     """
     gen = _finite_float(generated, "generated")
     ref = _finite_float(reference, "reference")
-    scale = float(np.std(ref))
-    if scale == 0.0:
+    scale = float(np.std(ref)) if scale is None else float(scale)
+    if not scale > 0.0:
         raise ValueError("reference has zero standard deviation")
     distance = scipy.stats.wasserstein_distance(_pooled(gen, max_values),
                                                 _pooled(ref, max_values))

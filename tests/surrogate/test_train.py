@@ -482,6 +482,21 @@ def test_physics_score_w1_of_a_sign_symmetric_system_ignores_the_drawn_signs():
     assert soft["spin/w1"] == pytest.approx(0.4, rel=1e-6)
 
 
+@pytest.mark.parametrize(("system", "equivariant", "expected"), [
+    ("ising", True, True), ("ising", False, False), ("gaussian_random_field", True, False)])
+def test_the_score_symmetrises_w1_only_for_a_generator_that_draws_the_sign(system, equivariant,
+                                                                          expected):
+    """Without the built-in sign the balance of the signs is the generator's to learn, and
+    the score's plain W1 is what watches it."""
+    from types import SimpleNamespace
+
+    from surrogate.train.heldout import HeldOutScorer
+    data = SimpleNamespace(schema=SimpleNamespace(system=system))
+    config = TrainConfig(sign_equivariant=equivariant)
+    scorer = HeldOutScorer(data, None, None, config, torch.device("cpu"), None, False)
+    assert scorer.sign_symmetric is expected
+
+
 def test_physics_score_spread_term_punishes_a_generator_that_ignores_its_latent():
     generator = torch.Generator().manual_seed(1)
     draw = lambda: torch.randn(16, 32, 32, generator=generator).numpy()  # noqa: E731

@@ -26,9 +26,12 @@ kinetic-energy spectrum; its morphology uses ``|u|``):
 * **pdf**: histograms on common edges, W1 over the reference std and the two-sample KS
   p-value on at most ``MAX_POOLED_VALUES`` values per file (a fixed stride through
   the stream); for a system that declares a global sign symmetry (``negate``, e.g.
-  Ising) both sides' values pooled with their negatives (``sign_symmetrised``,
-  :func:`.summaries.one_point_values`): the sign balance of a finite ensemble is
-  sampling noise there, and the mode coverage judges it;
+  Ising) of the laws symmetrised over the sign (``sign_symmetrised``;
+  :func:`.summaries.one_point_values`, :func:`.summaries.one_point_w1`): the sign
+  balance of a finite ensemble is sampling noise there, judged instead by
+  **sign_balance** (:func:`.summaries.sign_balance`: the difference of the net means
+  over the noise of fairly drawn signs, a z-score, gated by ``sign_balance_z_max``) and
+  the mode coverage;
 * **moments**: mean, std, skewness, excess kurtosis of all values (exact running sums
   in float64 around the reference mean);
 * **correlation**: the isotropic auto-covariance ``xi(r)`` averaged over snapshots;

@@ -243,6 +243,9 @@ class SideAccumulator:
         self.snapshots_seen = 0
         self.feature_rows: list[np.ndarray] = []
         self.feature_owner: list[int] = []
+        #: per scalar field, each trajectory's snapshot means (T,), for the sign balance
+        self.snapshot_means: dict[str, list[np.ndarray]] = {
+            spec.name: [] for spec in self.specs if not spec.rank}
         self.series: list[dict[str, np.ndarray]] = []
         self.observables: dict[str, list[np.ndarray]] = {}
         self.shown: dict[str, list[np.ndarray]] = {spec.name: [] for spec in self.specs}
@@ -253,6 +256,8 @@ class SideAccumulator:
         :func:`trajectory_spectra` and its system observables ``{label: (T,)}``."""
         for spec in self.specs:
             self.fields[spec.name].add(fields[spec.name], *spectra[spec.name])
+        for name, means in self.snapshot_means.items():
+            means.append(np.asarray(fields[name], dtype=np.float64).mean(axis=(-2, -1)))
         self.series.append(invariant_series(self.invariants, fields, self.box_size))
         for label, values in observables.items():
             self.observables.setdefault(label, []).append(values)

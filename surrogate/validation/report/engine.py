@@ -67,6 +67,7 @@ from surrogate.validation.report.summaries import (
     observable_summary,
     range_summary,
     series_summary,
+    sign_balance,
     sign_symmetric,
 )
 from surrogate.validation.report.thresholds import resolve_thresholds
@@ -305,6 +306,12 @@ def compare_stores(ref_store: FieldStore, gen_store: FieldStore, limits: Mapping
         spectra=condition_weighted_spectra(range_conditions, spec.name), symmetric=symmetric)
         for spec in specs}
     checks = field_checks(fields_report, limits)
+    if symmetric:            # the net sign against the noise of the drawn signs
+        for name, means in sides["reference"].snapshot_means.items():
+            balance = sign_balance(means, sides["generated"].snapshot_means[name])
+            fields_report[name]["pdf"]["sign_balance"] = balance
+            checks.append(gate("sign_balance_z_max", name, abs(balance["z"]),
+                               limits["sign_balance_z_max"], "max"))
     conservation, checked = conservation_checks(conservation, limits)
     checks += checked
     checks += per_condition_checks(per_condition, [spec.name for spec in specs], limits)

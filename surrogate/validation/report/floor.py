@@ -15,7 +15,11 @@ from typing import Any
 
 from surrogate.validation.report.gates import RATIO_CHECKS, check_label
 
-__all__ = ["attach_floor", "floor_too_noisy"]
+__all__ = ["NOISE_SCALED_CHECKS", "attach_floor", "floor_too_noisy"]
+
+#: checks whose value is a z-score (a difference over its own sampling noise): their
+#: floor is one draw of about a standard normal, never "too noisy"
+NOISE_SCALED_CHECKS = ("sign_balance_z_max",)
 
 
 def floor_too_noisy(check: Mapping[str, Any], floor: float) -> bool:
@@ -24,6 +28,8 @@ def floor_too_noisy(check: Mapping[str, Any], floor: float) -> bool:
     Errors (ideal 0): ``floor > threshold / 3``. Ratios (ideal 1): ``|ln floor| >
     |ln threshold| / 3`` (a floor of 0 is infinitely far).
     """
+    if check["check"] in NOISE_SCALED_CHECKS:      # already in units of their own noise
+        return False
     if check["check"] in RATIO_CHECKS:
         if floor <= 0:
             return True
@@ -38,7 +44,8 @@ def attach_floor(report: dict[str, Any], floor: dict[str, Any] | None) -> None:
 
     ``checks[i]["floor"]``, ``fields.NAME.spectrum.floor`` (median spectrum error),
     ``fields.NAME.spectrum.scatter.floor`` (spectrum scatter ratio),
-    ``fields.NAME.pdf.floor`` (W1/std), ``fields.NAME.spread_ratio_floor``,
+    ``fields.NAME.pdf.floor`` (W1/std), ``fields.NAME.pdf.sign_balance.floor`` (its z),
+    ``fields.NAME.spread_ratio_floor``,
     ``fields.NAME.temporal_change_ratio_floor``, ``conservation.KEY.floor``,
     ``mode_coverage.floor``, ``frechet_physics_distance_floor``,
     ``range.NAME.thirds.LABEL.fields.FIELD.floor`` and ``range.NAME.end_over_middle_floor``
@@ -67,6 +74,9 @@ def attach_floor(report: dict[str, Any], floor: dict[str, Any] | None) -> None:
         entry["spectrum"]["scatter"]["floor"] = (
             theirs.get("spectrum", {}).get("scatter", {}).get("ratio"))
         entry["pdf"]["floor"] = theirs.get("pdf", {}).get("w1_over_std")
+        if "sign_balance" in entry["pdf"]:
+            entry["pdf"]["sign_balance"]["floor"] = (
+                theirs.get("pdf", {}).get("sign_balance", {}).get("z"))
         entry["spread_ratio_floor"] = theirs.get("spread_ratio")
         if "temporal_change_ratio" in entry:
             entry["temporal_change_ratio_floor"] = theirs.get("temporal_change_ratio")

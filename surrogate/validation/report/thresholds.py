@@ -32,12 +32,19 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "per_condition_spectrum_rel_error_median": 0.5,
     "frechet_physics_distance_max": math.inf,
     "mode_coverage_min": 0.5,
+    "sign_balance_z_max": 4.0,
 }
 
 THRESHOLD_DOCS: dict[str, str] = {
     "spectrum_rel_error_median": "max of the median |P_gen/P_ref - 1| over resolved shells, "
                                  "per field",
-    "pdf_w1_over_std": "max of W1(gen, ref) / std(ref) of the pooled values, per field",
+    "pdf_w1_over_std": "max of W1(gen, ref) / std(ref) of the pooled values, per field "
+                       "(of the laws symmetrised over the sign for a system that declares "
+                       "negate)",
+    "sign_balance_z_max": "max |z| of the difference of the two ensembles' net means over "
+                          "the noise of fairly drawn signs, per scalar field of a system "
+                          "that declares negate (about standard normal for a generator "
+                          "with the symmetry)",
     "pdf_ks_pvalue_min": "min KS p-value, per field (0: not gated; pixels are correlated, "
                          "so p-values are optimistic)",
     "spread_ratio_min": "min ensemble spread ratio gen/ref (0 is mode collapse)",

@@ -15,7 +15,12 @@ from surrogate.validation.observables import (
     system_observables,
 )
 from surrogate.validation.report import validate_files, write_report
-from surrogate.validation.report.summaries import one_point_values, sign_symmetric
+from surrogate.validation.report.summaries import (
+    one_point_values,
+    one_point_w1,
+    sign_balance,
+    sign_symmetric,
+)
 from surrogate.validation.statistics import wasserstein1_over_std
 from tests._files import modified_copy
 
@@ -106,6 +111,8 @@ def test_a_generator_that_produces_one_sign_only_fails(ising_files, tmp_path):
     assert report["mode_coverage"]["fraction"]["generated"]["-"] == 0.0
     assert report["mode_coverage"]["coverage"] == 0.0
     assert "mode_coverage_min" in _failed(report)
+    assert "sign_balance_z_max" in _failed(report)
+    assert report["fields"]["spin"]["pdf"]["sign_balance"]["z"] > 4
     assert not report["passed"]
     # the energy does not see it
     assert report["observables"]["energy_per_spin"]["w1_over_std"] < 0.5
@@ -134,25 +141,59 @@ def test_the_one_point_pdf_of_a_sign_symmetric_system_does_not_see_the_drawn_sig
     np.testing.assert_allclose(pdf["reference"], pdf["reference"][::-1])   # symmetric bins
     means = report["fields"]["spin"]["moments"]
     assert means["reference"]["mean"] != means["generated"]["mean"]     # moments as drawn
+    balance = pdf["sign_balance"]
+    assert balance["generated"] == pytest.approx(means["generated"]["mean"], abs=1e-12)
+    assert abs(balance["z"]) < 4
     assert report["mode_coverage"]["coverage"] > 0.5 and report["passed"], report["failures"]
+    # an affine copy (0.5 s + 0.3: values 0.8 and -0.2) is drawn on edges symmetric about 0
+    shifted = validate_files(reference, modified_copy(
+        independent, tmp_path / "shifted.h5", lambda _, s: 0.5 * s + 0.3)).report
+    edges = np.array(shifted["fields"]["spin"]["pdf"]["edges"])
+    np.testing.assert_allclose(edges, -edges[::-1], atol=1e-12)
+    assert edges[-1] == pytest.approx(1.0)
 
 
-def test_symmetrised_values_keep_what_the_sign_leaves():
+def test_symmetrised_laws_keep_what_the_sign_leaves():
     """Continuous values: a sample and its negation read W1 = 0 symmetrised (and twice
-    the mean's distance unsymmetrised), a scaled copy still reads the scale
-    (x 1.3 of a standard Gaussian: 0.3 E|x| = 0.3 sqrt(2 / pi))."""
+    the mean's distance plain), a scaled copy still reads the scale (x 1.3 of a standard
+    Gaussian: 0.3 E|x| = 0.3 sqrt(2 / pi)); W1 between the symmetrised laws, computed
+    directly from the pooled +-x samples, equals the |x| form (no thinning here)."""
     rng = np.random.default_rng(0)
     values = rng.standard_normal(200_000) + 0.2
-    assert wasserstein1_over_std(-values, values) == pytest.approx(0.4, rel=0.02)
-    assert wasserstein1_over_std(one_point_values(-values, True),
-                                 one_point_values(values, True)) == pytest.approx(0, abs=1e-12)
+    assert one_point_w1(-values, values, False) == pytest.approx(0.4, rel=0.02)
+    assert one_point_w1(-values, values, True) == pytest.approx(0, abs=1e-12)
     gaussian = rng.standard_normal(200_000)
-    scaled = wasserstein1_over_std(one_point_values(1.3 * gaussian, True),
-                                   one_point_values(gaussian, True))
-    assert scaled == pytest.approx(0.3 * np.sqrt(2 / np.pi), rel=0.03)
+    assert one_point_w1(1.3 * gaussian, gaussian, True) == pytest.approx(
+        0.3 * np.sqrt(2 / np.pi), rel=0.03)
+    skewed, other = rng.gamma(2.0, size=5_000) - 1.0, rng.standard_normal(4_000)
+    both = np.concatenate([skewed, -skewed])
+    direct = wasserstein1_over_std(np.concatenate([other, -other]), both,
+                                   max_values=10**6)
+    assert one_point_w1(other, skewed, True) == pytest.approx(direct, rel=1e-9)
+    np.testing.assert_array_equal(one_point_values(values, True), np.abs(values))
     assert one_point_values(values, False) is values
     assert sign_symmetric("ising") and not sign_symmetric("gaussian_random_field")
     assert not sign_symmetric("not_a_system")
+
+
+def test_sign_balance_is_a_standard_normal_under_fair_signs():
+    """Fair random signs on fixed magnitudes (per trajectory and per snapshot): z has mean
+    0 and std 1 within sampling error; a generator that always draws + reads |z| >> 4."""
+    rng = np.random.default_rng(7)
+    magnitudes = rng.uniform(0.0, 1.0, (60, 3))           # 60 trajectories x 3 snapshots
+
+    def ensemble(per_snapshot: bool) -> list[np.ndarray]:
+        shape = magnitudes.shape if per_snapshot else (magnitudes.shape[0], 1)
+        return list(np.where(rng.random(shape) < 0.5, -1.0, 1.0) * magnitudes)
+
+    for per_snapshot in (False, True):
+        z = np.array([sign_balance(ensemble(per_snapshot), ensemble(per_snapshot))["z"]
+                      for _ in range(2_000)])
+        assert abs(z.mean()) < 0.08 and abs(z.std() - 1.0) < 0.06
+    one_sign = sign_balance(ensemble(True), list(magnitudes))
+    assert one_sign["generated"] == pytest.approx(magnitudes.mean())
+    assert one_sign["z"] > 4                       # the default threshold
+    assert np.isnan(sign_balance([], list(magnitudes))["z"])
 
 
 def test_state_switching_between_snapshots_is_reported(ising_files, tmp_path):
