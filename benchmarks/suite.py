@@ -575,48 +575,52 @@ def _repeats_table(fidelity_results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _seed_records(fidelity_results: dict[str, Any], key: str):
+    """``(system, training seed, record[key])`` for every training seed of every system
+    (a single-seed entry is its own record)."""
+    for system, entry in fidelity_results.items():
+        records = entry.get("repeats") or [{"training_seed": entry["plan"]["train"].get(
+            "seed", 0), key: entry.get(key, {})}]
+        for record in records:
+            yield system, record["training_seed"], record.get(key) or {}
+
+
 def _range_table(fidelity_results: dict[str, Any]) -> list[str]:
-    """Held-out spectrum errors by position in each swept range, per training seed."""
-    rows = []
-    for system, entry in fidelity_results.items():
-        records = entry.get("repeats") or [{"training_seed": entry["plan"]["train"].get(
-            "seed", 0), "range_positions": entry.get("range_positions", {})}]
-        for record in records:
-            for parameter, value in (record.get("range_positions") or {}).items():
-                thirds = value["thirds"]
-                for field, ratio in value["end_over_middle"].items():
-                    cells = [f"{_fmt(thirds[label]['spectrum_rel_error_median'].get(field))} "
-                             f"({thirds[label]['conditions']})" for label in RANGE_POSITIONS]
-                    rows.append(f"| {system} | {parameter} | {field} | "
-                                f"{record['training_seed']} | " + " | ".join(cells)
-                                + f" | {_fmt(ratio)} |")
-    pooled = []
-    for system, entry in fidelity_results.items():
-        records = entry.get("repeats") or [{"training_seed": entry["plan"]["train"].get(
-            "seed", 0), "range_pooled": entry.get("range_pooled", {})}]
-        for record in records:
-            for parameter, value in (record.get("range_pooled") or {}).items():
-                thirds = value["thirds"]
-                floors = value.get("end_over_middle_floor") or {}
-                for field, ratio in value["end_over_middle"].items():
-                    cells = [f"{_fmt(thirds[label]['fields'][field]['spectrum_rel_error_median'])}"
-                             f" ({_fmt(thirds[label]['fields'][field].get('floor'))})"
-                             for label in RANGE_POSITIONS]
-                    pooled.append(f"| {system} | {parameter} | {field} | "
-                                  f"{record['training_seed']} | " + " | ".join(cells)
-                                  + f" | {_fmt(ratio)} ({_fmt(floors.get(field))}) |")
+    """Held-out spectrum errors by position in each swept range, per training seed: the
+    medians of per-condition errors (``range_positions``) and the report's pooled thirds
+    with their floors (``range_pooled``)."""
+    rows, pooled = [], []
+    for system, seed, positions in _seed_records(fidelity_results, "range_positions"):
+        for parameter, value in positions.items():
+            thirds = value["thirds"]
+            for field, ratio in value["end_over_middle"].items():
+                cells = [f"{_fmt(thirds[label]['spectrum_rel_error_median'].get(field))} "
+                         f"({thirds[label]['conditions']})" for label in RANGE_POSITIONS]
+                rows.append(f"| {system} | {parameter} | {field} | {seed} | "
+                            + " | ".join(cells) + f" | {_fmt(ratio)} |")
+    for system, seed, ranges in _seed_records(fidelity_results, "range_pooled"):
+        for parameter, value in ranges.items():
+            thirds = value["thirds"]
+            floors = value.get("end_over_middle_floor") or {}
+            for field, ratio in value["end_over_middle"].items():
+                cells = [f"{_fmt(thirds[label]['fields'][field]['spectrum_rel_error_median'])}"
+                         f" ({_fmt(thirds[label]['fields'][field].get('floor'))})"
+                         for label in RANGE_POSITIONS]
+                pooled.append(f"| {system} | {parameter} | {field} | {seed} | "
+                              + " | ".join(cells)
+                              + f" | {_fmt(ratio)} ({_fmt(floors.get(field))}) |")
+    header = ("| system | parameter | field | training seed | low end | middle | high end "
+              "| end / middle |", "|---|---|---|---:|---:|---:|---:|---:|")
     lines = []
     if rows:
         lines += ["", "Held-out spectrum error median by where the condition lies in the "
                       "swept range (thirds of the range, log space for a log-scaled "
                       "parameter; (conditions)); the target is end / middle <= 1.5:", "",
-                  "| system | parameter | field | training seed | low end | middle | high end "
-                  "| end / middle |", "|---|---|---|---:|---:|---:|---:|---:|", *rows]
+                  *header, *rows]
     if pooled:
         lines += ["", "The report's own thirds (`range`: spectra pooled over the conditions "
                       "of each third of the compared values, floor in brackets):", "",
-                  "| system | parameter | field | training seed | low end | middle | high end "
-                  "| end / middle |", "|---|---|---|---:|---:|---:|---:|---:|", *pooled]
+                  *header, *pooled]
     return lines
 
 
