@@ -180,6 +180,7 @@ def _fidelity_entry(summary: dict[str, Any], report: dict[str, Any]) -> dict[str
             "bands": {band: {"median": values["median"], "max": values["max"]}
                       for band, values in spectrum.get("bands", {}).items()},
             "w1_over_std": entry["pdf"]["w1_over_std"],
+            "sign_balance_z": (entry["pdf"].get("sign_balance") or {}).get("z"),
             "spread_ratio": entry["spread_ratio"], "spread_basis": entry.get("spread_basis"),
             "temporal_change_ratio": entry.get("temporal_change_ratio"),
             "spectrum_scatter_ratio": spectrum.get("scatter", {}).get("ratio"),
