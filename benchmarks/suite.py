@@ -310,11 +310,12 @@ def _repeat_record(seed: int, entry: dict[str, Any]) -> dict[str, Any]:
     """The headline numbers of one training seed's fidelity entry."""
     keys = ("spectrum_rel_error_median", "w1_over_std", "spread_ratio", "temporal_change_ratio",
             "spectrum_rel_error_floor", "w1_over_std_floor", "spread_ratio_floor",
-            "spectrum_scatter_ratio", "spectrum_scatter_ratio_floor")
+            "spectrum_scatter_ratio", "spectrum_scatter_ratio_floor", "sign_balance_z")
     return {"training_seed": seed, "passed": entry["passed"], "failures": entry["failures"],
             "range_positions": {name: {"thirds": value["thirds"],
                                        "end_over_middle": value["end_over_middle"]}
                                 for name, value in entry.get("range_positions", {}).items()},
+            "range_pooled": entry.get("range_pooled", {}),
             "mode_coverage": entry.get("mode_coverage"),
             "fields": {name: {key: field.get(key) for key in keys}
                        for name, field in entry["fields"].items()},
