@@ -303,7 +303,7 @@ def compare_stores(ref_store: FieldStore, gen_store: FieldStore, limits: Mapping
     say("summaries")
     fields_report = {spec.name: field_summary(
         sides["reference"].fields[spec.name], sides["generated"].fields[spec.name], spec, k, r,
-        spectra=condition_weighted_spectra(range_conditions, spec.name), symmetric=symmetric)
+        condition_weighted_spectra(range_conditions, spec.name), symmetric=symmetric)
         for spec in specs}
     checks = field_checks(fields_report, limits)
     if symmetric:            # the net sign against the noise of the drawn signs

@@ -197,21 +197,17 @@ def w1_over_std_or_nan(generated: np.ndarray, reference: np.ndarray) -> float:
 
 
 def field_summary(reference: FieldAccumulator, generated: FieldAccumulator, spec: Any,
-                  k: np.ndarray, r: np.ndarray,
-                  spectra: Mapping[str, np.ndarray] | None = None,
+                  k: np.ndarray, r: np.ndarray, spectra: Mapping[str, np.ndarray],
                   symmetric: bool = False) -> dict[str, Any]:
     """One field's ``spectrum`` (with its ``scatter``), ``pdf``, ``moments``,
     ``correlation`` entries, and its ``temporal_change`` and ``temporal_change_ratio``
     when there are >= 2 times. ``spectra``: the two sides' mean spectra
-    (``{"reference", "generated"}``, e.g. :func:`condition_weighted_spectra`); by
-    default each side's mean over its snapshots. ``symmetric``: the system declares a
+    (``{"reference", "generated"}``, :func:`condition_weighted_spectra`, which weights
+    each condition as the reference does). ``symmetric``: the system declares a
     global sign symmetry, and the PDF, W1 and KS compare the symmetrised laws
     (:func:`one_point_values`, :func:`one_point_w1`; ``pdf.sign_symmetrised``); the
     moments stay as the values are."""
     ref, gen = reference, generated
-    if spectra is None:
-        spectra = {"reference": ref.spectrum / ref.snapshots,
-                   "generated": gen.spectrum / gen.snapshots}
     spectrum = spectrum_summary(k, spectra["reference"], spectra["generated"])
     spectrum["scatter"] = scatter_summary(k, ref.spectrum / ref.snapshots, ref, gen)
     ref_values, gen_values = ref.samples.values(), gen.samples.values()
