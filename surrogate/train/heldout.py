@@ -19,7 +19,7 @@ from scipy.spatial import cKDTree
 from surrogate.constraints import OutputHeads
 from surrogate.data import TrainingData, to_store_layout
 from surrogate.train.config import TrainConfig
-from surrogate.train.scoring import physics_score, two_draw_score
+from surrogate.train.scoring import physics_score, range_thirds, two_draw_score
 from surrogate.validation.report.summaries import sign_symmetric
 
 __all__ = ["HeldOutScorer"]
@@ -135,6 +135,8 @@ class HeldOutScorer:
         increments = (self.increments(dataset, indices, reference, condition)
                       if self.temporal else None)
         ranks = {spec.name: spec.rank for spec in self.data.schema.fields}
+        thirds = (range_thirds(condition.numpy()[:, :-1])
+                  if self.config.score_range_thirds else None)
         sampled = [*generated.values(), *second.values(),
                    *(increments["generated"].values() if increments is not None else ())]
         if not all(np.all(np.isfinite(values)) for values in sampled):
@@ -145,7 +147,8 @@ class HeldOutScorer:
                                                      "reference": neighbours}
             draws.append(physics_score(reference, first, ranks, self.data.schema.box_size,
                                        pairs=pairs, increments=increments,
-                                       sign_symmetric=self.sign_symmetric))
+                                       sign_symmetric=self.sign_symmetric,
+                                       thirds=thirds))
         return two_draw_score(*draws)
 
     def increments(self, dataset, indices: np.ndarray, reference: dict[str, np.ndarray],

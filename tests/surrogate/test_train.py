@@ -1007,3 +1007,84 @@ def test_spectral_bias_loss_pairs_fakes_against_the_neighbourhood_mean(tmp_path)
 def test_spectral_bias_run_resumes_exactly_and_older_runs_resume_without_it(tmp_path):
     config = dataclasses.replace(TINY, spectral_bias_weight=1.0)
     _resumes_exactly_and_older_runs_without(tmp_path, config, "spectral_bias_weight")
+
+
+def test_range_thirds_splits_each_swept_column_as_the_report_splits_its_range():
+    from surrogate.train.scoring import range_thirds
+    from surrogate.validation.report.summaries import range_third
+    even = np.linspace(-1.0, 1.0, 9)
+    constant = np.zeros(9)
+    two_values = np.where(np.arange(9) < 4, -1.0, 1.0)
+    rng = np.random.default_rng(3)
+    scattered = rng.uniform(-0.7, 0.4, 9)
+    thirds = range_thirds(np.stack([even, constant, two_values, scattered], axis=1))
+    assert len(thirds) == 2                       # the constant and two-valued columns
+    assert thirds[0].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    low, high = scattered.min(), scattered.max()
+    assert thirds[1].tolist() == [range_third(v, low, high) for v in scattered]
+
+
+def _amplitude_ladder(n_per_third: int = 6):
+    """White-noise snapshots whose amplitude grows tenfold from the low third of a swept
+    parameter to the others: the low third carries 1 % of the power."""
+    rng = np.random.default_rng(4)
+    parameter = np.repeat([-1.0, 0.0, 1.0], n_per_third)
+    amplitude = np.where(parameter < -0.5, 0.1, 1.0)[:, None, None]
+    fields = amplitude * rng.standard_normal((parameter.size, 16, 16))
+    return parameter, fields
+
+
+def test_the_per_third_spectrum_term_sees_an_error_confined_to_a_quiet_third():
+    """Twice the amplitude in the low third only: 4x its power there (error 3), which
+    the pooled spectrum, dominated by the loud thirds, hardly sees."""
+    from surrogate.train.scoring import range_thirds
+    parameter, reference = _amplitude_ladder()
+    generated = reference * np.where(parameter < -0.5, 2.0, 1.0)[:, None, None]
+    thirds = range_thirds(parameter[:, None])
+    pooled = physics_score({"f": reference}, {"f": generated}, {"f": 0}, 1.0)
+    by_third = physics_score({"f": reference}, {"f": generated}, {"f": 0}, 1.0,
+                             thirds=thirds)
+    assert pooled["f/spectrum"] < 0.05
+    assert by_third["f/spectrum"] == pooled["f/spectrum"]          # still logged
+    assert by_third["f/spectrum_worst_third"] == pytest.approx(3.0, rel=1e-9)
+    assert by_third["f/spectrum_thirds"] == pytest.approx(1.0, rel=1e-9)
+    assert by_third["score"] - pooled["score"] == pytest.approx(1.0 - pooled["f/spectrum"],
+                                                                rel=1e-9)
+    identical = physics_score({"f": reference}, {"f": reference}, {"f": 0}, 1.0,
+                              thirds=thirds)
+    assert identical["score"] == 0.0 and identical["f/spectrum_thirds"] == 0.0
+
+
+def test_a_third_with_too_few_snapshots_is_left_out_of_the_per_third_term():
+    from surrogate.train.scoring import MIN_SNAPSHOTS_PER_THIRD, range_thirds
+    parameter, reference = _amplitude_ladder()
+    keep = np.ones(parameter.size, dtype=bool)
+    keep[:6 - (MIN_SNAPSHOTS_PER_THIRD - 1)] = False      # low third: one snapshot short
+    parameter, reference = parameter[keep], reference[keep]
+    generated = reference * np.where(parameter < -0.5, 2.0, 1.0)[:, None, None]
+    score = physics_score({"f": reference}, {"f": generated}, {"f": 0}, 1.0,
+                          thirds=range_thirds(parameter[:, None]))
+    assert score["f/spectrum_thirds"] == 0.0 and score["f/spectrum_worst_third"] == 0.0
+    # with only one third left there is no range to judge: the pooled term
+    lone = physics_score({"f": reference}, {"f": generated}, {"f": 0}, 1.0,
+                         thirds=[np.ones(parameter.size, dtype=int)])
+    assert "f/spectrum_thirds" not in lone
+
+
+def test_the_validation_score_takes_the_thirds_only_when_asked(tmp_path):
+    """The trainer's scorer splits its validation snapshots by their swept parameter; the
+    two scores of one generator differ by exactly the spectrum terms."""
+    from simulators.sweep import SweepSpec, run_sweep
+    data = run_sweep(SweepSpec("gaussian_random_field", 160, resolution=16,
+                               ranges={"spectral_index": (1.5, 3.5)}),
+                     tmp_path / "grf.h5", progress=False)
+    trainer = Trainer(data, tmp_path / "run", TINY, progress=False)
+    pooled = trainer.validate()
+    trainer.scorer.config = dataclasses.replace(TINY, score_range_thirds=True)
+    by_third = trainer.validate()
+    fields = [spec.name for spec in trainer.data.schema.fields]
+    assert not any(key.endswith("spectrum_thirds") for key in pooled)
+    assert all(f"{name}/spectrum_thirds" in by_third for name in fields)
+    difference = np.mean([by_third[f"{name}/spectrum_thirds"] - pooled[f"{name}/spectrum"]
+                          for name in fields])
+    assert by_third["score"] - pooled["score"] == pytest.approx(difference, rel=1e-9)

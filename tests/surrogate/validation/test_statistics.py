@@ -162,9 +162,14 @@ def test_ks_pvalue_is_small_for_different_distributions_and_not_for_equal_ones()
     assert ks_pvalue(rng.standard_normal(20_000), reference) > 1e-3
 
 
-def test_w1_rejects_a_constant_reference():
-    with pytest.raises(ValueError):
+def test_w1_rejects_a_constant_reference_and_a_scale_that_is_not_positive():
+    with pytest.raises(ValueError, match="zero standard deviation"):
         wasserstein1_over_std(np.zeros(10), np.ones(10))
+    # a given scale replaces the reference's std, so a constant reference is fine then
+    assert wasserstein1_over_std(np.zeros(10), np.ones(10), scale=2.0) == 0.5
+    for scale in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="scale must be positive"):
+            wasserstein1_over_std(np.zeros(10), np.arange(10.0), scale=scale)
 
 
 # ------------------------------------------------------------ two-point statistics
