@@ -90,9 +90,9 @@ TRAIN_OPTION_HELP = (
     ("average_checkpoints", int, "K >= 2: also score the mean weights of the last K "
                                  "validated EMA generators; it becomes best.pt when it "
                                  "scores better (4; 0: off)"),
-    ("score_range_thirds", bool, "the validation score's spectrum term is the mean over "
-                                 "the thirds of every swept range, not the pooled "
-                                 "spectrum (off)"),
+    ("score_range_thirds", bool, "the validation score's spectrum term is half the "
+                                 "pooled spectrum error, half its mean over the thirds "
+                                 "of every swept range (off)"),
     ("sample_every", int, "steps between sample PNGs (500)"),
     ("log_every", int, "steps between metrics.jsonl lines (50)"),
 )

@@ -165,11 +165,11 @@ class TrainConfig:
             seeds each) it kept the mean for the one Ising seed that failed (held-out
             spectrum 0.277 -> 0.106) and the best single checkpoint everywhere else.
             Runs written before the option existed resume without it.
-        score_range_thirds: the validation score's spectrum term is the mean over the
-            thirds of every swept range (:func:`surrogate.train.scoring.physics_score`)
-            instead of the pooled spectrum, so that a checkpoint wrong at one end of the
-            range is not chosen for being right where most of the power is. Runs
-            written before the option existed resume without it.
+        score_range_thirds: the validation score's spectrum term is half the pooled
+            spectrum error and half its mean over the thirds of every swept range
+            (:func:`surrogate.train.scoring.physics_score`), so that a checkpoint wrong
+            at one end of the range is not chosen for being right where most of the
+            power is. Runs written before the option existed resume without it.
         validation_samples: held-out snapshots scored per validation.
         seed: seed of weights, data order, noise and augmentation.
     """
