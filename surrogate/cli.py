@@ -92,7 +92,7 @@ TRAIN_OPTION_HELP = (
                                  "scores better (4; 0: off)"),
     ("score_range_thirds", bool, "the validation score's spectrum term is half the "
                                  "pooled spectrum error, half its mean over the thirds "
-                                 "of every swept range (off)"),
+                                 "of every swept range (on)"),
     ("sample_every", int, "steps between sample PNGs (500)"),
     ("log_every", int, "steps between metrics.jsonl lines (50)"),
 )

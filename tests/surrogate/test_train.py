@@ -1072,7 +1072,7 @@ def test_a_third_with_too_few_snapshots_is_left_out_of_the_per_third_term():
     assert "f/spectrum_thirds" not in lone
 
 
-def test_the_validation_score_takes_the_thirds_only_when_asked(tmp_path):
+def test_the_validation_score_takes_the_thirds_only_when_on(tmp_path):
     """The trainer's scorer splits its validation snapshots by their swept parameter; the
     two scores of one generator differ by exactly the spectrum terms."""
     from simulators.sweep import SweepSpec, run_sweep
@@ -1080,12 +1080,22 @@ def test_the_validation_score_takes_the_thirds_only_when_asked(tmp_path):
                                ranges={"spectral_index": (1.5, 3.5)}),
                      tmp_path / "grf.h5", progress=False)
     trainer = Trainer(data, tmp_path / "run", TINY, progress=False)
+    by_third = trainer.validate()                          # on by default
+    trainer.scorer.config = dataclasses.replace(TINY, score_range_thirds=False)
     pooled = trainer.validate()
-    trainer.scorer.config = dataclasses.replace(TINY, score_range_thirds=True)
-    by_third = trainer.validate()
     fields = [spec.name for spec in trainer.data.schema.fields]
     assert not any(key.endswith("spectrum_thirds") for key in pooled)
     assert all(f"{name}/spectrum_thirds" in by_third for name in fields)
     difference = np.mean([by_third[f"{name}/spectrum_thirds"] - pooled[f"{name}/spectrum"]
                           for name in fields]) / 2
     assert by_third["score"] - pooled["score"] == pytest.approx(difference, rel=1e-9)
+
+
+def test_score_range_thirds_is_on_by_default_and_older_runs_resume_without_it(tmp_path):
+    assert TrainConfig().score_range_thirds is True
+    config = dataclasses.replace(TINY, steps=4, validate_every=2, checkpoint_every=2)
+    train(SAMPLE, tmp_path / "old", config, progress=False, steps=2)
+    forget_option(tmp_path / "old", "score_range_thirds")     # as an older version wrote it
+    train(SAMPLE, tmp_path / "old", resume=True, progress=False, steps=4)
+    saved = json.loads((tmp_path / "old" / "config.json").read_text())["train"]
+    assert saved["score_range_thirds"] is False                # recorded as it ran
