@@ -12,13 +12,20 @@ from typing import Any
 import numpy as np
 
 
-def _spectrum_error(reference: np.ndarray, generated: np.ndarray, rank: int,
-                    box_size: float) -> float:
-    from surrogate.validation.report import spectrum_summary
+def _snapshot_spectra(reference: np.ndarray, generated: np.ndarray, rank: int,
+                      box_size: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(k, P_ref, P_gen)``: every snapshot's shell power, ``(S, n_shells)`` per side."""
     from surrogate.validation.spectra import field_power_spectrum
 
     k, p_ref = field_power_spectrum(reference, box_size, vector=bool(rank))
     _, p_gen = field_power_spectrum(generated, box_size, vector=bool(rank))
+    return k, p_ref, p_gen
+
+
+def _spectrum_error(k: np.ndarray, p_ref: np.ndarray, p_gen: np.ndarray) -> float:
+    """The report's spectrum error of the two sides' sample-mean spectra."""
+    from surrogate.validation.report import spectrum_summary
+
     return float(spectrum_summary(k, p_ref.mean(axis=0), p_gen.mean(axis=0))
                  ["rel_error_median"])
 
@@ -52,15 +59,14 @@ def range_thirds(parameters: np.ndarray) -> list[np.ndarray]:
     return columns
 
 
-def _thirds_spectrum_errors(reference: np.ndarray, generated: np.ndarray, rank: int,
-                            box_size: float, thirds: Sequence[np.ndarray]
-                            ) -> list[list[float]]:
+def _thirds_spectrum_errors(k: np.ndarray, p_ref: np.ndarray, p_gen: np.ndarray,
+                            thirds: Sequence[np.ndarray]) -> list[list[float]]:
     """Per swept parameter, the spectrum error (:func:`_spectrum_error`) of the snapshots
-    in each of its thirds that holds >= :data:`MIN_SNAPSHOTS_PER_THIRD`."""
+    in each of its thirds that holds >= :data:`MIN_SNAPSHOTS_PER_THIRD` (``p_ref``,
+    ``p_gen``: the snapshots' shell power, :func:`_snapshot_spectra`)."""
     errors = []
     for third in thirds:
-        per_third = [_spectrum_error(reference[third == index], generated[third == index],
-                                     rank, box_size)
+        per_third = [_spectrum_error(k, p_ref[third == index], p_gen[third == index])
                      for index in range(3)
                      if np.count_nonzero(third == index) >= MIN_SNAPSHOTS_PER_THIRD]
         if len(per_third) >= 2:
@@ -132,13 +138,13 @@ def physics_score(reference: Mapping[str, np.ndarray], generated: Mapping[str, n
     out: dict[str, float] = {}
     total = 0.0
     for name, values in reference.items():
-        spectrum = _spectrum_error(values, generated[name], ranks[name], box_size)
+        spectra = _snapshot_spectra(values, generated[name], ranks[name], box_size)
+        spectrum = _spectrum_error(*spectra)
         w1 = one_point_w1(generated[name].ravel(), values.ravel(), sign_symmetric)
         w1 = 0.0 if math.isnan(w1) else w1
         out[f"{name}/spectrum"] = spectrum
         out[f"{name}/w1"] = w1
-        errors = (_thirds_spectrum_errors(values, generated[name], ranks[name], box_size,
-                                          thirds) if thirds else [])
+        errors = _thirds_spectrum_errors(*spectra, thirds) if thirds else []
         if errors:
             by_third = float(np.mean([np.mean(per_third) for per_third in errors]))
             out[f"{name}/spectrum_thirds"] = by_third

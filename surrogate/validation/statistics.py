@@ -228,13 +228,11 @@ def wasserstein1_over_std(generated: np.ndarray, reference: np.ndarray, *,
     """
     gen = _finite_float(generated, "generated")
     ref = _finite_float(reference, "reference")
-    if scale is None:
-        scale = float(np.std(ref))
-        if not scale > 0.0:
-            raise ValueError("reference has zero standard deviation")
-    elif not float(scale) > 0.0:
-        raise ValueError(f"scale must be positive, got {scale}")
-    scale = float(scale)
+    problem = ("reference has zero standard deviation" if scale is None
+               else f"scale must be positive, got {scale}")
+    scale = float(np.std(ref)) if scale is None else float(scale)
+    if not scale > 0.0:
+        raise ValueError(problem)
     distance = scipy.stats.wasserstein_distance(_pooled(gen, max_values),
                                                 _pooled(ref, max_values))
     return float(distance) / scale
