@@ -265,7 +265,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                              "train DATA -o RUN/restarts/seed_S --resume`")
         summary = train_restarts(args.data, args.output, config, args.restarts,
                                  device=args.device, overwrite=args.overwrite,
-                                 progress=not args.quiet)
+                                 progress=not args.quiet, screen_steps=args.screen_steps)
+    elif args.screen_steps is not None:
+        raise UsageError("--screen-steps chooses among --restarts K seeds; give --restarts")
     else:
         summary = train(args.data, args.output, config, device=args.device,
                         resume=args.resume, overwrite=args.overwrite,
@@ -273,8 +275,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if summary["world_size"] > 1 and int(__import__("os").environ.get("RANK", "0")) != 0:
         return 0
     for entry in summary.get("restarts", []):
-        print(f"seed {entry['seed']}: best validation score {_score_text(entry['best_score'])}"
-              f" at step {entry['best_step']}"
+        screened = (f"screened at step {summary['screen_steps']}: best validation score "
+                    f"{_score_text(entry['screen_score'])} at step {entry['screen_step']}; "
+                    if "screen_score" in entry else "")
+        print(f"seed {entry['seed']}: {screened}best validation score "
+              f"{_score_text(entry['best_score'])} at step {entry['best_step']}"
               + (" (kept)" if entry["seed"] == summary["kept_seed"] else ""))
     print(f"trained {summary['steps']} steps on {summary['device']} "
           f"({summary['images_per_second']:.1f} images/s); best validation score "
@@ -495,6 +500,11 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                        help="train K runs that differ only in their seed (--seed, --seed+1, "
                             "...) on the same split into RUN/restarts/ and keep the one with "
                             "the best validation score as RUN (K times the cost)")
+    train.add_argument("--screen-steps", type=int, default=None, metavar="S",
+                       help="with --restarts: train every seed only S steps, then continue "
+                            "the best-scored one to --steps (cost K S / steps + 1 - S / "
+                            "steps trainings instead of K; drops a training that went "
+                            "wrong early)")
     train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     for name, kind, text in TRAIN_OPTION_HELP:
         flag = "--" + name.replace("_", "-")

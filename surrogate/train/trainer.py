@@ -522,10 +522,16 @@ class Trainer:
         return averaged
 
     # -------------------------------------------------------------- the loop
-    def run(self) -> dict[str, Any]:
-        """Train until ``config.steps``; returns a summary."""
+    def run(self, stop_at: int | None = None) -> dict[str, Any]:
+        """Train until ``config.steps`` (or stop early at step ``stop_at``, saving
+        ``last.pt`` there so that the run resumes exactly); returns a summary.
+
+        Stopping early leaves everything that depends on the total (the learning-rate
+        decay) as the full run has it: a run stopped at ``stop_at`` and resumed equals
+        one trained straight."""
         from surrogate.jsonable import json_safe
         config = self.config
+        end = config.steps if stop_at is None else min(config.steps, stop_at)
         start_step, started = self.step, time.perf_counter()
         bar = None
         if self.progress:
@@ -535,7 +541,7 @@ class Trainer:
         metrics_path = self.run_dir / "metrics.jsonl"
         window_start, window_steps = time.perf_counter(), 0
         try:
-            while self.step < config.steps:
+            while self.step < end:
                 metrics = self.train_step()
                 window_steps += 1
                 step = self.step
@@ -571,7 +577,7 @@ class Trainer:
                 if record is not None and self.ddp.main:
                     with metrics_path.open("a") as handle:
                         handle.write(json.dumps(json_safe(record)) + "\n")
-                if step % config.checkpoint_every == 0 or step == config.steps:
+                if step % config.checkpoint_every == 0 or step in (config.steps, end):
                     self.save()
         finally:
             if bar is not None:

@@ -747,6 +747,69 @@ def test_restarts_keep_the_best_scored_run(tmp_path):
     assert generate(run, tmp_path / "g.h5", parameters={"nu": 3e-3}, n=2).exists()
 
 
+def test_screened_restarts_continue_only_the_best_seed_to_the_run_trained_straight(
+        tmp_path):
+    """``--restarts 2 --screen-steps 4``: every seed trains 4 of 8 steps, the best
+    validation score so far picks the seed, and only it goes on; it then equals the same
+    seed trained straight (the stop keeps the full run's schedule: the learning rate
+    decays over the total, which a run of 4 steps would not have)."""
+    from surrogate.train import train_restarts
+    run = tmp_path / "run"
+    config = dataclasses.replace(TINY, steps=8, validate_every=4, checkpoint_every=4,
+                                 validation_samples=16, average_checkpoints=0,
+                                 lr_decay_fraction=0.5, seed=4)
+    summary = train_restarts(SAMPLE, run, config, 2, device="cpu", progress=False,
+                             screen_steps=4)
+    listing = json.loads((run / "restarts.json").read_text())
+    assert listing["screen_steps"] == 4
+    screened = {entry["seed"]: entry["screen_score"] for entry in listing["restarts"]}
+    assert sorted(screened) == [4, 5] and len(set(screened.values())) == 2
+    kept = listing["kept_seed"]
+    assert kept == min(screened, key=screened.get)
+    for entry in listing["restarts"]:
+        last = load_checkpoint(run / "restarts" / f"seed_{entry['seed']}" / "checkpoints"
+                               / "last.pt")
+        assert entry["steps"] == last["step"] == (8 if entry["seed"] == kept else 4)
+        assert entry["screen_step"] == 4
+    straight = train(SAMPLE, tmp_path / "straight", dataclasses.replace(config, seed=kept),
+                     progress=False)
+    _last_checkpoints_agree(tmp_path / "straight", run / "restarts" / f"seed_{kept}")
+    _last_checkpoints_agree(tmp_path / "straight", run)
+    assert listing["restarts"][kept - 4]["best_score"] == straight["best_score"]
+    assert json.loads((run / "config.json").read_text())["train"]["steps"] == 8
+    assert summary["kept_seed"] == kept and summary["steps"] == 8
+
+
+def test_the_command_line_passes_the_screen_and_prints_every_seed(tmp_path, capsys,
+                                                                  monkeypatch):
+    import surrogate.train
+    calls = []
+
+    def fake_restarts(data, run, config, restarts, **options):
+        calls.append((restarts, options["screen_steps"], config.steps))
+        entries = [{"seed": seed, "steps": steps, "best_score": score, "best_step": step,
+                    "screen_score": screen, "screen_step": 250}
+                   for seed, steps, score, step, screen in
+                   ((0, 500, 0.41, 250, 0.41), (1, 2000, 0.23, 1750, 0.30),
+                    (2, 500, 1.42, 500, 1.42))]
+        return {"restarts": entries, "kept_seed": 1, "screen_steps": 500, "steps": 2000,
+                "device": "cpu", "images_per_second": 1.0, "best_score": 0.23,
+                "best_step": 1750, "run_dir": str(run), "world_size": 1}
+
+    monkeypatch.setattr(surrogate.train, "train_restarts", fake_restarts)
+    assert main(["train", SAMPLE, "-o", str(tmp_path / "run"), "--restarts", "3",
+                 "--screen-steps", "500", "--steps", "2000", "-q"]) == 0
+    assert calls == [(3, 500, 2000)]
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[:3] == [
+        "seed 0: screened at step 500: best validation score 0.41 at step 250; best "
+        "validation score 0.41 at step 250",
+        "seed 1: screened at step 500: best validation score 0.3 at step 250; best "
+        "validation score 0.23 at step 1750 (kept)",
+        "seed 2: screened at step 500: best validation score 1.42 at step 250; best "
+        "validation score 1.42 at step 500"]
+
+
 def test_bad_restarts_are_one_line_errors_and_write_nothing(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", SAMPLE, "-o", str(run), "--restarts", "0", "-q"]) == 2
@@ -754,6 +817,14 @@ def test_bad_restarts_are_one_line_errors_and_write_nothing(tmp_path, capsys):
     assert not run.exists()
     assert main(["train", SAMPLE, "-o", str(run), "--restarts", "2", "--resume", "-q"]) == 2
     assert "--restarts trains afresh" in capsys.readouterr().err
+    for screen in ("0", "12", "5"):             # validate_every 6, steps 12: 6 .. 11
+        assert main(["train", SAMPLE, "-o", str(run), "--restarts", "2", "--steps", "12",
+                     "--validate-every", "6", "--screen-steps", screen, "-q"]) == 2
+        assert "screen_steps must be an integer from validate_every (6) to steps - 1 (11)" \
+            in capsys.readouterr().err
+    assert main(["train", SAMPLE, "-o", str(run), "--screen-steps", "6", "-q"]) == 2
+    assert "--screen-steps chooses among --restarts K seeds" in capsys.readouterr().err
+    assert not run.exists()
 
 
 def test_spectral_loss_groups_are_checked_against_the_batch(tmp_path):
