@@ -57,7 +57,7 @@ TRAIN_OPTION_HELP = (
                                        "at a condition against the simulator's (0: off)"),
     ("spectral_bias_weight", float, "loss on the bias of the log shell power at each "
                                     "condition against the simulator's mean there, from "
-                                    "pairs of generated samples (0: off)"),
+                                    "pairs of generated samples (1; 0: off)"),
     ("temporal_weight", float, "weight of the temporal discriminator on consecutive "
                                "snapshots (1.0; 0 disables)"),
     ("ema_half_life_fraction", float, "EMA half-life as a fraction of the steps seen "
