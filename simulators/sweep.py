@@ -52,6 +52,9 @@ from simulators.store import FieldStoreWriter, Provenance, StoreSchema
 #: float64 bytes one simulator call may return on a CUDA device: caps the default batch
 DEVICE_BATCH_OUTPUT_BYTES = 2**31
 
+#: how long ``--dask ADDRESS`` waits for the scheduler before a one-line error
+DASK_CONNECT_TIMEOUT = "10s"
+
 
 @dataclass(frozen=True)
 class SweepSpec:
@@ -284,7 +287,7 @@ def _executor(workers: int, dask_address: str | None) -> tuple[Executor, Any, in
             raise ValueError("--dask needs the optional dependency: pip install "
                              "'physics-surrogate[dask]'") from None
         try:
-            client = Client(dask_address, timeout="10s")
+            client = Client(dask_address, timeout=DASK_CONNECT_TIMEOUT)
         except (OSError, TimeoutError) as error:
             raise ValueError(f"cannot connect to the Dask scheduler at {dask_address}: "
                              f"{error}") from None

@@ -94,8 +94,14 @@ class QuickstartPlan:
         return data
 
     def stage_key(self, stage: str) -> str:
-        """Canonical JSON of the settings that decide ``stage``'s output (and all before it)."""
+        """Canonical JSON of the settings that decide ``stage``'s output (and all before it).
+
+        The training settings enter resolved (every :class:`TrainConfig` field, defaults
+        included), so that a run trained under an earlier default is not reused as if it
+        had today's."""
+        from surrogate.train.config import TrainConfig
         data = self.to_dict()
+        data["train"] = dict(sorted(TrainConfig(**self.train).to_dict().items()))
         keys = {"simulate": ("system", "n_trajectories", "resolution", "sweep", "fixed",
                              "t_end", "n_snapshots", "seed")}
         keys["train"] = (*keys["simulate"], "train")
@@ -126,7 +132,9 @@ def default_plan(device_type: str = "cpu", *, steps: int | None = None,
     the three seeds; with it 3 of 3 pass (delta 0.12 / 0.21 / 0.13, density 0.13 / 0.18
     / 0.16) and the worst quarter reads 0.18-0.32 (weight 3: one seed fails, density
     0.37).
-    CUDA: 2,000 fields of 64^2, 4,000 steps of batch 64, width 32 (mode-seeking 0.3).
+    CUDA: 2,000 fields of 64^2, 4,000 steps of batch 64, width 32, the library defaults
+    otherwise (mode seeking 0.3, spectral envelope, spectral bias loss 1; not yet run on a
+    GPU with the bias loss).
     ``steps`` and ``seed`` (the training seed; the data stay the same) override the plan.
     """
     common = {"system": "gaussian_random_field", "sweep": {"spectral_index": (1.5, 3.5)},

@@ -87,7 +87,7 @@ def test_a_kept_run_of_other_settings_is_refused_not_retrained(tmp_path, monkeyp
     with pytest.raises(SystemExit) as stop:
         utility.main(common)
     assert stop.value.code == 2 and not called
-    assert "train.seed=1 (asked the default)" in capsys.readouterr().err
+    assert "train.seed=1 (asked 0)" in capsys.readouterr().err     # resolved settings
     assert (run / "quickstart.json").read_text() == manifest_text
     utility.main([*common, "--fidelity-train", "seed=1"])
     utility.main([*common, "--retrain"])

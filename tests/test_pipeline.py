@@ -78,6 +78,7 @@ def test_a_larger_reference_reruns_validation_only(tmp_path):
             TINY, reference_per_condition=-1), progress=False)
 
 
+@pytest.mark.slow   # three quickstarts; the default suite keeps the reuse tests of one
 def test_changed_training_reruns_training_and_later_stages_only(tmp_path):
     quickstart(tmp_path, device="cpu", plan=TINY, progress=False)
     data_mtime = (tmp_path / "data.h5").stat().st_mtime_ns

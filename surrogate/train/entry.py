@@ -71,6 +71,9 @@ def train(data_path: str | os.PathLike, run_dir: str | os.PathLike,
     config = config or TrainConfig()
     if steps is not None:
         config = dataclasses.replace(config, steps=steps)
+    if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int)
+                                or stop_at < 1):
+        raise ValueError(f"stop_at must be a positive integer, got {stop_at!r}")
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"{run_dir}: exists and is not a directory")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -79,6 +82,9 @@ def train(data_path: str | os.PathLike, run_dir: str | os.PathLike,
     if resume and trainer.step > config.steps:
         raise ValueError(f"{run_dir}: the run is already at step {trainer.step}; --steps "
                          f"{config.steps} would go back")
+    if stop_at is not None and trainer.step >= stop_at:
+        raise ValueError(f"{run_dir}: the run is already at step {trainer.step}; stopping at "
+                         f"step {stop_at} would train nothing")
     if not resume and overwrite and existing:     # stale files go once the new run started
         if trainer.ddp.main:
             for name in ("metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt"):
@@ -116,7 +122,7 @@ def train_restarts(data_path: str | os.PathLike, run_dir: str | os.PathLike,
     at step ``S`` (resumable). The cost falls from ``K`` trainings to ``K S / steps + 1 -
     S / steps`` of one (3 seeds screened at a quarter: 1.5); the kept run equals that
     seed trained straight. A training that goes wrong early (a generator that collapsed
-    to one pattern scores 2-6x worse than the other seeds from its first validation on)
+    to one pattern scored 2-5x worse than the other seeds from its first validation on)
     is dropped for the price of its first ``S`` steps; differences that appear later are
     not seen.
 
@@ -161,9 +167,12 @@ def train_restarts(data_path: str | os.PathLike, run_dir: str | os.PathLike,
             entry["screen_score"], entry["screen_step"] = entry["best_score"], entry["best_step"]
         summary = train(data_path, run_dir / "restarts" / f"seed_{kept['seed']}",
                         resume=True, device=device, progress=progress)
+        seconds = kept["seconds"] + summary["seconds"]
+        summary = {**summary, "seconds": seconds, "steps_this_run": summary["steps"],
+                   "images_per_second": (summary["steps"] * config.batch_size / seconds
+                                         if seconds else 0.0)}
         kept.update({"best_score": summary["best_score"], "best_step": summary["best_step"],
-                     "seconds": kept["seconds"] + summary["seconds"],
-                     "score_noise_median": summary["score_noise_median"],
+                     "seconds": seconds, "score_noise_median": summary["score_noise_median"],
                      "steps": summary["steps"], "summary": summary})
     fields = ("seed", "steps", "best_score", "best_step", "seconds", "score_noise_median")
     records = [{key: entry[key] for key in fields
@@ -181,7 +190,8 @@ def train_restarts(data_path: str | os.PathLike, run_dir: str | os.PathLike,
                 shutil.copytree(source / folder, run_dir / folder)
         from surrogate.jsonable import json_safe
         listing = {"kept_seed": kept["seed"], "screen_steps": screen_steps,
-                   "restarts": records}
+                   "seconds": sum(entry["seconds"] for entry in runs), "restarts": records}
         (run_dir / "restarts.json").write_text(json.dumps(json_safe(listing), indent=1) + "\n")
     return {**kept["summary"], "run_dir": str(run_dir), "kept_seed": kept["seed"],
-            "screen_steps": screen_steps, "restarts": records}
+            "screen_steps": screen_steps, "restarts": records,
+            "restarts_seconds": sum(entry["seconds"] for entry in runs)}

@@ -154,6 +154,7 @@ def _truncation_bound(fields: dict[str, np.ndarray], times: np.ndarray, n: int) 
     return max(bounds)
 
 
+@pytest.mark.slow   # py-pde at N = 64 and 128 (~20 s): a long physics check
 def test_agrees_with_py_pde_within_its_second_order_truncation_error(py_pde_comparison):
     ours, theirs, times = py_pde_comparison
     differences = {}
@@ -167,6 +168,7 @@ def test_agrees_with_py_pde_within_its_second_order_truncation_error(py_pde_comp
     assert 3.6 < ratio < 4.6, ratio
 
 
+@pytest.mark.slow   # py-pde at N = 64 and 128 (~20 s): a long physics check
 def test_richardson_extrapolated_py_pde_matches_ours(py_pde_comparison):
     # (4 f_128 - f_64) / 3 cancels py-pde's dx^2 error term on the common points; what
     # is left is O(dx^4) and must be far below the N = 128 difference itself

@@ -75,7 +75,10 @@ def test_resume_on_a_cluster_finishes_a_local_partial_file(tmp_path, scheduler_a
     assert ours["scalars/spectral_index"] == theirs["scalars/spectral_index"]
 
 
-def test_unreachable_scheduler_is_a_one_line_error_and_writes_nothing(tmp_path, capsys):
+def test_unreachable_scheduler_is_a_one_line_error_and_writes_nothing(tmp_path, capsys,
+                                                                     monkeypatch):
+    import simulators.sweep
+    monkeypatch.setattr(simulators.sweep, "DASK_CONNECT_TIMEOUT", "1s")
     output = tmp_path / "out.h5"
     # a port nobody listens on (the cluster fixture is not used here)
     code = main(["simulate", "diffusion", "-n", "2", "--resolution", "16", "-q",

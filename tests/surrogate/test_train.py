@@ -751,19 +751,21 @@ def test_restarts_keep_the_best_scored_run(tmp_path):
 
 def test_screened_restarts_continue_only_the_best_seed_to_the_run_trained_straight(
         tmp_path):
-    """``--restarts 2 --screen-steps 4``: every seed trains 4 of 8 steps, the best
+    """``--restarts 2 --screen-steps 5``: every seed trains 5 of 8 steps, the best
     validation score so far picks the seed, and only it goes on; it then equals the same
-    seed trained straight (the stop keeps the full run's schedule: the learning rate
-    decays over the total, which a run of 4 steps would not have)."""
+    seed trained straight: weights, best checkpoint (the mean of the last 2 validated
+    generators carried over the stop) and metrics. The stop is no checkpoint step, so
+    the run must save there, and it keeps the full run's schedule: the learning rate
+    decays over the total, which a run of 5 steps would not have."""
     from surrogate.train import train_restarts
     run = tmp_path / "run"
-    config = dataclasses.replace(TINY, steps=8, validate_every=4, checkpoint_every=4,
-                                 validation_samples=16, average_checkpoints=0,
+    config = dataclasses.replace(TINY, steps=8, validate_every=2, checkpoint_every=3,
+                                 validation_samples=16, average_checkpoints=2,
                                  lr_decay_fraction=0.5, seed=4)
     summary = train_restarts(SAMPLE, run, config, 2, device="cpu", progress=False,
-                             screen_steps=4)
+                             screen_steps=5)
     listing = json.loads((run / "restarts.json").read_text())
-    assert listing["screen_steps"] == 4
+    assert listing["screen_steps"] == 5
     screened = {entry["seed"]: entry["screen_score"] for entry in listing["restarts"]}
     assert sorted(screened) == [4, 5] and len(set(screened.values())) == 2
     kept = listing["kept_seed"]
@@ -771,15 +773,32 @@ def test_screened_restarts_continue_only_the_best_seed_to_the_run_trained_straig
     for entry in listing["restarts"]:
         last = load_checkpoint(run / "restarts" / f"seed_{entry['seed']}" / "checkpoints"
                                / "last.pt")
-        assert entry["steps"] == last["step"] == (8 if entry["seed"] == kept else 4)
-        assert entry["screen_step"] == 4
+        assert entry["steps"] == last["step"] == (8 if entry["seed"] == kept else 5)
+        assert entry["screen_step"] <= 4                  # validations at steps 2 and 4
+    assert listing["seconds"] == pytest.approx(sum(e["seconds"] for e in listing["restarts"]))
     straight = train(SAMPLE, tmp_path / "straight", dataclasses.replace(config, seed=kept),
                      progress=False)
     _last_checkpoints_agree(tmp_path / "straight", run / "restarts" / f"seed_{kept}")
     _last_checkpoints_agree(tmp_path / "straight", run)
+    best = [load_checkpoint(path / "checkpoints" / "best.pt")
+            for path in (tmp_path / "straight", run)]
+    assert best[0]["step"] == best[1]["step"] and best[0]["score"] == best[1]["score"]
+    for name in best[0]["generator_ema"]:
+        assert torch.equal(best[0]["generator_ema"][name], best[1]["generator_ema"][name])
+
+    def logged(path):
+        return [{k: v for k, v in json.loads(line).items() if k != "images_per_second"}
+                for line in (path / "metrics.jsonl").read_text().splitlines()]
+    assert logged(tmp_path / "straight") == logged(run)
     assert listing["restarts"][kept - 4]["best_score"] == straight["best_score"]
     assert json.loads((run / "config.json").read_text())["train"]["steps"] == 8
     assert summary["kept_seed"] == kept and summary["steps"] == 8
+    assert summary["steps_this_run"] == 8
+    # a stop the run has passed trains nothing: refused
+    with pytest.raises(ValueError, match="already at step 8; stopping at step 8"):
+        train(SAMPLE, tmp_path / "straight", resume=True, progress=False, stop_at=8)
+    with pytest.raises(ValueError, match="stop_at must be a positive integer, got 0"):
+        train(SAMPLE, tmp_path / "other", config, progress=False, stop_at=0)
 
 
 def test_the_command_line_passes_the_screen_and_prints_every_seed(tmp_path, capsys,

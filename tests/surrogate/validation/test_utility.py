@@ -255,6 +255,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(files, bad_files, case, ro
     assert not output.exists()
 
 
+@pytest.mark.slow   # a report and a utility run end to end; the API tests stay default
 def test_validate_with_a_utility_test_file_adds_the_utility_to_the_report(files, bad_files,
                                                                           tmp_path, capsys):
     """``surrogate validate REF GEN --utility-test TEST``: report.json ``utility`` equals
