@@ -19,6 +19,11 @@ from surrogate.train.config import TrainConfig
 from surrogate.train.trainer import Trainer
 
 
+def _integer_in(value: Any, low: int, high: float = math.inf) -> bool:
+    """``value`` is an ``int`` (not a ``bool``) with ``low <= value <= high``."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
 def train(data_path: str | os.PathLike, run_dir: str | os.PathLike,
           config: TrainConfig | None = None, *, device: str = "auto", resume: bool = False,
           overwrite: bool = False, progress: bool = True, steps: int | None = None,
@@ -71,8 +76,7 @@ def train(data_path: str | os.PathLike, run_dir: str | os.PathLike,
     config = config or TrainConfig()
     if steps is not None:
         config = dataclasses.replace(config, steps=steps)
-    if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int)
-                                or stop_at < 1):
+    if stop_at is not None and not _integer_in(stop_at, 1):
         raise ValueError(f"stop_at must be a positive integer, got {stop_at!r}")
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"{run_dir}: exists and is not a directory")
@@ -132,16 +136,15 @@ def train_restarts(data_path: str | os.PathLike, run_dir: str | os.PathLike,
             run and ``overwrite`` is off (plus everything :func:`train` raises).
     """
     import shutil
-    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+    if not _integer_in(restarts, 1):
         raise ValueError(f"restarts must be a positive integer, got {restarts!r}")
     run_dir = Path(run_dir)
     if (run_dir / "config.json").exists() and not overwrite:
         raise ValueError(f"{run_dir}: a training run already exists (use --overwrite to "
                          f"replace it)")
     config = config or TrainConfig()
-    if screen_steps is not None and (
-            isinstance(screen_steps, bool) or not isinstance(screen_steps, int)
-            or not config.validate_every <= screen_steps < config.steps):
+    if screen_steps is not None and not _integer_in(screen_steps, config.validate_every,
+                                                      config.steps - 1):
         raise ValueError(f"screen_steps must be an integer from validate_every "
                          f"({config.validate_every}) to steps - 1 ({config.steps - 1}), so "
                          f"that every seed is validated before the choice; got "
@@ -178,6 +181,7 @@ def train_restarts(data_path: str | os.PathLike, run_dir: str | os.PathLike,
     records = [{key: entry[key] for key in fields
                 + (("screen_score", "screen_step") if screen_steps is not None else ())}
                for entry in runs]
+    total_seconds = sum(entry["seconds"] for entry in runs)
     if int(os.environ.get("RANK", "0")) == 0:
         source = run_dir / "restarts" / f"seed_{kept['seed']}"
         for name in ("config.json", "metrics.jsonl"):
@@ -190,8 +194,8 @@ def train_restarts(data_path: str | os.PathLike, run_dir: str | os.PathLike,
                 shutil.copytree(source / folder, run_dir / folder)
         from surrogate.jsonable import json_safe
         listing = {"kept_seed": kept["seed"], "screen_steps": screen_steps,
-                   "seconds": sum(entry["seconds"] for entry in runs), "restarts": records}
+                   "seconds": total_seconds, "restarts": records}
         (run_dir / "restarts.json").write_text(json.dumps(json_safe(listing), indent=1) + "\n")
     return {**kept["summary"], "run_dir": str(run_dir), "kept_seed": kept["seed"],
             "screen_steps": screen_steps, "restarts": records,
-            "restarts_seconds": sum(entry["seconds"] for entry in runs)}
+            "restarts_seconds": total_seconds}
