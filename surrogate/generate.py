@@ -26,6 +26,20 @@ device: the ``resume_key`` attribute), skips the trajectories already written (d
 their latents to keep the stream aligned, without running the generator) and gives the
 same bytes as an uninterrupted run.
 
+A sign-equivariant generator (a system declaring ``negate``, e.g. Ising) gets its global
+signs from :func:`balanced_signs` instead of a coin per output: with the trajectories
+ordered by condition, neighbours are paired and a fair coin gives the first of a pair
++-1 and the second the opposite sign (per snapshot time for ``negate_each_snapshot``,
+per trajectory otherwise). Each output's sign is still +-1 with probability 1/2, and the
+two signs are exactly balanced over the job, over each condition with an even number of
+trajectories and, to within two, over any range of conditions (e.g. the ordered ones
+below a critical temperature), where independent coins leave an imbalance of order
+sqrt(n). When the unsigned generator orders its fields one way (a trained Ising
+generator's magnetisation has one sign before ``s``), the generated ordered states are
+then as balanced as the simulator's law, which the declared symmetry makes exactly
+balanced. The signs come from their own stream of ``seed``, so they do not depend on
+the batch size.
+
 Fields declared ``discrete_values`` (Ising spins) are snapped to their nearest allowed
 value (:meth:`surrogate.constraints.OutputHeads.snap_discrete`): the generator trains on
 a continuous relaxation, the files hold valid configurations.
@@ -65,7 +79,7 @@ from surrogate.data import ConditionEncoder, FieldNormalizer, to_store_layout
 from surrogate.devices import check_threads, cpu_threads, full_precision, resolve_device
 from surrogate.models import Generator, ModelConfig, same_model
 
-__all__ = ["SurrogateModel", "generate", "load_surrogate"]
+__all__ = ["SurrogateModel", "balanced_signs", "generate", "load_surrogate"]
 
 
 class SurrogateModel:
@@ -120,11 +134,18 @@ class SurrogateModel:
         self.run_id = hashlib.sha256((run_dir / "config.json").read_bytes()).hexdigest()[:12]
 
     @torch.no_grad()
-    def sample(self, condition: np.ndarray, noise: torch.Tensor) -> np.ndarray:
-        """Physical fields ``(B, C, N, N)`` float32 for conditions ``(B, P+1)``, latents (B, Z)."""
+    def sample(self, condition: np.ndarray, noise: torch.Tensor,
+               sign: np.ndarray | torch.Tensor | None = None) -> np.ndarray:
+        """Physical fields ``(B, C, N, N)`` float32 for conditions ``(B, P+1)``, latents (B, Z).
+
+        ``sign``: (B,) of +-1, the global signs of a sign-equivariant generator
+        (:func:`balanced_signs`); ``None`` draws one per output.
+        """
         condition = torch.as_tensor(condition, device=self.device)
+        if sign is not None:
+            sign = torch.as_tensor(sign, device=self.device)
         with full_precision():                     # fields independent of TF32 flags
-            raw = self.generator(noise.to(self.device), condition)
+            raw = self.generator(noise.to(self.device), condition, sign=sign)
         return self.heads.snap_discrete(self.heads(raw, condition)).float().cpu().numpy()
 
 
@@ -287,6 +308,13 @@ def generate(run_dir: str | os.PathLike, output: str | os.PathLike, *,
     per_call = max(1, batch_size // n_times)
     key = _resume_key(model, values, times, count, seed, per_call)
     latents = torch.Generator().manual_seed(seed)
+    signs = None
+    if model.model_config.negate:
+        signs = balanced_signs(
+            np.stack([values[p.name] for p in model.schema.parameters], axis=1)
+            if model.schema.parameters else np.zeros((count, 0)),
+            n_times if model.model_config.negate_each_snapshot else 1, seed)
+        signs = np.broadcast_to(signs, (count, n_times))
     bar = None
     devices = [model.device] if model.device.type == "cuda" else []
     try:
@@ -308,7 +336,8 @@ def generate(run_dir: str | os.PathLike, output: str | os.PathLike, *,
                 torch.manual_seed(_call_seed(seed, start))
                 chunk = {name: np.repeat(v[start:stop], n_times) for name, v in values.items()}
                 condition = model.encoder.encode(chunk, np.tile(times, stop - start))
-                fields = model.sample(condition, noise.repeat_interleave(n_times, dim=0))
+                sign = None if signs is None else np.array(signs[start:stop]).reshape(-1)
+                fields = model.sample(condition, noise.repeat_interleave(n_times, dim=0), sign)
                 fields = fields.reshape(stop - start, n_times, *fields.shape[1:])
                 for offset in range(stop - start):
                     index = start + offset
@@ -322,6 +351,37 @@ def generate(run_dir: str | os.PathLike, output: str | os.PathLike, *,
         if bar is not None:
             bar.close()
     return Path(output)
+
+
+def balanced_signs(conditions: np.ndarray, columns: int, seed: int) -> np.ndarray:
+    """Global signs of a sign-equivariant generator, balanced over a generation job.
+
+    The trajectories are ordered by condition (lexicographically over the parameters,
+    ties in their given order) and paired with their neighbour in that order; for each
+    pair and column a fair coin gives the first trajectory ``s = +-1`` and the second
+    ``-s`` (an odd last one keeps its coin). Every entry is +-1 with probability 1/2;
+    every column sums to 0 (+-1 for an odd count), so does every condition with an even
+    number of trajectories, and any range of conditions to within +-2 per column (+-1
+    for a range that starts at the lowest condition).
+
+    Args:
+        conditions: (n, P) parameter values of each trajectory (P may be 0).
+        columns: signs per trajectory (snapshot times for ``negate_each_snapshot``, else 1).
+        seed: the job's master seed (the signs have their own stream of it).
+    Returns:
+        (n, columns) float32 of +-1.
+    """
+    conditions = np.asarray(conditions, dtype=np.float64)
+    count = conditions.shape[0]
+    order = (np.lexsort(conditions.T[::-1]) if conditions.ndim == 2 and conditions.shape[1]
+             else np.arange(count))
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5167]))
+    coins = rng.integers(0, 2, size=((count + 1) // 2, columns)) * 2 - 1
+    paired = np.repeat(coins, 2, axis=0)[:count]
+    paired[1::2] *= -1
+    signs = np.empty((count, columns), dtype=np.float32)
+    signs[order] = paired
+    return signs
 
 
 def _call_seed(seed: int, start: int) -> int:
@@ -345,4 +405,6 @@ def _resume_key(model: SurrogateModel, values: Mapping[str, np.ndarray], times: 
                        "checkpoint": model.checkpoint, "step": model.step,
                        "weights": weights.hexdigest(), "conditions": conditions.hexdigest(),
                        "n": count, "seed": seed, "trajectories_per_call": per_call,
-                       "device": model.device.type}, sort_keys=True)
+                       "device": model.device.type,
+                       **({"signs": "balanced"} if model.model_config.negate else {})},
+                      sort_keys=True)

@@ -609,7 +609,8 @@ class Generator(nn.Module):
         self.envelope = (SpectralEnvelope(width, config.raw_channels, config.resolution)
                          if config.spectral_envelope else None)
 
-    def forward(self, noise: Tensor, condition: Tensor, pixel_noise: bool = True) -> Tensor:
+    def forward(self, noise: Tensor, condition: Tensor, pixel_noise: bool = True,
+                sign: Tensor | None = None) -> Tensor:
         """Generate raw output channels.
 
         Args:
@@ -618,6 +619,12 @@ class Generator(nn.Module):
             pixel_noise: draw fresh per-pixel noise (training and sampling); False
                 switches it off for deterministic outputs (then the noise strengths take
                 no part in the forward: do not train that way under DDP).
+            sign: (B,) or (B, 1) of +-1, the global sign ``s`` of each output of a
+                sign-equivariant generator (``negate``), given instead of drawn: the
+                caller can then balance the signs over a whole job
+                (:func:`surrogate.generate.balanced_signs`). ``None`` draws them as
+                documented in :class:`ModelConfig`. Refused for a generator without
+                ``negate``.
         Returns:
             (B, raw_channels, N, N) float32, unconstrained.
         """
@@ -627,14 +634,15 @@ class Generator(nn.Module):
                 f"noise must have shape (B, {config.noise_dim}), got {tuple(noise.shape)}"
             )
         _check_condition(condition, config)
-        sign = None
+        if sign is not None:
+            sign = _check_sign(sign, noise, config)
+        elif config.negate and config.negate_each_snapshot and pixel_noise:
+            # one fair sign per sample, from the pixel noise's stream
+            sign = (torch.randint(0, 2, (noise.shape[0], 1), device=noise.device)
+                    * 2 - 1).to(noise.dtype)
+        elif config.negate:
+            sign = latent_sign(noise)
         if config.negate:
-            if config.negate_each_snapshot and pixel_noise:
-                # one fair sign per sample, from the pixel noise's stream
-                sign = (torch.randint(0, 2, (noise.shape[0], 1), device=noise.device)
-                        * 2 - 1).to(noise.dtype)
-            else:
-                sign = latent_sign(noise)
             noise = torch.cat([noise[:, :1].abs(), noise[:, 1:]], dim=1)
         z = noise * torch.rsqrt(noise.square().mean(dim=1, keepdim=True) + 1e-8)
         embedding = self.embedding(condition)
@@ -649,6 +657,22 @@ class Generator(nn.Module):
         if self.envelope is not None:
             raw = self.envelope(raw, embedding)
         return raw if sign is None else raw * sign[:, :, None, None]
+
+
+def _check_sign(sign: Tensor, noise: Tensor, config: ModelConfig) -> Tensor:
+    """``sign`` as (B, 1) in ``noise``'s dtype and device, or ``ValueError`` naming the
+    problem (a generator without ``negate``, a wrong shape, a value other than +-1)."""
+    if not config.negate:
+        raise ValueError("sign given to a generator that is not sign-equivariant "
+                         "(its model has negate off)")
+    batch = noise.shape[0]
+    if tuple(sign.shape) not in ((batch,), (batch, 1)):
+        raise ValueError(f"sign must have shape ({batch},) or ({batch}, 1), "
+                         f"got {tuple(sign.shape)}")
+    sign = sign.reshape(batch, 1).to(device=noise.device, dtype=noise.dtype)
+    if not bool(((sign == 1) | (sign == -1)).all()):
+        raise ValueError("sign must hold only +1 and -1")
+    return sign
 
 
 def latent_sign(noise: Tensor) -> Tensor:

@@ -627,7 +627,10 @@ def render_markdown(report: Mapping[str, Any], figures: Mapping[str, str]) -> st
                   f"{_number(report['thresholds'].get('mode_coverage_min'), 3)}); "
                   + "; ".join(f"{mode}: reference {coverage['fraction']['reference'][mode]:.3f}, "
                               f"generated {coverage['fraction']['generated'][mode]:.3f}"
-                              for mode in coverage["modes"]) + "."]
+                              for mode in coverage["modes"]) + "."
+                  + (" The system declares the sign symmetry: each state is expected at "
+                     "the mean of the reference's two fractions."
+                     if coverage.get("reference_symmetrised") else "")]
         switching = coverage.get("switching") or {}
         if switching.get("reference") is not None or switching.get("generated") is not None:
             floor = switching.get("floor")

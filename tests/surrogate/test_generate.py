@@ -14,7 +14,7 @@ from simulators.store import FieldStore, check_file
 from simulators.sweep import SweepSpec, run_sweep
 from surrogate.checkpoint import CheckpointError
 from surrogate.cli import main
-from surrogate.generate import generate, load_surrogate
+from surrogate.generate import SurrogateModel, balanced_signs, generate, load_surrogate
 from surrogate.train import TrainConfig, train
 from surrogate.validation import divergence_violation
 
@@ -156,15 +156,67 @@ def test_conditions_are_checked_before_any_file_is_made(run, tmp_path):
     assert not list(tmp_path.glob("out.h5*"))
 
 
-def test_an_ising_surrogate_writes_spins_of_exactly_plus_minus_one(tmp_path):
+@pytest.fixture(scope="module")
+def ising_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ising")
     data = run_sweep(SweepSpec("ising", n_trajectories=12, resolution=16, n_snapshots=2,
                                t_end=4, ranges={"temperature": (1.5, 3.5)}, seed=0),
-                     tmp_path / "ising.h5", progress=False)
-    train(data, tmp_path / "run", TrainConfig(steps=2, batch_size=4, width=8, noise_dim=8,
-                                              validate_every=2), progress=False)
-    path = generate(tmp_path / "run", tmp_path / "g.h5", parameters={"temperature": 2.0},
+                     root / "ising.h5", progress=False)
+    train(data, root / "run", TrainConfig(steps=2, batch_size=4, width=8, noise_dim=8,
+                                          validate_every=2), progress=False)
+    return root
+
+
+def test_an_ising_surrogate_writes_spins_of_exactly_plus_minus_one(ising_run, tmp_path):
+    path = generate(ising_run / "run", tmp_path / "g.h5", parameters={"temperature": 2.0},
                     n=3, seed=0, checkpoint="last")
     with FieldStore(path) as store:
         spins = store.read("spin")
     assert set(np.unique(spins).tolist()) == {-1.0, 1.0}
     assert check_file(path) == []
+
+
+def test_balanced_signs_pair_neighbouring_conditions_with_opposite_fair_signs():
+    rng = np.random.default_rng(0)
+    conditions = np.column_stack([rng.choice([1.5, 2.0, 2.5, 3.0], 23), rng.random(23)])
+    conditions[:6] = [2.0, 0.5]                          # one condition held 6 times
+    signs = balanced_signs(conditions, 3, seed=4)
+    assert signs.shape == (23, 3) and set(np.unique(signs)) == {-1.0, 1.0}
+    assert np.abs(signs.sum(axis=0)).max() <= 1          # odd count: one unpaired
+    np.testing.assert_array_equal(signs[:6].sum(axis=0), 0)
+    order = np.lexsort(conditions.T[::-1])
+    prefix = np.cumsum(signs[order], axis=0)             # from the lowest condition up
+    assert np.abs(prefix).max() <= 1
+    np.testing.assert_array_equal(balanced_signs(conditions, 3, seed=4), signs)
+    assert not np.array_equal(balanced_signs(conditions, 3, seed=5), signs)
+    # each entry is +1 with probability 1/2 (a pair's first member is its coin)
+    draws = np.stack([balanced_signs(conditions, 3, seed=k) for k in range(2000)])
+    assert abs(float((draws > 0).mean(axis=0).max()) - 0.5) < 0.04       # 3.6 sigma
+    assert abs(float((draws > 0).mean(axis=0).min()) - 0.5) < 0.04
+    assert balanced_signs(np.zeros((5, 0)), 1, seed=0).shape == (5, 1)  # no parameters
+
+
+def test_generation_balances_the_signs_of_a_sign_equivariant_generator(ising_run, tmp_path,
+                                                                       monkeypatch):
+    """Ising declares ``negate_each_snapshot``: every condition of 4 trajectories holds
+    2 of each sign at every snapshot time, whatever the batch size; and the signs are
+    what the file holds (an untrained generator's fields times the passed signs)."""
+    passed = []
+    sample = SurrogateModel.sample
+
+    def recording(self, condition, noise, sign=None):
+        passed.append(np.asarray(sign))
+        return sample(self, condition, noise, sign)
+
+    monkeypatch.setattr(SurrogateModel, "sample", recording)
+    like = ising_run / "ising.h5"
+    per_batch = {}
+    for batch in (1, 64):
+        passed.clear()
+        generate(ising_run / "run", tmp_path / f"b{batch}.h5", like=like, n=4, seed=3,
+                 checkpoint="last", batch_size=batch)
+        per_batch[batch] = np.concatenate(passed).reshape(12, 4, 2)   # (cond, traj, time)
+    np.testing.assert_array_equal(per_batch[1], per_batch[64])
+    np.testing.assert_array_equal(per_batch[1].sum(axis=1), 0)
+    # the snapshots of one trajectory have independent signs: not all kept
+    assert (per_batch[1][..., 0] != per_batch[1][..., 1]).any()

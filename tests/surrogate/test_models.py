@@ -373,6 +373,38 @@ def test_negate_each_snapshot_draws_a_fresh_sign_per_forward_from_the_pixel_stre
         _config(negate_each_snapshot=True)
 
 
+def test_a_given_sign_replaces_the_drawn_one_and_is_checked():
+    """``sign=`` (what a generation job passes to balance the signs): opposite signs give
+    exactly opposite fields, with pixel noise too (a given sign draws nothing from the
+    pixel stream), for both sign modes; refused for a generator without ``negate``, for
+    a wrong shape and for a value other than +-1."""
+    for each_snapshot in (False, True):
+        config = _config(negate=True, negate_each_snapshot=each_snapshot)
+        generator = Generator(config).eval()
+        with torch.no_grad():
+            for layer in generator.parameters():
+                layer.add_(0.1 * torch.randn_like(layer))
+        noise, condition, _ = _inputs(config, 4)
+        sign = torch.tensor([1.0, -1.0, -1.0, 1.0])
+        with torch.no_grad():
+            torch.manual_seed(5)
+            a = generator(noise, condition, sign=sign)
+            torch.manual_seed(5)
+            b = generator(noise, condition, sign=-sign[:, None])
+            c = generator(noise, condition, pixel_noise=False, sign=sign)
+            d = generator(noise, condition, pixel_noise=False, sign=torch.ones(4))
+        assert torch.equal(a, -b)
+        assert torch.equal(c * sign[:, None, None, None], d)
+        assert not torch.allclose(c, d, atol=1e-3)       # the sign did change outputs
+        with pytest.raises(ValueError, match="shape"):
+            generator(noise, condition, sign=torch.ones(3))
+        with pytest.raises(ValueError, match=r"only \+1 and -1"):
+            generator(noise, condition, sign=torch.tensor([1.0, 0.5, -1.0, 1.0]))
+    plain = Generator(_config()).eval()
+    with pytest.raises(ValueError, match="not sign-equivariant"):
+        plain(noise, condition, sign=sign)
+
+
 def test_a_sign_invariant_discriminator_reads_x_and_minus_x_alike():
     config = _config(negate=True)
     discriminator = Discriminator(config).eval()

@@ -65,7 +65,8 @@ THRESHOLD_DOCS: dict[str, str] = {
                                                "of each condition's spectrum median error",
     "mode_coverage_min": "min over the reference's ordered states (Ising: m >= 0.5 and "
                          "m <= -0.5) of generated fraction / reference fraction (0: a state "
-                         "is never generated)",
+                         "is never generated; under a declared sign symmetry the reference's "
+                         "two fractions are replaced by their mean)",
     "frechet_physics_distance_max": "max Fréchet physics distance (inf: not gated; its scale "
                                     "depends on sample size, compare it with "
                                     "frechet_reference_split)",

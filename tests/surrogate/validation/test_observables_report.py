@@ -95,6 +95,32 @@ def test_independent_ising_runs_cover_both_signs_and_pass(ising_files, tmp_path)
     assert "Ordered states" in page.read_text()
 
 
+def test_mode_coverage_of_a_sign_symmetric_system_expects_both_signs_equally(monkeypatch):
+    """Ising declares the sign symmetry: against a reference that drew 30 "+" / 20 "-"
+    ordered snapshots, an exactly balanced generator (25 / 25) covers both states fully,
+    where the counted fractions would cap it at 25 / 30; a reference holding one sign
+    still expects the other; without the declaration the counted fractions are used."""
+    from surrogate.validation.report import summaries
+
+    def observables(plus, minus, disordered):
+        m = np.concatenate([np.full(plus, 0.9), np.full(minus, -0.9),
+                            np.full(disordered, 0.1)])
+        return {"magnetisation(sign)": [m]}
+
+    balanced = {"reference": observables(30, 20, 50), "generated": observables(25, 25, 50)}
+    coverage = summaries.mode_coverage("ising", balanced)
+    assert coverage["reference_symmetrised"]
+    assert coverage["coverage"] == pytest.approx(1.0)
+    assert coverage["fraction"]["reference"] == {"+": 0.3, "-": 0.2}   # as counted
+    one_sided = {"reference": observables(50, 0, 50), "generated": observables(50, 0, 50)}
+    assert summaries.mode_coverage("ising", one_sided)["coverage"] == 0.0
+    monkeypatch.setattr(summaries, "sign_symmetric", lambda system: False)
+    plain = summaries.mode_coverage("ising", balanced)
+    assert not plain["reference_symmetrised"]
+    assert plain["coverage"] == pytest.approx(25 / 30)
+    assert summaries.mode_coverage("ising", one_sided)["coverage"] == pytest.approx(1.0)
+
+
 def test_a_generator_that_produces_one_sign_only_fails(ising_files, tmp_path):
     """Flip every negatively magnetised snapshot: each snapshot stays a valid equilibrium
     configuration (the Hamiltonian is even), spectra, PDFs of |s| and energies are
