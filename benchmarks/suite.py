@@ -395,7 +395,7 @@ def _executor(jobs: int, threads: int) -> Executor:
 def fidelity(device: torch.device, systems: Sequence[str], directory: Path | None,
              steps: int | None, seeds: Sequence[int] | None = None,
              train_options: dict[str, Any] | None = None,
-             jobs: int = 1) -> dict[str, dict]:
+             jobs: int = 1, split: str | None = None) -> dict[str, dict]:
     """Train, generate at held-out conditions and validate each system (quickstart flow).
 
     With several training ``seeds`` (same data, same held-out conditions, the training
@@ -405,6 +405,8 @@ def fidelity(device: torch.device, systems: Sequence[str], directory: Path | Non
     ``cpu_count // jobs`` threads (on a CPU, seeds in parallel use the cores better than
     one training's threads do; the numbers are those of that thread count, and floating-
     point sums in another order give another draw of the same distribution).
+    ``split``: the split layout of every plan's training data (``None``: the plans' own,
+    ``"random"``; ``"stratified"``: :class:`simulators.sweep.SweepSpec`).
     """
     plans = fidelity_plans(device.type)
     tasks = []
@@ -416,6 +418,8 @@ def fidelity(device: torch.device, systems: Sequence[str], directory: Path | Non
             base = dataclasses.replace(base, train={**base.train, "steps": steps})
         if train_options:
             base = dataclasses.replace(base, train={**base.train, **train_options})
+        if split is not None:
+            base = dataclasses.replace(base, split=split)
         for seed in seeds or [None]:
             plan = base if seed is None else dataclasses.replace(
                 base, train={**base.train, "seed": seed})
@@ -700,6 +704,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="override training options of every fidelity plan (TrainConfig "
                              "fields, e.g. consistency_weight=10); values are JSON numbers, "
                              "booleans or strings")
+    parser.add_argument("--fidelity-split", choices=("random", "stratified"), default=None,
+                        help="split layout of every fidelity plan's training data (default: "
+                             "the plans' own, random)")
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32],
                         help="generator widths of the speed table (16 32)")
     parser.add_argument("--validation-sizes", type=int, nargs="+", default=[250])
@@ -724,7 +731,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                    "validation_resolution": 64, "fidelity_steps_override": args.fidelity_steps,
                    "fidelity_train_overrides": train_options,
                    "fidelity_seeds": args.fidelity_seeds,
-                   "fidelity_jobs": args.fidelity_jobs},
+                   "fidelity_jobs": args.fidelity_jobs,
+                   **({"fidelity_split": args.fidelity_split} if args.fidelity_split else {})},
         "measured": {part: {"date": machine["date"], "torch": machine["torch"]}
                      for part in args.parts}}
     if "speed" in args.parts:
@@ -744,7 +752,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         keep = Path(args.keep) if args.keep else None
         chosen = args.fidelity_systems or list(fidelity_plans(device.type))
         result["fidelity"] = fidelity(device, chosen, keep, args.fidelity_steps,
-                                      args.fidelity_seeds, train_options, args.fidelity_jobs)
+                                      args.fidelity_seeds, train_options, args.fidelity_jobs,
+                                      split=args.fidelity_split)
     output = Path(args.output) if args.output else RESULTS / f"{machine_name(device)}.json"
     if output.exists() and not args.replace:
         result = merge_results(json.loads(output.read_text()), result)

@@ -12,6 +12,13 @@ Every trajectory ``i`` gets its own seed, derived from the master seed by
 the master seed only: the same seed gives the same bytes whatever the number of
 workers, the batching, or an interruption followed by ``resume``.
 
+The file's train/valid/test split (10 % each held out) is drawn at random from the
+master seed, or with ``split="stratified"`` laid out over the design: the trajectories
+ordered along a Z-order curve through the swept ranges (by value for one swept
+parameter) give one validation and one test trajectory per run of about ten, so every
+stretch of the range holds its share of the held-out conditions
+(:func:`simulators.store.assign_split`).
+
 Trajectories run in batches (one simulator call, batched FFTs) on a process pool or on
 a Dask distributed cluster; results are written in index order as they arrive, with at
 most two batches per worker process (or per Dask worker thread) in flight, so memory does
@@ -47,7 +54,7 @@ from scipy.stats import qmc
 
 from simulators.base import Simulator, check_seed
 from simulators.registry import get
-from simulators.store import FieldStoreWriter, Provenance, StoreSchema
+from simulators.store import SPLIT_LAYOUTS, FieldStoreWriter, Provenance, StoreSchema
 
 #: float64 bytes one simulator call may return on a CUDA device: caps the default batch
 DEVICE_BATCH_OUTPUT_BYTES = 2**31
@@ -75,6 +82,10 @@ class SweepSpec:
         design: explicit per-trajectory parameter values ``{name: (n values)}`` for
             every declared parameter, used instead of a Sobol design (``ranges`` and
             ``fixed`` must then be empty); :meth:`like` builds such a spec from a file.
+        split: layout of the train/valid/test split (``simulators.store.SPLIT_LAYOUTS``):
+            ``"random"`` (a seeded permutation) or ``"stratified"`` (each stretch of the
+            swept range holds its share of the validation and test trajectories, over
+            :func:`design_positions`; :func:`simulators.store.assign_split`).
     """
 
     system: str
@@ -89,6 +100,7 @@ class SweepSpec:
     box_size: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     design: Mapping[str, tuple[float, ...]] | None = None
+    split: str = "random"
 
     def key(self) -> str:
         """Canonical JSON of the spec (identifies the job for ``resume``); an explicit
@@ -101,6 +113,8 @@ class SweepSpec:
         else:
             text = json.dumps({k: [float(x) for x in v] for k, v in sorted(self.design.items())})
             data["design"] = hashlib.sha256(text.encode()).hexdigest()
+        if self.split == "random":             # the same
+            del data["split"]
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -171,6 +185,9 @@ def check_spec(spec: SweepSpec) -> tuple[Simulator, Any, np.ndarray]:
         raise ValueError(f"number of trajectories must be a positive integer, got "
                          f"{spec.n_trajectories!r}")
     check_seed(spec.seed)
+    if spec.split not in SPLIT_LAYOUTS:
+        raise ValueError(f"unknown split layout {spec.split!r} "
+                         f"(choose from {', '.join(SPLIT_LAYOUTS)})")
     if spec.design is not None:
         if spec.ranges or spec.fixed:
             raise ValueError("an explicit design takes no ranges or fixed parameters")
@@ -232,6 +249,29 @@ def sobol_design(simulator: Simulator, n: int, ranges: Mapping[str, tuple[float,
             values[parameter.name] = low + u * (high - low)
         values[parameter.name] = np.clip(values[parameter.name], low, high)
     return values
+
+
+def design_positions(simulator: Simulator, design: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Each trajectory's condition as a point of the unit cube, ``(n, P)`` float64.
+
+    One column per declared parameter that varies over the design, in declaration order:
+    ``(x - min) / (max - min)`` over the design, of ``log x`` for a log-scaled parameter
+    (``Parameter.log_scale``) with positive values, as the Sobol design draws them.
+    Parameters held fixed give no column. What a stratified split is laid out over
+    (:func:`simulators.store.assign_split`).
+    """
+    columns = []
+    count = 0
+    for parameter in simulator.parameters:
+        values = np.asarray(design[parameter.name], dtype=np.float64)
+        count = values.size
+        low, high = float(values.min()), float(values.max())
+        if high <= low:
+            continue
+        if parameter.log_scale and low > 0:
+            values, low, high = np.log(values), math.log(low), math.log(high)
+        columns.append((values - low) / (high - low))
+    return np.stack(columns, axis=1) if columns else np.zeros((count, 0))
 
 
 def trajectory_seeds(seed: int, n: int) -> np.ndarray:
@@ -358,9 +398,11 @@ def run_sweep(spec: SweepSpec, path: str | os.PathLike, *, workers: int = 1,
     window = 2 * slots     # batches in flight: results are written in order as they arrive
     try:
         # the writer checks the output path before it creates anything
-        writer = FieldStoreWriter(path, schema, n, provenance, overwrite=overwrite,
-                                  resume=resume, resume_key=spec.key(),
-                                  extra_attrs={"init": spec.init})
+        writer = FieldStoreWriter(
+            path, schema, n, provenance, overwrite=overwrite, resume=resume,
+            resume_key=spec.key(), extra_attrs={"init": spec.init},
+            split_positions=(design_positions(simulator, design)
+                             if spec.split == "stratified" else None))
         pending = writer.pending
         batches = [pending[i:i + batch_size] for i in range(0, len(pending), batch_size)]
         bar = tqdm(total=n, initial=n - len(pending), desc=f"simulate {spec.system}",

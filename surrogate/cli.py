@@ -161,7 +161,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.like is not None:
         if args.sweep or args.set:
             raise ValueError("--like copies the sweep of its file: give no --sweep or --set")
-        spec = SweepSpec.like(args.like, args.seed)
+        spec = dataclasses.replace(SweepSpec.like(args.like, args.seed), split=args.split)
         if spec.system != args.system:
             raise ValueError(f"{args.like}: a {spec.system} file, not {args.system}")
         args.n = spec.n_trajectories
@@ -169,7 +169,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         spec = SweepSpec(system=args.system, n_trajectories=args.n,
                          resolution=args.resolution, t_end=args.t_end,
                          n_snapshots=args.snapshots, ranges=parse_sweeps(args.sweep),
-                         fixed=parse_settings(args.set), seed=args.seed, init=args.init)
+                         fixed=parse_settings(args.set), seed=args.seed, init=args.init,
+                         split=args.split)
     path = run_sweep(spec, args.output, workers=args.workers, batch_size=args.batch_size,
                      overwrite=args.overwrite, resume=args.resume, progress=not args.quiet,
                      dask_address=args.dask, device=args.device)
@@ -191,7 +192,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"{info['path']}: {info['system']} ({info['dataset_name']}), format "
           f"{info['format_version']}")
     print(f"  trajectories: {info['n_trajectories']} (split: "
-          + ", ".join(f"{k} {v}" for k, v in info["split"].items()) + ")")
+          + ", ".join(f"{k} {v}" for k, v in info["split"].items())
+          + f"; {info.get('split_layout', 'random')})")
     print(f"  grid: {info['resolution']}x{info['resolution']}, box size {info['box_size']:g}; "
           f"times: {times['n']} from {times['first']:g} to {times['last']:g} {times['units']}")
     for name, field in info["fields"].items():
@@ -428,6 +430,10 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
                                "for `surrogate validate ... --floor`; -n, --resolution, "
                                "--t-end, --snapshots and --init are taken from REF")
     simulate.add_argument("--init", default="random", help="initial condition (random)")
+    simulate.add_argument("--split", default="random", choices=("random", "stratified"),
+                          help="train/valid/test layout: random (a seeded draw, the default) "
+                               "or stratified (every stretch of the swept range holds its "
+                               "share of the validation and test trajectories)")
     simulate.add_argument("--workers", type=int, default=1, help="worker processes (1)")
     simulate.add_argument("--batch-size", type=int, default=None,
                           help="trajectories per simulator call (system default; larger "

@@ -72,6 +72,9 @@ class QuickstartPlan:
             floor) is small beside the thresholds.
         seed: seed of the sweep, the training run and the generation (a ``"seed"`` in
             ``train`` seeds the training run instead: one dataset, several trainings).
+        split: the sweep's split layout, ``"random"`` or ``"stratified"``
+            (:class:`simulators.sweep.SweepSpec`); it enters the stage keys only when
+            not ``"random"``, so directories made before it keep theirs.
     """
 
     system: str
@@ -85,6 +88,7 @@ class QuickstartPlan:
     samples_per_condition: int = 4
     reference_per_condition: int = 0
     seed: int = 0
+    split: str = "random"
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -103,7 +107,8 @@ class QuickstartPlan:
         data = self.to_dict()
         data["train"] = dict(sorted(TrainConfig(**self.train).to_dict().items()))
         keys = {"simulate": ("system", "n_trajectories", "resolution", "sweep", "fixed",
-                             "t_end", "n_snapshots", "seed")}
+                             "t_end", "n_snapshots", "seed")
+                + (("split",) if self.split != "random" else ())}
         keys["train"] = (*keys["simulate"], "train")
         keys["generate"] = (*keys["train"], "samples_per_condition")
         keys["validate"] = (*keys["generate"], "reference_per_condition")
@@ -201,7 +206,7 @@ def simulate_plan(plan: QuickstartPlan, path: str | os.PathLike, *, device: str 
     spec = SweepSpec(system=plan.system, n_trajectories=plan.n_trajectories,
                      resolution=plan.resolution, t_end=plan.t_end,
                      n_snapshots=plan.n_snapshots, ranges=dict(plan.sweep),
-                     fixed=dict(plan.fixed), seed=plan.seed)
+                     fixed=dict(plan.fixed), seed=plan.seed, split=plan.split)
     return run_sweep(spec, path, workers=1, overwrite=True, progress=progress,
                      resume=resume and partial_path(Path(path)).exists(), device=device)
 
@@ -268,6 +273,7 @@ def quickstart(directory: str | os.PathLike = "quickstart", *, device: str = "au
     Raises:
         ValueError: bad directory, device or plan (nothing already finished is lost).
     """
+    from simulators.store import SPLIT_LAYOUTS
     from simulators.sweep import SweepSpec, run_sweep
     from surrogate.generate import generate
     from surrogate.train import TrainConfig, resolve_device, train
@@ -277,6 +283,9 @@ def quickstart(directory: str | os.PathLike = "quickstart", *, device: str = "au
     resolved = resolve_device(device)
     plan = plan or default_plan(resolved.type)
     TrainConfig(**plan.train)                      # bad settings fail before any work
+    if plan.split not in SPLIT_LAYOUTS:
+        raise ValueError(f"plan.split must be one of {', '.join(SPLIT_LAYOUTS)}, "
+                         f"got {plan.split!r}")
     for name, minimum in (("samples_per_condition", 1), ("reference_per_condition", 0)):
         value = getattr(plan, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

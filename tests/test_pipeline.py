@@ -182,6 +182,20 @@ def test_default_plans_are_valid_training_configs():
     assert seeded.train["seed"] == 5 and seeded.seed == default_plan("cpu").seed   # same data
 
 
+def test_the_split_layout_enters_the_stage_keys_only_when_stratified(tmp_path):
+    """A random-split plan keeps the keys of directories made before the option (so they
+    are reused); a stratified one simulates again; a bad layout stops before any work."""
+    plan = default_plan("cpu")
+    assert '"split"' not in plan.stage_key("validate")
+    stratified = dataclasses.replace(plan, split="stratified")
+    assert json.loads(stratified.stage_key("simulate"))["split"] == "stratified"
+    assert stratified.stage_key("simulate") != plan.stage_key("simulate")
+    with pytest.raises(ValueError, match=r"plan\.split"):
+        quickstart(tmp_path / "q", device="cpu", plan=dataclasses.replace(plan, split="even"),
+                   progress=False)
+    assert not (tmp_path / "q").exists()
+
+
 @pytest.mark.slow
 def test_default_cpu_quickstart_learns_the_spectrum(tmp_path):
     """The README's goal: the default CPU quickstart's median spectrum error is < 25%."""

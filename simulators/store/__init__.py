@@ -45,9 +45,11 @@ from simulators.store.rules import require_complete
 from simulators.store.schema import (
     FORMAT_VERSION,
     SPLIT_FRACTIONS,
+    SPLIT_LAYOUTS,
     SPLIT_NAMES,
     StoreSchema,
     assign_split,
+    morton_key,
 )
 from simulators.store.statistics import RunningMoments, write_statistics
 from simulators.store.writer import (
@@ -68,6 +70,7 @@ __all__ = [
     "PARTIAL_SUFFIX",
     "REQUIRED_ROOT_ATTRS",
     "SPLIT_FRACTIONS",
+    "SPLIT_LAYOUTS",
     "SPLIT_NAMES",
     "FieldStore",
     "FieldStoreError",
@@ -81,6 +84,7 @@ __all__ = [
     "command_line",
     "describe_file",
     "foreign_links",
+    "morton_key",
     "open_hdf5",
     "package_version",
     "partial_path",

@@ -65,5 +65,6 @@ def _describe(store: FieldStore) -> dict[str, Any]:
                                          "declared_range": [specs[name].low, specs[name].high]}
                        for name, values in parameters.items()},
         "split": {name: int(np.sum(split == code)) for code, name in enumerate(SPLIT_NAMES)},
+        "split_layout": printable(store.split_layout),
         "provenance": provenance,
     }

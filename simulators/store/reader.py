@@ -257,6 +257,12 @@ class FieldStore:
         return self._index_array("split")
 
     @property
+    def split_layout(self) -> str:
+        """How the split was laid out: ``"random"`` or ``"stratified"`` (the ``split``
+        dataset's ``layout`` attribute; files written before it: ``"random"``)."""
+        return attribute_text(self._file["split"].attrs.get("layout", "random"))
+
+    @property
     def seeds(self) -> np.ndarray:
         return self._index_array("trajectory_seed")
 

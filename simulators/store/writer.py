@@ -116,13 +116,20 @@ class FieldStoreWriter:
         resume_key: text that identifies the job (e.g. its JSON configuration); a
             partial file with another key is never resumed.
         extra_attrs: further root attributes (JSON-serialisable scalars or strings).
+        split_positions: ``(B, P)`` each trajectory's condition in the unit cube: the
+            split is laid out ``"stratified"`` over them (:func:`assign_split`); ``None``
+            draws it at random from ``provenance.seed`` (layout ``"random"``). The layout
+            is the ``split`` dataset's attribute ``layout``.
     """
 
     def __init__(self, path: str | os.PathLike, schema: StoreSchema, n_trajectories: int,
                  provenance: Provenance, *, overwrite: bool = False, resume: bool = False,
-                 resume_key: str = "", extra_attrs: Mapping[str, Any] | None = None) -> None:
+                 resume_key: str = "", extra_attrs: Mapping[str, Any] | None = None,
+                 split_positions: np.ndarray | None = None) -> None:
         if n_trajectories < 1:
             raise FieldStoreError(f"{path}: need at least one trajectory, got {n_trajectories}")
+        # checked before any file is touched
+        split = assign_split(int(n_trajectories), provenance.seed, split_positions)
         self.path = check_output_path(path, overwrite)
         self.partial = partial_path(self.path)
         self.schema = schema
@@ -133,7 +140,8 @@ class FieldStoreWriter:
             self._file = self._reopen(resume_key)
             self.resumed = True
         else:
-            self._file = self._create(provenance, resume_key, extra_attrs or {})
+            self._file = self._create(provenance, resume_key, extra_attrs or {}, split,
+                                      "random" if split_positions is None else "stratified")
         self.completed = np.asarray(self._file["completed"][...], dtype=bool)
 
     # ----------------------------------------------------------------- creation
@@ -162,7 +170,7 @@ class FieldStoreWriter:
                                   f"again") from None
 
     def _create(self, provenance: Provenance, resume_key: str,
-                extra_attrs: Mapping[str, Any]) -> h5py.File:
+                extra_attrs: Mapping[str, Any], split: np.ndarray, layout: str) -> h5py.File:
         schema = self.schema
         n, grid = self.n_trajectories, schema.grid
         handle = h5py.File(self.partial, "w", track_order=True)
@@ -210,10 +218,11 @@ class FieldStoreWriter:
                 component.make_scale("component")
 
             for name, values, extra in (
-                ("split", assign_split(n, provenance.seed),
+                ("split", split,
                  {"flag_values": np.arange(3, dtype=np.int8),
                   "flag_meanings": " ".join(SPLIT_NAMES),
-                  "long_name": "train/valid/test assignment of each trajectory"}),
+                  "long_name": "train/valid/test assignment of each trajectory",
+                  "layout": layout}),
                 ("trajectory_seed", np.zeros(n, dtype=np.uint64),
                  {"long_name": "seed of each trajectory's random numbers"}),
                 ("completed", np.zeros(n, dtype=bool),

@@ -14,10 +14,12 @@ from simulators.store import (
     FieldStoreWriter,
     Provenance,
     StoreSchema,
+    assign_split,
     check_file,
+    morton_key,
     partial_path,
 )
-from simulators.sweep import SweepSpec, run_sweep
+from simulators.sweep import SweepSpec, run_sweep, sobol_design
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +197,70 @@ def test_schema_round_trips_through_a_plain_dict():
     assert back.invariants == schema.invariants and back.parameters == schema.parameters
     with pytest.raises(KeyError):
         StoreSchema.from_dict({k: v for k, v in data.items() if k != "times"})
+
+
+# ------------------------------------------------------------------------ the split
+def _thirds(values):
+    unit = (values - values.min()) / (values.max() - values.min())
+    return np.minimum((unit * 3).astype(int), 2)
+
+
+def test_the_random_split_is_a_seeded_permutation():
+    """The documented policy rebuilt independently: 10 % validation, 10 % test, the
+    first 2 n_held of ``default_rng([seed, 0x5B1]).permutation(B)``; all train below 5."""
+    split = assign_split(240, 7)
+    order = np.random.default_rng([7, 0x5B1]).permutation(240)
+    expected = np.zeros(240, dtype=np.int8)
+    expected[order[:24]], expected[order[24:48]] = 1, 2
+    np.testing.assert_array_equal(split, expected)
+    assert not assign_split(4, 7).any()
+
+
+def test_a_stratified_split_holds_its_share_of_every_stretch_of_the_range():
+    """The Ising fidelity data's design (240 temperatures over [1.5, 3.5], seed 0): the
+    random split put 1, 12 and 11 validation trajectories into the thirds of the range;
+    the stratified one 8 of each, and as many test trajectories."""
+    sim = simulators.get("ising")
+    temperature = sobol_design(sim, 240, {"temperature": (1.5, 3.5)}, {}, seed=0)["temperature"]
+    third = _thirds(temperature)
+    random = assign_split(240, 0)
+    assert np.bincount(third[random == 1], minlength=3).min() <= 2     # the draw it mends
+    positions = ((temperature - 1.5) / 2.0)[:, None]
+    split = assign_split(240, 0, positions)
+    for code in (1, 2):
+        np.testing.assert_array_equal(np.bincount(third[split == code], minlength=3),
+                                      [8, 8, 8])
+    assert np.count_nonzero(split == 0) == 192
+    # one held-out trajectory of each kind in every run of 10 consecutive temperatures
+    ranked = split[np.argsort(temperature)].reshape(24, 10)
+    assert ((ranked == 1).sum(axis=1) == 1).all() and ((ranked == 2).sum(axis=1) == 1).all()
+    np.testing.assert_array_equal(assign_split(240, 0, positions), split)
+    assert not np.array_equal(assign_split(240, 1, positions), split)
+
+
+def test_a_stratified_split_covers_every_quadrant_of_a_plane():
+    points = np.random.default_rng(3).random((400, 2))
+    split = assign_split(400, 0, points)
+    quadrant = (points[:, 0] >= 0.5) * 2 + (points[:, 1] >= 0.5)
+    for q in range(4):
+        inside = quadrant == q
+        for code in (1, 2):      # one in ten, to within the run that straddles an edge
+            assert abs(np.count_nonzero(split[inside] == code) - inside.sum() / 10) <= 1
+
+
+def test_morton_key_interleaves_the_axes_bits():
+    one_bit = morton_key(np.array([[0.25, 0.25], [0.25, 0.75], [0.75, 0.25], [0.75, 0.75]]),
+                         bits=1)
+    np.testing.assert_array_equal(one_bit, [0, 1, 2, 3])
+    line = morton_key(np.linspace(0, 1, 50)[:, None])
+    assert (np.diff(line.astype(np.int64)) > 0).all()
+    assert morton_key(np.zeros((3, 0))).tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="64-bit"):
+        morton_key(np.zeros((2, 7)))
+
+
+def test_stratified_split_refuses_positions_of_the_wrong_shape_or_not_finite():
+    with pytest.raises(ValueError, match="shape"):
+        assign_split(10, 0, np.zeros((9, 1)))
+    with pytest.raises(ValueError, match="finite"):
+        assign_split(10, 0, np.full((10, 1), np.nan))

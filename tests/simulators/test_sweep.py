@@ -1,12 +1,21 @@
 """Sweeps: Sobol designs, seeds independent of workers, resume after interruption."""
 
+import json
+
+import h5py
 import numpy as np
 import pytest
 from scipy.stats import qmc
 
 import simulators
-from simulators.store import FieldStore, partial_path
-from simulators.sweep import SweepSpec, run_sweep, sobol_design, trajectory_seeds
+from simulators.store import FieldStore, assign_split, partial_path
+from simulators.sweep import (
+    SweepSpec,
+    design_positions,
+    run_sweep,
+    sobol_design,
+    trajectory_seeds,
+)
 
 
 def _fields(path):
@@ -100,6 +109,7 @@ def test_resume_refuses_a_partial_file_from_another_job(tmp_path):
     (SweepSpec("diffusion", 4, resolution=100), "power of two"),
     (SweepSpec("diffusion", 4, n_snapshots=0), "positive integer"),
     (SweepSpec("diffusion", 0), "positive integer"),
+    (SweepSpec("diffusion", 4, split="even"), "unknown split layout 'even'"),
 ])
 def test_bad_specs_fail_before_any_file_is_written(tmp_path, spec, message):
     with pytest.raises(ValueError, match=message):
@@ -128,3 +138,42 @@ def test_like_per_condition_repeats_each_distinct_condition(tmp_path):
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="per_condition"):
             SweepSpec.like(source, 9, per_condition=bad)
+
+
+def test_design_positions_map_each_varying_parameter_to_the_unit_interval():
+    sim = simulators.get("navier_stokes2d")
+    design = sobol_design(sim, 64, {"nu": (1e-4, 1e-2), "forcing_amplitude": (0.1, 0.3)},
+                          {"forcing_wavenumber": 4}, seed=2)
+    positions = design_positions(sim, design)
+    assert positions.shape == (64, 2)                       # the fixed wavenumber drops out
+    nu = design["nu"]
+    np.testing.assert_allclose(positions[:, 0], (np.log(nu) - np.log(nu.min()))
+                               / (np.log(nu.max()) - np.log(nu.min())))       # log-scaled
+    amplitude = design["forcing_amplitude"]
+    np.testing.assert_allclose(positions[:, 1], (amplitude - amplitude.min())
+                               / (amplitude.max() - amplitude.min()))
+    fixed = sobol_design(sim, 5, {}, {}, seed=0)
+    assert design_positions(sim, fixed).shape == (5, 0)
+
+
+def test_a_stratified_sweep_writes_its_split_layout_and_keys_it(tmp_path):
+    """30 trajectories, 3 held out of each kind: one of each per tercile of the swept
+    index; the layout is the split dataset's attribute; a random spec's key is the one of
+    files written before the option existed, a stratified one's differs."""
+    spec = SweepSpec("gaussian_random_field", n_trajectories=30, resolution=16, seed=5,
+                     ranges={"spectral_index": (1.5, 3.5)}, split="stratified")
+    path = run_sweep(spec, tmp_path / "s.h5", progress=False)
+    with FieldStore(path) as store:
+        split, index = store.split, store.parameters()["spectral_index"]
+    with h5py.File(path, "r") as handle:
+        assert handle["split"].attrs["layout"] == "stratified"
+    ranked = split[np.argsort(index)].reshape(3, 10)
+    assert ((ranked == 1).sum(axis=1) == 1).all() and ((ranked == 2).sum(axis=1) == 1).all()
+    random = SweepSpec("gaussian_random_field", n_trajectories=30, resolution=16, seed=5,
+                       ranges={"spectral_index": (1.5, 3.5)})
+    assert "split" not in json.loads(random.key())
+    assert json.loads(spec.key())["split"] == "stratified"
+    plain = run_sweep(random, tmp_path / "r.h5", progress=False)
+    with FieldStore(plain) as store:
+        np.testing.assert_array_equal(store.split, assign_split(30, 5))
+        assert store.read("delta").tobytes() == FieldStore(path).read("delta").tobytes()
