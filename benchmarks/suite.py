@@ -53,6 +53,7 @@ import torch
 import simulators
 from benchmarks import gan_throughput, lean_generator, validation_throughput
 from benchmarks.output import RESULTS, write_results
+from simulators.store import SPLIT_LAYOUTS
 from surrogate.quickstart import QuickstartPlan, default_plan, quickstart
 from surrogate.train import read_metrics, resolve_device, score_noise_summary
 from surrogate.validation.report import RANGE_THIRDS, end_over_middle, range_third
@@ -395,7 +396,7 @@ def _executor(jobs: int, threads: int) -> Executor:
 def fidelity(device: torch.device, systems: Sequence[str], directory: Path | None,
              steps: int | None, seeds: Sequence[int] | None = None,
              train_options: dict[str, Any] | None = None,
-             jobs: int = 1, split: str | None = None) -> dict[str, dict]:
+             jobs: int = 1, split_layout: str | None = None) -> dict[str, dict]:
     """Train, generate at held-out conditions and validate each system (quickstart flow).
 
     With several training ``seeds`` (same data, same held-out conditions, the training
@@ -405,8 +406,8 @@ def fidelity(device: torch.device, systems: Sequence[str], directory: Path | Non
     ``cpu_count // jobs`` threads (on a CPU, seeds in parallel use the cores better than
     one training's threads do; the numbers are those of that thread count, and floating-
     point sums in another order give another draw of the same distribution).
-    ``split``: the split layout of every plan's training data (``None``: the plans' own,
-    ``"random"``; ``"stratified"``: :class:`simulators.sweep.SweepSpec`).
+    ``split_layout``: the split layout of every plan's training data (``None``: the
+    plans' own, ``"random"``; ``"stratified"``: :class:`simulators.sweep.SweepSpec`).
     """
     plans = fidelity_plans(device.type)
     tasks = []
@@ -418,8 +419,8 @@ def fidelity(device: torch.device, systems: Sequence[str], directory: Path | Non
             base = dataclasses.replace(base, train={**base.train, "steps": steps})
         if train_options:
             base = dataclasses.replace(base, train={**base.train, **train_options})
-        if split is not None:
-            base = dataclasses.replace(base, split=split)
+        if split_layout is not None:
+            base = dataclasses.replace(base, split_layout=split_layout)
         for seed in seeds or [None]:
             plan = base if seed is None else dataclasses.replace(
                 base, train={**base.train, "seed": seed})
@@ -704,9 +705,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="override training options of every fidelity plan (TrainConfig "
                              "fields, e.g. consistency_weight=10); values are JSON numbers, "
                              "booleans or strings")
-    parser.add_argument("--fidelity-split", choices=("random", "stratified"), default=None,
-                        help="split layout of every fidelity plan's training data (default: "
-                             "the plans' own, random)")
+    parser.add_argument("--fidelity-split-layout", choices=SPLIT_LAYOUTS, default="random",
+                        help="split layout of every fidelity plan's training data (random)")
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32],
                         help="generator widths of the speed table (16 32)")
     parser.add_argument("--validation-sizes", type=int, nargs="+", default=[250])
@@ -732,7 +732,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                    "fidelity_train_overrides": train_options,
                    "fidelity_seeds": args.fidelity_seeds,
                    "fidelity_jobs": args.fidelity_jobs,
-                   **({"fidelity_split": args.fidelity_split} if args.fidelity_split else {})},
+                   "fidelity_split_layout": args.fidelity_split_layout},
         "measured": {part: {"date": machine["date"], "torch": machine["torch"]}
                      for part in args.parts}}
     if "speed" in args.parts:
@@ -753,7 +753,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         chosen = args.fidelity_systems or list(fidelity_plans(device.type))
         result["fidelity"] = fidelity(device, chosen, keep, args.fidelity_steps,
                                       args.fidelity_seeds, train_options, args.fidelity_jobs,
-                                      split=args.fidelity_split)
+                                      split_layout=args.fidelity_split_layout)
     output = Path(args.output) if args.output else RESULTS / f"{machine_name(device)}.json"
     if output.exists() and not args.replace:
         result = merge_results(json.loads(output.read_text()), result)

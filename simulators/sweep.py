@@ -13,7 +13,7 @@ the master seed only: the same seed gives the same bytes whatever the number of
 workers, the batching, or an interruption followed by ``resume``.
 
 The file's train/valid/test split (10 % each held out) is drawn at random from the
-master seed, or with ``split="stratified"`` laid out over the design: the trajectories
+master seed, or with ``split_layout="stratified"`` laid out over the design: the trajectories
 ordered along a Z-order curve through the swept ranges (by value for one swept
 parameter) give one validation and one test trajectory per run of about ten, so every
 stretch of the range holds its share of the held-out conditions
@@ -54,7 +54,13 @@ from scipy.stats import qmc
 
 from simulators.base import Simulator, check_seed
 from simulators.registry import get
-from simulators.store import SPLIT_LAYOUTS, FieldStoreWriter, Provenance, StoreSchema
+from simulators.store import (
+    SPLIT_LAYOUTS,
+    FieldStoreWriter,
+    Provenance,
+    StoreSchema,
+    assign_split,
+)
 
 #: float64 bytes one simulator call may return on a CUDA device: caps the default batch
 DEVICE_BATCH_OUTPUT_BYTES = 2**31
@@ -82,7 +88,8 @@ class SweepSpec:
         design: explicit per-trajectory parameter values ``{name: (n values)}`` for
             every declared parameter, used instead of a Sobol design (``ranges`` and
             ``fixed`` must then be empty); :meth:`like` builds such a spec from a file.
-        split: layout of the train/valid/test split (``simulators.store.SPLIT_LAYOUTS``):
+        split_layout: how the train/valid/test split is laid out
+            (``simulators.store.SPLIT_LAYOUTS``):
             ``"random"`` (a seeded permutation) or ``"stratified"`` (each stretch of the
             swept range holds its share of the validation and test trajectories, over
             :func:`design_positions`; :func:`simulators.store.assign_split`).
@@ -100,7 +107,7 @@ class SweepSpec:
     box_size: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     design: Mapping[str, tuple[float, ...]] | None = None
-    split: str = "random"
+    split_layout: str = "random"
 
     def key(self) -> str:
         """Canonical JSON of the spec (identifies the job for ``resume``); an explicit
@@ -113,8 +120,8 @@ class SweepSpec:
         else:
             text = json.dumps({k: [float(x) for x in v] for k, v in sorted(self.design.items())})
             data["design"] = hashlib.sha256(text.encode()).hexdigest()
-        if self.split == "random":             # the same
-            del data["split"]
+        if self.split_layout == "random":      # random: the keys of files written before it
+            del data["split_layout"]
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -185,8 +192,8 @@ def check_spec(spec: SweepSpec) -> tuple[Simulator, Any, np.ndarray]:
         raise ValueError(f"number of trajectories must be a positive integer, got "
                          f"{spec.n_trajectories!r}")
     check_seed(spec.seed)
-    if spec.split not in SPLIT_LAYOUTS:
-        raise ValueError(f"unknown split layout {spec.split!r} "
+    if spec.split_layout not in SPLIT_LAYOUTS:
+        raise ValueError(f"unknown split layout {spec.split_layout!r} "
                          f"(choose from {', '.join(SPLIT_LAYOUTS)})")
     if spec.design is not None:
         if spec.ranges or spec.fixed:
@@ -261,10 +268,9 @@ def design_positions(simulator: Simulator, design: Mapping[str, np.ndarray]) -> 
     (:func:`simulators.store.assign_split`).
     """
     columns = []
-    count = 0
+    count = len(next(iter(design.values()))) if design else 0
     for parameter in simulator.parameters:
         values = np.asarray(design[parameter.name], dtype=np.float64)
-        count = values.size
         low, high = float(values.min()), float(values.max())
         if high <= low:
             continue
@@ -401,8 +407,8 @@ def run_sweep(spec: SweepSpec, path: str | os.PathLike, *, workers: int = 1,
         writer = FieldStoreWriter(
             path, schema, n, provenance, overwrite=overwrite, resume=resume,
             resume_key=spec.key(), extra_attrs={"init": spec.init},
-            split_positions=(design_positions(simulator, design)
-                             if spec.split == "stratified" else None))
+            **({"split": assign_split(n, spec.seed, design_positions(simulator, design)),
+                "split_layout": "stratified"} if spec.split_layout == "stratified" else {}))
         pending = writer.pending
         batches = [pending[i:i + batch_size] for i in range(0, len(pending), batch_size)]
         bar = tqdm(total=n, initial=n - len(pending), desc=f"simulate {spec.system}",

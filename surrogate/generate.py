@@ -27,18 +27,18 @@ their latents to keep the stream aligned, without running the generator) and giv
 same bytes as an uninterrupted run.
 
 A sign-equivariant generator (a system declaring ``negate``, e.g. Ising) gets its global
-signs from :func:`balanced_signs` instead of a coin per output: with the trajectories
-ordered by condition, neighbours are paired and a fair coin gives the first of a pair
-+-1 and the second the opposite sign (per snapshot time for ``negate_each_snapshot``,
-per trajectory otherwise). Each output's sign is still +-1 with probability 1/2, and the
-two signs are exactly balanced over the job, over each condition with an even number of
-trajectories and, to within two, over any range of conditions (e.g. the ordered ones
-below a critical temperature), where independent coins leave an imbalance of order
-sqrt(n). When the unsigned generator orders its fields one way (a trained Ising
-generator's magnetisation has one sign before ``s``), the generated ordered states are
-then as balanced as the simulator's law, which the declared symmetry makes exactly
-balanced. The signs come from their own stream of ``seed``, so they do not depend on
-the batch size.
+signs from :func:`balanced_signs` instead of a coin per output: trajectories of one
+condition, then the odd ones out of neighbouring conditions, are paired and a fair coin
+gives the first of a pair +-1 and the second the opposite sign (per snapshot time for
+``negate_each_snapshot``, per trajectory otherwise). Each output's sign is still +-1
+with probability 1/2, and the two signs are exactly balanced over the job, over each
+condition with an even number of trajectories and, to within two, over any range of
+whole conditions (e.g. the ordered ones below a critical temperature), where
+independent coins leave an imbalance of order sqrt(n). When the unsigned generator
+orders its fields one way (a trained Ising generator's magnetisation has one sign
+before ``s``), the generated ordered states are then as balanced as the simulator's
+law, which the declared symmetry makes exactly balanced. The signs come from their own
+stream of ``seed``, so they do not depend on the batch size.
 
 Fields declared ``discrete_values`` (Ising spins) are snapped to their nearest allowed
 value (:meth:`surrogate.constraints.OutputHeads.snap_discrete`): the generator trains on
@@ -310,10 +310,9 @@ def generate(run_dir: str | os.PathLike, output: str | os.PathLike, *,
     latents = torch.Generator().manual_seed(seed)
     signs = None
     if model.model_config.negate:
-        signs = balanced_signs(
-            np.stack([values[p.name] for p in model.schema.parameters], axis=1)
-            if model.schema.parameters else np.zeros((count, 0)),
-            n_times if model.model_config.negate_each_snapshot else 1, seed)
+        signs = balanced_signs(np.stack([values[p.name] for p in model.schema.parameters],
+                                        axis=1),
+                               n_times if model.model_config.negate_each_snapshot else 1, seed)
         signs = np.broadcast_to(signs, (count, n_times))
     bar = None
     devices = [model.device] if model.device.type == "cuda" else []
@@ -356,13 +355,14 @@ def generate(run_dir: str | os.PathLike, output: str | os.PathLike, *,
 def balanced_signs(conditions: np.ndarray, columns: int, seed: int) -> np.ndarray:
     """Global signs of a sign-equivariant generator, balanced over a generation job.
 
-    The trajectories are ordered by condition (lexicographically over the parameters,
-    ties in their given order) and paired with their neighbour in that order; for each
-    pair and column a fair coin gives the first trajectory ``s = +-1`` and the second
-    ``-s`` (an odd last one keeps its coin). Every entry is +-1 with probability 1/2;
-    every column sums to 0 (+-1 for an odd count), so does every condition with an even
-    number of trajectories, and any range of conditions to within +-2 per column (+-1
-    for a range that starts at the lowest condition).
+    The trajectories are grouped by condition and the conditions ordered
+    lexicographically over the parameters. Within a condition consecutive trajectories
+    are paired; the one left over by each condition with an odd count is paired with the
+    next such one in condition order. For each pair and column a fair coin gives the
+    first trajectory ``s = +-1`` and the second ``-s`` (a last unpaired one keeps its
+    coin). Every entry is +-1 with probability 1/2; every column sums to 0 (+-1 for an
+    odd count), so does every condition with an even number of trajectories, and every
+    range of whole conditions to within +-2 (+-1 for a range from the lowest condition).
 
     Args:
         conditions: (n, P) parameter values of each trajectory (P may be 0).
@@ -371,16 +371,27 @@ def balanced_signs(conditions: np.ndarray, columns: int, seed: int) -> np.ndarra
     Returns:
         (n, columns) float32 of +-1.
     """
-    conditions = np.asarray(conditions, dtype=np.float64)
+    conditions = np.asarray(conditions, dtype=np.float64).reshape(len(conditions), -1)
     count = conditions.shape[0]
-    order = (np.lexsort(conditions.T[::-1]) if conditions.ndim == 2 and conditions.shape[1]
-             else np.arange(count))
+    order = (np.lexsort(conditions.T[::-1]) if conditions.shape[1] else np.arange(count))
+    ranked = conditions[order]
+    first = np.ones(count, dtype=bool)               # first trajectory of its condition
+    first[1:] = np.any(ranked[1:] != ranked[:-1], axis=1)
+    group = np.cumsum(first) - 1
+    starts = np.flatnonzero(first)
+    sizes = np.diff(np.append(starts, count))
+    rank = np.arange(count) - starts[group]
+    leftover = (sizes[group] % 2 == 1) & (rank == sizes[group] - 1)
+    # pairs within conditions first (never straddling one), then the leftovers'
+    inner = np.cumsum(~leftover) - 1
+    outer = np.cumsum(leftover) - 1
+    n_inner = int(np.count_nonzero(~leftover)) // 2
+    pair = np.where(leftover, n_inner + outer // 2, inner // 2)
+    second = np.where(leftover, outer % 2, inner % 2) == 1
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5167]))
-    coins = rng.integers(0, 2, size=((count + 1) // 2, columns)) * 2 - 1
-    paired = np.repeat(coins, 2, axis=0)[:count]
-    paired[1::2] *= -1
+    coins = rng.integers(0, 2, size=(n_inner + (int(leftover.sum()) + 1) // 2, columns)) * 2 - 1
     signs = np.empty((count, columns), dtype=np.float32)
-    signs[order] = paired
+    signs[order] = coins[pair] * np.where(second, -1, 1)[:, None]
     return signs
 
 

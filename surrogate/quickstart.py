@@ -72,7 +72,7 @@ class QuickstartPlan:
             floor) is small beside the thresholds.
         seed: seed of the sweep, the training run and the generation (a ``"seed"`` in
             ``train`` seeds the training run instead: one dataset, several trainings).
-        split: the sweep's split layout, ``"random"`` or ``"stratified"``
+        split_layout: the sweep's split layout, ``"random"`` or ``"stratified"``
             (:class:`simulators.sweep.SweepSpec`); it enters the stage keys only when
             not ``"random"``, so directories made before it keep theirs.
     """
@@ -88,7 +88,7 @@ class QuickstartPlan:
     samples_per_condition: int = 4
     reference_per_condition: int = 0
     seed: int = 0
-    split: str = "random"
+    split_layout: str = "random"
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -102,15 +102,21 @@ class QuickstartPlan:
 
         The training settings enter resolved (every :class:`TrainConfig` field, defaults
         included), so that a run trained under an earlier default is not reused as if it
-        had today's."""
+        had today's. A sign-equivariant generator's files carry ``"signs": "balanced"``
+        (:func:`surrogate.generate.balanced_signs`): a directory generated before them
+        generates again."""
+        from surrogate.data.symmetry import symmetries_for
         from surrogate.train.config import TrainConfig
         data = self.to_dict()
         data["train"] = dict(sorted(TrainConfig(**self.train).to_dict().items()))
+        data["signs"] = "balanced"
         keys = {"simulate": ("system", "n_trajectories", "resolution", "sweep", "fixed",
                              "t_end", "n_snapshots", "seed")
-                + (("split",) if self.split != "random" else ())}
+                + (("split_layout",) if self.split_layout != "random" else ())}
         keys["train"] = (*keys["simulate"], "train")
-        keys["generate"] = (*keys["train"], "samples_per_condition")
+        signed = data["train"]["sign_equivariant"] and "negate" in symmetries_for(self.system)
+        keys["generate"] = (*keys["train"], "samples_per_condition",
+                            *(("signs",) if signed else ()))
         keys["validate"] = (*keys["generate"], "reference_per_condition")
         return json.dumps({k: data[k] for k in keys[stage]}, sort_keys=True)
 
@@ -206,7 +212,8 @@ def simulate_plan(plan: QuickstartPlan, path: str | os.PathLike, *, device: str 
     spec = SweepSpec(system=plan.system, n_trajectories=plan.n_trajectories,
                      resolution=plan.resolution, t_end=plan.t_end,
                      n_snapshots=plan.n_snapshots, ranges=dict(plan.sweep),
-                     fixed=dict(plan.fixed), seed=plan.seed, split=plan.split)
+                     fixed=dict(plan.fixed), seed=plan.seed,
+                     split_layout=plan.split_layout)
     return run_sweep(spec, path, workers=1, overwrite=True, progress=progress,
                      resume=resume and partial_path(Path(path)).exists(), device=device)
 
@@ -283,9 +290,9 @@ def quickstart(directory: str | os.PathLike = "quickstart", *, device: str = "au
     resolved = resolve_device(device)
     plan = plan or default_plan(resolved.type)
     TrainConfig(**plan.train)                      # bad settings fail before any work
-    if plan.split not in SPLIT_LAYOUTS:
-        raise ValueError(f"plan.split must be one of {', '.join(SPLIT_LAYOUTS)}, "
-                         f"got {plan.split!r}")
+    if plan.split_layout not in SPLIT_LAYOUTS:
+        raise ValueError(f"plan.split_layout must be one of {', '.join(SPLIT_LAYOUTS)}, "
+                         f"got {plan.split_layout!r}")
     for name, minimum in (("samples_per_condition", 1), ("reference_per_condition", 0)):
         value = getattr(plan, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

@@ -93,7 +93,7 @@ def test_fidelity_over_training_seeds_reports_each_seed_and_the_spread(tmp_path,
     def fake_quickstart(work, *, device, plan, progress, log):
         seed = plan.train["seed"]
         assert plan.train["consistency_weight"] == 10.0       # --fidelity-train reached it
-        assert plan.split == "stratified"                     # --fidelity-split too
+        assert plan.split_layout == "stratified"              # --fidelity-split-layout
         # judged against 4 new simulations per held-out condition, not the test split
         assert plan.reference_per_condition == suite.REFERENCE_PER_CONDITION == 4
         trained.append((work.name, seed, plan.seed))
@@ -126,7 +126,8 @@ def test_fidelity_over_training_seeds_reports_each_seed_and_the_spread(tmp_path,
     monkeypatch.setattr(suite, "share_data", lambda tasks, root: {})
     result = suite.fidelity(__import__("torch").device("cpu"), ["gaussian_random_field"],
                             tmp_path, None, seeds=[3, 1],
-                            train_options={"consistency_weight": 10.0}, split="stratified")
+                            train_options={"consistency_weight": 10.0},
+                            split_layout="stratified")
     # the same data (plan seed) for every run, the training seed changed
     assert [(name, seed) for name, seed, _ in trained] == [
         ("gaussian_random_field_seed3", 3), ("gaussian_random_field_seed1", 1)]

@@ -186,14 +186,26 @@ def test_the_split_layout_enters_the_stage_keys_only_when_stratified(tmp_path):
     """A random-split plan keeps the keys of directories made before the option (so they
     are reused); a stratified one simulates again; a bad layout stops before any work."""
     plan = default_plan("cpu")
-    assert '"split"' not in plan.stage_key("validate")
-    stratified = dataclasses.replace(plan, split="stratified")
-    assert json.loads(stratified.stage_key("simulate"))["split"] == "stratified"
+    assert '"split_layout"' not in plan.stage_key("validate")
+    stratified = dataclasses.replace(plan, split_layout="stratified")
+    assert json.loads(stratified.stage_key("simulate"))["split_layout"] == "stratified"
     assert stratified.stage_key("simulate") != plan.stage_key("simulate")
-    with pytest.raises(ValueError, match=r"plan\.split"):
-        quickstart(tmp_path / "q", device="cpu", plan=dataclasses.replace(plan, split="even"),
-                   progress=False)
+    with pytest.raises(ValueError, match=r"plan\.split_layout"):
+        quickstart(tmp_path / "q", device="cpu",
+                   plan=dataclasses.replace(plan, split_layout="even"), progress=False)
     assert not (tmp_path / "q").exists()
+
+
+def test_a_sign_equivariant_plan_generates_again_with_balanced_signs():
+    """Ising files generated before the balanced signs are not reused: its generate key
+    names them; a system without the sign symmetry keeps its keys."""
+    ising = dataclasses.replace(default_plan("cpu"), system="ising",
+                                sweep={"temperature": (1.5, 3.5)})
+    assert json.loads(ising.stage_key("generate"))["signs"] == "balanced"
+    assert "signs" not in json.loads(ising.stage_key("train"))
+    unsigned = dataclasses.replace(ising, train={**ising.train, "sign_equivariant": False})
+    assert "signs" not in json.loads(unsigned.stage_key("validate"))
+    assert "signs" not in json.loads(default_plan("cpu").stage_key("validate"))
 
 
 @pytest.mark.slow

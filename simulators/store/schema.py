@@ -177,8 +177,9 @@ def assign_split(n_trajectories: int, seed: int, positions: np.ndarray | None = 
     ``2 n_held`` of a permutation seeded from ``seed``. With ``positions`` (layout
     ``"stratified"``), each trajectory's condition as a point of the unit cube ``(B, P)``
     (:func:`simulators.sweep.design_positions`: every varying parameter mapped to
-    [0, 1], in log for a log-scaled one): the trajectories are ordered along a Z-order
-    (Morton) curve through the cube, 10 bits per axis (a 1-D sweep: by value), cut into
+    [0, 1], in log for a log-scaled one): the trajectories are ordered by value for
+    ``P = 1``, else along a Z-order (Morton) curve through the cube
+    (:func:`morton_key`, ``min(10, 64 // P)`` bits per axis; ties in index order), cut into
     ``n_held`` runs of consecutive trajectories whose lengths differ by at most one,
     and each run gives one trajectory, drawn from the seeded stream, to validation and
     another to test. Every stretch of the range then holds its share of both held-out
@@ -186,6 +187,13 @@ def assign_split(n_trajectories: int, seed: int, positions: np.ndarray | None = 
     where a random draw can leave one nearly empty (the Ising fidelity data drew 1, 12
     and 11 validation trajectories into the thirds of its temperature range).
     """
+    if positions is not None:
+        positions = np.asarray(positions, dtype=np.float64)
+        if positions.ndim != 2 or positions.shape[0] != n_trajectories:
+            raise ValueError(f"positions must have shape ({n_trajectories}, P), "
+                             f"got {positions.shape}")
+        if not np.isfinite(positions).all():
+            raise ValueError("positions must be finite")
     split = np.zeros(n_trajectories, dtype=np.int8)
     if n_trajectories < 5:
         return split
@@ -196,13 +204,11 @@ def assign_split(n_trajectories: int, seed: int, positions: np.ndarray | None = 
         split[order[:n_held]] = 1
         split[order[n_held:2 * n_held]] = 2
         return split
-    positions = np.asarray(positions, dtype=np.float64)
-    if positions.ndim != 2 or positions.shape[0] != n_trajectories:
-        raise ValueError(f"positions must have shape ({n_trajectories}, P), "
-                         f"got {positions.shape}")
-    if not np.isfinite(positions).all():
-        raise ValueError("positions must be finite")
-    for run in np.array_split(np.argsort(morton_key(positions), kind="stable"), n_held):
+    dims = positions.shape[1]
+    key = (positions[:, 0] if dims == 1 else
+           morton_key(positions, bits=min(10, 64 // dims)) if dims else
+           np.zeros(n_trajectories))
+    for run in np.array_split(np.argsort(key, kind="stable"), n_held):
         chosen = rng.choice(run, size=2, replace=False)
         split[chosen[0]], split[chosen[1]] = 1, 2
     return split

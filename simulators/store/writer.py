@@ -23,7 +23,13 @@ import numpy as np
 
 from simulators.messages import first_line as _first_line
 from simulators.store.hdf5 import _READ_ERRORS, FieldStoreError, attribute_text
-from simulators.store.schema import FORMAT_VERSION, SPLIT_NAMES, StoreSchema, assign_split
+from simulators.store.schema import (
+    FORMAT_VERSION,
+    SPLIT_LAYOUTS,
+    SPLIT_NAMES,
+    StoreSchema,
+    assign_split,
+)
 from simulators.store.statistics import write_statistics
 
 PARTIAL_SUFFIX = ".partial"
@@ -116,20 +122,29 @@ class FieldStoreWriter:
         resume_key: text that identifies the job (e.g. its JSON configuration); a
             partial file with another key is never resumed.
         extra_attrs: further root attributes (JSON-serialisable scalars or strings).
-        split_positions: ``(B, P)`` each trajectory's condition in the unit cube: the
-            split is laid out ``"stratified"`` over them (:func:`assign_split`); ``None``
-            draws it at random from ``provenance.seed`` (layout ``"random"``). The layout
-            is the ``split`` dataset's attribute ``layout``.
+        split: ``(B,)`` train/valid/test codes (0/1/2) laid out by the caller (a
+            stratified sweep, a converted file keeping its source's); ``None`` draws
+            them at random from ``provenance.seed`` (:func:`assign_split`).
+        split_layout: how ``split`` was laid out (``SPLIT_LAYOUTS``; ``"random"`` when
+            ``split`` is ``None``), the ``split`` dataset's attribute ``layout``.
     """
 
     def __init__(self, path: str | os.PathLike, schema: StoreSchema, n_trajectories: int,
                  provenance: Provenance, *, overwrite: bool = False, resume: bool = False,
                  resume_key: str = "", extra_attrs: Mapping[str, Any] | None = None,
-                 split_positions: np.ndarray | None = None) -> None:
+                 split: np.ndarray | None = None, split_layout: str = "random") -> None:
         if n_trajectories < 1:
             raise FieldStoreError(f"{path}: need at least one trajectory, got {n_trajectories}")
         # checked before any file is touched
-        split = assign_split(int(n_trajectories), provenance.seed, split_positions)
+        if split is None:
+            split, split_layout = assign_split(int(n_trajectories), provenance.seed), "random"
+        split = np.asarray(split)
+        if split.shape != (n_trajectories,) or not np.isin(split, (0, 1, 2)).all():
+            raise ValueError(f"split must hold {n_trajectories} codes 0, 1 or 2")
+        if split_layout not in SPLIT_LAYOUTS:
+            raise ValueError(f"unknown split layout {split_layout!r} "
+                             f"(choose from {', '.join(SPLIT_LAYOUTS)})")
+        split = split.astype(np.int8)
         self.path = check_output_path(path, overwrite)
         self.partial = partial_path(self.path)
         self.schema = schema
@@ -141,7 +156,7 @@ class FieldStoreWriter:
             self.resumed = True
         else:
             self._file = self._create(provenance, resume_key, extra_attrs or {}, split,
-                                      "random" if split_positions is None else "stratified")
+                                      split_layout)
         self.completed = np.asarray(self._file["completed"][...], dtype=bool)
 
     # ----------------------------------------------------------------- creation

@@ -56,6 +56,9 @@ class _Plan:
     seeds: np.ndarray                                # (B,) uint64
     seed: int
     extra_attrs: dict[str, Any] = field(default_factory=dict)
+    #: an ``ours`` source's split codes (B,) and layout, kept; ``None``: drawn anew
+    split: np.ndarray | None = None
+    split_layout: str = "random"
 
 
 def _uniform_axis(values: np.ndarray, axis: str, path: Path) -> float:
@@ -187,10 +190,14 @@ def _plan(ds: xr.Dataset, path: Path, system: str | None, allow_nonperiodic: boo
     if "t_coordinate_source" in ds:
         extra["source_time"] = np.asarray(ds["t_coordinate_source"].values, dtype=np.float64)
 
+    split, split_layout = None, "random"
+    if layout == "ours" and "split" in ds:
+        split = np.asarray(ds["split"].values, dtype=np.int8)
+        split_layout = attribute_text(ds["split"].attrs.get("layout", "random"))
     if layout == "ours" and system is None:
         schema, parameters, seeds, seed = _as_stored(path)
         return _Plan(schema, {spec.name: (name, row) for spec, name, row in sources},
-                     parameters, seeds, seed, extra)
+                     parameters, seeds, seed, extra, split, split_layout)
 
     spacing = _uniform_axis(ds["x"].values, "x", path)
     if abs(_uniform_axis(ds["y"].values, "y", path) - spacing) > _GRID_RTOL * spacing:
@@ -230,7 +237,7 @@ def _plan(ds: xr.Dataset, path: Path, system: str | None, allow_nonperiodic: boo
         seeds = np.zeros(n, dtype=np.uint64)
     seed = int(ds.attrs.get("seed", 0)) if layout == "ours" else 0
     return _Plan(schema, {spec.name: (var, row) for spec, var, row in sources}, parameters,
-                 seeds, seed, extra)
+                 seeds, seed, extra, split, split_layout)
 
 
 def _registered_schema(system: str, specs: Sequence[FieldSpec],
@@ -371,7 +378,8 @@ def _convert(ds: xr.Dataset, source: Path, output: Path, system: str | None, ove
     ranks = {spec.name: spec.rank for spec in schema.fields}
     provenance = Provenance(producer=f"converted:{ds.attrs['layout']}", seed=plan.seed)
     writer = FieldStoreWriter(output, schema, n, provenance, overwrite=overwrite,
-                              extra_attrs=plan.extra_attrs)
+                              extra_attrs=plan.extra_attrs, split=plan.split,
+                              split_layout=plan.split_layout)
     try:
         for index in range(n):
             arrays = {name: _trajectory_values(ds, var, row, ranks[name], index,

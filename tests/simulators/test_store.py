@@ -214,6 +214,12 @@ def test_the_random_split_is_a_seeded_permutation():
     expected[order[:24]], expected[order[24:48]] = 1, 2
     np.testing.assert_array_equal(split, expected)
     assert not assign_split(4, 7).any()
+    # pinned: the indices the code of 2026-12-05 (before the layouts) drew
+    small = assign_split(20, 3)
+    assert np.flatnonzero(small == 1).tolist() == [9, 12]
+    assert np.flatnonzero(small == 2).tolist() == [15, 19]
+    assert np.flatnonzero(assign_split(240, 0) == 1)[:8].tolist() == [22, 26, 37, 54, 58, 80,
+                                                                      85, 93]
 
 
 def test_a_stratified_split_holds_its_share_of_every_stretch_of_the_range():
@@ -259,7 +265,20 @@ def test_morton_key_interleaves_the_axes_bits():
         morton_key(np.zeros((2, 7)))
 
 
+def test_a_one_parameter_stratified_split_orders_by_exact_value():
+    """Values closer than the Morton grid's 1/1024 are still ordered by value."""
+    values = np.repeat(np.arange(10) / 10, 2) + np.tile([0.0, 1e-5], 10)   # 20 close pairs
+    shuffled = np.random.default_rng(1).permutation(20)
+    split = assign_split(20, 2, values[shuffled][:, None])
+    ranked = split[np.argsort(values[shuffled])].reshape(2, 10)
+    assert ((ranked == 1).sum(axis=1) == 1).all() and ((ranked == 2).sum(axis=1) == 1).all()
+    many = np.random.default_rng(2).random((50, 8))          # 8 axes: 8 bits each
+    assert np.count_nonzero(assign_split(50, 0, many) == 1) == 5
+
+
 def test_stratified_split_refuses_positions_of_the_wrong_shape_or_not_finite():
+    with pytest.raises(ValueError, match="shape"):
+        assign_split(4, 0, np.zeros((9, 3)))          # checked below 5 trajectories too
     with pytest.raises(ValueError, match="shape"):
         assign_split(10, 0, np.zeros((9, 1)))
     with pytest.raises(ValueError, match="finite"):

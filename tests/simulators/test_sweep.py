@@ -109,7 +109,7 @@ def test_resume_refuses_a_partial_file_from_another_job(tmp_path):
     (SweepSpec("diffusion", 4, resolution=100), "power of two"),
     (SweepSpec("diffusion", 4, n_snapshots=0), "positive integer"),
     (SweepSpec("diffusion", 0), "positive integer"),
-    (SweepSpec("diffusion", 4, split="even"), "unknown split layout 'even'"),
+    (SweepSpec("diffusion", 4, split_layout="even"), "unknown split layout 'even'"),
 ])
 def test_bad_specs_fail_before_any_file_is_written(tmp_path, spec, message):
     with pytest.raises(ValueError, match=message):
@@ -161,7 +161,7 @@ def test_a_stratified_sweep_writes_its_split_layout_and_keys_it(tmp_path):
     index; the layout is the split dataset's attribute; a random spec's key is the one of
     files written before the option existed, a stratified one's differs."""
     spec = SweepSpec("gaussian_random_field", n_trajectories=30, resolution=16, seed=5,
-                     ranges={"spectral_index": (1.5, 3.5)}, split="stratified")
+                     ranges={"spectral_index": (1.5, 3.5)}, split_layout="stratified")
     path = run_sweep(spec, tmp_path / "s.h5", progress=False)
     with FieldStore(path) as store:
         split, index = store.split, store.parameters()["spectral_index"]
@@ -171,9 +171,10 @@ def test_a_stratified_sweep_writes_its_split_layout_and_keys_it(tmp_path):
     assert ((ranked == 1).sum(axis=1) == 1).all() and ((ranked == 2).sum(axis=1) == 1).all()
     random = SweepSpec("gaussian_random_field", n_trajectories=30, resolution=16, seed=5,
                        ranges={"spectral_index": (1.5, 3.5)})
-    assert "split" not in json.loads(random.key())
-    assert json.loads(spec.key())["split"] == "stratified"
+    assert "split_layout" not in json.loads(random.key())
+    assert json.loads(spec.key())["split_layout"] == "stratified"
     plain = run_sweep(random, tmp_path / "r.h5", progress=False)
-    with FieldStore(plain) as store:
+    with FieldStore(plain) as store, FieldStore(path) as stratified:
         np.testing.assert_array_equal(store.split, assign_split(30, 5))
-        assert store.read("delta").tobytes() == FieldStore(path).read("delta").tobytes()
+        assert store.split_layout == "random" and stratified.split_layout == "stratified"
+        assert store.read("delta").tobytes() == stratified.read("delta").tobytes()

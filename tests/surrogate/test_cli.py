@@ -25,6 +25,24 @@ def test_systems_lists_every_simulator_with_ranges(capsys):
     assert {s["name"] for s in json.loads(out)} >= {"diffusion", "navier_stokes2d"}
 
 
+def test_simulate_split_layout_choices_are_the_store_s(tmp_path, capsys):
+    from simulators.store import SPLIT_LAYOUTS, FieldStore
+    from surrogate.cli import build_parser
+    commands = next(a for a in build_parser()._actions if a.dest == "command")
+    action = next(a for a in commands.choices["simulate"]._actions
+                  if a.dest == "split_layout")
+    assert tuple(action.choices) == SPLIT_LAYOUTS
+    path = tmp_path / "s.h5"
+    status, out, _ = _run(capsys, "simulate", "gaussian_random_field", "-o", str(path), "-n",
+                          "20", "--resolution", "16", "--sweep", "spectral_index=1.5:3.5",
+                          "--split-layout", "stratified", "-q")
+    assert status == 0
+    with FieldStore(path) as store:
+        assert store.split_layout == "stratified"
+    status, out, _ = _run(capsys, "info", str(path))
+    assert "valid 2, test 2; stratified" in out
+
+
 def test_simulate_info_check_flow(tmp_path, capsys):
     path = tmp_path / "d.h5"
     status, out, _ = _run(capsys, "simulate", "diffusion", "-o", str(path), "-n", "4",

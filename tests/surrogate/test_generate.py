@@ -196,11 +196,23 @@ def test_balanced_signs_pair_neighbouring_conditions_with_opposite_fair_signs():
     assert balanced_signs(np.zeros((5, 0)), 1, seed=0).shape == (5, 1)  # no parameters
 
 
+def test_balanced_signs_pair_within_a_condition_first():
+    """A condition of even count is balanced wherever it starts in condition order (here
+    at an odd position, after a condition held once), for every seed; the odd ones out of
+    neighbouring conditions are paired with each other."""
+    conditions = np.array([[1.0], [2.0], [2.0], [3.0], [3.0], [3.0], [4.0]])
+    for seed in range(50):
+        signs = balanced_signs(conditions, 2, seed=seed)
+        np.testing.assert_array_equal(signs[1:3].sum(axis=0), 0)      # condition 2.0
+        np.testing.assert_array_equal(signs[[0, 5]].sum(axis=0), 0)   # the odd ones out
+        assert abs(signs[3:6].sum(axis=0)).max() == 1
+
+
 def test_generation_balances_the_signs_of_a_sign_equivariant_generator(ising_run, tmp_path,
                                                                        monkeypatch):
-    """Ising declares ``negate_each_snapshot``: every condition of 4 trajectories holds
-    2 of each sign at every snapshot time, whatever the batch size; and the signs are
-    what the file holds (an untrained generator's fields times the passed signs)."""
+    """Ising declares ``negate_each_snapshot``: the signs passed to the generator give
+    every condition of 4 trajectories 2 of each sign at every snapshot time, whatever the
+    batch size, and the snapshots of one trajectory independent signs."""
     passed = []
     sample = SurrogateModel.sample
 

@@ -390,6 +390,32 @@ def test_convert_passes_check_and_keeps_every_bit(tmp_path, name):
                               original["x"].values)
 
 
+def test_converting_a_stratified_file_keeps_its_split_and_layout(tmp_path):
+    """A stratified split is not the seed's random draw: the converted file holds the
+    source's codes and layout, with and without naming the system."""
+    from simulators.sweep import SweepSpec, run_sweep
+    source = run_sweep(SweepSpec("gaussian_random_field", 30, resolution=16, seed=4,
+                                 ranges={"spectral_index": (1.5, 3.5)},
+                                 split_layout="stratified"), tmp_path / "s.h5", progress=False)
+    for system in (None, "gaussian_random_field"):
+        out = convert(source, tmp_path / f"converted-{system}.h5", system=system)
+        with FieldStore(source) as original, FieldStore(out) as converted:
+            np.testing.assert_array_equal(converted.split, original.split)
+            assert converted.split_layout == "stratified"
+
+
+def test_the_writer_refuses_a_split_that_is_not_train_valid_test_codes(tmp_path):
+    sim = simulators.get("diffusion")
+    schema = StoreSchema.from_simulator(sim, sim.make_grid(16), np.array([0.0]))
+    for split, layout, message in ((np.array([0, 1, 3]), "stratified", "codes 0, 1 or 2"),
+                                   (np.array([0, 1]), "stratified", "codes 0, 1 or 2"),
+                                   (np.array([0, 1, 2]), "even", "unknown split layout")):
+        with pytest.raises(ValueError, match=message):
+            FieldStoreWriter(tmp_path / "w.h5", schema, 3, Provenance("test", seed=0),
+                             split=split, split_layout=layout)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_converted_file_passes_surrogate_check(tmp_path, capsys):
     from surrogate.cli import main
     write_pdebench_cfd(tmp_path / "cfd.h5")

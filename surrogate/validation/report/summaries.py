@@ -501,11 +501,12 @@ def mode_coverage(system: str, observables: Mapping[str, Mapping[str, list[np.nd
     fractions = {side: {name: float(np.mean(values == name)) if values.size else 0.0
                         for name in names} for side, values in labels.items()}
     expected = fractions["reference"]
+    gated = [name for name in names if expected[name] >= 0.05]
     if symmetrised:
         half = (expected["+"] + expected["-"]) / 2
         expected = {"+": half, "-": half}
-    ratios = [fractions["generated"][name] / expected[name] for name in names
-              if expected[name] >= 0.05]
+        gated = names if gated else []        # both signs wherever either is gated
+    ratios = [fractions["generated"][name] / expected[name] for name in gated]
     return {"modes": names, "fraction": fractions, "reference_symmetrised": symmetrised,
             "coverage": float(min(ratios)) if ratios else math.nan, "switching": switching}
 

@@ -114,6 +114,12 @@ def test_mode_coverage_of_a_sign_symmetric_system_expects_both_signs_equally(mon
     assert coverage["fraction"]["reference"] == {"+": 0.3, "-": 0.2}   # as counted
     one_sided = {"reference": observables(50, 0, 50), "generated": observables(50, 0, 50)}
     assert summaries.mode_coverage("ising", one_sided)["coverage"] == 0.0
+    # a reference barely ordered (6 "+" / 3 "-" of 100): a generator of one sign, or of
+    # none, still fails, although each symmetrised fraction (4.5 %) is below 5 %
+    sparse = observables(6, 3, 91)
+    for generated in (observables(0, 9, 91), observables(0, 0, 100)):
+        sided = summaries.mode_coverage("ising", {"reference": sparse, "generated": generated})
+        assert sided["coverage"] == 0.0
     monkeypatch.setattr(summaries, "sign_symmetric", lambda system: False)
     plain = summaries.mode_coverage("ising", balanced)
     assert not plain["reference_symmetrised"]
