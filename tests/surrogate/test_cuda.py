@@ -181,6 +181,24 @@ def test_a_cuda_checkpoint_loads_on_the_cpu_and_generates_the_same_fields(cuda_r
 
 @pytest.mark.cuda
 @needs_cuda
+def test_given_signs_on_cuda_flip_the_fields_as_on_the_cpu():
+    """A sign-equivariant generator on CUDA takes explicit signs (a float tensor from the
+    CPU, as generation passes them) and gives the CPU's fields times them (TF32 off)."""
+    from surrogate.models import Generator, ModelConfig
+    config = ModelConfig.for_resolution(16, 1, 1, 2, width=8, noise_dim=8, negate=True,
+                                        negate_each_snapshot=True)
+    generator = Generator(config).eval()
+    noise = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+    condition = torch.zeros(4, 2)
+    sign = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    with torch.no_grad():
+        cpu = generator(noise, condition, pixel_noise=False, sign=sign)
+        cuda = generator.cuda()(noise.cuda(), condition.cuda(), pixel_noise=False, sign=sign)
+    np.testing.assert_allclose(cuda.cpu().numpy(), cpu.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.cuda
+@needs_cuda
 def test_a_cpu_checkpoint_resumes_on_cuda(tmp_path):
     run = tmp_path / "run"
     train(SAMPLE, run, TrainConfig(**TINY), device="cpu", progress=False)
