@@ -47,6 +47,7 @@ from benchmarks.suite import (
     machine_line,
     machine_name,
 )
+from simulators.store import SPLIT_LAYOUTS
 from simulators.sweep import SweepSpec, run_sweep
 from surrogate.generate import generate
 from surrogate.quickstart import QuickstartPlan, quickstart, recorded_key
@@ -186,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="override training options of every plan, as python -m "
                              "benchmarks --fidelity-train does (so that the GAN runs it "
                              "kept with --keep are reused)")
+    parser.add_argument("--fidelity-split-layout", choices=SPLIT_LAYOUTS, default="random",
+                        help="split layout of every plan's training data, as python -m "
+                             "benchmarks --fidelity-split-layout (random)")
     parser.add_argument("--retrain", action="store_true",
                         help="retrain a GAN kept in --runs whose settings differ from the "
                              "plan's (default: refuse, naming the differences)")
@@ -210,7 +214,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {
         "machine": machine_info(device),
         "budget": {"regressor": config.to_dict(), "seeds": seeds, "smoke": args.smoke,
-                   "gan_steps_override": args.gan_steps, "gan_train_overrides": train_options},
+                   "gan_steps_override": args.gan_steps, "gan_train_overrides": train_options,
+                   "split_layout": args.fidelity_split_layout},
         "systems": {}}
     chosen: dict[str, QuickstartPlan] = {}
     for system in systems:
@@ -219,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             plan = dataclasses.replace(plan, train={**plan.train, "steps": args.gan_steps})
         if train_options:
             plan = dataclasses.replace(plan, train={**plan.train, **train_options})
+        plan = dataclasses.replace(plan, split_layout=args.fidelity_split_layout)
         chosen[system] = plan
         if args.runs and not args.retrain:
             mismatch = kept_run_mismatch(plan, Path(args.runs) / system)
