@@ -284,6 +284,7 @@ def _gone(pid: int) -> bool:
         return True
 
 
+@pytest.mark.slow       # 8 s of worker start-up and kill: the default suite stays < 5 min
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux")
 def test_fidelity_workers_end_with_a_killed_benchmark():
     """A benchmark process killed outright (SIGKILL: no cleanup runs) takes its training
