@@ -31,6 +31,16 @@ def _config(resolution: int = 16, raw_channels: int = 1, in_channels: int = 2,
                                       **options)
 
 
+def _perturbed_generator(config: ModelConfig) -> Generator:
+    """An untrained generator (eval mode) with its weights moved off their initial values,
+    so that a property holding by construction is not a property of the initialisation."""
+    generator = Generator(config).eval()
+    with torch.no_grad():
+        for layer in generator.parameters():
+            layer.add_(0.1 * torch.randn_like(layer))
+    return generator
+
+
 def _inputs(config: ModelConfig, batch: int, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn(batch, config.noise_dim, generator=generator)
@@ -316,10 +326,7 @@ def test_a_sign_equivariant_generator_gives_exactly_opposite_fields_for_opposite
         spectral_envelope):
     from surrogate.models import latent_sign
     config = _config(negate=True, spectral_envelope=spectral_envelope)
-    generator = Generator(config).eval()
-    with torch.no_grad():      # an untrained network: the property holds by construction
-        for layer in generator.parameters():
-            layer.add_(0.1 * torch.randn_like(layer))
+    generator = _perturbed_generator(config)
     noise, condition, _ = _inputs(config, 6)
     flipped = noise.clone()
     flipped[:, 0] = -flipped[:, 0]
@@ -347,10 +354,7 @@ def test_negate_each_snapshot_draws_a_fresh_sign_per_forward_from_the_pixel_stre
     often, the same pixel-noise seed gives the same signs, and without pixel noise the
     sign is sign(z_0) again; with ``negate`` alone every copy has z_0's sign."""
     config = _config(negate=True, negate_each_snapshot=True)
-    generator = Generator(config).eval()
-    with torch.no_grad():
-        for layer in generator.parameters():
-            layer.add_(0.1 * torch.randn_like(layer))
+    generator = _perturbed_generator(config)
     noise, condition, _ = _inputs(config, 1)
     many_noise, many_condition = noise.repeat(400, 1), condition.repeat(400, 1)
     with torch.no_grad():
@@ -380,10 +384,7 @@ def test_a_given_sign_replaces_the_drawn_one_and_is_checked():
     a wrong shape and for a value other than +-1."""
     for each_snapshot in (False, True):
         config = _config(negate=True, negate_each_snapshot=each_snapshot)
-        generator = Generator(config).eval()
-        with torch.no_grad():
-            for layer in generator.parameters():
-                layer.add_(0.1 * torch.randn_like(layer))
+        generator = _perturbed_generator(config)
         noise, condition, _ = _inputs(config, 4)
         sign = torch.tensor([1.0, -1.0, -1.0, 1.0])
         with torch.no_grad():
