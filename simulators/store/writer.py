@@ -126,7 +126,8 @@ class FieldStoreWriter:
             stratified sweep, a converted file keeping its source's); ``None`` draws
             them at random from ``provenance.seed`` (:func:`assign_split`).
         split_layout: how ``split`` was laid out (``SPLIT_LAYOUTS``; ``"random"`` when
-            ``split`` is ``None``), the ``split`` dataset's attribute ``layout``.
+            ``split`` is ``None``): the ``split`` dataset's attribute ``layout``, written
+            only when not ``"random"`` (a random file is laid out as before the option).
     """
 
     def __init__(self, path: str | os.PathLike, schema: StoreSchema, n_trajectories: int,
@@ -237,7 +238,8 @@ class FieldStoreWriter:
                  {"flag_values": np.arange(3, dtype=np.int8),
                   "flag_meanings": " ".join(SPLIT_NAMES),
                   "long_name": "train/valid/test assignment of each trajectory",
-                  "layout": layout}),
+                  # only a stratified split says so: random files stay as they were
+                  **({"layout": layout} if layout != "random" else {})}),
                 ("trajectory_seed", np.zeros(n, dtype=np.uint64),
                  {"long_name": "seed of each trajectory's random numbers"}),
                 ("completed", np.zeros(n, dtype=bool),
