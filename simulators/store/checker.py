@@ -119,7 +119,10 @@ def _check_structure(handle: h5py.File, problems: list[str]) -> None:
     _check_fields(handle, schema, n, problems)
     _check_statistics(handle, schema, problems)
     if not problems:
-        _check_netcdf_view(handle.filename, problems)
+        import h5netcdf  # noqa: F401   imported here once, not again in every child
+        import xarray  # noqa: F401
+        problems += in_child_process(_netcdf_view_problems, handle.filename,
+                                     what="opening its fields groups with xarray")
 
 
 def _check_root_attributes(attrs: Any, problems: list[str]) -> None:
@@ -275,6 +278,44 @@ def _check_statistics(handle: h5py.File, schema: StoreSchema, problems: list[str
             problems.append(f"stats/{spec.name} missing")
             continue
         problems += statistics_problems(spec.name, stats[spec.name].attrs)
+
+
+def in_child_process(function: Any, *args: Any, what: str) -> list[str]:
+    """``function(*args)`` (a list of problem lines) in a forked child process, so that a
+    damaged file that crashes the HDF5 library there (a flipped byte in a dimension
+    list's global-heap reference makes its dimension-scale code dereference garbage)
+    gives one problem line instead of killing the caller. Where ``os.fork`` is missing
+    (Windows) it runs in this process."""
+    if not hasattr(os, "fork"):
+        return function(*args)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                     # the child: report, never return
+        code = 1
+        try:
+            os.close(read)
+            with os.fdopen(write, "wb") as pipe:
+                pipe.write(json.dumps(function(*args)).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        output = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return [f"the HDF5 library crashed {what} (signal {os.WTERMSIG(status)}): a damaged "
+                f"file"]
+    try:
+        return [str(line) for line in json.loads(output)]
+    except ValueError:
+        return [f"{what} failed (exit status {os.WEXITSTATUS(status)})"]
+
+
+def _netcdf_view_problems(filename: str) -> list[str]:
+    problems: list[str] = []
+    _check_netcdf_view(filename, problems)
+    return problems
 
 
 def _check_netcdf_view(filename: str, problems: list[str]) -> None:

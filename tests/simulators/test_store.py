@@ -1,6 +1,8 @@
 """The field store: format round trip, xarray view, checker, atomic writes, statistics."""
 
 import json
+import os
+import signal
 
 import h5py
 import numpy as np
@@ -283,3 +285,35 @@ def test_stratified_split_refuses_positions_of_the_wrong_shape_or_not_finite():
         assign_split(10, 0, np.zeros((9, 1)))
     with pytest.raises(ValueError, match="finite"):
         assign_split(10, 0, np.full((10, 1), np.nan))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the isolation needs os.fork")
+def test_a_dimension_list_that_crashes_hdf5_is_one_problem_not_a_crash(tmp_path):
+    """A byte flipped in the global-heap reference of ``scalars/amplitude``'s
+    DIMENSION_LIST makes HDF5's dimension-scale code dereference garbage (a segfault when
+    xarray opens the group); the check runs that view in a child process and reports it."""
+    path = run_sweep(SweepSpec("gaussian_random_field", n_trajectories=6, resolution=16),
+                     tmp_path / "grf.h5", progress=False)
+    data = bytearray(path.read_bytes())
+    with h5py.File(path, "r") as handle:
+        header = h5py.h5o.get_info(handle["scalars/amplitude"].id).addr
+    data[data.find(b"DIMENSION_LIST", header) + 17] ^= 0xFF
+    damaged = tmp_path / "damaged.h5"
+    damaged.write_bytes(bytes(data))
+    problems = check_file(damaged)          # HDF5 1.14 with h5py 3: signal 11 in the child
+    assert len(problems) == 1 and "\n" not in problems[0], problems
+    assert check_file(path) == []
+
+
+def _segfault() -> list[str]:
+    os.kill(os.getpid(), signal.SIGSEGV)
+    return ["not reached"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the isolation needs os.fork")
+def test_a_crash_in_the_child_process_is_one_problem_line():
+    from simulators.store.checker import in_child_process
+    assert in_child_process(lambda: ["a", "b"], what="x") == ["a", "b"]
+    crashed = in_child_process(_segfault, what="reading it")
+    assert crashed == [f"the HDF5 library crashed reading it (signal {int(signal.SIGSEGV)}): "
+                       f"a damaged file"]
