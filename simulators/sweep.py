@@ -55,11 +55,11 @@ from scipy.stats import qmc
 from simulators.base import Simulator, check_seed
 from simulators.registry import get
 from simulators.store import (
-    SPLIT_LAYOUTS,
     FieldStoreWriter,
     Provenance,
     StoreSchema,
     assign_split,
+    check_split_layout,
 )
 
 #: float64 bytes one simulator call may return on a CUDA device: caps the default batch
@@ -192,9 +192,7 @@ def check_spec(spec: SweepSpec) -> tuple[Simulator, Any, np.ndarray]:
         raise ValueError(f"number of trajectories must be a positive integer, got "
                          f"{spec.n_trajectories!r}")
     check_seed(spec.seed)
-    if spec.split_layout not in SPLIT_LAYOUTS:
-        raise ValueError(f"unknown split layout {spec.split_layout!r} "
-                         f"(choose from {', '.join(SPLIT_LAYOUTS)})")
+    check_split_layout(spec.split_layout)
     if spec.design is not None:
         if spec.ranges or spec.fixed:
             raise ValueError("an explicit design takes no ranges or fixed parameters")

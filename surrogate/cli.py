@@ -194,7 +194,7 @@ def cmd_info(args: argparse.Namespace) -> int:
           f"{info['format_version']}")
     print(f"  trajectories: {info['n_trajectories']} (split: "
           + ", ".join(f"{k} {v}" for k, v in info["split"].items())
-          + f"; {info.get('split_layout', 'random')})")
+          + f"; {info['split_layout']})")
     print(f"  grid: {info['resolution']}x{info['resolution']}, box size {info['box_size']:g}; "
           f"times: {times['n']} from {times['first']:g} to {times['last']:g} {times['units']}")
     for name, field in info["fields"].items():

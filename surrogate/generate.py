@@ -286,8 +286,8 @@ def generate(run_dir: str | os.PathLike, output: str | os.PathLike, *,
     count = len(next(iter(values.values())))
     n_times = times.size
     # every condition and time is checked before the output file is created
-    rows = np.unique(np.stack([values[p.name] for p in model.schema.parameters], axis=1),
-                     axis=0)
+    table = np.stack([values[p.name] for p in model.schema.parameters], axis=1)   # (count, P)
+    rows = np.unique(table, axis=0)
     try:
         model.encoder.encode({p.name: np.repeat(rows[:, i], n_times)
                               for i, p in enumerate(model.schema.parameters)},
@@ -310,9 +310,8 @@ def generate(run_dir: str | os.PathLike, output: str | os.PathLike, *,
     latents = torch.Generator().manual_seed(seed)
     signs = None
     if model.model_config.negate:
-        signs = balanced_signs(np.stack([values[p.name] for p in model.schema.parameters],
-                                        axis=1),
-                               n_times if model.model_config.negate_each_snapshot else 1, seed)
+        signs = balanced_signs(table, n_times if model.model_config.negate_each_snapshot
+                               else 1, seed)
         signs = np.broadcast_to(signs, (count, n_times))
     bar = None
     devices = [model.device] if model.device.type == "cuda" else []

@@ -49,6 +49,7 @@ from simulators.store.schema import (
     SPLIT_NAMES,
     StoreSchema,
     assign_split,
+    check_split_layout,
     morton_key,
 )
 from simulators.store.statistics import RunningMoments, write_statistics
@@ -81,6 +82,7 @@ __all__ = [
     "assign_split",
     "check_file",
     "check_output_path",
+    "check_split_layout",
     "command_line",
     "describe_file",
     "foreign_links",

@@ -206,12 +206,18 @@ def assign_split(n_trajectories: int, seed: int, positions: np.ndarray | None = 
         return split
     dims = positions.shape[1]
     key = (positions[:, 0] if dims == 1 else
-           morton_key(positions, bits=min(10, 64 // dims)) if dims else
-           np.zeros(n_trajectories))
+           morton_key(positions, bits=min(10, 64 // max(dims, 1))))
     for run in np.array_split(np.argsort(key, kind="stable"), n_held):
         chosen = rng.choice(run, size=2, replace=False)
         split[chosen[0]], split[chosen[1]] = 1, 2
     return split
+
+
+def check_split_layout(layout: str) -> None:
+    """``ValueError`` naming ``layout`` unless it is one of :data:`SPLIT_LAYOUTS`."""
+    if layout not in SPLIT_LAYOUTS:
+        raise ValueError(f"unknown split layout {layout!r} "
+                         f"(choose from {', '.join(SPLIT_LAYOUTS)})")
 
 
 def morton_key(positions: np.ndarray, bits: int = 10) -> np.ndarray:

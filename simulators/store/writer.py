@@ -25,10 +25,10 @@ from simulators.messages import first_line as _first_line
 from simulators.store.hdf5 import _READ_ERRORS, FieldStoreError, attribute_text
 from simulators.store.schema import (
     FORMAT_VERSION,
-    SPLIT_LAYOUTS,
     SPLIT_NAMES,
     StoreSchema,
     assign_split,
+    check_split_layout,
 )
 from simulators.store.statistics import write_statistics
 
@@ -142,9 +142,7 @@ class FieldStoreWriter:
         split = np.asarray(split)
         if split.shape != (n_trajectories,) or not np.isin(split, (0, 1, 2)).all():
             raise ValueError(f"split must hold {n_trajectories} codes 0, 1 or 2")
-        if split_layout not in SPLIT_LAYOUTS:
-            raise ValueError(f"unknown split layout {split_layout!r} "
-                             f"(choose from {', '.join(SPLIT_LAYOUTS)})")
+        check_split_layout(split_layout)
         split = split.astype(np.int8)
         self.path = check_output_path(path, overwrite)
         self.partial = partial_path(self.path)
