@@ -163,9 +163,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             raise ValueError("--like copies the sweep of its file: give no --sweep or --set")
         spec = dataclasses.replace(SweepSpec.like(args.like, args.seed),
                                    split_layout=args.split_layout)
-        if spec.system != args.system:
+        if args.system is not None and spec.system != args.system:
             raise ValueError(f"{args.like}: a {spec.system} file, not {args.system}")
-        args.n = spec.n_trajectories
+        args.n, args.system = spec.n_trajectories, spec.system
+    elif args.system is None:
+        raise ValueError("give the simulator's name (see `surrogate systems`), or --like "
+                         "REF.h5 to simulate a file's conditions again")
     else:
         spec = SweepSpec(system=args.system, n_trajectories=args.n,
                          resolution=args.resolution, t_end=args.t_end,
@@ -325,7 +328,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     utility = None
     if regressor is not None:
         utility = utility_files(args.reference, args.generated, args.utility_test,
-                                config=regressor, progress=progress)
+                                config=regressor, progress=progress, floor=args.floor)
         for warning in utility.report["warnings"]:
             print(f"surrogate: warning: {warning}", file=sys.stderr)
     page = write_report(result, args.output, utility=utility)
@@ -362,16 +365,18 @@ def cmd_utility(args: argparse.Namespace) -> int:
     progress = None if args.quiet else (lambda message: print(f"  {message}", file=sys.stderr))
     result = utility_files(args.train_real, args.generated, args.test, config=config,
                            seeds=range(args.seed, args.seed + args.repeats),
-                           fractions=args.fractions, progress=progress)
+                           fractions=args.fractions, progress=progress, floor=args.floor)
     for warning in result.report["warnings"]:
         print(f"surrogate: warning: {warning}", file=sys.stderr)
     page = write_utility(result, args.output)
     print(f"  {'parameter':<20} {'rmse real':>10} {'rmse gen':>10} {'ratio':>7} "
-          f"{'cov95 real':>10} {'cov95 gen':>10} {'prior std':>10}")
+          f"{'floor':>7} {'cov95 real':>10} {'cov95 gen':>10} {'prior std':>10}")
     for name, s in result.report["parameters"].items():
+        floor = s.get("ratio_floor")
         print(f"  {name:<20} {s['rmse_real']:>10.3g} {s['rmse_generated']:>10.3g} "
-              f"{s['ratio']:>7.3g} {s['coverage95_real']:>10.2f} "
-              f"{s['coverage95_generated']:>10.2f} {s['prior_std']:>10.3g}")
+              f"{s['ratio']:>7.3g} {'n/a' if floor is None else format(floor, '.3g'):>7} "
+              f"{s['coverage95_real']:>10.2f} {s['coverage95_generated']:>10.2f} "
+              f"{s['prior_std']:>10.3g}")
     print(f"report: {page} (+ utility.json and PNG figures)")
     return 0
 
@@ -410,7 +415,9 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
     simulate = commands.add_parser(
         "simulate", help="run a parameter sweep into one HDF5 file",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
-    simulate.add_argument("system", help="simulator name (see `surrogate systems`)")
+    simulate.add_argument("system", nargs="?", default=None,
+                          help="simulator name (see `surrogate systems`); with --like it may "
+                               "be left out (REF's system)")
     simulate.add_argument("-o", "--output", required=True, help="output .h5 file")
     simulate.add_argument("-n", type=int, default=16, help="number of trajectories (16)")
     simulate.add_argument("--resolution", type=int, default=64,
@@ -583,7 +590,8 @@ def _add_validate(commands: argparse._SubParsersAction) -> None:
                                "e.g. `surrogate simulate --like REFERENCE --seed 1`): every "
                                "gated metric is also computed between it and REFERENCE, the "
                                "noise floor shown beside each value (default: from two halves "
-                               "of REFERENCE when it holds >= 2 trajectories per condition)")
+                               "of REFERENCE when it holds >= 2 trajectories per condition); "
+                               "with --utility-test also the utility's floor ratio")
     validate.add_argument("--utility-test", metavar="TEST.h5", default=None,
                           help="also measure the utility (surrogate utility): a regressor "
                                "of the swept parameters trained on REFERENCE and on "
@@ -620,13 +628,19 @@ def _add_utility(commands: argparse._SubParsersAction) -> None:
                          help="held-out simulations (conditions not in REF)")
     utility.add_argument("-o", "--output", required=True, metavar="DIR",
                          help="report directory (created; report files in it are replaced)")
+    utility.add_argument("--floor", metavar="REF2.h5", default=None,
+                         help="a second simulation of REF's conditions (other seeds, as many "
+                              "per condition as GEN: `surrogate simulate --like REF.h5 --seed "
+                              "1`): the regressor is also trained on it, and its ratio, what "
+                              "a perfect surrogate reads, is shown beside GEN's")
     utility.add_argument("--steps", type=int, default=600,
                          help="optimisation steps of every training (600)")
     utility.add_argument("--batch-size", type=int, default=32, help="snapshots per step (32)")
     utility.add_argument("--width", type=int, default=16, help="regressor base channels (16)")
     utility.add_argument("--seed", type=int, default=0, help="first training seed (0)")
     utility.add_argument("--repeats", type=int, default=1,
-                         help="train with seeds SEED .. SEED+K-1; scores are means (1)")
+                         help="train with seeds SEED .. SEED+K-1; scores are means, and the "
+                              "ratio of each seed is listed: the regressor's own noise (1)")
     utility.add_argument("--fractions", type=float, nargs="*", default=[0.1, 0.25, 0.5, 1.0],
                          help="fractions of REF's trajectories of the augmentation study "
                               "(0.1 0.25 0.5 1; none: skip it)")
@@ -743,7 +757,7 @@ def _input_files(args: argparse.Namespace) -> list[str]:
              "simulate": ("like",),
              "train": ("data",), "generate": ("like",),
              "validate": ("reference", "generated", "floor", "utility_test"),
-             "utility": ("train_real", "generated", "test")}.get(args.command, ())
+             "utility": ("train_real", "generated", "test", "floor")}.get(args.command, ())
     return [str(getattr(args, name)) for name in names if getattr(args, name, None)]
 
 

@@ -41,17 +41,22 @@ def test_smoke_run_writes_the_table(tmp_path):
     assert set(entry["parameters"]) == {"spectral_index"}
     assert [p["fraction"] for p in entry["augmentation"]["spectral_index"]] == [
         0.1, 0.25, 0.5, 1.0]
-    assert entry["utility_seconds"] > 0 and entry["counts"]["trainings"] == 9
+    # 9 trainings and one on the floor (the data's conditions simulated again)
+    assert entry["utility_seconds"] > 0 and entry["counts"]["trainings"] == 10
+    scores = entry["parameters"]["spectral_index"]
+    assert scores["ratio_floor"] > 0 and len(scores["ratio_floor_per_seed"]) == 1
+    assert entry["counts"]["floor_trajectories"] == entry["counts"]["generated_trajectories"]
     assert "| gaussian_random_field | spectral_index |" in output.with_suffix(".md").read_text()
 
 
 def test_fidelity_train_overrides_reach_the_gan_plan(tmp_path, monkeypatch):
     """``--fidelity-train`` changes the plan the way ``python -m benchmarks`` does, so that
     runs kept by the fidelity part are reused; an unknown option is a usage error."""
-    plans = []
+    plans, floors = [], []
 
-    def fake_measure(system, plan, directory, device, config, seeds):
+    def fake_measure(system, plan, directory, device, config, seeds, floor=True):
         plans.append(plan)
+        floors.append(floor)
         return {"parameters": {}, "augmentation": {}}
 
     monkeypatch.setattr(utility, "measure", fake_measure)
@@ -63,8 +68,9 @@ def test_fidelity_train_overrides_reach_the_gan_plan(tmp_path, monkeypatch):
     assert plans[0].train["budget_weight"] == 1 and plans[0].train["seed"] == 2
     assert plans[0].split_layout == "random"
     utility.main(["--systems", "ising", "--device", "cpu", "--fidelity-split-layout",
-                  "stratified", "--output", str(tmp_path / "w.json")])
+                  "stratified", "--no-floor", "--output", str(tmp_path / "w.json")])
     assert plans[1].system == "ising" and plans[1].split_layout == "stratified"
+    assert floors == [True, False]                     # the floor unless --no-floor
     with pytest.raises(SystemExit):
         utility.main(["--fidelity-train", "no_such_option=1",
                       "--output", str(tmp_path / "v.json")])
@@ -76,7 +82,7 @@ def test_a_kept_run_of_other_settings_is_refused_not_retrained(tmp_path, monkeyp
     or ``--retrain``, go on."""
     called = []
     monkeypatch.setattr(utility, "measure",
-                        lambda system, plan, *rest: called.append(plan) or
+                        lambda system, plan, *rest, **options: called.append(plan) or
                         {"parameters": {}, "augmentation": {}})
     monkeypatch.setattr(utility, "markdown", lambda result: "")
     kept = utility.fidelity_plans("cpu")["navier_stokes2d"]

@@ -29,6 +29,7 @@ def utility_section(utility: UtilityResult) -> dict[str, Any]:
     return json_safe({"parameters": report["parameters"],
                       "augmentation": report["augmentation"],
                       "counts": report["counts"], "warnings": report["warnings"],
+                      "floor": report.get("floor"),
                       "page": f"{UTILITY_FOLDER}/utility.md"})
 
 
@@ -38,13 +39,15 @@ def _utility_markdown(section: dict[str, Any]) -> str:
              "generated fields, tested on held-out simulations (ratio = RMSE generated / "
              "RMSE real; 1 means the generated fields teach what the simulations do). "
              f"Details and figures: [{section['page']}]({section['page']}).", "",
-             "| parameter | RMSE real | RMSE generated | ratio | 95 % coverage real / "
+             "| parameter | RMSE real | RMSE generated | ratio (floor) | 95 % coverage real / "
              "generated | prior std |", "|---|---:|---:|---:|---|---:|"]
     def number(value: Any) -> str:
         return "n/a" if value is None else format(value, ".3g")
     for name, scores in section["parameters"].items():
+        # the floor: a regressor trained on a second simulation (--floor REF2), else n/a
         lines.append(f"| {name} | {number(scores['rmse_real'])} | "
-                     f"{number(scores['rmse_generated'])} | {number(scores['ratio'])} | "
+                     f"{number(scores['rmse_generated'])} | {number(scores['ratio'])} "
+                     f"({number(scores.get('ratio_floor'))}) | "
                      f"{number(scores['coverage95_real'])} / "
                      f"{number(scores['coverage95_generated'])} | "
                      f"{number(scores['prior_std'])} |")

@@ -3,9 +3,9 @@
 Figures (matplotlib, Agg backend):
 
 * ``utility_predictions.png``: predicted against true encoded value per swept parameter
-  (one row each), for the regressor trained on simulations and the one trained on
-  generated fields (first seed), with the predicted 95 % interval as error bars and the
-  diagonal;
+  (one row each), for the regressor trained on simulations, the one trained on
+  generated fields and, with a floor, the one trained on the second simulations (first
+  seed), with the predicted 95 % interval as error bars and the diagonal;
 * ``utility_augmentation.png``: test RMSE against the fraction of real training
   trajectories, alone and with the generated fields added, ``prior_std`` dashed.
 """
@@ -26,7 +26,8 @@ from surrogate.validation.utility.scores import Z95, UtilityResult
 __all__ = ["render_markdown", "save_figures", "write_utility"]
 
 TRAININGS = (("real", "trained on simulations (TRTR)", "black"),
-             ("generated", "trained on generated fields (TSTR)", "tab:red"))
+             ("generated", "trained on generated fields (TSTR)", "tab:red"),
+             ("floor", "trained on second simulations (floor)", "tab:blue"))
 
 
 def _pyplot():
@@ -41,10 +42,11 @@ def _pyplot():
 def _predictions_figure(result: UtilityResult, directory: Path) -> str:
     plt = _pyplot()
     names = list(result.report["parameters"])
-    fig, axes = plt.subplots(len(names), len(TRAININGS), figsize=(8.4, 4.0 * len(names)),
-                             squeeze=False)
+    trainings = [training for training in TRAININGS if training[0] in result.predictions]
+    fig, axes = plt.subplots(len(names), len(trainings),
+                             figsize=(4.2 * len(trainings), 4.0 * len(names)), squeeze=False)
     for row, name in enumerate(names):
-        for column, (key, label, colour) in enumerate(TRAININGS):
+        for column, (key, label, colour) in enumerate(trainings):
             axis = axes[row, column]
             targets, mean, std = (array[:, row] for array in result.predictions[key])
             axis.errorbar(targets, mean, yerr=Z95 * std, fmt="o", markersize=3, color=colour,
@@ -103,6 +105,11 @@ def _number(value: Any) -> str:
     return f"{value:.3g}"
 
 
+def _values(value: Any) -> str:
+    """One number, or a list of them joined by " / "."""
+    return " / ".join(map(_number, value)) if isinstance(value, list) else _number(value)
+
+
 def render_markdown(report: Mapping[str, Any], figures: Mapping[str, str]) -> str:
     """``utility.md``: the tables of ``report`` and the figures."""
     counts = report["counts"]
@@ -119,17 +126,32 @@ def render_markdown(report: Mapping[str, Any], figures: Mapping[str, str]) -> st
                f"{', '.join(map(str, report['seeds']))} (numbers: means over seeds).", ""]
     for warning in report.get("warnings", []):
         lines += [f"**Warning**: {warning}.", ""]
-    lines += ["| parameter | RMSE real | RMSE generated | ratio | 68 % coverage real / gen "
-              "| 95 % coverage real / gen | prior std |",
-              "|---|---:|---:|---:|---|---|---:|"]
+    floor = report.get("floor") is not None
+    lines += ["| parameter | RMSE real | RMSE generated | ratio"
+              + (" (floor)" if floor else "") + " | ratio per seed"
+              + (" (floor)" if floor else "") + " | 68 % coverage real / gen"
+              + (" / floor" if floor else "") + " | 95 % coverage real / gen"
+              + (" / floor" if floor else "") + " | prior std |",
+              "|---|---:|---:|---:|---|---|---|---:|"]
     for name, s in report["parameters"].items():
+        def cell(key: str, scores: Mapping[str, Any] = s) -> str:
+            text = _values(scores[key])
+            return f"{text} ({_values(scores[key.replace('ratio', 'ratio_floor', 1)])})" \
+                if floor else text
+        coverages = [" / ".join(_number(s[f"coverage{level}_{kind}"])
+                                for kind in ("real", "generated", "floor")[:2 + floor])
+                     for level in (68, 95)]
         lines.append(f"| {name} | {_number(s['rmse_real'])} | {_number(s['rmse_generated'])} "
-                     f"| {_number(s['ratio'])} | {_number(s['coverage68_real'])} / "
-                     f"{_number(s['coverage68_generated'])} | {_number(s['coverage95_real'])} "
-                     f"/ {_number(s['coverage95_generated'])} | {_number(s['prior_std'])} |")
+                     f"| {cell('ratio')} | {cell('ratio_per_seed')} | {coverages[0]} "
+                     f"| {coverages[1]} | {_number(s['prior_std'])} |")
     lines += ["", "ratio = RMSE generated / RMSE real: 1 when generated fields teach the "
-              "regressor what simulations do; prior std is the RMSE of a regressor that "
-              "learned nothing. Nominal coverages: 0.68 and 0.95.", ""]
+              "regressor what simulations do; the spread of the ratio per seed is the "
+              "regressor's own training noise"
+              + ("; the floor (in brackets) is the ratio of a regressor trained on a "
+                 f"second simulation of the training conditions (`{report['floor']}`), "
+                 "what a perfect surrogate would read" if floor else "")
+              + "; prior std is the RMSE of a regressor that learned nothing. Nominal "
+              "coverages: 0.68 and 0.95.", ""]
     if "predictions" in figures:
         lines += [f"![predicted against true]({figures['predictions']})", ""]
     if "augmentation" in figures:

@@ -17,7 +17,15 @@ rmse_real``), and for every augmentation fraction ``f`` on the first ``ceil(f B)
 trajectories of one seeded permutation of the ``B`` real ones (nested subsets, kept in
 file order, so ``f = 1`` is the real set itself) alone (``rmse_real_only``) and together
 with the whole generated set (``rmse_with_generated``). With several seeds every score
-is the mean over seeds of that seed's score (``ratio`` is the ratio of the means).
+is the mean over seeds of that seed's score (``ratio`` is the ratio of the means) and
+``ratio_per_seed`` lists each seed's own ratio: how much of a ratio is the regressor's
+training noise.
+
+The floor (``floor``: a second simulator ensemble at the real set's conditions, the set
+a perfect surrogate would generate): trained with the same seeds in place of the
+generated set, it gives ``rmse_floor``, ``ratio_floor`` (``rmse_floor / rmse_real``),
+``ratio_floor_per_seed`` and the floor's coverages, what the ratio reads when nothing
+but sampling and training noise separates the two training sets.
 """
 
 from __future__ import annotations
@@ -99,16 +107,23 @@ class UtilityResult:
 
     Attributes:
         report: JSON-able ``{"parameters": {name: {rmse_real, rmse_generated, ratio,
-            coverage68_real, coverage68_generated, coverage95_real, coverage95_generated,
-            prior_std}}, "augmentation": {name: [{fraction, rmse_real_only,
-            rmse_with_generated}]}, "seeds", "regressor", "counts"}``.
-        predictions: ``{"real"|"generated": (targets, mean, std)}`` on the test set from
-            the first seed's regressors, ``(S, P)`` each (for the figures).
+            ratio_per_seed, coverage68_real, coverage68_generated, coverage95_real,
+            coverage95_generated, prior_std}}, "augmentation": {name: [{fraction,
+            rmse_real_only, rmse_with_generated}]}, "seeds", "regressor", "counts"}``;
+            with a floor set each parameter also holds ``rmse_floor``, ``ratio_floor``,
+            ``ratio_floor_per_seed``, ``coverage68_floor`` and ``coverage95_floor``, and
+            the counts ``floor_trajectories`` and ``floor_snapshots``.
+        predictions: ``{"real"|"generated"[|"floor"]: (targets, mean, std)}`` on the test
+            set from the first seed's regressors, ``(S, P)`` each (for the figures).
     """
 
     report: dict[str, Any]
     predictions: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
         default_factory=dict)
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator > 0 else math.inf
 
 
 def _mean_over_seeds(per_seed: list[dict[str, dict[str, float]]]
@@ -120,8 +135,9 @@ def _mean_over_seeds(per_seed: list[dict[str, dict[str, float]]]
 def utility_scores(real: Snapshots, generated: Snapshots, test: Snapshots, schema: StoreSchema,
                    *, config: RegressorConfig | None = None, seeds: Sequence[int] = (0,),
                    fractions: Sequence[float] = DEFAULT_FRACTIONS,
-                   progress: Callable[[str], None] | None = None) -> UtilityResult:
-    """TRTR, TSTR and the augmentation study on arrays (see the module docstring).
+                   progress: Callable[[str], None] | None = None,
+                   floor: Snapshots | None = None) -> UtilityResult:
+    """TRTR, TSTR, the augmentation study and the floor on arrays (module docstring).
 
     Args:
         real: the simulations to train on.
@@ -132,19 +148,23 @@ def utility_scores(real: Snapshots, generated: Snapshots, test: Snapshots, schem
         seeds: training seeds; scores are means over them.
         fractions: augmentation fractions in ``(0, 1]`` (empty: no augmentation study).
         progress: called with one line per training.
+        floor: a second simulator ensemble at the real set's conditions, as many
+            trajectories per condition as the generated set holds (``None``: no floor).
     Raises:
         ValueError: sets of other parameters, no seed, or a training or test set smaller
             than :data:`MIN_TRAJECTORIES` trajectories.
     """
     config = config or RegressorConfig()
     names = real.names
-    if generated.names != names or test.names != names:
-        raise ValueError(f"real, generated and test snapshots infer other parameters: "
-                         f"{names}, {generated.names}, {test.names}")
+    sets = [("real training", real), ("generated", generated), ("test", test)] \
+        + ([("floor", floor)] if floor is not None else [])
+    if any(part.names != names for _, part in sets):
+        raise ValueError("real, generated, test (and floor) snapshots infer other "
+                         "parameters: " + ", ".join(str(part.names) for _, part in sets))
     seeds = [int(seed) for seed in seeds]
     if not seeds:
         raise ValueError("give at least one training seed")
-    for label, part in (("real training", real), ("generated", generated), ("test", test)):
+    for label, part in sets:
         if part.n_trajectories < MIN_TRAJECTORIES:
             raise ValueError(f"the {label} set holds {part.n_trajectories} trajectories, "
                              f"fewer than the {MIN_TRAJECTORIES} the regressor needs")
@@ -157,7 +177,7 @@ def utility_scores(real: Snapshots, generated: Snapshots, test: Snapshots, schem
         mean, std = train_regressor(data, schema, config, seed).predict(test)
         return regression_scores(mean, std, test.targets, names), (mean, std)
 
-    real_scores, generated_scores = [], []
+    real_scores, generated_scores, floor_scores = [], [], []
     augmentation: dict[float, dict[str, list]] = {f: {"alone": [], "with": []} for f in subsets}
     predictions: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for seed in seeds:
@@ -167,6 +187,10 @@ def utility_scores(real: Snapshots, generated: Snapshots, test: Snapshots, schem
         scores, (mean, std) = fit_and_score("the generated fields (TSTR)", generated, seed)
         generated_scores.append(scores)
         predictions.setdefault("generated", (test.targets, mean, std))
+        if floor is not None:
+            scores, (mean, std) = fit_and_score("the second simulations (floor)", floor, seed)
+            floor_scores.append(scores)
+            predictions.setdefault("floor", (test.targets, mean, std))
         for fraction, subset in subsets.items():
             part = real.select(subset)
             alone = real_scores[-1] if part.size == real.size else \
@@ -181,10 +205,21 @@ def utility_scores(real: Snapshots, generated: Snapshots, test: Snapshots, schem
         ours, theirs = real_mean[name], generated_mean[name]
         parameters[name] = {
             "rmse_real": ours["rmse"], "rmse_generated": theirs["rmse"],
-            "ratio": theirs["rmse"] / ours["rmse"] if ours["rmse"] > 0 else math.inf,
+            "ratio": _ratio(theirs["rmse"], ours["rmse"]),
+            "ratio_per_seed": [_ratio(g[name]["rmse"], r[name]["rmse"])
+                               for g, r in zip(generated_scores, real_scores, strict=True)],
             "coverage68_real": ours["coverage68"], "coverage68_generated": theirs["coverage68"],
             "coverage95_real": ours["coverage95"], "coverage95_generated": theirs["coverage95"],
             "prior_std": ours["prior_std"]}
+        if floor_scores:
+            second = _mean_over_seeds(floor_scores)[name]
+            parameters[name].update({
+                "rmse_floor": second["rmse"], "ratio_floor": _ratio(second["rmse"], ours["rmse"]),
+                "ratio_floor_per_seed": [_ratio(f[name]["rmse"], r[name]["rmse"])
+                                         for f, r in zip(floor_scores, real_scores,
+                                                         strict=True)],
+                "coverage68_floor": second["coverage68"],
+                "coverage95_floor": second["coverage95"]})
     curves = {name: [{"fraction": fraction,
                       "rmse_real_only": _mean_over_seeds(entry["alone"])[name]["rmse"],
                       "rmse_with_generated": _mean_over_seeds(entry["with"])[name]["rmse"],
@@ -199,7 +234,9 @@ def utility_scores(real: Snapshots, generated: Snapshots, test: Snapshots, schem
                          "generated_snapshots": generated.size,
                          "test_trajectories": test.n_trajectories,
                          "test_snapshots": test.size,
-                         "trainings": len(seeds) * (2 + sum(
+                         **({"floor_trajectories": floor.n_trajectories,
+                             "floor_snapshots": floor.size} if floor is not None else {}),
+                         "trainings": len(seeds) * (2 + (floor is not None) + sum(
                              2 - (subset.size == real.n_trajectories)
                              for subset in subsets.values()))}}
     return UtilityResult(report=report, predictions=predictions)

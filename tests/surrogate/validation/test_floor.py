@@ -138,3 +138,19 @@ def test_simulate_like_refuses_bad_files_and_its_own_seed(files, tmp_path, capsy
                  "-o", str(tmp_path / "out.h5"), "-q"]) == 2
     assert "a gaussian_random_field file" in capsys.readouterr().err
     assert not (tmp_path / "out.h5").exists()
+
+
+def test_simulate_like_takes_the_system_from_its_file(files, tmp_path, capsys):
+    """``surrogate simulate --like REF`` without a system name simulates REF's system;
+    neither a name nor --like is one line, exit 2, nothing written."""
+    output = tmp_path / "like.h5"
+    assert main(["simulate", "--like", str(files["one"]), "--seed", "3", "-o", str(output),
+                 "-q"]) == 0
+    with FieldStore(output) as store, FieldStore(files["one"]) as reference:
+        assert store.system == reference.system == "gaussian_random_field"
+        assert store.n_trajectories == reference.n_trajectories
+    capsys.readouterr()
+    assert main(["simulate", "-o", str(tmp_path / "none.h5"), "-q"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "simulator's name" in error
+    assert not (tmp_path / "none.h5").exists()

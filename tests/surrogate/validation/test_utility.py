@@ -27,6 +27,7 @@ from surrogate.validation.utility import (
     read_snapshots,
     regression_scores,
     train_regressor,
+    utility_scores,
 )
 
 RESOLUTION = 16
@@ -49,13 +50,15 @@ def _sweep(path, n, seed, resolution=RESOLUTION, fixed=None, system="gaussian_ra
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """REF (192 trajectories), a second simulator ensemble at REF's conditions, TEST (128
-    trajectories at other conditions of the same range)."""
+    """REF (192 trajectories), a second and a third simulator ensemble at REF's
+    conditions, TEST (128 trajectories at other conditions of the same range)."""
     directory = tmp_path_factory.mktemp("utility")
     reference = _sweep(directory / "ref.h5", 192, seed=0)
     second = run_sweep(SweepSpec.like(reference, 1), directory / "second.h5", progress=False)
+    third = run_sweep(SweepSpec.like(reference, 3), directory / "third.h5", progress=False)
     test = _sweep(directory / "test.h5", 128, seed=2)
-    return {"ref": reference, "second": second, "test": test, "dir": directory}
+    return {"ref": reference, "second": second, "third": third, "test": test,
+            "dir": directory}
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +81,27 @@ def _rmse(training: Snapshots, arrays) -> dict[str, float]:
         "spectral_index"]
 
 
+def _mirrored(snapshots: Snapshots) -> Snapshots:
+    """Fields labelled with the condition of their mirror in rank (lowest index gets the
+    highest label): a generator that maps conditions to the wrong physics."""
+    order = np.argsort(snapshots.targets[:, 0], kind="stable")
+    labels = np.empty_like(snapshots.targets)
+    labels[order] = snapshots.targets[order[::-1]]
+    return snapshots.relabelled(labels)
+
+
 @pytest.fixture(scope="module")
-def real_scores(arrays):
-    return _rmse(arrays["real"], arrays)
+def controls(arrays):
+    """``utility_scores`` with the mirrored second ensemble as "generated" and the second
+    ensemble itself as the floor (a perfect generator): three trainings, one seed."""
+    return utility_scores(arrays["real"], _mirrored(arrays["second"]), arrays["test"],
+                          arrays["schema"], config=CONFIG, seeds=(0,), fractions=(),
+                          floor=arrays["second"]).report["parameters"]["spectral_index"]
+
+
+@pytest.fixture(scope="module")
+def real_scores(controls):
+    return {"rmse": controls["rmse_real"], "prior_std": controls["prior_std"]}
 
 
 def test_targets_encode_the_declared_range():
@@ -136,23 +157,23 @@ def test_regressor_trained_on_simulations_learns(real_scores):
 
 
 def test_second_simulator_ensemble_as_generated_scores_like_the_simulations(arrays,
-                                                                            real_scores):
-    """A perfect generator (the simulator again, other seeds, same conditions) gives a
-    ratio within [0.8, 1.25]. (One training each: over training seeds 0-3 this setup gave
-    0.89, 0.87, 0.95, 0.97.)"""
-    ratio = _rmse(arrays["second"], arrays)["rmse"] / real_scores["rmse"]
-    assert 0.8 <= ratio <= 1.25
+                                                                            controls):
+    """A perfect generator (the simulator again, other seeds, same conditions), here the
+    floor set, gives a ratio within [0.8, 1.25] (one training each: over training seeds
+    0-3 this setup gave 0.89, 0.87, 0.95, 0.97); the floor is that ratio, and trained
+    alone on the second ensemble the regressor scores the same RMSE (same seed)."""
+    assert 0.8 <= controls["ratio_floor"] <= 1.25
+    assert controls["ratio_floor_per_seed"] == [controls["ratio_floor"]]
+    assert controls["rmse_floor"] == pytest.approx(_rmse(arrays["second"], arrays)["rmse"],
+                                                   rel=1e-6)
+    assert 0.85 <= controls["coverage95_floor"] <= 1.0
 
 
-def test_fields_relabelled_to_other_conditions_give_a_large_ratio(arrays, real_scores):
-    """Fields labelled with the condition of their mirror in rank (lowest index gets the
-    highest label): a generator that maps conditions to the wrong physics. Ratio >= 2."""
-    second = arrays["second"]
-    order = np.argsort(second.targets[:, 0], kind="stable")
-    labels = np.empty_like(second.targets)
-    labels[order] = second.targets[order[::-1]]
-    ratio = _rmse(second.relabelled(labels), arrays)["rmse"] / real_scores["rmse"]
-    assert ratio >= 2
+def test_fields_relabelled_to_other_conditions_give_a_large_ratio(controls):
+    """Generated fields mirrored in condition (:func:`_mirrored`): ratio >= 2, far past
+    the floor's."""
+    assert controls["ratio"] >= max(2.0, 2 * controls["ratio_floor"])
+    assert controls["ratio_per_seed"] == [controls["ratio"]]
 
 
 def test_generator_that_ignores_its_condition_teaches_nothing(arrays):
@@ -185,8 +206,9 @@ def test_same_seed_gives_the_same_report(files, tmp_path):
     assert first == (tmp_path / "b" / "utility.json").read_text()
     report = json.loads(first)
     assert set(report["parameters"]["spectral_index"]) == {
-        "rmse_real", "rmse_generated", "ratio", "coverage68_real", "coverage68_generated",
-        "coverage95_real", "coverage95_generated", "prior_std"}
+        "rmse_real", "rmse_generated", "ratio", "ratio_per_seed", "coverage68_real",
+        "coverage68_generated", "coverage95_real", "coverage95_generated", "prior_std"}
+    assert report["floor"] is None
     points = report["augmentation"]["spectral_index"]
     assert [p["fraction"] for p in points] == [0.5, 1.0]
     assert {"fraction", "rmse_real_only", "rmse_with_generated"} <= set(points[0])
@@ -194,6 +216,38 @@ def test_same_seed_gives_the_same_report(files, tmp_path):
     assert points[1]["rmse_real_only"] == report["parameters"]["spectral_index"]["rmse_real"]
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
         "utility.json", "utility.md", "utility_augmentation.png", "utility_predictions.png"]
+
+
+def test_floor_file_and_repeats_give_the_floor_and_each_seeds_ratio(files, tmp_path):
+    """``--floor REF2 --repeats 2``: the floor keys per parameter, one ratio per seed,
+    the ratio of the mean RMSEs between the seeds' ratios (a mediant), the floor in
+    utility.md and a third column of predictions."""
+    output = tmp_path / "out"
+    assert main(["utility", "--train-real", str(files["ref"]), "--generated",
+                 str(files["second"]), "--test", str(files["test"]), "--floor",
+                 str(files["third"]), "--repeats", "2", "--fractions", "-o", str(output),
+                 *TINY]) == 0
+    report = json.loads((output / "utility.json").read_text())
+    scores = report["parameters"]["spectral_index"]
+    assert report["floor"] == str(files["third"]) and report["warnings"] == []
+    assert report["counts"]["floor_trajectories"] == 192
+    assert report["counts"]["trainings"] == 2 * 3
+    for key in ("ratio", "ratio_floor"):
+        per_seed = scores[f"{key}_per_seed"]
+        assert len(per_seed) == 2
+        assert min(per_seed) - 1e-12 <= scores[key] <= max(per_seed) + 1e-12
+    assert scores["ratio_floor"] == pytest.approx(scores["rmse_floor"] / scores["rmse_real"])
+    assert {"coverage68_floor", "coverage95_floor"} <= set(scores)
+    page = (output / "utility.md").read_text()
+    assert "ratio (floor)" in page and str(files["third"]) in page
+    import matplotlib.image
+    width = matplotlib.image.imread(output / "utility_predictions.png").shape[1]
+    without = tmp_path / "without"
+    assert main(["utility", "--train-real", str(files["ref"]), "--generated",
+                 str(files["second"]), "--test", str(files["test"]), "--fractions",
+                 "-o", str(without), *TINY]) == 0
+    assert width > 1.4 * matplotlib.image.imread(
+        without / "utility_predictions.png").shape[1]          # three panels, not two
 
 
 def test_overlapping_test_conditions_are_named_in_a_warning(files, tmp_path, capsys):
@@ -230,7 +284,8 @@ def bad_files(files):
     ("other system", "--generated"), ("other grid", "--test"),
     ("other fixed parameter", "--generated"), ("nan", "--test"), ("missing", "--test"),
     ("too few", "--test"), ("no training conditions", "--generated"),
-    ("too few for 10 %", "--train-real")])
+    ("too few for 10 %", "--train-real"), ("other grid", "--floor"),
+    ("no training conditions", "--floor"), ("missing", "--floor")])
 def test_bad_input_is_one_line_exit_2_nothing_written(files, bad_files, case, role, tmp_path,
                                                       capsys):
     paths = {"--train-real": files["ref"], "--generated": files["second"],
@@ -258,17 +313,21 @@ def test_bad_input_is_one_line_exit_2_nothing_written(files, bad_files, case, ro
 @pytest.mark.slow   # a report and a utility run end to end; the API tests stay default
 def test_validate_with_a_utility_test_file_adds_the_utility_to_the_report(files, bad_files,
                                                                           tmp_path, capsys):
-    """``surrogate validate REF GEN --utility-test TEST``: report.json ``utility`` equals
-    the page's utility.json numbers, report.md links the page; run again into the same
-    directory the page is replaced; a bad TEST writes nothing."""
+    """``surrogate validate REF GEN --floor REF2 --utility-test TEST``: report.json
+    ``utility`` equals the page's utility.json numbers, the floor file gives the utility
+    its floor too, report.md links the page; run again into the same directory the page
+    is replaced; a bad TEST writes nothing."""
     output = tmp_path / "report"
     arguments = ["validate", str(files["ref"]), str(files["second"]), "-o", str(output),
+                 "--floor", str(files["third"]),
                  "--utility-test", str(files["test"]), "--utility-steps", "20",
                  "--utility-threads", "1", "-q"]
     assert main(arguments) == 0
     report = json.loads((output / "report.json").read_text())
     page = json.loads((output / "utility" / "utility.json").read_text())
     assert report["utility"]["parameters"] == page["parameters"]
+    assert "ratio_floor" in page["parameters"]["spectral_index"]
+    assert report["utility"]["floor"] == str(files["third"])
     assert report["utility"]["page"] == "utility/utility.md"
     assert "(utility/utility.md)" in (output / "report.md").read_text()
     assert main(arguments) == 0                       # an existing utility/ is replaced
