@@ -144,6 +144,12 @@ class ModelConfig:
             filter, a gain per channel and wavenumber shell set by the condition alone
             (:class:`SpectralEnvelope`; identity at initialisation). Checkpoints written
             before the key existed have none.
+        output_noise: fresh Gaussian noise per pixel and raw channel, times a learned
+            strength per raw channel (zero at initialisation), is added to the raw
+            channels at full resolution, before the envelope (:class:`_PixelNoise`): the
+            stochastic fine scales of a generator whose feature maps stop at ``N / 4``
+            (the lean one, for which the trainer sets it), shaped by the envelope.
+            Checkpoints written before the key existed have none.
     """
 
     resolution: int
@@ -162,6 +168,7 @@ class ModelConfig:
     negate_each_snapshot: bool = False
     arch: str = "default"
     spectral_envelope: bool = False
+    output_noise: bool = False
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -370,21 +377,24 @@ class _ModulatedNorm(nn.Module):
 
 
 class _PixelNoise(nn.Module):
-    """Adds ``strength[c] * n(x)`` with ``n ~ N(0, 1)`` per pixel, shared over channels.
+    """Adds ``strength[c] * n(x)`` with ``n ~ N(0, 1)`` per pixel, shared over channels
+    (or, with ``per_channel``, drawn independently for every channel).
 
     StyleGAN's stochastic-variation input: it lets the generator draw small-scale
     detail without spending latent capacity. ``strength`` starts at zero.
     """
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, per_channel: bool = False):
         super().__init__()
         self.strength = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.per_channel = per_channel
 
     def forward(self, x: Tensor, enabled: bool) -> Tensor:
         if not enabled:
             return x
-        b, _, h, w = x.shape
-        noise = torch.randn(b, 1, h, w, device=x.device, dtype=x.dtype)
+        b, c, h, w = x.shape
+        noise = torch.randn(b, c if self.per_channel else 1, h, w, device=x.device,
+                            dtype=x.dtype)
         return x + self.strength.to(x.dtype) * noise
 
 
@@ -575,9 +585,10 @@ class Generator(nn.Module):
     The physics output heads turn either network's raw channels into fields that keep
     the declared invariants exactly, so the architecture changes nothing of the physics.
     Both keep the module names ``embedding``, ``mapping``, ``input``, ``input_activation``,
-    ``input_conv``, ``blocks``, ``to_raw`` (``to_raw.weight`` is the output weight), and
-    ``envelope`` (a :class:`SpectralEnvelope`, or ``None`` without
-    ``config.spectral_envelope``).
+    ``input_conv``, ``blocks``, ``to_raw`` (``to_raw.weight`` is the output weight),
+    ``output_noise`` (full-resolution noise on the raw channels, or ``None`` without
+    ``config.output_noise``) and ``envelope`` (a :class:`SpectralEnvelope`, or ``None``
+    without ``config.spectral_envelope``).
     """
 
     def __init__(self, config: ModelConfig):
@@ -606,6 +617,8 @@ class Generator(nn.Module):
         finest = channels(sizes[-1])
         self.to_raw = (_SubPixelOutput(finest, config.raw_channels, LEAN_UPSCALE) if lean
                        else _conv(finest, config.raw_channels, 1, 1.0))
+        self.output_noise = (_PixelNoise(config.raw_channels, per_channel=True)
+                             if config.output_noise else None)
         self.envelope = (SpectralEnvelope(width, config.raw_channels, config.resolution)
                          if config.spectral_envelope else None)
 
@@ -654,6 +667,8 @@ class Generator(nn.Module):
         for block in self.blocks:
             x = block(x, style, pixel_noise)
         raw = self.to_raw(x).float()
+        if self.output_noise is not None:
+            raw = self.output_noise(raw, pixel_noise)
         if self.envelope is not None:
             raw = self.envelope(raw, embedding)
         return raw if sign is None else raw * sign[:, :, None, None]

@@ -166,15 +166,18 @@ class Trainer:
         if negate:
             check_sign_equivariance(self.heads, self.data.normalizer)
         each_snapshot = negate and "negate_each_snapshot" in symmetries
+        # the lean generator's feature maps stop at N / 4: its fine scales get noise
+        output_noise = config.arch == "lean"
         if saved is not None:      # a run resumes as it was built (older runs: one sign)
             each_snapshot = negate and bool(saved.get("model", {}).get(
                 "negate_each_snapshot", False))
+            output_noise = bool(saved.get("model", {}).get("output_noise", False))
         self.model_config = ModelConfig.for_resolution(
             schema.resolution, self.heads.raw_channels, n_channels(schema.fields),
             self.data.encoder.dim, width=config.width, noise_dim=config.noise_dim,
             spectral_branch=config.spectral_branch, negate=negate, arch=config.arch,
             spectral_envelope=config.spectral_envelope,
-            negate_each_snapshot=each_snapshot)
+            negate_each_snapshot=each_snapshot, output_noise=output_noise)
         generator, discriminator = build_models(self.model_config)
         self.generator = generator.to(self.device)
         self.discriminator = discriminator.to(self.device)

@@ -46,7 +46,9 @@ def _heads(system: str, resolution: int = N, times=(0.0, 5.0)):
 
 
 def _lean(heads, schema, encoder, width: int = 8, **options) -> Generator:
-    """A lean generator with its weights moved off their initial values."""
+    """A lean generator as the trainer builds it (with its full-resolution output noise)
+    with its weights moved off their initial values."""
+    options.setdefault("output_noise", True)
     config = ModelConfig.for_resolution(schema.resolution, heads.raw_channels,
                                         n_channels(schema.fields), encoder.dim, width=width,
                                         arch="lean", **options)
@@ -278,6 +280,8 @@ def test_lean_run_trains_resumes_exactly_and_its_checkpoint_records_the_arch(tmp
     a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
     assert a["model"]["arch"] == "lean" and a["step"] == b["step"] == 3
+    assert a["model"]["output_noise"] is True            # the trainer's lean generator
+    assert torch.all(a["generator"]["output_noise.strength"] != 0)   # it learned to use it
     saved = json.loads((tmp_path / "split" / "config.json").read_text())
     assert saved["train"]["arch"] == saved["model"]["arch"] == "lean"
     for key in ("generator", "discriminator", "generator_ema"):
@@ -313,3 +317,50 @@ def test_a_run_written_before_the_arch_option_loads_and_resumes_as_default(tmp_p
     assert "to_raw.weight" in model.generator.state_dict()
     assert train(SAMPLE, run, resume=True, progress=False, steps=3)["steps"] == 3
     assert load_checkpoint(run / "checkpoints" / "last.pt")["model"]["arch"] == "default"
+
+
+def test_a_lean_run_written_before_the_output_noise_resumes_without_it(tmp_path,
+                                                                       monkeypatch):
+    """A lean run of an older version (no full-resolution output noise, no key) loads
+    and resumes as it was built."""
+    import surrogate.train.trainer as trainer_module
+    build = ModelConfig.for_resolution
+
+    def without_noise(*args, **options):
+        return build(*args, **{**options, "output_noise": False})
+
+    run = tmp_path / "old"
+    lean = TrainConfig(**{**SHORT.to_dict(), "arch": "lean"})
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer_module.ModelConfig, "for_resolution", without_noise)
+        train(SAMPLE, run, lean, progress=False, steps=2)
+    forget_option(run, "output_noise")
+    assert train(SAMPLE, run, resume=True, progress=False, steps=3)["steps"] == 3
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["model"]["output_noise"] is False
+    assert not any(name.startswith("output_noise") for name in state["generator"])
+    model = load_surrogate(run, "last", device="cpu")
+    assert model.model_config.arch == "lean" and model.generator.output_noise is None
+
+
+def test_output_noise_adds_independent_noise_per_raw_channel_only_with_pixel_noise():
+    """The raw channels of two forwards differ by the output noise alone (the other
+    noise inputs at zero strength): independent per channel, strength times N(0, 1)."""
+    heads, schema, encoder = _heads("navier_stokes2d")
+    config = ModelConfig.for_resolution(N, heads.raw_channels, n_channels(schema.fields),
+                                        encoder.dim, width=8, arch="lean",
+                                        output_noise=True)
+    torch.manual_seed(0)
+    generator = Generator(config).eval()
+    strength = torch.tensor([0.5, 2.0])[:heads.raw_channels]
+    with torch.no_grad():
+        generator.output_noise.strength.copy_(strength.reshape(1, -1, 1, 1))
+    noise, condition = _latents(config, 64)
+    with torch.no_grad():
+        quiet = generator(noise, condition, pixel_noise=False)
+        difference = generator(noise, condition) - quiet
+    assert torch.equal(generator(noise, condition, pixel_noise=False), quiet)
+    std = difference.std(dim=(0, 2, 3))
+    torch.testing.assert_close(std, strength, rtol=0.02, atol=0.0)
+    correlation = torch.corrcoef(difference.transpose(0, 1).reshape(heads.raw_channels, -1))
+    assert abs(float(correlation[0, 1])) < 0.02
