@@ -83,7 +83,7 @@ def _config(arch: str, width: int, heads: OutputHeads, schema: StoreSchema,
             encoder: ConditionEncoder) -> ModelConfig:
     return ModelConfig.for_resolution(schema.resolution, heads.raw_channels,
                                       n_channels(schema.fields), encoder.dim, width=width,
-                                      arch=arch)
+                                      arch=arch, output_noise=arch == "lean")
 
 
 def _best(call: Callable[[], Any], repeats: int) -> tuple[float, float]:

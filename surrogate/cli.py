@@ -69,8 +69,9 @@ TRAIN_OPTION_HELP = (
                              "for systems that declare energy_budget, trained on >= 2 "
                              "snapshot times; 0 elsewhere; 0: off)"),
     ("width", int, "base channel width of G and D (32)"),
-    ("arch", str, "generator architecture: default, or lean (thin stages up to N/4 and "
-                  "a pixel-shuffle output: ~50x fewer FLOPs at 128^2)"),
+    ("arch", str, "generator architecture: default, or lean (thin stages up to N/4, "
+                  "a pixel-shuffle output and full-resolution output noise: ~50x fewer "
+                  "FLOPs at 128^2)"),
     ("spectral_envelope", bool, "end G in a conditional isotropic filter: one gain per "
                                 "wavenumber shell, set by the condition (on)"),
     ("envelope_lr_multiplier", float, "the spectral envelope learns at this multiple of "

@@ -20,7 +20,9 @@ Architecture (references next to each layer's docstring):
   no transposed convolutions (no checkerboard, Odena et al. 2016).
   With ``ModelConfig.arch = "lean"`` the same style path drives thin stages up to N / 4
   only, and a sub-pixel convolution (pixel shuffle, Shi et al. 2016) makes the N x N
-  raw channels: about 50x fewer FLOPs at N = 128 (see the class docstring).
+  raw channels: about 50x fewer FLOPs at N = 128 (see the class docstring); the
+  trainer gives it fresh per-pixel noise on the raw channels at full resolution
+  (``ModelConfig.output_noise``), its only source of fine-scale randomness.
   With ``ModelConfig.spectral_envelope`` the raw channels then pass a conditional
   isotropic filter (:class:`SpectralEnvelope`): one gain per channel and integer
   wavenumber shell, a function of the condition only, so the mean spectrum at each
@@ -573,7 +575,9 @@ class Generator(nn.Module):
       doubling of the side, at least 4), and the output a sub-pixel layer
       (:class:`_SubPixelOutput`): one 3x3 conv to ``16 raw_channels`` channels at N / 4
       and a 4x pixel shuffle, so nothing but the raw channels ever has the full
-      resolution. FLOPs per field (``torch.utils.flop_counter``: 2 per multiply-add of
+      resolution (with ``config.output_noise``, as the trainer builds it, fresh noise
+      per pixel and raw channel is added there: the per-pixel noise of the stages
+      stops at N / 4). FLOPs per field (``torch.utils.flop_counter``: 2 per multiply-add of
       the convolutions and matrix products, :func:`surrogate.flops.generator_flops`),
       width 32, 2 raw channels: 11.5 M at N = 64, 17.4 M at 128 (channels 64, 32, 16, 8
       at 4, 8, 16, 32), 25.7 M at 256. At N = 128 the 3x3 convolutions,

@@ -102,13 +102,17 @@ class QuickstartPlan:
 
         The training settings enter resolved (every :class:`TrainConfig` field, defaults
         included), so that a run trained under an earlier default is not reused as if it
-        had today's. A sign-equivariant generator's files carry ``"signs": "balanced"``
+        had today's; a lean generator's carry ``"lean_output_noise": true`` (its
+        full-resolution output noise, ``ModelConfig.output_noise``). A sign-equivariant
+        generator's files carry ``"signs": "balanced"``
         (:func:`surrogate.generate.balanced_signs`): a directory generated before them
         generates again."""
         from surrogate.data.symmetry import symmetries_for
         from surrogate.train.config import TrainConfig
         data = self.to_dict()
         data["train"] = dict(sorted(TrainConfig(**self.train).to_dict().items()))
+        if data["train"]["arch"] == "lean":     # its generator has had output noise since
+            data["train"]["lean_output_noise"] = True
         data["signs"] = "balanced"
         keys = {"simulate": ("system", "n_trajectories", "resolution", "sweep", "fixed",
                              "t_end", "n_snapshots", "seed")

@@ -208,6 +208,15 @@ def test_a_sign_equivariant_plan_generates_again_with_balanced_signs():
     assert "signs" not in json.loads(default_plan("cpu").stage_key("validate"))
 
 
+def test_a_lean_plan_trains_again_with_its_output_noise():
+    """A lean run kept from before the lean generator's output noise is not reused: its
+    train key names it; the default generator's keys are unchanged."""
+    plan = default_plan("cpu")
+    lean = dataclasses.replace(plan, train={**plan.train, "arch": "lean"})
+    assert json.loads(lean.stage_key("train"))["train"]["lean_output_noise"] is True
+    assert "lean_output_noise" not in json.loads(plan.stage_key("validate"))["train"]
+
+
 @pytest.mark.slow
 def test_default_cpu_quickstart_learns_the_spectrum(tmp_path):
     """The README's goal: the default CPU quickstart's median spectrum error is < 25%."""

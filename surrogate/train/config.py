@@ -129,8 +129,10 @@ class TrainConfig:
         augment: symmetry augmentation of the real batch (only the system's symmetries).
         width: base channel width of G and D (``ModelConfig.for_resolution``).
         arch: generator architecture, ``"default"`` or ``"lean"`` (``ModelConfig.arch``,
-            :class:`surrogate.models.Generator`; D is the same for both). Runs written
-            before the option existed resume with ``"default"``.
+            :class:`surrogate.models.Generator`; D is the same for both). The lean
+            generator gets full-resolution noise on its raw channels
+            (``ModelConfig.output_noise``; lean runs written before it resume without).
+            Runs written before the option existed resume with ``"default"``.
         spectral_envelope: the generator ends in a conditional isotropic filter, one
             gain per raw channel and wavenumber shell computed from the condition alone
             (``ModelConfig.spectral_envelope``, :class:`surrogate.models.SpectralEnvelope`):

@@ -18,7 +18,7 @@ grids or parameter sets; a GEN, REF2 or TEST whose non-swept parameters differ f
 REF's values; GEN or REF2 snapshot times other than REF's, TEST times outside REF's; a
 GEN or REF2 with no trajectory within
 :data:`~surrogate.validation.conditions.DEFAULT_MATCH_DISTANCE` of some REF condition;
-fewer trajectories than the regressor needs
+a REF2 that is REF or was simulated with REF's seed; fewer trajectories than the regressor needs
 (:data:`~surrogate.validation.utility.scores.MIN_TRAJECTORIES` per training set, every
 augmentation fraction included, and in TEST); more snapshot data than
 :data:`MAX_SNAPSHOT_BYTES`. Warned about (``report["warnings"]``): TEST conditions
@@ -164,14 +164,34 @@ def _test_overlap(reference: FieldStore, generated: FieldStore, matched: np.ndar
     return int(shared.size), groups.n_groups
 
 
+def _check_floor_independent(reference: FieldStore, floor: FieldStore) -> None:
+    """Refuse a floor that is REF itself or REF's simulations again (same master seed):
+    it would read a ratio of exactly 1 that no perfect surrogate could."""
+    same_file = os.path.samefile(reference.path, floor.path)
+    attrs = [{key: store.h5.attrs.get(key) for key in ("producer", "seed")}
+             for store in (reference, floor)]
+    text = [{key: value.decode() if isinstance(value, bytes) else value
+             for key, value in entry.items()} for entry in attrs]
+    simulated = all(str(entry["producer"] or "").startswith("simulator:") for entry in text)
+    same_seed = simulated and text[0]["seed"] is not None \
+        and str(text[0]["seed"]) == str(text[1]["seed"])
+    if same_file or same_seed:
+        raise FieldStoreError(
+            f"{floor.path} (floor file): "
+            + ("it is the real training file" if same_file else
+               f"simulated with the real training file's seed {text[0]['seed']}")
+            + f"; simulate an independent one with `surrogate simulate --like "
+              f"{reference.path} --seed S`")
+
+
 def _check_counts(reference: FieldStore, matched: np.ndarray, test: FieldStore,
-                  fractions: Sequence[float], seed: int,
+                  fractions: Sequence[float], seed: int, floor: FieldStore | None = None,
                   floor_matched: np.ndarray | None = None) -> None:
     counts = [(reference.path, reference.n_trajectories, "real training"),
               ("the generated file", matched.size, "generated"),
               (test.path, test.n_trajectories, "test")]
-    if floor_matched is not None:
-        counts.append(("the floor file", floor_matched.size, "floor"))
+    if floor is not None and floor_matched is not None:
+        counts.append((floor.path, floor_matched.size, "floor"))
     for path, count, role in counts:
         if count < MIN_TRAJECTORIES:
             raise FieldStoreError(f"{path}: {count} {role} trajectories, fewer than the "
@@ -186,7 +206,7 @@ def _check_counts(reference: FieldStore, matched: np.ndarray, test: FieldStore,
     channels = sum(1 + spec.rank for spec in reference.schema.fields)
     size = snapshots * channels * reference.resolution**2 * 4
     if size > MAX_SNAPSHOT_BYTES:
-        raise FieldStoreError(f"{reference.path}: the three files hold {size / 2**30:.1f} GiB "
+        raise FieldStoreError(f"{reference.path}: the files hold {size / 2**30:.1f} GiB "
                               f"of snapshots, more than the {MAX_SNAPSHOT_BYTES / 2**30:g} GiB "
                               f"the utility reads into memory; use fewer trajectories")
 
@@ -238,9 +258,11 @@ def utility_files(train_real: str | os.PathLike, generated: str | os.PathLike,
         matched, unmatched = _matched(reference, generated_store, ROLES["generated"])
         floor_matched, floor_unmatched = None, 0
         if floor_store is not None:
+            _check_floor_independent(reference, floor_store)
             _check_times(reference, floor_store, ROLES["floor"])
             floor_matched, floor_unmatched = _matched(reference, floor_store, ROLES["floor"])
-        _check_counts(reference, matched, test_store, fractions, seeds[0], floor_matched)
+        _check_counts(reference, matched, test_store, fractions, seeds[0], floor_store,
+                      floor_matched)
         warnings = []
         shared, conditions = _test_overlap(reference, generated_store, matched, test_store)
         if shared:

@@ -9,6 +9,7 @@ steps on one thread, so the whole file runs in well under a minute.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -137,7 +138,6 @@ def test_a_field_positive_in_training_but_not_in_the_test_set_predicts_finite(ar
     """The density of a log-normal field is positive in every training snapshot; a test
     snapshot at -1e-16 (round-off of a field declared >= 0, as the Gray-Scott simulator
     writes) must still give finite predictions (a log normalisation gave NaN)."""
-    import dataclasses
     names = [spec.name for spec in arrays["schema"].fields]
     channel = names.index("density")
     assert arrays["real"].fields[:, channel].min() > 0
@@ -285,13 +285,27 @@ def bad_files(files):
     ("other fixed parameter", "--generated"), ("nan", "--test"), ("missing", "--test"),
     ("too few", "--test"), ("no training conditions", "--generated"),
     ("too few for 10 %", "--train-real"), ("other grid", "--floor"),
-    ("no training conditions", "--floor"), ("missing", "--floor")])
+    ("no training conditions", "--floor"), ("missing", "--floor"),
+    ("the real training file", "--floor"), ("other times", "--floor")])
 def test_bad_input_is_one_line_exit_2_nothing_written(files, bad_files, case, role, tmp_path,
                                                       capsys):
     paths = {"--train-real": files["ref"], "--generated": files["second"],
              "--test": files["test"]}
     if case == "no training conditions":
         paths[role], expected = files["test"], "no trajectory within"
+    elif case == "the real training file":
+        paths[role], expected = files["ref"], "it is the real training file"
+    elif case == "other times":
+        # the floor of a Navier-Stokes file simulated to another end time
+        ns = tmp_path / "ns.h5"
+        run_sweep(SweepSpec("navier_stokes2d", 8, resolution=16, t_end=0.2, n_snapshots=2,
+                            ranges={"nu": (1e-3, 1e-2)}, seed=0), ns, progress=False)
+        ns_floor = run_sweep(dataclasses.replace(SweepSpec.like(ns, 1), t_end=0.3),
+                             tmp_path / "ns_floor.h5", progress=False)
+        paths = {"--train-real": ns, "--generated": run_sweep(
+            SweepSpec.like(ns, 2), tmp_path / "ns_gen.h5", progress=False),
+            "--test": ns, "--floor": ns_floor}
+        expected = "(floor file): snapshot times"
     elif case == "too few for 10 %":
         # 10 % of 24 trajectories is 3, fewer than the regressor needs; GEN covers them
         small = _sweep(tmp_path / "ref24.h5", 24, seed=0)
