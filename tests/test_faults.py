@@ -921,6 +921,7 @@ def test_corrupted_inputs_fail_with_one_line_or_give_a_sane_result(bases, tmp_pa
     assert bases.fingerprint() == before, "a reference file or a training run was modified"
 
 
+@pytest.mark.slow   # real subprocesses for every case (6 s); the batch runner itself stays default
 def test_batch_runner_agrees_with_real_subprocesses(bases, tmp_path):
     """The batch mode of the default suite sees what ``python -m surrogate`` does."""
     cases = corruption_cases(bases)
@@ -1051,6 +1052,7 @@ def _killed_midway(options: list, tmp_path: Path, at: int, total: int, what: str
     return killed, partial
 
 
+@pytest.mark.slow   # a sweep killed and resumed in subprocesses (8 s)
 def test_killed_sweep_leaves_no_file_and_resume_gives_the_same_bytes(tmp_path):
     from simulators.store import check_file
     options = ["simulate", "navier_stokes2d", "-n", "64", "--resolution", "16", "--t-end", "8",

@@ -47,6 +47,7 @@ def test_quickstart_runs_every_stage_then_reuses_them(tmp_path):
     assert again["fields"] == summary["fields"]
 
 
+@pytest.mark.slow   # a quickstart run twice (8 s)
 def test_a_larger_reference_reruns_validation_only(tmp_path):
     first = quickstart(tmp_path, device="cpu", plan=TINY, progress=False)
     report = json.loads((tmp_path / "report.json").read_text())
@@ -100,6 +101,7 @@ def test_changed_training_reruns_training_and_later_stages_only(tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["seed"] == 5
 
 
+@pytest.mark.slow   # a quickstart interrupted and resumed (6 s)
 def test_interrupted_training_resumes(tmp_path, monkeypatch):
     import surrogate.train as train_module
 
@@ -122,6 +124,7 @@ def test_interrupted_training_resumes(tmp_path, monkeypatch):
     assert not summary["stages"]["train"]["reused"]
 
 
+@pytest.mark.slow   # a second quickstart run (6 s); the stages and their reuse stay default
 def test_cli_quickstart_prints_the_headline_table(tmp_path, monkeypatch, capsys):
     asked = []
 

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from surrogate.checkpoint import load_checkpoint
@@ -15,6 +16,7 @@ from surrogate.checkpoint import load_checkpoint
 SAMPLE = "data/sample_navier_stokes2d.h5"
 
 
+@pytest.mark.slow   # two torchrun processes (10 s)
 def test_torchrun_two_cpu_replicas_train_one_model(tmp_path):
     run = tmp_path / "run"
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -749,6 +749,7 @@ def test_restarts_keep_the_best_scored_run(tmp_path):
     assert generate(run, tmp_path / "g.h5", parameters={"nu": 3e-3}, n=2).exists()
 
 
+@pytest.mark.slow   # three screened seeds and a straight run (9 s); --restarts stays default
 def test_screened_restarts_continue_only_the_best_seed_to_the_run_trained_straight(
         tmp_path):
     """``--restarts 2 --screen-steps 5``: every seed trains 5 of 8 steps, the best
@@ -912,6 +913,7 @@ def _valid_lines(run):
             if "valid/score" in line]
 
 
+@pytest.mark.slow   # a training with four validations (11 s)
 def test_average_checkpoints_scores_the_mean_of_the_last_validated_generators(tmp_path):
     """``average_checkpoints = K``: the training is the one without it (weights, scores);
     from the K-th validation on, the mean of the last K validated EMA generators is scored
@@ -980,6 +982,7 @@ def test_an_averaged_generator_that_scores_best_becomes_best_pt(tmp_path, monkey
     assert [line.get("valid/average_score") for line in lines] == [None, 0.5, 0.95, 0.6]
 
 
+@pytest.mark.slow   # resume of a run from before the option (6 s)
 def test_average_checkpoints_is_on_by_default_and_older_runs_resume_without_it(tmp_path):
     assert TrainConfig().average_checkpoints == 4
     config = dataclasses.replace(TINY, steps=8, validate_every=2, checkpoint_every=2)
