@@ -269,7 +269,10 @@ def machine() -> dict[str, Any]:
     return {"name": f"cpu-{os.cpu_count()}core", "platform": platform.platform(),
             "processor": platform.processor(), "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "native_bf16": native_bf16(),
-            "date": time.strftime("%Y-%m-%d")}
+            "date": time.strftime("%Y-%m-%d"),
+            # 1-minute load average when the run started: near 0 on idle cores, about the
+            # number of busy processes when other work shares them
+            "load_average_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
 
 
 def measure(resolutions: Sequence[int] = (64, 128, 256),
@@ -302,15 +305,21 @@ def _crossover(row: dict[str, Any], arch: str) -> str:
     return f"{(per_field - slope[1]) / slope[0]:.2g}"
 
 
+def _load(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.2f}"
+
+
 def markdown(result: dict[str, Any]) -> str:
     """Tables of :func:`measure`'s result."""
     info = result["machine"]
     lines = [f"Machine: {info['name']} ({info['processor'] or info['platform']}), torch "
              f"{info['torch']}, {info['date']}; native bf16: "
-             f"{'yes' if info['native_bf16'] else 'no'}. Measured under contention (a GAN "
-             f"training shared the cores): ratios are from this one run; per-core "
-             f"speedups are ratios of process CPU seconds (numpy simulator, one core, "
-             f"against the one-thread generator + heads).", ""]
+             f"{'yes' if info['native_bf16'] else 'no'}; 1-minute load average at the "
+             f"start {_load(info.get('load_average_start'))} on {info['cpu_count']} cores "
+             f"(near 0: idle; other work on the cores inflates absolute times, not the "
+             f"ratios, which are from this one run). Per-core speedups are ratios of process "
+             f"CPU seconds (numpy simulator, one core, against the one-thread generator + "
+             f"heads).", ""]
     rows = result["speed"]["rows"]
     lines += ["| N | generator | width | MFLOP/field | heads FFT MFLOP (est.) | "
               "CPU ms/field (1 thread) | wall ms/field (1 thread) |",
