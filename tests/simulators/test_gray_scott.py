@@ -221,6 +221,7 @@ def test_homogeneous_state_is_a_fixed_point_bit_for_bit():
     assert np.all(out["u"] == 1.0) and np.all(out["v"] == 0.0)
 
 
+@pytest.mark.slow   # long runs of every regime (4 s)
 def test_bounds_kept_in_long_runs_of_every_pearson_regime():
     # The PDE keeps 0 <= u <= 1, v >= 0 exactly; the pseudo-spectral solution up to its
     # truncation error, which at N = 32 (dx = 1/64) reaches a few 1e-4 at the sharpest

@@ -256,6 +256,7 @@ def test_generator_and_discriminator_run_under_bfloat16_autocast():
     assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
 
 
+@pytest.mark.slow   # torch.compile of both networks (5 s)
 def test_models_compile_without_graph_breaks():
     torch.manual_seed(0)
     config = _config(16, raw_channels=2, in_channels=2)

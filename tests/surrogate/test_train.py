@@ -348,6 +348,7 @@ def test_temporal_discriminator_sees_consecutive_snapshots_of_one_latent(tmp_pat
     assert bool((condition_b[:, -1] > condition_a[:, -1]).all())
 
 
+@pytest.mark.slow   # two more resumes (10 s); the default run's exact resume stays default
 def test_temporal_run_resumes_exactly_and_logs_the_temporal_ratio(tmp_path):
     straight = train(SAMPLE, tmp_path / "a", TEMPORAL, progress=False)
     train(SAMPLE, tmp_path / "b", TEMPORAL, progress=False, steps=6)
