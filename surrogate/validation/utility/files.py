@@ -168,18 +168,15 @@ def _check_floor_independent(reference: FieldStore, floor: FieldStore) -> None:
     """Refuse a floor that is REF itself or REF's simulations again (same master seed):
     it would read a ratio of exactly 1 that no perfect surrogate could."""
     same_file = os.path.samefile(reference.path, floor.path)
-    attrs = [{key: store.h5.attrs.get(key) for key in ("producer", "seed")}
-             for store in (reference, floor)]
-    text = [{key: value.decode() if isinstance(value, bytes) else value
-             for key, value in entry.items()} for entry in attrs]
-    simulated = all(str(entry["producer"] or "").startswith("simulator:") for entry in text)
-    same_seed = simulated and text[0]["seed"] is not None \
-        and str(text[0]["seed"]) == str(text[1]["seed"])
+    ours, theirs = reference.provenance(), floor.provenance()
+    simulated = all(str(p.get("producer", "")).startswith("simulator:") for p in (ours, theirs))
+    same_seed = simulated and ours.get("seed") is not None \
+        and str(ours["seed"]) == str(theirs.get("seed"))
     if same_file or same_seed:
         raise FieldStoreError(
             f"{floor.path} (floor file): "
             + ("it is the real training file" if same_file else
-               f"simulated with the real training file's seed {text[0]['seed']}")
+               f"simulated with the real training file's seed {ours['seed']}")
             + f"; simulate an independent one with `surrogate simulate --like "
               f"{reference.path} --seed S`")
 

@@ -286,7 +286,8 @@ def bad_files(files):
     ("too few", "--test"), ("no training conditions", "--generated"),
     ("too few for 10 %", "--train-real"), ("other grid", "--floor"),
     ("no training conditions", "--floor"), ("missing", "--floor"),
-    ("the real training file", "--floor"), ("other times", "--floor")])
+    ("the real training file", "--floor"), ("REF's seed", "--floor"),
+    ("other times", "--floor")])
 def test_bad_input_is_one_line_exit_2_nothing_written(files, bad_files, case, role, tmp_path,
                                                       capsys):
     paths = {"--train-real": files["ref"], "--generated": files["second"],
@@ -295,6 +296,10 @@ def test_bad_input_is_one_line_exit_2_nothing_written(files, bad_files, case, ro
         paths[role], expected = files["test"], "no trajectory within"
     elif case == "the real training file":
         paths[role], expected = files["ref"], "it is the real training file"
+    elif case == "REF's seed":
+        copy = tmp_path / "ref_copy.h5"            # another file, REF's simulations again
+        copy.write_bytes(files["ref"].read_bytes())
+        paths[role], expected = copy, "simulated with the real training file's seed 0"
     elif case == "other times":
         # the floor of a Navier-Stokes file simulated to another end time
         ns = tmp_path / "ns.h5"
