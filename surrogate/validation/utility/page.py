@@ -127,12 +127,10 @@ def render_markdown(report: Mapping[str, Any], figures: Mapping[str, str]) -> st
     for warning in report.get("warnings", []):
         lines += [f"**Warning**: {warning}.", ""]
     floor = report.get("floor") is not None
-    lines += ["| parameter | RMSE real | RMSE generated | ratio"
-              + (" (floor)" if floor else "") + " | ratio per seed"
-              + (" (floor)" if floor else "") + " | 68 % coverage real / gen"
-              + (" / floor" if floor else "") + " | 95 % coverage real / gen"
-              + (" / floor" if floor else "") + " | prior std |",
-              "|---|---:|---:|---:|---|---|---|---:|"]
+    bracket, also = (" (floor)", " / floor") if floor else ("", "")
+    lines += [f"| parameter | RMSE real | RMSE generated | ratio{bracket} | ratio per seed"
+              f"{bracket} | 68 % coverage real / gen{also} | 95 % coverage real / gen{also} "
+              f"| prior std |", "|---|---:|---:|---:|---|---|---|---:|"]
     for name, s in report["parameters"].items():
         def cell(key: str, scores: Mapping[str, Any] = s) -> str:
             text = _values(scores[key])

@@ -200,6 +200,7 @@ def utility_scores(real: Snapshots, generated: Snapshots, test: Snapshots, schem
                 f"{fraction:.0%} of the simulations + the generated fields",
                 Snapshots.concatenate([part, generated]), seed)[0])
     real_mean, generated_mean = _mean_over_seeds(real_scores), _mean_over_seeds(generated_scores)
+    floor_mean = _mean_over_seeds(floor_scores) if floor_scores else None
     parameters = {}
     for name in names:
         ours, theirs = real_mean[name], generated_mean[name]
@@ -211,8 +212,8 @@ def utility_scores(real: Snapshots, generated: Snapshots, test: Snapshots, schem
             "coverage68_real": ours["coverage68"], "coverage68_generated": theirs["coverage68"],
             "coverage95_real": ours["coverage95"], "coverage95_generated": theirs["coverage95"],
             "prior_std": ours["prior_std"]}
-        if floor_scores:
-            second = _mean_over_seeds(floor_scores)[name]
+        if floor_mean is not None:
+            second = floor_mean[name]
             parameters[name].update({
                 "rmse_floor": second["rmse"], "ratio_floor": _ratio(second["rmse"], ours["rmse"]),
                 "ratio_floor_per_seed": [_ratio(f[name]["rmse"], r[name]["rmse"])
