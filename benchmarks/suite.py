@@ -189,6 +189,8 @@ def _fidelity_entry(summary: dict[str, Any], report: dict[str, Any]) -> dict[str
             "spectrum_rel_error_floor": spectrum.get("floor"),
             "w1_over_std_floor": entry["pdf"].get("floor"),
             "spread_ratio_floor": entry.get("spread_ratio_floor"),
+            "spread_aligned_ratio": entry.get("spread_aligned_ratio"),
+            "spread_aligned_ratio_floor": entry.get("spread_aligned_ratio_floor"),
             "temporal_change_ratio_floor": entry.get("temporal_change_ratio_floor"),
             "spectrum_scatter_ratio_floor": spectrum.get("scatter", {}).get("floor")}
     conservation = {name: {"reference": value.get("reference"),
@@ -311,7 +313,8 @@ def _repeat_record(seed: int, entry: dict[str, Any]) -> dict[str, Any]:
     """The headline numbers of one training seed's fidelity entry."""
     keys = ("spectrum_rel_error_median", "w1_over_std", "spread_ratio", "temporal_change_ratio",
             "spectrum_rel_error_floor", "w1_over_std_floor", "spread_ratio_floor",
-            "spectrum_scatter_ratio", "spectrum_scatter_ratio_floor", "sign_balance_z")
+            "spectrum_scatter_ratio", "spectrum_scatter_ratio_floor", "sign_balance_z",
+            "spread_aligned_ratio", "spread_aligned_ratio_floor")
     return {"training_seed": seed, "passed": entry["passed"], "failures": entry["failures"],
             "range_positions": {name: {"thirds": value["thirds"],
                                        "end_over_middle": value["end_over_middle"]}
@@ -495,9 +498,10 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append("")
     if result.get("fidelity"):
         lines += ["| system (held-out conditions) | field | spectrum err median | max | "
-                  "low / mid / high band median | W1/std | spread | spectrum scatter "
-                  "| change in time | Fréchet (ref. halves) | passed | steps, train s |",
-                  "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|---|"]
+                  "low / mid / high band median | W1/std | spread | aligned spread | "
+                  "spectrum scatter | change in time | Fréchet (ref. halves) | passed | "
+                  "steps, train s |",
+                  "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|"]
         for system, entry in result["fidelity"].items():
             train_stage = entry["stage_seconds"].get("train")
             for name, field in entry["fields"].items():
@@ -511,7 +515,8 @@ def markdown(result: dict[str, Any]) -> str:
                     f" | {_fmt(field['spectrum_rel_error_max'])} | {bands} | "
                     f"{_with_floor(field, 'w1_over_std', 'w1_over_std_floor')} | "
                     f"{_with_floor(field, 'spread_ratio', 'spread_ratio_floor')} | "
-                    f"{scatter} | {_fmt(field.get('temporal_change_ratio'))} | "
+                    f"{_with_floor(field, 'spread_aligned_ratio', 'spread_aligned_ratio_floor')}"
+                    f" | {scatter} | {_fmt(field.get('temporal_change_ratio'))} | "
                     f"{_fmt(entry['frechet_physics_distance'], '.3g')} "
                     f"({_fmt(entry['frechet_reference_split'], '.3g')}) | "
                     f"{'yes' if entry['passed'] else 'no'} | "
@@ -550,9 +555,10 @@ def _repeats_table(fidelity_results: dict[str, Any]) -> list[str]:
     if not repeated:
         return []
     lines = ["", "| system | field | training seeds | spectrum err median: min / median / max "
-                 "| W1/std max | spread min / max | spectrum scatter min / max | passed | "
-                 "validation score noise / change (medians over seeds) |",
-             "|---|---|---|---|---:|---|---|---:|---|"]
+                 "| W1/std max | spread min / max | aligned spread min / max | spectrum "
+                 "scatter min / max | passed | validation score noise / change (medians over "
+                 "seeds) |",
+             "|---|---|---|---|---:|---|---|---|---:|---|"]
 
     def min_median_max(values: list[float]) -> str:
         return " / ".join(_fmt(v) for v in (min(values), statistics.median(values),
@@ -573,11 +579,15 @@ def _repeats_table(fidelity_results: dict[str, Any]) -> list[str]:
             scatters = [v.get("spectrum_scatter_ratio") for v in values]
             scatter = ("n/a" if None in scatters else
                        f"{_fmt(min(scatters))} / {_fmt(max(scatters))}")
+            aligned = [v.get("spread_aligned_ratio") for v in values]
+            aligned_range = ("n/a" if None in aligned else
+                             f"{_fmt(min(aligned))} / {_fmt(max(aligned))}")
             floors = [v.get("spectrum_rel_error_floor") for v in values]
             floor = "" if None in floors else f" (floor {_fmt(statistics.median(floors))})"
             lines.append(f"| {system} | {name} | {seeds} | {min_median_max(spectra)}{floor} | "
                          f"{_fmt(max(v['w1_over_std'] for v in values))} | "
-                         f"{_fmt(min(spreads))} / {_fmt(max(spreads))} | {scatter} | {passed} | "
+                         f"{_fmt(min(spreads))} / {_fmt(max(spreads))} | {aligned_range} | "
+                         f"{scatter} | {passed} | "
                          f"{noise[0]} / {noise[1]} |")
     return lines
 

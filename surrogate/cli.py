@@ -82,6 +82,8 @@ TRAIN_OPTION_HELP = (
     ("augment", bool, "symmetry augmentation of real fields (on)"),
     ("sign_equivariant", bool, "build a declared negate symmetry (Ising) into G and D: "
                                "both global signs by construction (on)"),
+    ("shift_equivariant", bool, "build declared periodic shifts into G: every output "
+                                "rolled by a uniform shift read off its latent (off)"),
     ("amp", bool, "bf16 autocast on CUDA (on)"),
     ("compile", bool, "torch.compile G and D (off)"),
     ("validate_every", int, "steps between validations on held-out conditions (500)"),

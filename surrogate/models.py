@@ -67,6 +67,7 @@ from surrogate.losses import radial_power_spectrum, shell_average_matrix, shell_
 
 __all__ = [
     "ARCHS",
+    "SHIFT_LATENT_INDEX",
     "UPSAMPLE_MODES",
     "ConditionEmbedding",
     "Discriminator",
@@ -74,7 +75,9 @@ __all__ = [
     "MinibatchStdDev",
     "ModelConfig",
     "SpectralEnvelope",
+    "latent_shift",
     "parameter_count",
+    "periodic_shift",
     "periodic_upsample2x",
     "same_model",
 ]
@@ -152,6 +155,16 @@ class ModelConfig:
             stochastic fine scales of a generator whose feature maps stop at ``N / 4``
             (the lean one, for which the trainer sets it), shaped by the envelope.
             Checkpoints written before the key existed have none.
+        shift_x, shift_y: the system's law is invariant under periodic shifts along x
+            (array axis -2) / y (axis -1) (declared symmetries ``shift``, ``shift_x``,
+            ``shift_y``), built in: every output is rolled by a whole-cell shift drawn
+            uniformly from ``0 .. N-1`` along each such axis, read off the latent
+            (:func:`latent_shift`: ``z_1`` for x, ``z_2`` for y), so the snapshots of one
+            latent share their shift and the generated law is exactly shift-invariant
+            whatever the weights. A pattern the generator puts at a fixed place for
+            every latent of one condition (which a discriminator with circular padding
+            and global pooling cannot see) then lands at a uniformly random place, as in
+            the simulations. Checkpoints written before the keys existed have neither.
     """
 
     resolution: int
@@ -171,6 +184,8 @@ class ModelConfig:
     arch: str = "default"
     spectral_envelope: bool = False
     output_noise: bool = False
+    shift_x: bool = False
+    shift_y: bool = False
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -206,6 +221,9 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.arch must be one of {ARCHS}, got {self.arch!r}")
         if self.negate_each_snapshot and not self.negate:
             raise ValueError("ModelConfig.negate_each_snapshot needs negate")
+        if (self.shift_x or self.shift_y) and self.noise_dim < 3:
+            raise ValueError("ModelConfig.shift_x / shift_y read z_1 and z_2: noise_dim must "
+                             f"be >= 3, got {self.noise_dim}")
 
     @classmethod
     def for_resolution(cls, resolution: int, raw_channels: int, in_channels: int,
@@ -661,6 +679,9 @@ class Generator(nn.Module):
             sign = latent_sign(noise)
         if config.negate:
             noise = torch.cat([noise[:, :1].abs(), noise[:, 1:]], dim=1)
+        shifts = None
+        if config.shift_x or config.shift_y:
+            noise, shifts = latent_shift(noise, config)
         z = noise * torch.rsqrt(noise.square().mean(dim=1, keepdim=True) + 1e-8)
         embedding = self.embedding(condition)
         w = self.mapping(torch.cat([z, embedding], dim=1))
@@ -675,6 +696,8 @@ class Generator(nn.Module):
             raw = self.output_noise(raw, pixel_noise)
         if self.envelope is not None:
             raw = self.envelope(raw, embedding)
+        if shifts is not None:
+            raw = periodic_shift(raw, shifts)
         return raw if sign is None else raw * sign[:, :, None, None]
 
 
@@ -692,6 +715,57 @@ def _check_sign(sign: Tensor, noise: Tensor, config: ModelConfig) -> Tensor:
     if not bool(((sign == 1) | (sign == -1)).all()):
         raise ValueError("sign must hold only +1 and -1")
     return sign
+
+
+#: latent coordinates that carry the x and y shifts of a shift-equivariant generator
+SHIFT_LATENT_INDEX = (1, 2)
+#: the uniform fraction fed back as a latent is kept this far from 0 and 1 (float64)
+_FRACTION_MARGIN = 1e-12
+
+
+def latent_shift(noise: Tensor, config: ModelConfig) -> tuple[Tensor, Tensor]:
+    """Whole-cell shifts of a shift-equivariant generator, read off the latent.
+
+    For each built-in shift axis ``a`` (``config.shift_x``: a = 0, x; ``config.shift_y``:
+    a = 1, y) with latent coordinate ``k = SHIFT_LATENT_INDEX[a]``: ``u = Phi(z_k)`` is
+    uniform on (0, 1) (``Phi`` the standard normal CDF), ``N u = s + r`` with the shift
+    ``s = floor(N u)`` uniform on ``0 .. N-1`` and the fraction ``r`` uniform on [0, 1)
+    and independent of ``s``; ``z_k`` is replaced by ``Phi^-1(r)``, again standard
+    normal, so the network's input carries no information about the shift (it cannot
+    learn to undo it) and the latent keeps its law. Computed in float64.
+
+    Args:
+        noise: (B, noise_dim) latent.
+        config: the generator's :class:`ModelConfig` (resolution ``N``, shift axes).
+    Returns:
+        ``(noise', shifts)``: the latent with ``z_k`` replaced, same dtype; shifts (B, 2)
+        int64 in cells along (x, y), 0 along an axis without the symmetry.
+    """
+    n = config.resolution
+    columns = list(noise.unbind(dim=1))
+    shifts = torch.zeros(noise.shape[0], 2, dtype=torch.int64, device=noise.device)
+    for axis, built_in in enumerate((config.shift_x, config.shift_y)):
+        if not built_in:
+            continue
+        index = SHIFT_LATENT_INDEX[axis]
+        scaled = torch.special.ndtr(columns[index].double()) * n
+        cell = scaled.floor().clamp(0, n - 1)
+        fraction = (scaled - cell).clamp(_FRACTION_MARGIN, 1 - _FRACTION_MARGIN)
+        columns[index] = torch.special.ndtri(fraction).to(noise.dtype)
+        shifts[:, axis] = cell.to(torch.int64)
+    return torch.stack(columns, dim=1), shifts
+
+
+def periodic_shift(fields: Tensor, shifts: Tensor) -> Tensor:
+    """Roll each sample on the periodic grid: ``f'[i, j] = f[(i - s_x) mod N, (j - s_y)
+    mod N]`` for fields (B, C, N, N) and integer shifts (B, 2); same shape and dtype
+    (a gather: differentiable, one index per sample)."""
+    size, channels, n, n_y = fields.shape
+    index = torch.arange(n, device=fields.device)
+    rows = (index.view(1, n, 1) - shifts[:, 0].view(size, 1, 1)) % n
+    columns = (index.view(1, 1, n_y) - shifts[:, 1].view(size, 1, 1)) % n_y
+    flat = (rows * n_y + columns).view(size, 1, n * n_y).expand(size, channels, n * n_y)
+    return fields.reshape(size, channels, n * n_y).gather(2, flat).view(fields.shape)
 
 
 def latent_sign(noise: Tensor) -> Tensor:

@@ -96,6 +96,12 @@ class TrainConfig:
             field), build it into the networks (``ModelConfig.negate``): both global signs
             are generated with probability 1/2 by construction, however training goes.
             Runs written before the option existed resume without it.
+        shift_equivariant: for systems that declare periodic shifts (``shift``,
+            ``shift_x``, ``shift_y``), build them into the generator
+            (``ModelConfig.shift_x`` / ``shift_y``): every output is rolled by a uniform
+            whole-cell shift read off its latent, so the generated law is exactly
+            shift-invariant and no pattern stays at one place for every latent of a
+            condition. Runs written before the option existed resume without it.
         ema_decay: EMA decay of the generator weights: the largest ``beta`` of
             ``theta_ema <- beta theta_ema + (1 - beta) theta``.
         ema_half_life_fraction: 0 (default) ramps ``beta = min(ema_decay, (1 + step) /
@@ -206,6 +212,7 @@ class TrainConfig:
     spectral_bias_weight: float = 1.0
     temporal_weight: float = 1.0
     sign_equivariant: bool = True
+    shift_equivariant: bool = False
     ema_decay: float = 0.999
     ema_half_life_fraction: float = 0.0
     consistency_weight: float = 0.0

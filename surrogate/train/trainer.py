@@ -40,6 +40,7 @@ from surrogate.data import (
     TrainingData,
     load_training_data,
     n_channels,
+    point_group,
     zero_mean_axes,
 )
 from surrogate.devices import autocast_dtype, resolve_device
@@ -166,6 +167,9 @@ class Trainer:
         if negate:
             check_sign_equivariance(self.heads, self.data.normalizer)
         each_snapshot = negate and "negate_each_snapshot" in symmetries
+        shift_x = shift_y = False
+        if config.shift_equivariant:
+            _, (shift_x, shift_y) = point_group(symmetries)
         # the lean generator's feature maps stop at N / 4: its fine scales get noise
         output_noise = config.arch == "lean"
         if saved is not None:      # a run resumes as it was built (older runs: one sign)
@@ -177,7 +181,8 @@ class Trainer:
             self.data.encoder.dim, width=config.width, noise_dim=config.noise_dim,
             spectral_branch=config.spectral_branch, negate=negate, arch=config.arch,
             spectral_envelope=config.spectral_envelope,
-            negate_each_snapshot=each_snapshot, output_noise=output_noise)
+            negate_each_snapshot=each_snapshot, output_noise=output_noise,
+            shift_x=shift_x, shift_y=shift_y)
         generator, discriminator = build_models(self.model_config)
         self.generator = generator.to(self.device)
         self.discriminator = discriminator.to(self.device)

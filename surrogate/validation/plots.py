@@ -557,8 +557,9 @@ def render_markdown(report: Mapping[str, Any], figures: Mapping[str, str]) -> st
     lines += _floor_lines(report)
     lines += ["## Fields", "",
               "| field | spectrum median / max rel err | W1/std | KS p | spread ratio | "
-              "spectrum scatter ratio (floor) | mean ref / gen | std ref / gen |",
-              "|---|---|---|---|---|---|---|---|"]
+              "aligned spread ratio (floor) | spectrum scatter ratio (floor) | "
+              "mean ref / gen | std ref / gen |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for name, entry in report["fields"].items():
         spectrum, pdf, moments = entry["spectrum"], entry["pdf"], entry["moments"]
         scatter = spectrum.get("scatter", {})
@@ -567,6 +568,8 @@ def render_markdown(report: Mapping[str, Any], figures: Mapping[str, str]) -> st
             f"{_number(spectrum['rel_error_max'], 3)} | {_number(pdf['w1_over_std'], 3)} | "
             f"{_number(pdf['ks_pvalue'], 2)} | {_number(entry['spread_ratio'], 3)} "
             f"({entry['spread_basis'].replace('_', ' ')}) | "
+            f"{_number(entry.get('spread_aligned_ratio'), 3)} "
+            f"({_number(entry.get('spread_aligned_ratio_floor'), 3)}) | "
             f"{_number(scatter.get('ratio'), 3)} ({_number(scatter.get('floor'), 3)}) | "
             f"{_number(moments['reference']['mean'])} / {_number(moments['generated']['mean'])} | "
             f"{_number(moments['reference']['std'])} / {_number(moments['generated']['std'])} |")

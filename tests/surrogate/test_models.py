@@ -349,6 +349,84 @@ def test_a_sign_equivariant_generator_gives_exactly_opposite_fields_for_opposite
     assert abs(float((draws > 0).float().mean()) - 0.5) < 0.015      # 4 sigma
 
 
+# ------------------------------------------------------------- declared periodic shifts
+@pytest.mark.parametrize(("shift_x", "shift_y"), [(True, True), (True, False), (False, True)])
+def test_a_shift_equivariant_generator_is_the_plain_one_rolled_by_the_latent_shift(
+        shift_x, shift_y):
+    from surrogate.models import latent_shift, periodic_shift
+    config = _config(shift_x=shift_x, shift_y=shift_y, spectral_envelope=True)
+    generator = _perturbed_generator(config)
+    plain = Generator(_config(spectral_envelope=True)).eval()
+    plain.load_state_dict(generator.state_dict())
+    noise, condition, _ = _inputs(config, 64)
+    moved_noise, shifts = latent_shift(noise, config)
+    with torch.no_grad():
+        rolled = generator(noise, condition, pixel_noise=False)
+        expected = plain(moved_noise, condition, pixel_noise=False)
+    for sample in range(noise.shape[0]):
+        shift = tuple(int(value) for value in shifts[sample])
+        assert torch.equal(rolled[sample], torch.roll(expected[sample], shift, dims=(-2, -1)))
+    assert torch.equal(periodic_shift(expected, shifts), rolled)
+    # shifts only along the built-in axes, and not all zero (the test can fail)
+    assert bool((shifts[:, 0] != 0).any()) is shift_x
+    assert bool((shifts[:, 1] != 0).any()) is shift_y
+    # the latent is changed only where a shift is read: z_1 for x, z_2 for y
+    changed = (moved_noise != noise).any(dim=0)
+    assert changed.tolist() == [False, shift_x, shift_y] + [False] * (config.noise_dim - 3)
+
+
+def test_the_latent_shift_is_uniform_and_independent_of_the_latent_fed_on():
+    from scipy import stats
+
+    from surrogate.models import latent_shift
+    config = _config(resolution=32, shift_x=True, shift_y=True)
+    noise = torch.randn(64_000, config.noise_dim, generator=torch.Generator().manual_seed(3))
+    moved, shifts = latent_shift(noise, config)
+    for axis, index in ((0, 1), (1, 2)):
+        counts = torch.bincount(shifts[:, axis], minlength=32).numpy()
+        assert counts.shape == (32,)
+        assert stats.chisquare(counts).pvalue > 1e-3           # uniform on 0 .. N-1
+        fed_on = moved[:, index].double().numpy()
+        assert stats.kstest(fed_on, "norm").pvalue > 1e-3     # still standard normal
+        # the same law in each half of the shifts: the network cannot read the shift
+        low = fed_on[shifts[:, axis].numpy() < 16]
+        high = fed_on[shifts[:, axis].numpy() >= 16]
+        assert stats.ks_2samp(low, high).pvalue > 1e-3
+    # the shift is a function of the latent: the snapshots of one latent share it
+    again = latent_shift(noise.clone(), config)[1]
+    assert torch.equal(again, shifts)
+
+
+def test_a_shift_equivariant_generator_puts_no_pattern_at_a_fixed_place():
+    """The ensemble mean over latents at one condition is flat up to sampling noise, where
+    the plain generator with the same weights keeps a fixed pattern."""
+    torch.manual_seed(0)
+    config = _config(resolution=16, shift_x=True, shift_y=True)
+    generator = _perturbed_generator(config)
+    plain = Generator(_config(resolution=16)).eval()
+    plain.load_state_dict(generator.state_dict())
+    samples = 4096
+    noise = torch.randn(samples, config.noise_dim, generator=torch.Generator().manual_seed(5))
+    condition = torch.full((samples, config.condition_dim), 0.3)
+    with torch.no_grad():
+        rolled = generator(noise, condition, pixel_noise=False)
+        fixed = plain(noise, condition, pixel_noise=False)
+
+    def pattern(fields):
+        """Pixel std of the ensemble mean over the per-pixel std over samples."""
+        mean = fields.mean(dim=0)
+        return float((mean - mean.mean(dim=(-2, -1), keepdim=True)).std()
+                     / fields.std(dim=0).mean())
+
+    assert pattern(fixed) > 0.1          # the untrained generator has a template
+    assert pattern(rolled) < 4 / samples**0.5
+
+
+def test_shift_equivariance_needs_the_two_latent_coordinates_it_reads():
+    with pytest.raises(ValueError, match="noise_dim must be >= 3"):
+        _config(shift_x=True, noise_dim=2)
+
+
 def test_negate_each_snapshot_draws_a_fresh_sign_per_forward_from_the_pixel_stream():
     """One latent decoded many times (as at several snapshot times): with
     ``negate_each_snapshot`` the outputs are +-(one field) with both signs about equally

@@ -704,6 +704,39 @@ def test_a_system_whose_heads_are_not_odd_cannot_take_the_sign_symmetry(tmp_path
         check_sign_equivariance(trainer.heads, trainer.data.normalizer)
 
 
+def test_shift_equivariance_builds_the_declared_shift_axes_and_resumes_exactly(tmp_path):
+    """Navier-Stokes declares shifts along x only (its forcing varies along y); a
+    Gaussian random field declares both. The rolled generator trains and resumes to the
+    same weights as a straight run."""
+    from simulators.sweep import SweepSpec, run_sweep
+    config = TrainConfig(**{**TINY.to_dict(), "shift_equivariant": True})
+    straight = train(SAMPLE, tmp_path / "a", config, progress=False)
+    train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)
+    train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
+    assert straight["steps"] == 12
+    a, _ = _last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
+    assert (a["model"]["shift_x"], a["model"]["shift_y"]) == (True, False)
+    grf = run_sweep(SweepSpec(system="gaussian_random_field", n_trajectories=8,
+                              resolution=16), tmp_path / "grf.h5", progress=False)
+    trainer = Trainer(grf, tmp_path / "grf", config, device="cpu", progress=False)
+    assert (trainer.model_config.shift_x, trainer.model_config.shift_y) == (True, True)
+    off = Trainer(grf, tmp_path / "off", TINY, device="cpu", progress=False)
+    assert (off.model_config.shift_x, off.model_config.shift_y) == (False, False)
+
+
+def test_a_run_written_before_the_shift_option_resumes_without_it(tmp_path):
+    run = tmp_path / "run"
+    train(SAMPLE, run, TrainConfig(**{**TINY.to_dict(), "steps": 6}), progress=False)
+    # what an older version wrote: no shift_equivariant option, no shift model keys
+    forget_option(run, "shift_equivariant")
+    forget_option(run, "shift_x")
+    forget_option(run, "shift_y")
+    summary = train(SAMPLE, run, resume=True, progress=False, steps=12)
+    assert summary["steps"] == 12
+    model = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+    assert (model["shift_x"], model["shift_y"]) == (False, False)
+
+
 def test_a_run_written_before_the_sign_option_resumes_without_it(ising_file, tmp_path):
     run = tmp_path / "run"
     config = TrainConfig(**{**TINY.to_dict(), "sign_equivariant": False, "steps": 6})

@@ -49,6 +49,13 @@ kinetic-energy spectrum; its morphology uses ``|u|``):
   applies the spread is taken across all matched trajectories at each time. The report
   says which in ``spread_basis`` (``per_condition``, ``nearest_reference_neighbour``,
   ``across_conditions``);
+* **spread_aligned_ratio** (not gated; a diagnostic): the same per-condition ratio after
+  every trajectory of a condition was rolled into register with its first one (the
+  periodic shift of largest cross-correlation,
+  :class:`surrogate.validation.statistics.AlignedEnsembleSpread`), median over the
+  conditions; ``None`` without per-condition groups. Samples that are one pattern at
+  different places read 0 here while their plain spread can look healthy, which is what
+  a generator with built-in shifts (``shift_equivariant``) needs watching for;
 * **temporal_change_ratio** (files with >= 2 snapshot times): ``mean |f(t_i+1) - f(t_i)|``
   over consecutive snapshots of each generated trajectory (one latent) over the same
   for the reference trajectories. A generator that draws each time independently of

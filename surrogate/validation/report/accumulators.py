@@ -36,6 +36,7 @@ from surrogate.validation.observables import invariant_series
 from surrogate.validation.spectra import field_power_spectrum
 from surrogate.validation.statistics import (
     MAX_POOLED_VALUES,
+    AlignedEnsembleSpread,
     EnsembleSpread,
     correlation_function,
 )
@@ -191,6 +192,10 @@ class ConditionFieldAccumulator:
     spectrum: np.ndarray
     samples: Thinner
     spread: EnsembleSpread = field(default_factory=EnsembleSpread)
+    #: the spread with each trajectory moved into register with the first (x, y = axes
+    #: 1, 2 of a trajectory (T, N, N[, 2]))
+    spread_aligned: AlignedEnsembleSpread = field(
+        default_factory=lambda: AlignedEnsembleSpread((1, 2)))
     snapshots: int = 0
     #: each trajectory's per-snapshot spectra (T, shells), for :class:`LogPowerScatter`
     power: list[np.ndarray] = field(default_factory=list)
@@ -201,6 +206,7 @@ class ConditionFieldAccumulator:
         self.snapshots += spectra.shape[0]
         self.samples.add(values)
         self.spread.add(values)
+        self.spread_aligned.add(values)
         self.power.append(np.asarray(spectra, dtype=np.float64))
 
 

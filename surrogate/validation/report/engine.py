@@ -59,6 +59,7 @@ from surrogate.validation.report.summaries import (
     condition_observables_entry,
     condition_weighted_spectra,
     conservation_comparison,
+    field_aligned_spread,
     field_spread,
     field_summary,
     frechet_pair,
@@ -319,6 +320,8 @@ def compare_stores(ref_store: FieldStore, gen_store: FieldStore, limits: Mapping
         ratio, basis = field_spread(sides, per_condition, spec.name, neighbour_spread)
         fields_report[spec.name]["spread_ratio"] = ratio
         fields_report[spec.name]["spread_basis"] = basis
+        fields_report[spec.name]["spread_aligned_ratio"] = field_aligned_spread(
+            per_condition, spec.name)
         if basis == "nearest_reference_neighbour":
             fields_report[spec.name]["spread_neighbour_distance_median"] = float(
                 np.median(neighbour_spread[spec.name].distance))

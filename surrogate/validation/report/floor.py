@@ -45,7 +45,7 @@ def attach_floor(report: dict[str, Any], floor: dict[str, Any] | None) -> None:
     ``checks[i]["floor"]``, ``fields.NAME.spectrum.floor`` (median spectrum error),
     ``fields.NAME.spectrum.scatter.floor`` (spectrum scatter ratio),
     ``fields.NAME.pdf.floor`` (W1/std), ``fields.NAME.pdf.sign_balance.floor`` (its z),
-    ``fields.NAME.spread_ratio_floor``,
+    ``fields.NAME.spread_ratio_floor``, ``fields.NAME.spread_aligned_ratio_floor``,
     ``fields.NAME.temporal_change_ratio_floor``, ``conservation.KEY.floor``,
     ``mode_coverage.floor``, ``frechet_physics_distance_floor``,
     ``range.NAME.thirds.LABEL.fields.FIELD.floor`` and ``range.NAME.end_over_middle_floor``
@@ -78,6 +78,7 @@ def attach_floor(report: dict[str, Any], floor: dict[str, Any] | None) -> None:
             entry["pdf"]["sign_balance"]["floor"] = (
                 theirs.get("pdf", {}).get("sign_balance", {}).get("z"))
         entry["spread_ratio_floor"] = theirs.get("spread_ratio")
+        entry["spread_aligned_ratio_floor"] = theirs.get("spread_aligned_ratio")
         if "temporal_change_ratio" in entry:
             entry["temporal_change_ratio_floor"] = theirs.get("temporal_change_ratio")
     for key, entry in report["conservation"].items():

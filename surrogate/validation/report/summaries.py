@@ -31,7 +31,8 @@ from surrogate.validation.statistics import ks_pvalue, wasserstein1_over_std
 
 __all__ = ["PDF_BINS", "RANGE_THIRDS", "RESOLVED_POWER_FLOOR", "condition_entry",
            "condition_observables_entry", "condition_weighted_spectra",
-           "conservation_comparison", "end_over_middle", "field_spread", "field_summary",
+           "conservation_comparison", "end_over_middle", "field_aligned_spread",
+           "field_spread", "field_summary",
            "frechet_pair", "minkowski_summary", "mode_coverage", "observable_summary",
            "one_point_values", "one_point_w1", "range_summary", "range_third",
            "resolved_shells", "scatter_summary", "series_summary", "sign_balance",
@@ -271,7 +272,8 @@ def condition_entry(groups: ConditionGroups, g: int, members: Mapping[str, np.nd
             "spectrum_rel_error_max": spectrum["rel_error_max"],
             "w1_over_std": one_point_w1(gen.samples.values(), ref.samples.values(), symmetric),
             "spread_ratio": gen.spread.ratio_to(ref.spread),
-            "spread": {"reference": ref.spread.spread(), "generated": gen.spread.spread()}}
+            "spread": {"reference": ref.spread.spread(), "generated": gen.spread.spread()},
+            "spread_aligned_ratio": gen.spread_aligned.ratio_to(ref.spread_aligned)}
     return entry
 
 
@@ -407,6 +409,17 @@ def range_summary(conditions: Sequence[Mapping[str, Any]], declared: Sequence[An
         result[parameter.name] = {"low": low, "high": high, "log_scale": log,
                                   "thirds": thirds, "end_over_middle": ratios}
     return result
+
+
+def field_aligned_spread(per_condition: Sequence[Mapping[str, Any]], name: str
+                         ) -> float | None:
+    """A field's ``spread_aligned_ratio``: the median over the compared conditions of
+    the per-condition ratios of aligned spreads
+    (:class:`surrogate.validation.statistics.AlignedEnsembleSpread`); ``None`` where no
+    condition holds >= 2 trajectories on both sides."""
+    ratios = [c["fields"][name]["spread_aligned_ratio"] for c in per_condition]
+    ratios = [r for r in ratios if r is not None and not math.isnan(r)]
+    return float(np.median(ratios)) if ratios else None
 
 
 def field_spread(sides: Mapping[str, SideAccumulator], per_condition: Sequence[Mapping[str, Any]],

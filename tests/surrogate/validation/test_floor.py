@@ -92,6 +92,8 @@ def test_the_floor_sits_beside_each_metric_in_json_and_markdown(files, tmp_path)
         assert entry["spectrum"]["floor"] == checks[("spectrum_rel_error_median", name)]
         assert entry["pdf"]["floor"] == checks[("pdf_w1_over_std", name)]
         assert entry["spread_ratio_floor"] == checks[("spread_ratio_min", name)]
+        # one trajectory per condition: no per-condition groups, no aligned spread
+        assert entry["spread_aligned_ratio"] is entry["spread_aligned_ratio_floor"] is None
     for key, entry in report["conservation"].items():
         assert entry["floor"] == checks[(f"conservation {key}", None)]
     assert report["floor"]["counts"] == {"trajectories": [48, 48], "conditions": 48}

@@ -155,6 +155,27 @@ def test_repeated_single_sample_fails_on_spread(navier_stokes):
     assert report["fields"]["vorticity"]["spread_ratio"] == 0.0
 
 
+def test_one_trajectory_at_random_shifts_passes_the_spread_but_not_the_aligned_spread(
+        navier_stokes):
+    """Every generated trajectory is the reference's first, rolled along x (the flow's
+    declared shift) by a different whole-cell shift: the plain spread counts the shifts
+    as spread, the aligned one sees one pattern; two simulations read about 1 in both."""
+    root, reference, independent = navier_stokes
+    shifts = np.random.default_rng(0).permutation(32)
+
+    def shifted(name, values):
+        return np.stack([np.roll(values[0], int(shifts[b]), axis=1)
+                         for b in range(values.shape[0])])
+
+    broken = modified_copy(reference, root / "shifted.h5", shifted)
+    report = validate_files(reference, broken).report["fields"]
+    honest = validate_files(reference, independent).report["fields"]
+    for name in ("vorticity", "velocity"):
+        assert report[name]["spread_ratio"] > 0.5, name
+        assert report[name]["spread_aligned_ratio"] < 1e-6, name
+        assert honest[name]["spread_aligned_ratio"] == pytest.approx(1.0, abs=0.2), name
+
+
 def test_snapshots_scrambled_across_trajectories_fail_only_in_time(navier_stokes):
     """Each snapshot a true one at its time, but consecutive ones from other trajectories:
     every per-snapshot statistic is unchanged; the change in time and the energy

@@ -346,3 +346,40 @@ def test_frechet_distance_stays_real_for_many_features_and_few_samples():
     assert np.isfinite(value) and value > 0
     # symmetric in its arguments (the eigenvalue form is exact, up to round-off)
     assert frechet_distance(b, a) == pytest.approx(value, rel=1e-6)
+
+
+def test_aligned_spread_is_zero_for_one_field_at_random_shifts_and_plain_for_noise():
+    from surrogate.validation.statistics import AlignedEnsembleSpread, EnsembleSpread
+    rng = np.random.default_rng(0)
+    pattern = rng.normal(size=(3, 16, 16, 2))          # (times, x, y, components)
+    aligned, plain = AlignedEnsembleSpread((1, 2)), EnsembleSpread()
+    for _ in range(6):
+        moved = np.roll(pattern, tuple(rng.integers(16, size=2)), axis=(1, 2))
+        aligned.add(moved)
+        plain.add(moved)
+    assert aligned.spread() == 0.0
+    assert plain.spread() > 0.8                         # white noise of unit variance
+    # independent white noise: aligning to the best of 256 shifts changes little
+    aligned, plain = AlignedEnsembleSpread((1, 2)), EnsembleSpread()
+    for _ in range(6):
+        sample = rng.normal(size=(3, 16, 16, 2))
+        aligned.add(sample)
+        plain.add(sample)
+    assert aligned.spread() == pytest.approx(plain.spread(), rel=0.05)
+    assert aligned.spread() < plain.spread()
+
+
+def test_aligned_spread_moves_times_and_components_of_a_sample_together():
+    """The best shift is one for the whole sample: a sample whose two snapshots are
+    rolled by different amounts cannot be aligned to 0."""
+    from surrogate.validation.statistics import AlignedEnsembleSpread
+    rng = np.random.default_rng(1)
+    first = rng.normal(size=(2, 16, 16))
+    together = np.roll(first, (3, 5), axis=(1, 2))
+    apart = np.stack([np.roll(first[0], 3, axis=0), np.roll(first[1], 7, axis=1)])
+    same, different = AlignedEnsembleSpread((1, 2)), AlignedEnsembleSpread((1, 2))
+    for accumulator, second in ((same, together), (different, apart)):
+        accumulator.add(first)
+        accumulator.add(second)
+    assert same.spread() == 0.0
+    assert different.spread() > 0.3
