@@ -146,8 +146,8 @@ def test_fidelity_over_training_seeds_reports_each_seed_and_the_spread(tmp_path,
     table = suite.markdown({"machine": {"name": "m", "device": "cpu", "cpu_count": 2,
                                         "torch": "x", "gpu": None, "date": "d"},
                             "budget": {}, "fidelity": result})
-    assert "| gaussian_random_field | u | 3, 1 | 0.2 / 0.3 / 0.4 | 0.05 | 0.9 / 0.9 | n/a | 1.1 / 1.3 " \
-           "| 1 of 2 | 0.05 / 0.25 |" in table
+    assert "| gaussian_random_field | u | 3, 1 | 0.2 / 0.3 / 0.4 | 0.05 | 0.9 / 0.9 | n/a " \
+           "| 1.1 / 1.3 | 1 of 2 | 0.05 / 0.25 |" in table
     assert entry["repeats"][0]["fields"]["u"]["spectrum_scatter_ratio"] == pytest.approx(1.3)
     assert entry["fields"]["u"]["spectrum_scatter_ratio_floor"] == 1.0
     assert "- gaussian_random_field: reference 16 simulations at 4 held-out conditions; " \

@@ -34,8 +34,10 @@ spectral scatter loss against the simulator's within-condition log-power varianc
 :class:`surrogate.train.scatter.ScatterTarget`); ``B`` the spectral bias loss against the
 simulator's mean log power ``m`` at the condition
 (:func:`surrogate.losses.spectral_bias_loss`,
-:class:`surrogate.train.spectrum_target.SpectrumTarget`). The terms are added in this
-order (the order fixes the float round-off, hence bit-identical resumes).
+:class:`surrogate.train.spectrum_target.SpectrumTarget`). For a shift-equivariant
+generator the paired terms read each ``G`` rolled back by its latent's shift
+(``unshift``). The terms are added in this order (the order fixes the float round-off,
+hence bit-identical resumes).
 """
 
 from __future__ import annotations
@@ -105,6 +107,12 @@ class GANObjective:
             ``spectral_scatter_weight``.
         spectrum_target: the simulator's mean log power per condition, required with
             ``spectral_bias_weight``.
+        unshift: for a shift-equivariant generator (``shift_equivariant``), the map
+            ``(fakes, latents) -> fakes`` rolled back by the shifts their latents carry
+            (:func:`surrogate.models.latent_shift`). The paired terms (mode seeking,
+            template, scatter, bias) then compare the two fakes of a pair before their
+            shifts: two latents drawing one pattern at two places are the same field to
+            them, as they are to the aligned spread of the report. ``None``: as generated.
     """
 
     def __init__(self, config: TrainConfig, normalizer: FieldNormalizer,
@@ -112,7 +120,9 @@ class GANObjective:
                  augment_generator: torch.Generator,
                  zero_mean_axes: tuple[int, ...] | None = None,
                  scatter_target: ScatterTarget | None = None,
-                 spectrum_target: SpectrumTarget | None = None) -> None:
+                 spectrum_target: SpectrumTarget | None = None,
+                 unshift: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+                 ) -> None:
         if config.template_weight > 0 and zero_mean_axes is None:
             raise ValueError("template_weight needs a system that declares a shift or a "
                              "sign (negate) symmetry: nothing else fixes the ensemble "
@@ -131,6 +141,7 @@ class GANObjective:
         self.budget = budget
         self.autocast = autocast
         self.augment_generator = augment_generator
+        self.unshift = unshift
 
     def fake_conditions(self, condition: torch.Tensor) -> tuple[torch.Tensor, int]:
         """``(c', pairs)``: the conditions of the fakes, and how many of them (an even
@@ -218,23 +229,26 @@ class GANObjective:
                                   for part in generated_pairs.real.float().chunk(2, dim=1))
                 metrics["energy_budget_real"] = float(self.budget.penalty(
                     real_a, real_b, generated_pairs.condition_a, generated_pairs.condition_b))
+        paired = fake[:pairs]
+        if pairs and self.unshift is not None:
+            paired = self.unshift(paired, noise[:pairs])
         if pairs and config.mode_seeking_weight > 0:
-            seeking = mode_seeking_loss(fake[0:pairs:2], fake[1:pairs:2],
+            seeking = mode_seeking_loss(paired[0::2], paired[1::2],
                                         noise[0:pairs:2], noise[1:pairs:2])
             loss = loss + config.mode_seeking_weight * seeking
             metrics["mode_seeking_loss"] = float(seeking.detach())
         if pairs and config.template_weight > 0:
-            template = template_penalty(fake[0:pairs:2], fake[1:pairs:2],
+            template = template_penalty(paired[0::2], paired[1::2],
                                         self.zero_mean_axes)
             loss = loss + config.template_weight * template
             metrics["template_penalty"] = float(template.detach())
         if pairs and config.spectral_scatter_weight > 0:
-            scatter = spectral_scatter_loss(fake[0:pairs:2], fake[1:pairs:2],
+            scatter = spectral_scatter_loss(paired[0::2], paired[1::2],
                                             self.scatter_target.rows(fake_condition[0:pairs:2]))
             loss = loss + config.spectral_scatter_weight * scatter
             metrics["spectral_scatter_loss"] = float(scatter.detach())
         if pairs and config.spectral_bias_weight > 0:
-            bias = spectral_bias_loss(fake[0:pairs:2], fake[1:pairs:2],
+            bias = spectral_bias_loss(paired[0::2], paired[1::2],
                                       self.spectrum_target.rows(fake_condition[0:pairs:2]))
             loss = loss + config.spectral_bias_weight * bias
             metrics["spectral_bias_loss"] = float(bias.detach())

@@ -44,7 +44,14 @@ from surrogate.data import (
     zero_mean_axes,
 )
 from surrogate.devices import autocast_dtype, resolve_device
-from surrogate.models import Discriminator, Generator, ModelConfig, same_model
+from surrogate.models import (
+    Discriminator,
+    Generator,
+    ModelConfig,
+    latent_shift,
+    periodic_shift,
+    same_model,
+)
 from surrogate.train.config import AUTO_BUDGET_WEIGHT, TrainConfig
 from surrogate.train.distributed import (
     _all_reduce_gradients,
@@ -255,7 +262,9 @@ class Trainer:
         self.objective = GANObjective(config, self.data.normalizer, self.budget,
                                       self.autocast, self.augment_generator,
                                       zero_mean_axes(self.data.augmentation.symmetries),
-                                      scatter_target, spectrum_target)
+                                      scatter_target, spectrum_target,
+                                      self._unshift if (self.model_config.shift_x
+                                                        or self.model_config.shift_y) else None)
         self.scorer = HeldOutScorer(self.data, self.heads, self.generator_ema, config,
                                     self.device, self.autocast, self.temporal)
         self.g_forward = torch.compile(self.generator) if config.compile else self.generator
@@ -263,6 +272,10 @@ class Trainer:
         # iteration updates its buffers in place), so only G is compiled then
         self.d_forward = torch.compile(self.discriminator) \
             if config.compile and not self.model_config.spectral_norm else self.discriminator
+
+    def _unshift(self, fake: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Fakes (B, C, N, N) rolled back by the shifts their latents (B, Z) carry."""
+        return periodic_shift(fake, -latent_shift(noise, self.model_config)[1])
 
     def _modules(self) -> list[torch.nn.Module]:
         """The trained networks (and the EMA generator)."""

@@ -709,6 +709,7 @@ def test_shift_equivariance_builds_the_declared_shift_axes_and_resumes_exactly(t
     Gaussian random field declares both. The rolled generator trains and resumes to the
     same weights as a straight run."""
     from simulators.sweep import SweepSpec, run_sweep
+    from surrogate.models import Generator, latent_shift
     config = TrainConfig(**{**TINY.to_dict(), "shift_equivariant": True})
     straight = train(SAMPLE, tmp_path / "a", config, progress=False)
     train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)
@@ -722,6 +723,18 @@ def test_shift_equivariance_builds_the_declared_shift_axes_and_resumes_exactly(t
     assert (trainer.model_config.shift_x, trainer.model_config.shift_y) == (True, True)
     off = Trainer(grf, tmp_path / "off", TINY, device="cpu", progress=False)
     assert (off.model_config.shift_x, off.model_config.shift_y) == (False, False)
+    # the paired losses see the fakes rolled back: the plain generator's output
+    assert off.objective.unshift is None
+    plain = Generator(off.model_config).eval()
+    plain.load_state_dict(trainer.generator.state_dict())
+    noise = torch.randn(6, config.noise_dim, generator=torch.Generator().manual_seed(2))
+    condition = torch.zeros(6, trainer.model_config.condition_dim)
+    with torch.no_grad():
+        rolled = trainer.generator.eval()(noise, condition, pixel_noise=False)
+        expected = plain(latent_shift(noise, trainer.model_config)[0], condition,
+                         pixel_noise=False)
+    assert not torch.equal(rolled, expected)
+    assert torch.equal(trainer.objective.unshift(rolled, noise), expected)
 
 
 def test_a_run_written_before_the_shift_option_resumes_without_it(tmp_path):
