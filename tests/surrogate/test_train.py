@@ -704,26 +704,20 @@ def test_a_system_whose_heads_are_not_odd_cannot_take_the_sign_symmetry(tmp_path
         check_sign_equivariance(trainer.heads, trainer.data.normalizer)
 
 
-def test_shift_equivariance_builds_the_declared_shift_axes_and_resumes_exactly(tmp_path):
+def test_shift_equivariance_builds_the_declared_shift_axes(tmp_path):
     """Navier-Stokes declares shifts along x only (its forcing varies along y); a
-    Gaussian random field declares both. The rolled generator trains and resumes to the
-    same weights as a straight run."""
+    Gaussian random field declares both; the paired losses see the fakes rolled back."""
     from simulators.sweep import SweepSpec, run_sweep
     from surrogate.models import Generator, latent_shift
     config = TrainConfig(**{**TINY.to_dict(), "shift_equivariant": True})
-    straight = train(SAMPLE, tmp_path / "a", config, progress=False)
-    train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)
-    train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
-    assert straight["steps"] == 12
-    a, _ = _last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
-    assert (a["model"]["shift_x"], a["model"]["shift_y"]) == (True, False)
+    flow = Trainer(SAMPLE, tmp_path / "ns", config, device="cpu", progress=False)
+    assert (flow.model_config.shift_x, flow.model_config.shift_y) == (True, False)
     grf = run_sweep(SweepSpec(system="gaussian_random_field", n_trajectories=8,
                               resolution=16), tmp_path / "grf.h5", progress=False)
     trainer = Trainer(grf, tmp_path / "grf", config, device="cpu", progress=False)
     assert (trainer.model_config.shift_x, trainer.model_config.shift_y) == (True, True)
     off = Trainer(grf, tmp_path / "off", TINY, device="cpu", progress=False)
     assert (off.model_config.shift_x, off.model_config.shift_y) == (False, False)
-    # the paired losses see the fakes rolled back: the plain generator's output
     assert off.objective.unshift is None
     plain = Generator(off.model_config).eval()
     plain.load_state_dict(trainer.generator.state_dict())
@@ -737,6 +731,18 @@ def test_shift_equivariance_builds_the_declared_shift_axes_and_resumes_exactly(t
     assert torch.equal(trainer.objective.unshift(rolled, noise), expected)
 
 
+@pytest.mark.slow
+def test_a_shift_equivariant_run_resumes_exactly(tmp_path):
+    config = TrainConfig(**{**TINY.to_dict(), "shift_equivariant": True})
+    straight = train(SAMPLE, tmp_path / "a", config, progress=False)
+    train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)
+    train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
+    assert straight["steps"] == 12
+    a, _ = _last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
+    assert (a["model"]["shift_x"], a["model"]["shift_y"]) == (True, False)
+
+
+@pytest.mark.slow
 def test_a_run_written_before_the_shift_option_resumes_without_it(tmp_path):
     run = tmp_path / "run"
     train(SAMPLE, run, TrainConfig(**{**TINY.to_dict(), "steps": 6}), progress=False)
