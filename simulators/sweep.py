@@ -151,14 +151,13 @@ class SweepSpec:
             system, times = store.system, store.times
             design = {name: tuple(float(x) for x in values)
                       for name, values in store.parameters().items()}
-            attrs = {key: store.h5.attrs.get(key) for key in ("init", "seed", "producer")}
+            provenance = store.provenance()
+            init = store.h5.attrs.get("init")
             resolution, box_size = store.resolution, store.box_size
             n = store.n_trajectories
-        text = {key: value.decode() if isinstance(value, bytes) else value
-                for key, value in attrs.items()}
-        init = str(text["init"] or "random")
-        if str(text["producer"] or "").startswith("simulator:") and text["seed"] is not None \
-                and int(text["seed"]) == seed:
+        init = str((init.decode() if isinstance(init, bytes) else init) or "random")
+        if str(provenance.get("producer", "")).startswith("simulator:") \
+                and provenance.get("seed") is not None and int(provenance["seed"]) == seed:
             raise ValueError(f"{path}: seed {seed} is the file's own seed; an independent "
                              f"ensemble needs another seed")
         simulator = get(system)
