@@ -756,6 +756,7 @@ def test_a_run_written_before_the_shift_option_resumes_without_it(tmp_path):
     assert (model["shift_x"], model["shift_y"]) == (False, False)
 
 
+@pytest.mark.slow   # a resume of a run from before an option
 def test_a_run_written_before_the_sign_option_resumes_without_it(ising_file, tmp_path):
     run = tmp_path / "run"
     config = TrainConfig(**{**TINY.to_dict(), "sign_equivariant": False, "steps": 6})
@@ -768,6 +769,7 @@ def test_a_run_written_before_the_sign_option_resumes_without_it(ising_file, tmp
     assert load_checkpoint(run / "checkpoints" / "last.pt")["model"]["negate"] is False
 
 
+@pytest.mark.slow   # a resume of a run from before an option
 def test_a_sign_equivariant_run_from_before_the_per_snapshot_sign_resumes_with_one_sign(
         ising_file, tmp_path):
     """A run written before ``negate_each_snapshot`` existed (one sign per latent) resumes
