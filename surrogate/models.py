@@ -580,6 +580,9 @@ class Generator(nn.Module):
     4. For each later stage size r: periodic 2x upsampling + two styled 3x3 convs (C_r).
     5. Output layer -> (B, raw_channels, N, N), returned as float32; with
        ``config.spectral_envelope`` filtered by :class:`SpectralEnvelope` of ``e``.
+    6. With ``config.shift_x`` / ``shift_y``, rolled by the whole-cell shift read off
+       ``z`` (:func:`latent_shift`, before step 1 replaces the coordinates it reads);
+       with ``config.negate``, multiplied by the global sign.
 
     A "styled" layer is AdaIN modulated by ``s`` + per-pixel noise + LeakyReLU(0.2).
     Steps 1-2 (the style and condition path) are the same for both architectures:
