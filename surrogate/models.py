@@ -38,7 +38,9 @@ Architecture (references next to each layer's docstring):
 Symmetry: every convolution pads circularly and the only spatial reductions are 2x2
 average pooling and global pooling, so ``D`` is exactly invariant under periodic shifts
 by multiples of ``2 ** config.n_downsamplings`` pixels, and the generator commutes with
-the periodic domain (no seams at the borders).
+the periodic domain (no seams at the borders). D therefore cannot see a pattern that
+every latent of one condition puts at the same place; ``ModelConfig.shift_x`` /
+``shift_y`` roll each output by a latent-drawn shift so that no place is special.
 
 Initialisation: weights of convolutions and linear layers are drawn from
 ``N(0, gain^2 / fan_in)`` with ``gain = sqrt(2 / (1 + 0.2^2))`` before a LeakyReLU(0.2)
