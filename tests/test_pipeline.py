@@ -199,6 +199,16 @@ def test_the_split_layout_enters_the_stage_keys_only_when_stratified(tmp_path):
     assert not (tmp_path / "q").exists()
 
 
+def test_the_shift_option_enters_the_train_key_only_when_on():
+    """Off, a plan keeps the keys of directories trained before the option existed (they
+    are reused); on, it trains again."""
+    plan = default_plan("cpu")
+    assert "shift_equivariant" not in json.loads(plan.stage_key("train"))["train"]
+    shifted = dataclasses.replace(plan, train={**plan.train, "shift_equivariant": True})
+    assert json.loads(shifted.stage_key("train"))["train"]["shift_equivariant"] is True
+    assert shifted.stage_key("simulate") == plan.stage_key("simulate")
+
+
 def test_a_sign_equivariant_plan_generates_again_with_balanced_signs():
     """Ising files generated before the balanced signs are not reused: its generate key
     names them; a system without the sign symmetry keeps its keys."""
