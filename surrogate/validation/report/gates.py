@@ -18,9 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
-from surrogate.validation.report.summaries import violation_number
+from surrogate.validation.report.summaries import median_over_conditions, violation_number
 
 __all__ = ["RATIO_CHECKS", "check_label", "conservation_checks", "failure_text",
            "field_checks", "gate", "per_condition_checks", "scatter_checks", "spread_checks",
@@ -106,9 +104,8 @@ def per_condition_checks(per_condition: Sequence[Mapping[str, Any]], names: Sequ
     """Per field, the median over conditions of each condition's median spectrum error."""
     checks = []
     for name in names:
-        errors = [c["fields"][name]["spectrum_rel_error_median"] for c in per_condition]
-        errors = [e for e in errors if e is not None and not math.isnan(e)]
-        value = float(np.median(errors)) if errors else math.nan
+        value = median_over_conditions(per_condition, name, "spectrum_rel_error_median")
+        value = math.nan if value is None else value
         checks.append(gate("per_condition_spectrum_rel_error_median", name, value,
                            limits["per_condition_spectrum_rel_error_median"], "max"))
     return checks

@@ -32,8 +32,8 @@ from surrogate.validation.statistics import ks_pvalue, wasserstein1_over_std
 __all__ = ["PDF_BINS", "RANGE_THIRDS", "RESOLVED_POWER_FLOOR", "condition_entry",
            "condition_observables_entry", "condition_weighted_spectra",
            "conservation_comparison", "end_over_middle", "field_aligned_spread",
-           "field_spread", "field_summary",
-           "frechet_pair", "minkowski_summary", "mode_coverage", "observable_summary",
+           "field_spread", "field_summary", "frechet_pair", "median_over_conditions",
+           "minkowski_summary", "mode_coverage", "observable_summary",
            "one_point_values", "one_point_w1", "range_summary", "range_third",
            "resolved_shells", "scatter_summary", "series_summary", "sign_balance",
            "sign_symmetric", "spectrum_summary", "violation_number", "w1_over_std_or_nan",
@@ -417,19 +417,25 @@ def field_aligned_spread(per_condition: Sequence[Mapping[str, Any]], name: str
     the per-condition ratios of aligned spreads
     (:class:`surrogate.validation.statistics.AlignedEnsembleSpread`); ``None`` where no
     condition holds >= 2 trajectories on both sides."""
-    ratios = [c["fields"][name]["spread_aligned_ratio"] for c in per_condition]
-    ratios = [r for r in ratios if r is not None and not math.isnan(r)]
-    return float(np.median(ratios)) if ratios else None
+    return median_over_conditions(per_condition, name, "spread_aligned_ratio")
+
+
+def median_over_conditions(per_condition: Sequence[Mapping[str, Any]], name: str,
+                            key: str) -> float | None:
+    """Median of ``fields.NAME.KEY`` over the per-condition entries that define it
+    (not ``None``, not NaN); ``None`` where none does."""
+    values = [c["fields"][name][key] for c in per_condition]
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.median(values)) if values else None
 
 
 def field_spread(sides: Mapping[str, SideAccumulator], per_condition: Sequence[Mapping[str, Any]],
                  name: str, neighbours: Mapping[str, NeighbourSpread]) -> tuple[float, str]:
     """A field's ``spread_ratio`` and ``spread_basis`` (the package docstring's three bases,
     tried in this order)."""
-    ratios = [c["fields"][name]["spread_ratio"] for c in per_condition]
-    ratios = [r for r in ratios if r is not None and not math.isnan(r)]
-    if ratios:
-        return float(np.median(ratios)), "per_condition"
+    ratio = median_over_conditions(per_condition, name, "spread_ratio")
+    if ratio is not None:
+        return ratio, "per_condition"
     neighbour = neighbours.get(name)
     if neighbour is not None and neighbour.generated:
         return neighbour.ratio(), "nearest_reference_neighbour"
