@@ -147,6 +147,7 @@ class SweepSpec:
                 per_condition, int) or per_condition < 1):
             raise ValueError(f"per_condition must be a positive integer, got {per_condition!r}")
         from simulators.store import FieldStore
+        from simulators.store.hdf5 import attribute_text
         with FieldStore(path) as store:
             system, times = store.system, store.times
             design = {name: tuple(float(x) for x in values)
@@ -155,7 +156,7 @@ class SweepSpec:
             init = store.h5.attrs.get("init")
             resolution, box_size = store.resolution, store.box_size
             n = store.n_trajectories
-        init = str((init.decode() if isinstance(init, bytes) else init) or "random")
+        init = attribute_text(init) if init else "random"
         if str(provenance.get("producer", "")).startswith("simulator:") \
                 and provenance.get("seed") is not None and int(provenance["seed"]) == seed:
             raise ValueError(f"{path}: seed {seed} is the file's own seed; an independent "

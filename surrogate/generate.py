@@ -157,9 +157,8 @@ class SurrogateModel:
             sign = torch.as_tensor(sign, device=self.device)
         with full_precision(), torch.autocast(self.device.type, dtype=torch.bfloat16,
                                               enabled=self.precision == "bf16"):
-            # full precision: fields independent of TF32 flags
+            # full precision: fields independent of TF32 flags; G returns float32
             raw = self.generator(noise.to(self.device), condition, sign=sign)
-        raw = raw.float()
         return self.heads.snap_discrete(self.heads(raw, condition)).float().cpu().numpy()
 
 
