@@ -84,6 +84,9 @@ TRAIN_OPTION_HELP = (
                                "both global signs by construction (on)"),
     ("shift_equivariant", bool, "build declared periodic shifts into G: every output "
                                 "rolled by a uniform shift read off its latent (off)"),
+    ("neighbour_batches", bool, "real batches in groups of snapshots of neighbouring "
+                                "conditions, one per minibatch-stddev group, so that D "
+                                "sees the within-condition diversity (off)"),
     ("amp", bool, "bf16 autocast on CUDA (on)"),
     ("compile", bool, "torch.compile G and D (off)"),
     ("validate_every", int, "steps between validations on held-out conditions (500)"),

@@ -78,6 +78,7 @@ __all__ = [
     "ModelConfig",
     "SpectralEnvelope",
     "latent_shift",
+    "mbstd_group",
     "parameter_count",
     "periodic_shift",
     "periodic_upsample2x",
@@ -780,6 +781,13 @@ def latent_sign(noise: Tensor) -> Tensor:
 
 
 # ------------------------------------------------------------------------ discriminator
+def mbstd_group(batch: int, group_size: int) -> int:
+    """Samples per minibatch-stddev group for a batch of ``batch``: the largest divisor of
+    ``batch`` not above ``group_size`` (:class:`MinibatchStdDev`; sample ``b`` is in
+    group ``b mod (batch / g)``)."""
+    return next(g for g in range(min(group_size, batch), 0, -1) if batch % g == 0)
+
+
 class MinibatchStdDev(nn.Module):
     """Minibatch standard deviation layer (Karras et al. 2018; StyleGAN2 variant).
 
@@ -805,7 +813,7 @@ class MinibatchStdDev(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         batch, _, height, width = x.shape
-        group = next(g for g in range(min(self.group_size, batch), 0, -1) if batch % g == 0)
+        group = mbstd_group(batch, self.group_size)
         n_groups = batch // group
         y = x.float().reshape(group, n_groups, *x.shape[1:])
         y = y - y[:1]

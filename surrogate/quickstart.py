@@ -104,9 +104,8 @@ class QuickstartPlan:
         included), so that a run trained under an earlier default is not reused as if it
         had today's; a lean generator's carry ``"lean_output_noise": true`` (its
         full-resolution output noise, ``ModelConfig.output_noise``); ``shift_equivariant``
-        enters only when on (off, a run trains as runs did before the option). A
-        sign-equivariant
-        generator's files carry ``"signs": "balanced"``
+        and ``neighbour_batches`` enter only when on (off, a run trains as runs did
+        before the options). A sign-equivariant generator's files carry ``"signs": "balanced"``
         (:func:`surrogate.generate.balanced_signs`): a directory generated before them
         generates again."""
         from surrogate.data.symmetry import symmetries_for
@@ -115,8 +114,9 @@ class QuickstartPlan:
         data["train"] = dict(sorted(TrainConfig(**self.train).to_dict().items()))
         if data["train"]["arch"] == "lean":     # its generator has had output noise since
             data["train"]["lean_output_noise"] = True
-        if not data["train"]["shift_equivariant"]:  # off: what runs before the option did
-            del data["train"]["shift_equivariant"]
+        for option in ("shift_equivariant", "neighbour_batches"):
+            if not data["train"][option]:     # off: what runs before the option did
+                del data["train"][option]
         data["signs"] = "balanced"
         keys = {"simulate": ("system", "n_trajectories", "resolution", "sweep", "fixed",
                              "t_end", "n_snapshots", "seed")

@@ -29,7 +29,7 @@ The package, one idea per module, every public name re-exported here:
 
 - :mod:`~surrogate.data.layout`: :func:`channel_layout`, :func:`n_channels`,
   :func:`from_store_layout`, :func:`to_store_layout`;
-- :mod:`~surrogate.data.conditioning`: :class:`ConditionEncoder`;
+- :mod:`~surrogate.data.conditioning`: :class:`ConditionEncoder`, :func:`neighbour_groups`;
 - :mod:`~surrogate.data.normalization`: :class:`FieldTransform`,
   :class:`FieldNormalizer`, :func:`declared_invariants` (the one reading of a field's
   declarations, shared with the output heads), :func:`pseudoscalar_fields`;
@@ -43,7 +43,7 @@ The package, one idea per module, every public name re-exported here:
 :func:`open_fields` (other people's layouts, :mod:`surrogate.interop`) is re-exported too.
 """
 
-from surrogate.data.conditioning import ConditionEncoder
+from surrogate.data.conditioning import ConditionEncoder, neighbour_groups
 from surrogate.data.dataset import (
     DEFAULT_CACHE_BYTES,
     EmptySplitWarning,
@@ -98,6 +98,7 @@ __all__ = [
     "from_store_layout",
     "load_training_data",
     "n_channels",
+    "neighbour_groups",
     "open_fields",
     "open_store",
     "point_group",

@@ -1,5 +1,6 @@
 """Condition vector: physical parameters and snapshot time -> ``[-1, 1]^(P+1)``
-(:class:`ConditionEncoder`)."""
+(:class:`ConditionEncoder`), and which trajectories are neighbours in it
+(:func:`neighbour_groups`)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from simulators.base import Parameter
 from simulators.store import StoreSchema
 
-__all__ = ["ConditionEncoder"]
+__all__ = ["ConditionEncoder", "neighbour_groups"]
 
 
 class ConditionEncoder:
@@ -190,3 +192,50 @@ class ConditionEncoder:
 
     def __repr__(self) -> str:
         return f"ConditionEncoder({', '.join(self.labels)})"
+
+
+def neighbour_groups(points: np.ndarray, size: int) -> np.ndarray:
+    """Each point and its ``size - 1`` nearest others: ``(n, size)`` row indices.
+
+    Row ``i`` starts with ``i`` itself, then the ``size - 1`` other points closest to
+    ``points[i]`` in Euclidean distance (a k-d tree; ties broken by index), so that a
+    row is a group of trajectories whose conditions are as alike as the sweep allows --
+    identical where the sweep repeats a condition. In the encoded parameters
+    (:class:`ConditionEncoder`, every parameter on ``[-1, 1]``, log-scaled ones in log)
+    a unit of distance means the same fraction of every range.
+
+    Args:
+        points: ``(n, P)`` encoded parameters of ``n`` trajectories (``P`` may be 0: then
+            every trajectory is every other's neighbour).
+        size: group size, ``1 <= size <= n``.
+    Returns:
+        int64 array ``(n, size)``.
+    Raises:
+        ValueError: ``size`` outside ``[1, n]`` or non-finite points.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2:
+        raise ValueError(f"points must be (n, P), got shape {points.shape}")
+    count = points.shape[0]
+    if not 1 <= size <= count:
+        raise ValueError(f"group size {size} must be in [1, {count}] (the trajectories)")
+    if not np.isfinite(points).all():
+        raise ValueError("points must be finite")
+    if points.shape[1] == 0:
+        points = np.zeros((count, 1))
+    # rank by (distance, index); where ties at the group's edge may reach past the
+    # queried neighbours, rank every point exactly
+    queried = min(count, size + 8)
+    distances, indices = cKDTree(points).query(points, k=queried)
+    distances = np.asarray(distances).reshape(count, queried)
+    indices = np.asarray(indices).reshape(count, queried)
+    groups = np.empty((count, size), dtype=np.int64)
+    for row in range(count):
+        gaps, candidates = distances[row], indices[row]
+        if queried < count and gaps[-1] <= gaps[size - 1]:
+            gaps = np.linalg.norm(points - points[row], axis=1)
+            candidates = np.arange(count)
+        order = np.lexsort((candidates, gaps))
+        others = [int(j) for j in candidates[order] if j != row]
+        groups[row] = [row, *others[: size - 1]]
+    return groups

@@ -102,6 +102,17 @@ class TrainConfig:
             whole-cell shift read off its latent, so the generated law is exactly
             shift-invariant and no pattern stays at one place for every latent of a
             condition. Runs written before the option existed resume without it.
+        neighbour_batches: draw each real batch as groups of snapshots at one time from
+            trajectories of neighbouring conditions
+            (:func:`surrogate.data.neighbour_groups`), laid out so that every group is
+            one group of the discriminator's minibatch standard deviation
+            (:func:`surrogate.models.mbstd_group`); the fakes are generated at those
+            conditions from independent latents. The minibatch-stddev feature then
+            compares the within-condition diversity of real and generated fields
+            instead of their diversity across random conditions, where a pattern that
+            every latent of one condition shares is hidden by the differences between
+            conditions. Off by default; runs written before the option existed resume
+            without it.
         ema_decay: EMA decay of the generator weights: the largest ``beta`` of
             ``theta_ema <- beta theta_ema + (1 - beta) theta``.
         ema_half_life_fraction: 0 (default) ramps ``beta = min(ema_decay, (1 + step) /
@@ -213,6 +224,7 @@ class TrainConfig:
     temporal_weight: float = 1.0
     sign_equivariant: bool = True
     shift_equivariant: bool = False
+    neighbour_batches: bool = False
     ema_decay: float = 0.999
     ema_half_life_fraction: float = 0.0
     consistency_weight: float = 0.0

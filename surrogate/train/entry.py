@@ -60,6 +60,7 @@ def train(data_path: str | os.PathLike, run_dir: str | os.PathLike,
             # runs written before an option existed trained without it
             config = TrainConfig.from_dict({"temporal_weight": 0.0, "sign_equivariant": False,
                                             "shift_equivariant": False,
+                                            "neighbour_batches": False,
                                             "spectral_envelope": False, "budget_weight": 0.0,
                                             "straight_through": False,
                                             "average_checkpoints": 0,

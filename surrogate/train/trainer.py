@@ -40,6 +40,7 @@ from surrogate.data import (
     TrainingData,
     load_training_data,
     n_channels,
+    neighbour_groups,
     point_group,
     zero_mean_axes,
 )
@@ -49,6 +50,7 @@ from surrogate.models import (
     Generator,
     ModelConfig,
     latent_shift,
+    mbstd_group,
     periodic_shift,
     same_model,
 )
@@ -225,6 +227,7 @@ class Trainer:
                                  "snapshot times")
         self.data_generator = torch.Generator().manual_seed(config.seed + 1)
         self.noise_generator = torch.Generator().manual_seed(config.seed + 2)
+        self.neighbours = self._neighbour_table() if config.neighbour_batches else None
         # per replica: augmentation choices and the generator's pixel noise (global torch
         # stream) differ between replicas; data indices and latents are drawn globally
         rank = self.ddp.rank
@@ -366,10 +369,46 @@ class Trainer:
             dist.barrier()
 
     # -------------------------------------------------------------- one step
+    def _neighbour_table(self) -> torch.Tensor:
+        """``(n_train, g)``: each training trajectory and its ``g - 1`` nearest in the
+        encoded parameters (:func:`surrogate.data.neighbour_groups`), ``g`` the
+        discriminator's minibatch-stddev group size for this replica's batch."""
+        train = self.data.splits["train"]
+        group = mbstd_group(self.local_batch, self.model_config.mbstd_group_size)
+        if group < 2:
+            raise ValueError(f"neighbour_batches needs minibatch-stddev groups of >= 2 "
+                             f"samples; a batch of {self.local_batch} per replica has "
+                             f"groups of {group}")
+        if train.trajectories.size < group:
+            raise ValueError(f"neighbour_batches needs >= {group} training trajectories, "
+                             f"the training split has {train.trajectories.size}")
+        conditions = train.conditions.numpy().reshape(train.trajectories.size,
+                                                      train.n_times, -1)
+        return torch.from_numpy(neighbour_groups(conditions[:, 0, :-1], group))
+
+    def _neighbour_indices(self) -> torch.Tensor:
+        """Global batch indices of ``neighbour_batches``: per replica, ``B_r / g`` groups
+        (a random anchor trajectory, its ``g - 1`` neighbours, one random snapshot time
+        for the group), member ``j`` of group ``i`` at local position ``j (B_r / g) + i``
+        (the minibatch-stddev grouping); replica ``r``'s position ``k`` at global
+        ``k W + r``, so that the ``rank::world`` slice hands each replica its groups."""
+        train = self.data.splits["train"]
+        world, group = self.ddp.world_size, self.neighbours.shape[1]
+        n_groups = self.local_batch // group
+        anchors = torch.randint(train.trajectories.size, (world * n_groups,),
+                                generator=self.data_generator)
+        times = torch.randint(train.n_times, (world * n_groups, 1), generator=self.data_generator)
+        items = self.neighbours[anchors] * train.n_times + times       # (W n_groups, g)
+        local = items.reshape(world, n_groups, group).transpose(1, 2).reshape(world, -1)
+        return local.T.reshape(-1)
+
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         train = self.data.splits["train"]
         size = self.config.batch_size
-        indices = torch.randint(len(train), (size,), generator=self.data_generator)
+        if self.neighbours is None:
+            indices = torch.randint(len(train), (size,), generator=self.data_generator)
+        else:
+            indices = self._neighbour_indices()
         noise = torch.randn(size, self.config.noise_dim, generator=self.noise_generator)
         rank, world = self.ddp.rank, self.ddp.world_size
         indices, noise = indices[rank::world], noise[rank::world]
