@@ -199,14 +199,15 @@ def test_the_split_layout_enters_the_stage_keys_only_when_stratified(tmp_path):
     assert not (tmp_path / "q").exists()
 
 
-def test_the_shift_option_enters_the_train_key_only_when_on():
+@pytest.mark.parametrize("option", ["shift_equivariant", "neighbour_batches"])
+def test_an_option_added_later_enters_the_train_key_only_when_on(option):
     """Off, a plan keeps the keys of directories trained before the option existed (they
     are reused); on, it trains again."""
     plan = default_plan("cpu")
-    assert "shift_equivariant" not in json.loads(plan.stage_key("train"))["train"]
-    shifted = dataclasses.replace(plan, train={**plan.train, "shift_equivariant": True})
-    assert json.loads(shifted.stage_key("train"))["train"]["shift_equivariant"] is True
-    assert shifted.stage_key("simulate") == plan.stage_key("simulate")
+    assert option not in json.loads(plan.stage_key("train"))["train"]
+    turned_on = dataclasses.replace(plan, train={**plan.train, option: True})
+    assert json.loads(turned_on.stage_key("train"))["train"][option] is True
+    assert turned_on.stage_key("simulate") == plan.stage_key("simulate")
 
 
 def test_a_sign_equivariant_plan_generates_again_with_balanced_signs():

@@ -32,6 +32,7 @@ from surrogate.data import (
     from_store_layout,
     load_training_data,
     n_channels,
+    neighbour_groups,
     open_store,
     point_group,
     pseudoscalar_fields,
@@ -150,6 +151,43 @@ def test_condition_encoder_json_round_trip():
     values = {"nu": [2e-4, 5e-3], "forcing_amplitude": [0.1, 0.9], "forcing_wavenumber": [3, 7]}
     np.testing.assert_array_equal(copy.encode(values, [0.1, 2.9]),
                                   encoder.encode(values, [0.1, 2.9]))
+
+
+def test_neighbour_groups_are_the_nearest_points_by_brute_force():
+    rng = np.random.default_rng(3)
+    for points in (rng.uniform(-1, 1, (40, 1)), rng.uniform(-1, 1, (30, 3))):
+        groups = neighbour_groups(points, 4)
+        assert groups.shape == (len(points), 4)
+        np.testing.assert_array_equal(groups[:, 0], np.arange(len(points)))
+        for row, group in enumerate(groups):
+            gaps = np.sqrt(((points - points[row]) ** 2).sum(axis=1))
+            gaps[row] = np.inf
+            np.testing.assert_array_equal(np.sort(gaps[group[1:]]), np.sort(gaps)[:3])
+
+
+def test_neighbour_groups_keep_a_repeated_condition_together():
+    """A sweep that repeats each condition (here 5 values x 6 repeats, shuffled, the
+    repeats far more than the queried neighbours' margin) groups repeats only."""
+    rng = np.random.default_rng(0)
+    values = rng.permutation(np.repeat(np.linspace(-1, 1, 5), 6))[:, None]
+    for size in (2, 6):
+        groups = neighbour_groups(values, size)
+        assert (values[groups, 0] == values[:, :1]).all()
+        assert all(len(set(group)) == size for group in groups)
+    wide = neighbour_groups(np.zeros((20, 1)), 12)    # ties reach past the query
+    assert all(sorted(group[1:]) == [j for j in range(20) if j != row][:11]
+               for row, group in enumerate(wide))
+
+
+def test_neighbour_groups_refuse_bad_sizes_and_points():
+    assert neighbour_groups(np.zeros((3, 0)), 3).shape == (3, 3)     # no parameters
+    for size in (0, 4):
+        with pytest.raises(ValueError, match="group size"):
+            neighbour_groups(np.zeros((3, 1)), size)
+    with pytest.raises(ValueError, match="finite"):
+        neighbour_groups(np.array([[0.0], [np.nan]]), 2)
+    with pytest.raises(ValueError, match=r"\(n, P\)"):
+        neighbour_groups(np.zeros(3), 2)
 
 
 # ------------------------------------------------------------------ normalisation

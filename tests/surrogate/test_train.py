@@ -731,6 +731,55 @@ def test_shift_equivariance_builds_the_declared_shift_axes(tmp_path):
     assert torch.equal(trainer.objective.unshift(rolled, noise), expected)
 
 
+def test_neighbour_batches_fill_each_minibatch_stddev_group_with_neighbours(tmp_path):
+    """Every minibatch-stddev group of a real batch holds one snapshot time and a
+    trajectory with its nearest neighbours in the encoded parameters; the option trains
+    and resumes exactly."""
+    from simulators.sweep import SweepSpec, run_sweep
+    from surrogate.data import neighbour_groups
+    from surrogate.models import MinibatchStdDev, mbstd_group
+    config = TrainConfig(**{**TINY.to_dict(), "neighbour_batches": True})
+    flow = run_sweep(SweepSpec("navier_stokes2d", n_trajectories=24, resolution=16,
+                               t_end=0.5, n_snapshots=3, ranges={"nu": (1e-3, 1e-2)}),
+                     tmp_path / "flow.h5", progress=False)
+    trainer = Trainer(flow, tmp_path / "run", config, device="cpu", progress=False)
+    train_split = trainer.data.splits["train"]
+    group = mbstd_group(config.batch_size, trainer.model_config.mbstd_group_size)
+    n_groups = config.batch_size // group
+    assert group >= 2 and n_groups >= 2 and train_split.trajectories.size > 2 * group
+    points = train_split.conditions.numpy()[:: train_split.n_times, :-1]
+    expected = {tuple(sorted(row)) for row in neighbour_groups(points, group)}
+    for _ in range(5):
+        state = trainer.data_generator.get_state()
+        indices = trainer._neighbour_indices()
+        trainer.data_generator.set_state(state)
+        _, condition, _ = trainer._batch()
+        assert condition.shape == (config.batch_size, points.shape[1] + 1)
+        for member in range(n_groups):                 # MinibatchStdDev's grouping
+            positions = indices[member::n_groups].numpy()
+            assert len(set(positions % train_split.n_times)) == 1          # one time
+            assert tuple(sorted(positions // train_split.n_times)) in expected
+            assert (condition[member::n_groups, -1] == condition[member, -1]).all()
+    # the layout is the one the discriminator's layer groups by: images that are the
+    # snapshot time read an exactly zero minibatch stddev (a shuffled batch does not)
+    times = condition[:, -1].reshape(-1, 1, 1, 1).expand(-1, 1, 4, 4).contiguous()
+    assert torch.equal(MinibatchStdDev(group)(times)[:, -1], torch.zeros(len(times), 4, 4))
+    shuffled = times[torch.randperm(len(times), generator=torch.Generator().manual_seed(1))]
+    assert MinibatchStdDev(group)(shuffled)[:, -1].abs().max() > 0
+    train(SAMPLE, tmp_path / "a", config, progress=False)
+    train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)
+    train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
+    _last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
+    assert json.loads((tmp_path / "a" / "config.json").read_text()
+                      )["train"]["neighbour_batches"] is True
+
+
+def test_neighbour_batches_need_groups_of_two(tmp_path):
+    config = TrainConfig(**{**TINY.to_dict(), "neighbour_batches": True, "batch_size": 7})
+    with pytest.raises(ValueError, match="minibatch-stddev groups of >= 2"):
+        Trainer(SAMPLE, tmp_path / "run", config, device="cpu", progress=False)
+
+
 @pytest.mark.slow
 def test_a_shift_equivariant_run_resumes_exactly(tmp_path):
     config = TrainConfig(**{**TINY.to_dict(), "shift_equivariant": True})
