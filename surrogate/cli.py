@@ -84,6 +84,9 @@ TRAIN_OPTION_HELP = (
                                "both global signs by construction (on)"),
     ("shift_equivariant", bool, "build declared periodic shifts into G: every output "
                                 "rolled by a uniform shift read off its latent (off)"),
+    ("ensemble_weight", float, "weight of an ensemble discriminator that judges two "
+                               "samples at one condition together: real pairs of "
+                               "neighbouring trajectories against two latents (0: off)"),
     ("neighbour_batches", bool, "real batches in groups of snapshots of neighbouring "
                                 "conditions, one per minibatch-stddev group, so that D "
                                 "sees the within-condition diversity (off)"),

@@ -103,9 +103,10 @@ class QuickstartPlan:
         The training settings enter resolved (every :class:`TrainConfig` field, defaults
         included), so that a run trained under an earlier default is not reused as if it
         had today's; a lean generator's carry ``"lean_output_noise": true`` (its
-        full-resolution output noise, ``ModelConfig.output_noise``); ``shift_equivariant``
-        and ``neighbour_batches`` enter only when on (off, a run trains as runs did
-        before the options). A sign-equivariant generator's files carry ``"signs": "balanced"``
+        full-resolution output noise, ``ModelConfig.output_noise``);
+        ``shift_equivariant``, ``neighbour_batches`` and ``ensemble_weight`` enter only
+        when on (off, a run trains as runs did before the options). A sign-equivariant
+        generator's files carry ``"signs": "balanced"``
         (:func:`surrogate.generate.balanced_signs`): a directory generated before them
         generates again."""
         from surrogate.data.symmetry import symmetries_for
@@ -114,7 +115,7 @@ class QuickstartPlan:
         data["train"] = dict(sorted(TrainConfig(**self.train).to_dict().items()))
         if data["train"]["arch"] == "lean":     # its generator has had output noise since
             data["train"]["lean_output_noise"] = True
-        for option in ("shift_equivariant", "neighbour_batches"):
+        for option in ("shift_equivariant", "neighbour_batches", "ensemble_weight"):
             if not data["train"][option]:     # off: what runs before the option did
                 del data["train"][option]
         data["signs"] = "balanced"

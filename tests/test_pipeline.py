@@ -199,14 +199,16 @@ def test_the_split_layout_enters_the_stage_keys_only_when_stratified(tmp_path):
     assert not (tmp_path / "q").exists()
 
 
-@pytest.mark.parametrize("option", ["shift_equivariant", "neighbour_batches"])
-def test_an_option_added_later_enters_the_train_key_only_when_on(option):
+@pytest.mark.parametrize(("option", "on"), [("shift_equivariant", True),
+                                            ("neighbour_batches", True),
+                                            ("ensemble_weight", 1.0)])
+def test_an_option_added_later_enters_the_train_key_only_when_on(option, on):
     """Off, a plan keeps the keys of directories trained before the option existed (they
     are reused); on, it trains again."""
     plan = default_plan("cpu")
     assert option not in json.loads(plan.stage_key("train"))["train"]
-    turned_on = dataclasses.replace(plan, train={**plan.train, option: True})
-    assert json.loads(turned_on.stage_key("train"))["train"][option] is True
+    turned_on = dataclasses.replace(plan, train={**plan.train, option: on})
+    assert json.loads(turned_on.stage_key("train"))["train"][option] == on
     assert turned_on.stage_key("simulate") == plan.stage_key("simulate")
 
 

@@ -113,6 +113,18 @@ class TrainConfig:
             every latent of one condition shares is hidden by the differences between
             conditions. Off by default; runs written before the option existed resume
             without it.
+        ensemble_weight: weight of the ensemble discriminator's loss on G (0 disables).
+            A third discriminator judges two samples at one condition stacked on
+            channels: two training trajectories of neighbouring conditions
+            (:func:`surrogate.data.neighbour_groups`, each one's nearest) at one
+            snapshot time, each with its own symmetry element, against two generated
+            fields at one condition from independent latents (the mode-seeking pairs).
+            The joint law of two independent samples is what a single-sample
+            discriminator cannot see: a pattern that every latent of one condition
+            shares makes the two correlated, which this one can read (the conditional
+            form of packing, PacGAN, Lin et al. 2018). A step costs one discriminator
+            pass of ``batch_size / 2`` pairs more. Runs written before the option
+            existed resume without it.
         ema_decay: EMA decay of the generator weights: the largest ``beta`` of
             ``theta_ema <- beta theta_ema + (1 - beta) theta``.
         ema_half_life_fraction: 0 (default) ramps ``beta = min(ema_decay, (1 + step) /
@@ -225,6 +237,7 @@ class TrainConfig:
     sign_equivariant: bool = True
     shift_equivariant: bool = False
     neighbour_batches: bool = False
+    ensemble_weight: float = 0.0
     ema_decay: float = 0.999
     ema_half_life_fraction: float = 0.0
     consistency_weight: float = 0.0
@@ -264,7 +277,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         for name in ("r1_gamma", "spectral_loss_weight", "mode_seeking_weight",
                      "template_weight", "spectral_scatter_weight", "spectral_bias_weight",
-                     "temporal_weight",
+                     "temporal_weight", "ensemble_weight",
                      "consistency_weight", "budget_weight"):
             value = getattr(self, name)
             if name == "budget_weight" and value is None:       # auto

@@ -6,10 +6,13 @@ composes them the way :class:`surrogate.train.Trainer` applies them (the optimis
 steps, gradient averaging over replicas, the NaN guard and the EMA are the trainer's).
 Notation: ``x`` real normalised fields at conditions ``c``; ``G(z, c)`` generated fields
 (generator, physics heads, normaliser); ``D`` the discriminator, ``D_t`` the temporal
-one reading consecutive snapshots stacked on channels; ``T`` a random declared
-symmetry; ``k`` the lazy-R1 interval.
+one reading consecutive snapshots stacked on channels, ``D_e`` the ensemble one
+reading two samples at one condition stacked on channels (real: two trajectories of
+neighbouring conditions at one time); ``T`` a random declared symmetry; ``k`` the
+lazy-R1 interval.
 
-Discriminator phase (each of ``D`` and, for files with >= 2 times, ``D_t``)::
+Discriminator phase (each of ``D``, for files with >= 2 times ``D_t``, and with
+``ensemble_weight > 0`` ``D_e``)::
 
     L_D = loss_D(D(x, c), D(G(z, c'), c'))                        (hinge / non-saturating)
         + lambda_cr [ (D(x) - D(T x))^2 + (D(G) - D(T G))^2 ]     (consistency_weight > 0)
@@ -19,6 +22,7 @@ Generator phase::
 
     L_G = loss_G(D(G(z, c'), c'))
         + w_t loss_G(D_t([G(z, c_i), G(z, c_i+1)], c_i))          (temporal_weight)
+        + w_e loss_G(D_e([G(z_2i, c'_2i), G(z_2i+1, c'_2i)], c'_2i))  (ensemble_weight)
         + w_b mean r^2, the energy-budget residual of those pairs (budget_weight)
         + w_ms MS(G(z_2i, c'_2i), G(z_2i+1, c'_2i))               (mode_seeking_weight)
         + w_tm cos(P G(z_2i, c'_2i), P G(z_2i+1, c'_2i))           (template_weight)
@@ -26,13 +30,14 @@ Generator phase::
         + w_bi B(G(z_2i, c'_2i), G(z_2i+1, c'_2i); m(c'_2i))   (spectral_bias_weight)
         + w_spec L_spec(G, x; groups)                               (spectral_loss_weight)
 
-with ``c' = c`` except that, with mode seeking, the template penalty, the scatter or the
-bias loss on, fakes come in pairs at one condition: ``c'_2i+1 = c_2i``; ``P`` centres a field
-along the declared shift axes (:func:`surrogate.data.zero_mean_axes`); ``S`` is the
-spectral scatter loss against the simulator's within-condition log-power variance ``v``
+with ``c' = c`` except that, with mode seeking, the template penalty, the ensemble
+discriminator, the scatter or the bias loss on, fakes come in pairs at one condition:
+``c'_2i+1 = c_2i``; ``P`` centres a field along the declared shift axes
+(:func:`surrogate.data.zero_mean_axes`); ``S`` is the spectral scatter loss against the
+simulator's within-condition log-power variance ``v``
 (:func:`surrogate.losses.spectral_scatter_loss`,
-:class:`surrogate.train.scatter.ScatterTarget`); ``B`` the spectral bias loss against the
-simulator's mean log power ``m`` at the condition
+:class:`surrogate.train.scatter.ScatterTarget`); ``B`` the spectral bias loss against
+the simulator's mean log power ``m`` at the condition
 (:func:`surrogate.losses.spectral_bias_loss`,
 :class:`surrogate.train.spectrum_target.SpectrumTarget`). For a shift-equivariant
 generator the paired terms read each ``G`` rolled back by its latent's shift
@@ -64,7 +69,7 @@ from surrogate.train.config import TrainConfig
 from surrogate.train.scatter import ScatterTarget
 from surrogate.train.spectrum_target import SpectrumTarget
 
-__all__ = ["GANObjective", "GeneratedPairs"]
+__all__ = ["GANObjective", "GeneratedPairs", "ensemble_pairs"]
 
 Metrics = dict[str, float]
 
@@ -87,6 +92,16 @@ class GeneratedPairs:
     physical: torch.Tensor
     condition_a: torch.Tensor
     condition_b: torch.Tensor
+
+
+def ensemble_pairs(fake: torch.Tensor, fake_condition: torch.Tensor, pairs: int
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``pairs`` fakes (pairs at one condition from independent latents,
+    :meth:`GANObjective.fake_conditions`) stacked two by two on channels:
+    ``((pairs / 2, 2C, N, N), (pairs / 2, P + 1))``, what the ensemble discriminator
+    judges."""
+    return (torch.cat([fake[0:pairs:2], fake[1:pairs:2]], dim=1),
+            fake_condition[0:pairs:2])
 
 
 class GANObjective:
@@ -145,9 +160,10 @@ class GANObjective:
 
     def fake_conditions(self, condition: torch.Tensor) -> tuple[torch.Tensor, int]:
         """``(c', pairs)``: the conditions of the fakes, and how many of them (an even
-        number, 0 without mode seeking, the template penalty, the scatter and the bias
-        loss) come in pairs at one condition."""
+        number, 0 without mode seeking, the template penalty, the ensemble
+        discriminator, the scatter and the bias loss) come in pairs at one condition."""
         paired = (self.config.mode_seeking_weight > 0 or self.config.template_weight > 0
+                  or self.config.ensemble_weight > 0
                   or self.config.spectral_scatter_weight > 0
                   or self.config.spectral_bias_weight > 0)
         pairs = condition.shape[0] // 2 * 2 if paired else 0
@@ -190,7 +206,9 @@ class GANObjective:
     def generator(self, d_forward: Callable, temporal_discriminator: Callable | None,
                   fake: torch.Tensor, fake_condition: torch.Tensor, pairs: int,
                   noise: torch.Tensor, real: torch.Tensor, condition: torch.Tensor,
-                  generated_pairs: GeneratedPairs | None) -> tuple[torch.Tensor, Metrics]:
+                  generated_pairs: GeneratedPairs | None,
+                  ensemble_discriminator: Callable | None = None
+                  ) -> tuple[torch.Tensor, Metrics]:
         """``L_G`` and its metrics (``loss_g``, ``loss_g_temporal``, ``energy_budget``
         with its real floor ``energy_budget_real``, ``mode_seeking_loss``,
         ``template_penalty``, ``spectral_scatter_loss``, ``spectral_bias_loss``,
@@ -203,6 +221,8 @@ class GANObjective:
                 in mode-seeking pairs (:meth:`fake_conditions`) from latents ``noise``.
             real, condition: the real batch (the spectral loss's reference).
             generated_pairs: the temporal phase's pairs, or ``None``.
+            ensemble_discriminator: the ensemble discriminator's forward, or ``None``;
+                it judges the fakes' pairs at one condition (:func:`ensemble_pairs`).
         """
         config = self.config
         metrics = {}
@@ -217,6 +237,13 @@ class GANObjective:
             temporal = generator_loss(pair_logits.float(), config.loss)
             loss = loss + config.temporal_weight * temporal
             metrics["loss_g_temporal"] = float(temporal.detach())
+        if ensemble_discriminator is not None and pairs:
+            together, together_condition = ensemble_pairs(fake, fake_condition, pairs)
+            with self.autocast():
+                ensemble_logits = ensemble_discriminator(together, together_condition)
+            ensemble = generator_loss(ensemble_logits.float(), config.loss)
+            loss = loss + config.ensemble_weight * ensemble
+            metrics["loss_g_ensemble"] = float(ensemble.detach())
         if self.budget is not None and generated_pairs is not None:
             # dE/dt = P - 2 nu Z between G(z, c_i) and G(z, c_i+1) (surrogate.budget)
             budget = self.budget.penalty(*generated_pairs.physical.chunk(2),

@@ -60,7 +60,7 @@ from surrogate.train.distributed import (
     _distributed_from_environment,
 )
 from surrogate.train.heldout import HeldOutScorer
-from surrogate.train.objective import GANObjective, GeneratedPairs
+from surrogate.train.objective import GANObjective, GeneratedPairs, ensemble_pairs
 from surrogate.train.scatter import ScatterTarget
 from surrogate.train.scoring import score_noise_summary
 from surrogate.train.spectrum_target import SpectrumTarget
@@ -211,6 +211,16 @@ class Trainer:
             self.optimizer_t = torch.optim.Adam(self.temporal_discriminator.parameters(),
                                                 lr=config.lr_discriminator, betas=betas)
             self.pair_augmentation = self.data.augmentation.stacked(2)
+        # the ensemble discriminator reads two samples at one condition stacked on channels
+        self.ensemble = config.ensemble_weight > 0
+        self.ensemble_discriminator: Discriminator | None = None
+        if self.ensemble:
+            self.ensemble_discriminator = Discriminator(dataclasses.replace(
+                self.model_config, in_channels=2 * self.model_config.in_channels)
+            ).to(self.device)
+            self.optimizer_e = torch.optim.Adam(self.ensemble_discriminator.parameters(),
+                                                lr=config.lr_discriminator, betas=betas)
+            self.ensemble_augmentation = self.data.augmentation.stacked(2)
         if config.budget_weight is None:
             # auto: on where it applies (a declared energy budget and generated pairs)
             applies = self.temporal and energy_budget_unavailable(
@@ -227,7 +237,11 @@ class Trainer:
                                  "snapshot times")
         self.data_generator = torch.Generator().manual_seed(config.seed + 1)
         self.noise_generator = torch.Generator().manual_seed(config.seed + 2)
-        self.neighbours = self._neighbour_table() if config.neighbour_batches else None
+        self.neighbours = (self._neighbour_table(mbstd_group(
+            self.local_batch, self.model_config.mbstd_group_size))
+            if config.neighbour_batches else None)
+        # each training trajectory's nearest other: the real partner of an ensemble pair
+        self.partners = self._neighbour_table(2)[:, 1] if self.ensemble else None
         # per replica: augmentation choices and the generator's pixel noise (global torch
         # stream) differ between replicas; data indices and latents are drawn globally
         rank = self.ddp.rank
@@ -283,7 +297,8 @@ class Trainer:
     def _modules(self) -> list[torch.nn.Module]:
         """The trained networks (and the EMA generator)."""
         modules = [self.generator, self.discriminator, self.generator_ema]
-        return modules + ([self.temporal_discriminator] if self.temporal else [])
+        return (modules + ([self.temporal_discriminator] if self.temporal else [])
+                + ([self.ensemble_discriminator] if self.ensemble else []))
 
     # -------------------------------------------------------------- config and state
     def _write_config(self) -> None:
@@ -301,6 +316,9 @@ class Trainer:
         if self.temporal:
             state["temporal_discriminator"] = self.temporal_discriminator.state_dict()
             state["optimizer_t"] = self.optimizer_t.state_dict()
+        if self.ensemble:
+            state["ensemble_discriminator"] = self.ensemble_discriminator.state_dict()
+            state["optimizer_e"] = self.optimizer_e.state_dict()
         if self.config.average_checkpoints >= 2:
             state["validated_ema"] = self.validated_ema
         return state
@@ -341,6 +359,12 @@ class Trainer:
                                       f"(temporal_weight 0); cannot resume with it on")
             self.temporal_discriminator.load_state_dict(state["temporal_discriminator"])
             self.optimizer_t.load_state_dict(state["optimizer_t"])
+        if self.ensemble:
+            if "ensemble_discriminator" not in state:
+                raise CheckpointError(f"{path}: written without the ensemble discriminator "
+                                      f"(ensemble_weight 0); cannot resume with it on")
+            self.ensemble_discriminator.load_state_dict(state["ensemble_discriminator"])
+            self.optimizer_e.load_state_dict(state["optimizer_e"])
         self.step = int(state["step"])
         self.best_score = float(state["best_score"])
         self.best_step = int(state["best_step"])
@@ -369,18 +393,22 @@ class Trainer:
             dist.barrier()
 
     # -------------------------------------------------------------- one step
-    def _neighbour_table(self) -> torch.Tensor:
-        """``(n_train, g)``: each training trajectory and its ``g - 1`` nearest in the
-        encoded parameters (:func:`surrogate.data.neighbour_groups`), ``g`` the
-        discriminator's minibatch-stddev group size for this replica's batch."""
+    def _neighbour_table(self, group: int) -> torch.Tensor:
+        """``(n_train, group)``: each training trajectory and its ``group - 1`` nearest
+        in the encoded parameters (:func:`surrogate.data.neighbour_groups`): the
+        minibatch-stddev groups of ``neighbour_batches`` (``group`` then that layer's
+        group size for this replica's batch) or the ensemble pairs (``group = 2``)."""
         train = self.data.splits["train"]
-        group = mbstd_group(self.local_batch, self.model_config.mbstd_group_size)
+        option = "ensemble_weight" if group == 2 and self.ensemble else "neighbour_batches"
         if group < 2:
-            raise ValueError(f"neighbour_batches needs minibatch-stddev groups of >= 2 "
+            raise ValueError(f"{option} needs minibatch-stddev groups of >= 2 "
                              f"samples; a batch of {self.local_batch} per replica has "
                              f"groups of {group}")
+        if self.local_batch < 2:
+            raise ValueError(f"{option} needs a batch of >= 2 per replica, "
+                             f"got {self.local_batch}")
         if train.trajectories.size < group:
-            raise ValueError(f"neighbour_batches needs >= {group} training trajectories, "
+            raise ValueError(f"{option} needs >= {group} training trajectories, "
                              f"the training split has {train.trajectories.size}")
         conditions = train.conditions.numpy().reshape(train.trajectories.size,
                                                       train.n_times, -1)
@@ -401,6 +429,25 @@ class Trainer:
         items = self.neighbours[anchors] * train.n_times + times       # (W n_groups, g)
         local = items.reshape(world, n_groups, group).transpose(1, 2).reshape(world, -1)
         return local.T.reshape(-1)
+
+    def _ensemble_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This replica's ``B_r / 2`` real ensemble pairs: a random training snapshot
+        and the snapshot at the same time of its trajectory's nearest neighbour
+        (:attr:`partners`), stacked on channels ``(b, 2C, N, N)``, each half with its
+        own symmetry element (two independent samples); with the first's condition."""
+        train = self.data.splits["train"]
+        world = self.ddp.world_size
+        first = torch.randint(len(train), (self.local_batch // 2 * world,),
+                              generator=self.data_generator)[self.ddp.rank::world]
+        partner = self.partners[first // train.n_times] * train.n_times \
+            + first % train.n_times
+        real_a, condition = train.get_batch(first.numpy())
+        real_b, _ = train.get_batch(partner.numpy())
+        if self.config.augment and self.data.augmentation.enabled:
+            real_a = self.data.augmentation(real_a, self.augment_generator)
+            real_b = self.data.augmentation(real_b, self.augment_generator)
+        return (torch.cat([real_a, real_b], dim=1).to(self.device),
+                condition.to(self.device))
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         train = self.data.splits["train"]
@@ -475,6 +522,8 @@ class Trainer:
                           (self.optimizer_d, config.lr_discriminator)]
             if self.temporal:
                 optimizers.append((self.optimizer_t, config.lr_discriminator))
+            if self.ensemble:
+                optimizers.append((self.optimizer_e, config.lr_discriminator))
             for optimizer, rate in optimizers:
                 for group in optimizer.param_groups:
                     group["lr"] = rate * group.get("lr_multiplier", 1.0) * factor
@@ -504,9 +553,18 @@ class Trainer:
                 self.temporal_discriminator, self.temporal_discriminator, self.optimizer_t,
                 real_pairs, condition_a, generated_pairs.fake, condition_a, "_temporal",
                 self.pair_augmentation))
+        if self.ensemble:
+            real_together, condition_together = self._ensemble_batch()
+            fake_together, fake_condition_together = ensemble_pairs(fake, fake_condition,
+                                                                    pairs)
+            metrics.update(self._update_discriminator(
+                self.ensemble_discriminator, self.ensemble_discriminator, self.optimizer_e,
+                real_together, condition_together, fake_together, fake_condition_together,
+                "_ensemble", self.ensemble_augmentation))
         loss_g, generator_metrics = self.objective.generator(
             self.d_forward, self.temporal_discriminator if self.temporal else None, fake,
-            fake_condition, pairs, noise, real, condition, generated_pairs)
+            fake_condition, pairs, noise, real, condition, generated_pairs,
+            self.ensemble_discriminator if self.ensemble else None)
         metrics.update(generator_metrics)
         self._check_finite(loss_g, "generator")
         self.optimizer_g.zero_grad(set_to_none=True)
