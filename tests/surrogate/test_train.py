@@ -733,8 +733,7 @@ def test_shift_equivariance_builds_the_declared_shift_axes(tmp_path):
 
 def test_neighbour_batches_fill_each_minibatch_stddev_group_with_neighbours(tmp_path):
     """Every minibatch-stddev group of a real batch holds one snapshot time and a
-    trajectory with its nearest neighbours in the encoded parameters; the option trains
-    and resumes exactly."""
+    trajectory with its nearest neighbours in the encoded parameters."""
     from simulators.sweep import SweepSpec, run_sweep
     from surrogate.data import neighbour_groups
     from surrogate.models import MinibatchStdDev, mbstd_group
@@ -766,12 +765,78 @@ def test_neighbour_batches_fill_each_minibatch_stddev_group_with_neighbours(tmp_
     assert torch.equal(MinibatchStdDev(group)(times)[:, -1], torch.zeros(len(times), 4, 4))
     shuffled = times[torch.randperm(len(times), generator=torch.Generator().manual_seed(1))]
     assert MinibatchStdDev(group)(shuffled)[:, -1].abs().max() > 0
+
+
+@pytest.mark.slow   # an option off by default
+def test_a_run_with_neighbour_batches_resumes_exactly(tmp_path):
+    config = TrainConfig(**{**TINY.to_dict(), "neighbour_batches": True})
     train(SAMPLE, tmp_path / "a", config, progress=False)
     train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)
     train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
     _last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
     assert json.loads((tmp_path / "a" / "config.json").read_text()
                       )["train"]["neighbour_batches"] is True
+
+
+def test_ensemble_pairs_stack_the_fakes_of_one_condition():
+    from surrogate.train.objective import ensemble_pairs
+    fake = torch.arange(5 * 2 * 4 * 4, dtype=torch.float32).reshape(5, 2, 4, 4)
+    condition = torch.arange(5 * 3, dtype=torch.float32).reshape(5, 3)
+    together, together_condition = ensemble_pairs(fake, condition, 4)
+    assert together.shape == (2, 4, 4, 4)
+    assert torch.equal(together[1, :2], fake[2]) and torch.equal(together[1, 2:], fake[3])
+    assert torch.equal(together_condition, condition[[0, 2]])
+
+
+def test_the_ensemble_discriminator_reads_neighbouring_trajectories_at_one_time(tmp_path):
+    """Real ensemble pairs: a training snapshot and the same time of the nearest other
+    trajectory (without augmentation the halves are those snapshots exactly); the
+    step logs the third discriminator's losses; off, nothing of it is built."""
+    from simulators.sweep import SweepSpec, run_sweep
+    from surrogate.data import neighbour_groups
+    flow = run_sweep(SweepSpec("navier_stokes2d", n_trajectories=24, resolution=16,
+                               t_end=0.5, n_snapshots=3, ranges={"nu": (1e-3, 1e-2)}),
+                     tmp_path / "flow.h5", progress=False)
+    config = TrainConfig(**{**TINY.to_dict(), "ensemble_weight": 1.0, "augment": False})
+    trainer = Trainer(flow, tmp_path / "run", config, device="cpu", progress=False)
+    train_split = trainer.data.splits["train"]
+    times = train_split.n_times
+    points = train_split.conditions.numpy()[::times, :-1]
+    nearest = neighbour_groups(points, 2)[:, 1]
+    state = trainer.data_generator.get_state()
+    first = torch.randint(len(train_split), (config.batch_size // 2,),
+                          generator=trainer.data_generator)
+    trainer.data_generator.set_state(state)
+    together, condition = trainer._ensemble_batch()
+    partner = nearest[first.numpy() // times] * times + first.numpy() % times
+    channels = together.shape[1] // 2
+    torch.testing.assert_close(together[:, :channels], train_split.get_batch(first.numpy())[0])
+    torch.testing.assert_close(together[:, channels:], train_split.get_batch(partner)[0])
+    torch.testing.assert_close(condition, train_split.get_batch(first.numpy())[1])
+    assert (nearest != np.arange(len(nearest))).all()
+    metrics = trainer.train_step()
+    assert {"loss_d_ensemble", "loss_g_ensemble"} <= set(metrics)
+    assert "ensemble_discriminator" in trainer._state()
+    off = Trainer(flow, tmp_path / "off", TINY, device="cpu", progress=False)
+    assert off.ensemble_discriminator is None and "loss_d_ensemble" not in off.train_step()
+
+
+@pytest.mark.slow   # an option off by default
+def test_an_ensemble_run_resumes_exactly_and_refuses_a_run_without_it(tmp_path):
+    config = TrainConfig(**{**TINY.to_dict(), "ensemble_weight": 1.0})
+    train(SAMPLE, tmp_path / "a", config, progress=False)
+    train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)
+    train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
+    _last_checkpoints_agree(tmp_path / "a", tmp_path / "b",
+                            ("generator", "discriminator", "generator_ema",
+                             "ensemble_discriminator"))
+    plain = tmp_path / "plain"
+    train(SAMPLE, plain, TrainConfig(**{**TINY.to_dict(), "steps": 6}), progress=False)
+    saved = json.loads((plain / "config.json").read_text())
+    saved["train"]["ensemble_weight"] = 1.0
+    (plain / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(CheckpointError, match="without the ensemble discriminator"):
+        train(SAMPLE, plain, resume=True, progress=False, steps=12)
 
 
 def test_neighbour_batches_need_groups_of_two(tmp_path):
