@@ -201,26 +201,26 @@ class Trainer:
                                             lr=config.lr_generator, betas=betas)
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(),
                                             lr=config.lr_discriminator, betas=betas)
+        def stacked_discriminator() -> tuple[Discriminator, torch.optim.Optimizer]:
+            """A discriminator of two snapshots stacked on channels, and its Adam."""
+            module = Discriminator(dataclasses.replace(
+                self.model_config, in_channels=2 * self.model_config.in_channels)
+            ).to(self.device)
+            return module, torch.optim.Adam(module.parameters(), lr=config.lr_discriminator,
+                                            betas=betas)
+
+        # one symmetry element per stacked pair (what consistency regularisation moves)
+        self.pair_augmentation = self.data.augmentation.stacked(2)
         # the temporal discriminator reads two consecutive snapshots stacked on channels
         self.temporal = config.temporal_weight > 0 and self.data.splits["train"].n_times >= 2
         self.temporal_discriminator: Discriminator | None = None
         if self.temporal:
-            self.temporal_discriminator = Discriminator(dataclasses.replace(
-                self.model_config, in_channels=2 * self.model_config.in_channels)
-            ).to(self.device)
-            self.optimizer_t = torch.optim.Adam(self.temporal_discriminator.parameters(),
-                                                lr=config.lr_discriminator, betas=betas)
-            self.pair_augmentation = self.data.augmentation.stacked(2)
+            self.temporal_discriminator, self.optimizer_t = stacked_discriminator()
         # the ensemble discriminator reads two samples at one condition stacked on channels
         self.ensemble = config.ensemble_weight > 0
         self.ensemble_discriminator: Discriminator | None = None
         if self.ensemble:
-            self.ensemble_discriminator = Discriminator(dataclasses.replace(
-                self.model_config, in_channels=2 * self.model_config.in_channels)
-            ).to(self.device)
-            self.optimizer_e = torch.optim.Adam(self.ensemble_discriminator.parameters(),
-                                                lr=config.lr_discriminator, betas=betas)
-            self.ensemble_augmentation = self.data.augmentation.stacked(2)
+            self.ensemble_discriminator, self.optimizer_e = stacked_discriminator()
         if config.budget_weight is None:
             # auto: on where it applies (a declared energy budget and generated pairs)
             applies = self.temporal and energy_budget_unavailable(
@@ -353,18 +353,16 @@ class Trainer:
         self.generator_ema.load_state_dict(state["generator_ema"])
         self.optimizer_g.load_state_dict(state["optimizer_g"])
         self.optimizer_d.load_state_dict(state["optimizer_d"])
-        if self.temporal:
-            if "temporal_discriminator" not in state:
-                raise CheckpointError(f"{path}: written without the temporal discriminator "
-                                      f"(temporal_weight 0); cannot resume with it on")
-            self.temporal_discriminator.load_state_dict(state["temporal_discriminator"])
-            self.optimizer_t.load_state_dict(state["optimizer_t"])
-        if self.ensemble:
-            if "ensemble_discriminator" not in state:
-                raise CheckpointError(f"{path}: written without the ensemble discriminator "
-                                      f"(ensemble_weight 0); cannot resume with it on")
-            self.ensemble_discriminator.load_state_dict(state["ensemble_discriminator"])
-            self.optimizer_e.load_state_dict(state["optimizer_e"])
+        for which, on, optimizer in (("temporal", self.temporal, "optimizer_t"),
+                                     ("ensemble", self.ensemble, "optimizer_e")):
+            if not on:
+                continue
+            if f"{which}_discriminator" not in state:
+                raise CheckpointError(f"{path}: written without the {which} discriminator "
+                                      f"({which}_weight 0); cannot resume with it on")
+            getattr(self, f"{which}_discriminator").load_state_dict(
+                state[f"{which}_discriminator"])
+            getattr(self, optimizer).load_state_dict(state[optimizer])
         self.step = int(state["step"])
         self.best_score = float(state["best_score"])
         self.best_step = int(state["best_step"])
@@ -560,7 +558,7 @@ class Trainer:
             metrics.update(self._update_discriminator(
                 self.ensemble_discriminator, self.ensemble_discriminator, self.optimizer_e,
                 real_together, condition_together, fake_together, fake_condition_together,
-                "_ensemble", self.ensemble_augmentation))
+                "_ensemble", self.pair_augmentation))
         loss_g, generator_metrics = self.objective.generator(
             self.d_forward, self.temporal_discriminator if self.temporal else None, fake,
             fake_condition, pairs, noise, real, condition, generated_pairs,
