@@ -209,8 +209,8 @@ class GANObjective:
                   generated_pairs: GeneratedPairs | None,
                   ensemble_discriminator: Callable | None = None
                   ) -> tuple[torch.Tensor, Metrics]:
-        """``L_G`` and its metrics (``loss_g``, ``loss_g_temporal``, ``energy_budget``
-        with its real floor ``energy_budget_real``, ``mode_seeking_loss``,
+        """``L_G`` and its metrics (``loss_g``, ``loss_g_temporal``, ``loss_g_ensemble``,
+        ``energy_budget`` with its real floor ``energy_budget_real``, ``mode_seeking_loss``,
         ``template_penalty``, ``spectral_scatter_loss``, ``spectral_bias_loss``,
         ``spectral_loss``).
 

@@ -237,11 +237,21 @@ class Trainer:
                                  "snapshot times")
         self.data_generator = torch.Generator().manual_seed(config.seed + 1)
         self.noise_generator = torch.Generator().manual_seed(config.seed + 2)
-        self.neighbours = (self._neighbour_table(mbstd_group(
-            self.local_batch, self.model_config.mbstd_group_size))
-            if config.neighbour_batches else None)
+        self.neighbours: torch.Tensor | None = None
+        if config.neighbour_batches:
+            group = mbstd_group(self.local_batch, self.model_config.mbstd_group_size)
+            if group < 2:
+                raise ValueError(f"neighbour_batches needs minibatch-stddev groups of >= 2 "
+                                 f"samples; a batch of {self.local_batch} per replica has "
+                                 f"groups of {group}")
+            self.neighbours = self._neighbour_table(group, "neighbour_batches")
         # each training trajectory's nearest other: the real partner of an ensemble pair
-        self.partners = self._neighbour_table(2)[:, 1] if self.ensemble else None
+        self.partners: torch.Tensor | None = None
+        if self.ensemble:
+            if self.local_batch < 2:
+                raise ValueError(f"ensemble_weight needs a batch of >= 2 per replica, "
+                                 f"got {self.local_batch}")
+            self.partners = self._neighbour_table(2, "ensemble_weight")[:, 1]
         # per replica: augmentation choices and the generator's pixel noise (global torch
         # stream) differ between replicas; data indices and latents are drawn globally
         rank = self.ddp.rank
@@ -391,20 +401,12 @@ class Trainer:
             dist.barrier()
 
     # -------------------------------------------------------------- one step
-    def _neighbour_table(self, group: int) -> torch.Tensor:
+    def _neighbour_table(self, group: int, option: str) -> torch.Tensor:
         """``(n_train, group)``: each training trajectory and its ``group - 1`` nearest
         in the encoded parameters (:func:`surrogate.data.neighbour_groups`): the
-        minibatch-stddev groups of ``neighbour_batches`` (``group`` then that layer's
-        group size for this replica's batch) or the ensemble pairs (``group = 2``)."""
+        minibatch-stddev groups of ``neighbour_batches`` or the ensemble pairs
+        (``group = 2``); ``option`` names the setting in the error."""
         train = self.data.splits["train"]
-        option = "ensemble_weight" if group == 2 and self.ensemble else "neighbour_batches"
-        if group < 2:
-            raise ValueError(f"{option} needs minibatch-stddev groups of >= 2 "
-                             f"samples; a batch of {self.local_batch} per replica has "
-                             f"groups of {group}")
-        if self.local_batch < 2:
-            raise ValueError(f"{option} needs a batch of >= 2 per replica, "
-                             f"got {self.local_batch}")
         if train.trajectories.size < group:
             raise ValueError(f"{option} needs >= {group} training trajectories, "
                              f"the training split has {train.trajectories.size}")

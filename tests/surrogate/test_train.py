@@ -839,10 +839,13 @@ def test_an_ensemble_run_resumes_exactly_and_refuses_a_run_without_it(tmp_path):
         train(SAMPLE, plain, resume=True, progress=False, steps=12)
 
 
-def test_neighbour_batches_need_groups_of_two(tmp_path):
+def test_neighbour_batches_and_the_ensemble_need_groups_of_two(tmp_path):
     config = TrainConfig(**{**TINY.to_dict(), "neighbour_batches": True, "batch_size": 7})
     with pytest.raises(ValueError, match="minibatch-stddev groups of >= 2"):
         Trainer(SAMPLE, tmp_path / "run", config, device="cpu", progress=False)
+    single = TrainConfig(**{**TINY.to_dict(), "ensemble_weight": 1.0, "batch_size": 1})
+    with pytest.raises(ValueError, match="ensemble_weight needs a batch of >= 2"):
+        Trainer(SAMPLE, tmp_path / "single", single, device="cpu", progress=False)
 
 
 @pytest.mark.slow
