@@ -34,6 +34,9 @@ Architecture (references next to each layer's docstring):
   2018) and, optionally, a spectral branch reading the radially averaged log power
   spectrum of the input (Durall et al. 2020 use the spectrum to expose up-sampling
   artefacts).
+* :class:`EnsembleDiscriminator` -- the same network reading two samples at one
+  condition and their normalised circular cross-correlation (:func:`pair_correlation`):
+  a pair of one pattern at two places shows a peak of 1 wherever the shift is.
 
 Symmetry: every convolution pads circularly and the only spatial reductions are 2x2
 average pooling and global pooling, so ``D`` is exactly invariant under periodic shifts
@@ -73,12 +76,14 @@ __all__ = [
     "UPSAMPLE_MODES",
     "ConditionEmbedding",
     "Discriminator",
+    "EnsembleDiscriminator",
     "Generator",
     "MinibatchStdDev",
     "ModelConfig",
     "SpectralEnvelope",
     "latent_shift",
     "mbstd_group",
+    "pair_correlation",
     "parameter_count",
     "periodic_shift",
     "periodic_upsample2x",
@@ -945,3 +950,78 @@ class Discriminator(nn.Module):
         if self.spectral is not None:
             logits = logits + self.spectral(fields, embedding)
         return logits.float()
+
+
+def pair_correlation(first: Tensor, second: Tensor, eps: float = 1e-12) -> Tensor:
+    """Normalised circular cross-correlation of two fields, channel by channel.
+
+    ``rho_k(s) = sum_x a_k(x) b_k(x + s) / (||a_k|| ||b_k||)`` with ``a_k``, ``b_k`` the
+    ``k``-th channels minus their means, for every periodic shift ``s`` (the FFT's
+    ``irfft2(conj(A) B)``). Values lie in ``[-1, 1]``; ``rho_k(s) = 1`` exactly where
+    ``b_k`` is ``a_k`` rolled by ``s`` (up to an offset and a positive factor), while two
+    independent fields of correlation area ``A`` (pixels) give ``|rho| ~ sqrt(A) / N``.
+    A constant channel (no variance) gives 0.
+
+    Args:
+        first, second: (B, C, N, N) fields.
+        eps: floor of ``||a_k||^2 ||b_k||^2`` (keeps constant channels finite).
+    Returns:
+        (B, C, N, N) float32, ``rho[..., i, j]`` at the shift ``s = (i, j)``.
+    """
+    if first.shape != second.shape or first.ndim != 4:
+        raise ValueError(f"pair_correlation needs two (B, C, N, N) tensors of one shape, "
+                         f"got {tuple(first.shape)} and {tuple(second.shape)}")
+    a = first.float()
+    b = second.float()
+    a = a - a.mean(dim=(2, 3), keepdim=True)
+    b = b - b.mean(dim=(2, 3), keepdim=True)
+    cross = torch.fft.irfft2(torch.fft.rfft2(a).conj() * torch.fft.rfft2(b),
+                             s=a.shape[2:])
+    norm = (a.square().sum(dim=(2, 3)) * b.square().sum(dim=(2, 3))).clamp_min(eps).sqrt()
+    return cross / norm[:, :, None, None]
+
+
+class EnsembleDiscriminator(Discriminator):
+    """Discriminator of two samples at one condition: ``(pairs (B, 2C, N, N), c) ->
+    logits`` (B,).
+
+    The pair ``[a, b]`` (``a = pairs[:, :C]``) is read together with its correlation
+    map :func:`pair_correlation`, i.e. the :class:`Discriminator` of ``3C`` input
+    channels on ``[a, b, rho(a, b)]``. Its convolutions see a few pixels around each
+    place, so without the map two samples that are one pattern at two different places
+    (which the simulator's independent initial fields never give) look as independent as
+    two real ones; with it, such a pair shows a peak of height 1 at their relative
+    shift. The map is invariant under a shift of both samples and moves with a rotation
+    or reflection of both, so one symmetry element applied to the pair
+    (consistency regularisation) stays a symmetry of the input. For a declared sign
+    symmetry (``config.negate``) the logit averages ``[a, b]`` and ``[-a, -b]`` with the
+    same map (it is even in the joint sign).
+
+    Args:
+        config: the one-sample model configuration with ``in_channels = 2C`` (the pair).
+    """
+
+    def __init__(self, config: ModelConfig):
+        if config.in_channels % 2:
+            raise ValueError(f"an ensemble discriminator reads pairs: in_channels must be "
+                             f"even (2C), got {config.in_channels}")
+        super().__init__(dataclasses.replace(config, in_channels=config.in_channels * 3 // 2))
+        self.pair_channels = config.in_channels
+
+    def forward(self, fields: Tensor, condition: Tensor) -> Tensor:
+        """Logits of the pairs ``fields`` (B, 2C, N, N) under ``condition`` (B, P+1)."""
+        config = self.config
+        expected = (self.pair_channels, config.resolution, config.resolution)
+        if fields.ndim != 4 or tuple(fields.shape[1:]) != expected:
+            raise ValueError(
+                f"fields must have shape (B, {', '.join(map(str, expected))}), "
+                f"got {tuple(fields.shape)}"
+            )
+        _check_condition(condition, config)
+        half = self.pair_channels // 2
+        correlation = pair_correlation(fields[:, :half], fields[:, half:]).to(fields.dtype)
+        logits = self._logits(torch.cat([fields, correlation], dim=1), condition)
+        if config.negate:
+            logits = 0.5 * (logits + self._logits(torch.cat([-fields, correlation], dim=1),
+                                                  condition))
+        return logits

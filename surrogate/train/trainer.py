@@ -47,6 +47,7 @@ from surrogate.data import (
 from surrogate.devices import autocast_dtype, resolve_device
 from surrogate.models import (
     Discriminator,
+    EnsembleDiscriminator,
     Generator,
     ModelConfig,
     latent_shift,
@@ -201,9 +202,10 @@ class Trainer:
                                             lr=config.lr_generator, betas=betas)
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(),
                                             lr=config.lr_discriminator, betas=betas)
-        def stacked_discriminator() -> tuple[Discriminator, torch.optim.Optimizer]:
+        def stacked_discriminator(kind: type[Discriminator] = Discriminator
+                                  ) -> tuple[Discriminator, torch.optim.Optimizer]:
             """A discriminator of two snapshots stacked on channels, and its Adam."""
-            module = Discriminator(dataclasses.replace(
+            module = kind(dataclasses.replace(
                 self.model_config, in_channels=2 * self.model_config.in_channels)
             ).to(self.device)
             return module, torch.optim.Adam(module.parameters(), lr=config.lr_discriminator,
@@ -220,7 +222,8 @@ class Trainer:
         self.ensemble = config.ensemble_weight > 0
         self.ensemble_discriminator: Discriminator | None = None
         if self.ensemble:
-            self.ensemble_discriminator, self.optimizer_e = stacked_discriminator()
+            self.ensemble_discriminator, self.optimizer_e = stacked_discriminator(
+                EnsembleDiscriminator)
         if config.budget_weight is None:
             # auto: on where it applies (a declared energy budget and generated pairs)
             applies = self.temporal and energy_budget_unavailable(
