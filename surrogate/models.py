@@ -35,8 +35,9 @@ Architecture (references next to each layer's docstring):
   spectrum of the input (Durall et al. 2020 use the spectrum to expose up-sampling
   artefacts).
 * :class:`EnsembleDiscriminator` -- the same network reading two samples at one
-  condition and their normalised circular cross-correlation (:func:`pair_correlation`):
-  a pair of one pattern at two places shows a peak of 1 wherever the shift is.
+  condition stacked on channels, plus a branch reading the largest, smallest and RMS
+  values of their normalised circular cross-correlation (:func:`pair_correlation`): a
+  pair that is one pattern at two places has a peak of 1, wherever the shift is.
 
 Symmetry: every convolution pads circularly and the only spatial reductions are 2x2
 average pooling and global pooling, so ``D`` is exactly invariant under periodic shifts
@@ -981,21 +982,46 @@ def pair_correlation(first: Tensor, second: Tensor, eps: float = 1e-12) -> Tenso
     return cross / norm[:, :, None, None]
 
 
+class _CorrelationBranch(nn.Module):
+    """Conditional logit from the correlation map of a pair (:func:`pair_correlation`).
+
+    Features per channel ``k``: ``max_s rho_k(s)``, ``-min_s rho_k(s)`` and the root
+    mean square of ``rho_k`` over the ``N^2`` shifts, ``(B, 3C)`` -- functions of the
+    map that no shift, rotation or reflection of the pair changes, nor where its peak
+    lies; then two LeakyReLU layers to ``h`` and the logit ``linear(h) + <V_c e, h>``
+    (:class:`_SpectralBranch`'s head).
+    """
+
+    def __init__(self, channels: int, width: int, embedding_dim: int, spectral_norm: bool):
+        super().__init__()
+        self.hidden1 = _linear(3 * channels, width, _LRELU_GAIN, spectral_norm)
+        self.hidden2 = _linear(width, width, _LRELU_GAIN, spectral_norm)
+        self.output = _linear(width, 1, 1.0, spectral_norm)
+        self.projection = _linear(embedding_dim, width, 1.0, spectral_norm, bias=False)
+
+    def forward(self, correlation: Tensor, embedding: Tensor) -> Tensor:
+        """correlation (B, C, N, N), embedding (B, E) -> (B,) logits."""
+        flat = correlation.flatten(start_dim=2)
+        features = torch.cat([flat.amax(dim=2), -flat.amin(dim=2),
+                              flat.square().mean(dim=2).sqrt()], dim=1)
+        h = _lrelu(self.hidden2(_lrelu(self.hidden1(features))))
+        return self.output(h).squeeze(1) + (self.projection(embedding) * h).sum(dim=1)
+
+
 class EnsembleDiscriminator(Discriminator):
     """Discriminator of two samples at one condition: ``(pairs (B, 2C, N, N), c) ->
     logits`` (B,).
 
-    The pair ``[a, b]`` (``a = pairs[:, :C]``) is read together with its correlation
-    map :func:`pair_correlation`, i.e. the :class:`Discriminator` of ``3C`` input
-    channels on ``[a, b, rho(a, b)]``. Its convolutions see a few pixels around each
-    place, so without the map two samples that are one pattern at two different places
-    (which the simulator's independent initial fields never give) look as independent as
-    two real ones; with it, such a pair shows a peak of height 1 at their relative
-    shift. The map is invariant under a shift of both samples and moves with a rotation
-    or reflection of both, so one symmetry element applied to the pair
-    (consistency regularisation) stays a symmetry of the input. For a declared sign
-    symmetry (``config.negate``) the logit averages ``[a, b]`` and ``[-a, -b]`` with the
-    same map (it is even in the joint sign).
+    The :class:`Discriminator` of the stacked pair ``[a, b]`` (``a = pairs[:, :C]``)
+    plus a correlation branch (:class:`_CorrelationBranch`) that reads the pair's
+    correlation map ``rho(a, b)`` (:func:`pair_correlation`) through its largest,
+    smallest and root-mean-square values. The convolutions see a few pixels around
+    each place, so on their own two samples that are one pattern at two places (which
+    the simulator's independent initial fields never give) look as independent as two
+    real ones; the branch sees the peak of height 1 at their relative shift, wherever
+    it lies. Its features are unchanged by any shift, rotation, reflection or joint
+    sign of the pair, so the one-sample discriminator's exact symmetries (periodic
+    shifts by multiples of ``2 ** n_downsamplings``, ``negate``) hold for the whole.
 
     Args:
         config: the one-sample model configuration with ``in_channels = 2C`` (the pair).
@@ -1005,23 +1031,13 @@ class EnsembleDiscriminator(Discriminator):
         if config.in_channels % 2:
             raise ValueError(f"an ensemble discriminator reads pairs: in_channels must be "
                              f"even (2C), got {config.in_channels}")
-        super().__init__(dataclasses.replace(config, in_channels=config.in_channels * 3 // 2))
-        self.pair_channels = config.in_channels
+        super().__init__(config)
+        self.correlation = _CorrelationBranch(config.in_channels // 2, config.channels(4),
+                                              config.embedding_dim, config.spectral_norm)
 
     def forward(self, fields: Tensor, condition: Tensor) -> Tensor:
         """Logits of the pairs ``fields`` (B, 2C, N, N) under ``condition`` (B, P+1)."""
-        config = self.config
-        expected = (self.pair_channels, config.resolution, config.resolution)
-        if fields.ndim != 4 or tuple(fields.shape[1:]) != expected:
-            raise ValueError(
-                f"fields must have shape (B, {', '.join(map(str, expected))}), "
-                f"got {tuple(fields.shape)}"
-            )
-        _check_condition(condition, config)
-        half = self.pair_channels // 2
-        correlation = pair_correlation(fields[:, :half], fields[:, half:]).to(fields.dtype)
-        logits = self._logits(torch.cat([fields, correlation], dim=1), condition)
-        if config.negate:
-            logits = 0.5 * (logits + self._logits(torch.cat([-fields, correlation], dim=1),
-                                                  condition))
-        return logits
+        logits = super().forward(fields, condition)          # checks shapes
+        half = self.config.in_channels // 2
+        correlation = pair_correlation(fields[:, :half], fields[:, half:])
+        return logits + self.correlation(correlation, self.embedding(condition)).float()

@@ -14,9 +14,11 @@ import torch
 from surrogate.losses import discriminator_loss, generator_loss, r1_penalty
 from surrogate.models import (
     Discriminator,
+    EnsembleDiscriminator,
     Generator,
     MinibatchStdDev,
     ModelConfig,
+    pair_correlation,
     parameter_count,
     periodic_upsample2x,
 )
@@ -496,3 +498,109 @@ def test_a_sign_invariant_discriminator_reads_x_and_minus_x_alike():
     with torch.no_grad():
         assert not torch.allclose(plain(fields, condition), plain(-fields, condition),
                                   atol=1e-4)
+
+
+# ------------------------------------------------------------------ ensemble discriminator
+def test_pair_correlation_equals_the_sum_over_shifts_written_out():
+    generator = torch.Generator().manual_seed(3)
+    first = torch.randn(2, 2, 8, 8, generator=generator, dtype=torch.float64) + 0.7
+    second = torch.randn(2, 2, 8, 8, generator=generator, dtype=torch.float64) - 0.2
+    a = first - first.mean(dim=(2, 3), keepdim=True)
+    b = second - second.mean(dim=(2, 3), keepdim=True)
+    expected = torch.empty_like(a)
+    for i in range(8):
+        for j in range(8):        # b(x + s): b rolled back by s
+            moved = b.roll((-i, -j), dims=(2, 3))
+            expected[:, :, i, j] = (a * moved).sum(dim=(2, 3))
+    expected /= (a.square().sum(dim=(2, 3)) * b.square().sum(dim=(2, 3))).sqrt()[..., None, None]
+    torch.testing.assert_close(pair_correlation(first, second).double(), expected,
+                               rtol=0, atol=1e-6)
+
+
+def test_pair_correlation_peaks_at_one_at_the_shift_of_a_copy():
+    generator = torch.Generator().manual_seed(4)
+    first = torch.randn(3, 2, 16, 16, generator=generator)
+    shifts = [(3, 5), (0, 11), (15, 0)]
+    second = torch.stack([2.5 * field.roll(shift, dims=(1, 2)) + 1.0
+                          for field, shift in zip(first, shifts, strict=True)])
+    rho = pair_correlation(first, second)
+    for sample, (i, j) in enumerate(shifts):
+        torch.testing.assert_close(rho[sample, :, i, j], torch.ones(2), rtol=0, atol=1e-5)
+        rest = rho[sample].clone()
+        rest[:, i, j] = 0
+        assert rest.abs().max() < 0.5            # independent pixels: |rho| ~ 1 / N
+    independent = pair_correlation(first, torch.randn(3, 2, 16, 16, generator=generator))
+    assert independent.abs().max() < 0.5
+
+
+def test_pair_correlation_of_a_constant_channel_is_zero_with_finite_gradients():
+    first = torch.ones(1, 1, 8, 8, requires_grad=True)
+    second = torch.randn(1, 1, 8, 8, requires_grad=True)
+    rho = pair_correlation(first, second)
+    assert torch.equal(rho, torch.zeros_like(rho))
+    rho.sum().backward()
+    assert torch.isfinite(first.grad).all() and torch.isfinite(second.grad).all()
+    with pytest.raises(ValueError, match="one shape"):
+        pair_correlation(first, second[:, :, :4])
+
+
+def _ensemble_config(**options) -> ModelConfig:
+    return _config(16, in_channels=4, **options)              # pairs of C = 2
+
+
+def test_the_ensemble_discriminator_sees_a_copy_at_any_shift_through_its_branch():
+    torch.manual_seed(0)
+    discriminator = EnsembleDiscriminator(_ensemble_config()).eval()
+    plain = Discriminator(_ensemble_config()).eval()
+    plain.load_state_dict({name: value for name, value in discriminator.state_dict().items()
+                           if not name.startswith("correlation.")})
+    generator = torch.Generator().manual_seed(1)
+    first = torch.randn(4, 2, 16, 16, generator=generator)
+    condition = torch.zeros(4, CONDITION_DIM)
+    independent = torch.cat([first, torch.randn(4, 2, 16, 16, generator=generator)], dim=1)
+    branch = {}
+    with torch.no_grad():
+        for shift in [(5, 9), (2, 13)]:
+            copies = torch.cat([first, first.roll(shift, dims=(2, 3))], dim=1)
+            branch[shift] = discriminator(copies, condition) - plain(copies, condition)
+        branch["independent"] = discriminator(independent, condition) \
+            - plain(independent, condition)
+    # the branch reads a copy alike wherever it lies, and not as an independent pair
+    torch.testing.assert_close(branch[(5, 9)], branch[(2, 13)], rtol=1e-5, atol=1e-5)
+    assert (branch[(5, 9)] - branch["independent"]).abs().min() > 1e-3
+
+
+def test_the_ensemble_discriminator_keeps_the_one_sample_symmetries():
+    torch.manual_seed(0)
+    config = _ensemble_config(spectral_branch=True)
+    discriminator = EnsembleDiscriminator(config).eval()
+    _, condition, pairs = _inputs(config, batch=4)
+    step = 2**config.n_downsamplings
+    with torch.no_grad():
+        logits = discriminator(pairs, condition)
+        shifted = discriminator(pairs.roll((step, 2 * step), dims=(-2, -1)), condition)
+        turned = discriminator(pairs.rot90(1, dims=(-2, -1)), condition)
+        branch = discriminator.correlation(
+            pair_correlation(pairs[:, :2], pairs[:, 2:]), discriminator.embedding(condition))
+        turned_branch = discriminator.correlation(
+            pair_correlation(pairs[:, :2].rot90(1, dims=(-2, -1)),
+                             pairs[:, 2:].rot90(1, dims=(-2, -1))),
+            discriminator.embedding(condition))
+    torch.testing.assert_close(shifted, logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(turned_branch, branch, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(turned, logits, atol=1e-4)   # the convolutions see rotations
+    signed = EnsembleDiscriminator(_ensemble_config(negate=True)).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(signed(pairs, condition), signed(-pairs, condition),
+                                   rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(discriminator(pairs, condition),
+                                  discriminator(-pairs, condition), atol=1e-4)
+
+
+def test_the_ensemble_discriminator_checks_its_pairs():
+    with pytest.raises(ValueError, match="even"):
+        EnsembleDiscriminator(_config(16, in_channels=3))
+    discriminator = EnsembleDiscriminator(_ensemble_config())
+    with pytest.raises(ValueError, match=r"\(B, 4, 16, 16\)"):
+        discriminator(torch.zeros(2, 6, 16, 16), torch.zeros(2, CONDITION_DIM))
+    assert discriminator.correlation.hidden1.weight.shape[1] == 6     # 3 features x C
