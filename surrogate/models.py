@@ -953,7 +953,8 @@ class Discriminator(nn.Module):
         return logits.float()
 
 
-def pair_correlation(first: Tensor, second: Tensor, eps: float = 1e-12) -> Tensor:
+def pair_correlation(first: Tensor, second: Tensor, max_wavenumber: int | None = None,
+                     eps: float = 1e-12) -> Tensor:
     """Normalised circular cross-correlation of two fields, channel by channel.
 
     ``rho_k(s) = sum_x a_k(x) b_k(x + s) / (||a_k|| ||b_k||)`` with ``a_k``, ``b_k`` the
@@ -961,10 +962,14 @@ def pair_correlation(first: Tensor, second: Tensor, eps: float = 1e-12) -> Tenso
     ``irfft2(conj(A) B)``). Values lie in ``[-1, 1]``; ``rho_k(s) = 1`` exactly where
     ``b_k`` is ``a_k`` rolled by ``s`` (up to an offset and a positive factor), while two
     independent fields of correlation area ``A`` (pixels) give ``|rho| ~ sqrt(A) / N``.
-    A constant channel (no variance) gives 0.
+    A constant channel (no variance) gives 0. With ``max_wavenumber`` both fields are
+    first low-passed to the wavenumber shells ``round(|m|) <= max_wavenumber``
+    (:func:`surrogate.losses.shell_index`, grid units): the correlation of their large
+    scales, which independent fine-scale noise added to one pattern does not lower.
 
     Args:
         first, second: (B, C, N, N) fields.
+        max_wavenumber: the largest shell kept (``None``: all).
         eps: floor of ``||a_k||^2 ||b_k||^2`` (keeps constant channels finite).
     Returns:
         (B, C, N, N) float32, ``rho[..., i, j]`` at the shift ``s = (i, j)``.
@@ -974,6 +979,10 @@ def pair_correlation(first: Tensor, second: Tensor, eps: float = 1e-12) -> Tenso
                          f"got {tuple(first.shape)} and {tuple(second.shape)}")
     a = first.float()
     b = second.float()
+    if max_wavenumber is not None:
+        keep = shell_index(a.shape[-1], a.device) <= max_wavenumber
+        a = torch.fft.irfft2(torch.fft.rfft2(a) * keep, s=a.shape[2:])
+        b = torch.fft.irfft2(torch.fft.rfft2(b) * keep, s=b.shape[2:])
     a = a - a.mean(dim=(2, 3), keepdim=True)
     b = b - b.mean(dim=(2, 3), keepdim=True)
     cross = torch.fft.irfft2(torch.fft.rfft2(a).conj() * torch.fft.rfft2(b),
@@ -1014,14 +1023,18 @@ class EnsembleDiscriminator(Discriminator):
 
     The :class:`Discriminator` of the stacked pair ``[a, b]`` (``a = pairs[:, :C]``)
     plus a correlation branch (:class:`_CorrelationBranch`) that reads the pair's
-    correlation map ``rho(a, b)`` (:func:`pair_correlation`) through its largest,
-    smallest and root-mean-square values. The convolutions see a few pixels around
-    each place, so on their own two samples that are one pattern at two places (which
-    the simulator's independent initial fields never give) look as independent as two
-    real ones; the branch sees the peak of height 1 at their relative shift, wherever
-    it lies. Its features are unchanged by any shift, rotation, reflection or joint
-    sign of the pair, so the one-sample discriminator's exact symmetries (periodic
-    shifts by multiples of ``2 ** n_downsamplings``, ``negate``) hold for the whole.
+    correlation map ``rho(a, b)`` (:func:`pair_correlation`) of the scales
+    ``|m| <= N / 4`` (:attr:`max_wavenumber`) through its largest, smallest and
+    root-mean-square values. The convolutions see a few pixels around each place, so
+    on their own two samples that are one pattern at two places (which the simulator's
+    independent initial fields never give) look as independent as two real ones; the
+    branch sees the peak of height 1 at their relative shift, wherever it lies. It
+    reads the large scales only, so that the generator cannot lower the peak by adding
+    independent fine-scale noise to one shared pattern (on Gray–Scott a full-band map
+    cost twice the spectrum error in the highest wavenumber band). Its features are
+    unchanged by any shift, rotation, reflection or joint sign of the pair, so the
+    one-sample discriminator's exact symmetries (periodic shifts by multiples of
+    ``2 ** n_downsamplings``, ``negate``) hold for the whole.
 
     Args:
         config: the one-sample model configuration with ``in_channels = 2C`` (the pair).
@@ -1034,10 +1047,13 @@ class EnsembleDiscriminator(Discriminator):
         super().__init__(config)
         self.correlation = _CorrelationBranch(config.in_channels // 2, config.channels(4),
                                               config.embedding_dim, config.spectral_norm)
+        #: the largest wavenumber shell of the correlation map (grid units)
+        self.max_wavenumber = config.resolution // 4
 
     def forward(self, fields: Tensor, condition: Tensor) -> Tensor:
         """Logits of the pairs ``fields`` (B, 2C, N, N) under ``condition`` (B, P+1)."""
         logits = super().forward(fields, condition)          # checks shapes
         half = self.config.in_channels // 2
-        correlation = pair_correlation(fields[:, :half], fields[:, half:])
+        correlation = pair_correlation(fields[:, :half], fields[:, half:],
+                                       self.max_wavenumber)
         return logits + self.correlation(correlation, self.embedding(condition)).float()

@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from surrogate.losses import discriminator_loss, generator_loss, r1_penalty
+from surrogate.losses import discriminator_loss, generator_loss, r1_penalty, shell_index
 from surrogate.models import (
     Discriminator,
     EnsembleDiscriminator,
@@ -531,6 +531,28 @@ def test_pair_correlation_peaks_at_one_at_the_shift_of_a_copy():
         assert rest.abs().max() < 0.5            # independent pixels: |rho| ~ 1 / N
     independent = pair_correlation(first, torch.randn(3, 2, 16, 16, generator=generator))
     assert independent.abs().max() < 0.5
+
+
+def test_pair_correlation_of_large_scales_ignores_fine_noise_added_to_one_pattern():
+    generator = torch.Generator().manual_seed(5)
+    n = 32
+    coarse = torch.randn(2, 1, 8, 8, generator=generator)
+    pattern = torch.fft.irfft2(torch.fft.rfft2(coarse), s=(n, n)) * 16     # shells <= 4
+    fine = torch.randn(2, 1, n, n, generator=generator)
+    keep = shell_index(n) > 8
+    fine = torch.fft.irfft2(torch.fft.rfft2(fine) * keep, s=(n, n))        # shells > 8
+    fine *= 3 * pattern.std() / fine.std()                  # 9x the pattern's energy
+    first = pattern + fine
+    second = pattern.roll((7, 20), dims=(2, 3)) + fine.roll((3, 1), dims=(2, 3)).flip(2)
+    full = pair_correlation(first, second)
+    large = pair_correlation(first, second, max_wavenumber=8)
+    assert full.amax(dim=(1, 2, 3)).max() < 0.2            # the noise hides the copy
+    torch.testing.assert_close(large[:, 0, 7, 20], torch.ones(2), rtol=0, atol=1e-5)
+    # low-passing is the filter written out: the same as correlating filtered fields
+    lowpass = shell_index(n) <= 8
+    filtered = [torch.fft.irfft2(torch.fft.rfft2(x) * lowpass, s=(n, n))
+                for x in (first, second)]
+    torch.testing.assert_close(large, pair_correlation(*filtered), rtol=0, atol=1e-6)
 
 
 def test_pair_correlation_of_a_constant_channel_is_zero_with_finite_gradients():
