@@ -995,7 +995,8 @@ class _CorrelationBranch(nn.Module):
     """Conditional logit from the correlation map of a pair (:func:`pair_correlation`).
 
     Features per channel ``k``: ``max_s rho_k(s)``, ``-min_s rho_k(s)`` and the root
-    mean square of ``rho_k`` over the ``N^2`` shifts, ``(B, 3C)`` -- functions of the
+    mean square of ``rho_k`` over the ``N^2`` shifts (as ``sqrt(ms + 1e-8) - 1e-4``,
+    differentiable twice at a map of zeros), ``(B, 3C)`` -- functions of the
     map that no shift, rotation or reflection of the pair changes, nor where its peak
     lies; then two LeakyReLU layers to ``h`` and the logit ``linear(h) + <V_c e, h>``
     (:class:`_SpectralBranch`'s head).
@@ -1011,8 +1012,11 @@ class _CorrelationBranch(nn.Module):
     def forward(self, correlation: Tensor, embedding: Tensor) -> Tensor:
         """correlation (B, C, N, N), embedding (B, E) -> (B,) logits."""
         flat = correlation.flatten(start_dim=2)
-        features = torch.cat([flat.amax(dim=2), -flat.amin(dim=2),
-                              flat.square().mean(dim=2).sqrt()], dim=1)
+        mean_square = flat.square().mean(dim=2)
+        # sqrt(ms + eps) - sqrt(eps) (as MinibatchStdDev): 0 with finite gradients, also
+        # the second ones of R1, for a map that is exactly 0 (a constant Ising field)
+        rms = mean_square / (torch.sqrt(mean_square + _MBSTD_EPS) + math.sqrt(_MBSTD_EPS))
+        features = torch.cat([flat.amax(dim=2), -flat.amin(dim=2), rms], dim=1)
         h = _lrelu(self.hidden2(_lrelu(self.hidden1(features))))
         return self.output(h).squeeze(1) + (self.projection(embedding) * h).sum(dim=1)
 

@@ -626,3 +626,19 @@ def test_the_ensemble_discriminator_checks_its_pairs():
     with pytest.raises(ValueError, match=r"\(B, 4, 16, 16\)"):
         discriminator(torch.zeros(2, 6, 16, 16), torch.zeros(2, CONDITION_DIM))
     assert discriminator.correlation.hidden1.weight.shape[1] == 6     # 3 features x C
+
+
+def test_the_ensemble_discriminator_has_finite_r1_gradients_for_constant_pairs():
+    """Two constant fields (a cold Ising sample) have a correlation map of zeros; the R1
+    penalty differentiates the logits twice through it."""
+    torch.manual_seed(0)
+    discriminator = EnsembleDiscriminator(_ensemble_config())
+    pairs = torch.ones(4, 4, 16, 16)
+    pairs[:, 2:] *= -1
+    pairs.requires_grad_(True)
+    logits = discriminator(pairs, torch.zeros(4, CONDITION_DIM))
+    penalty = r1_penalty(logits, pairs)
+    penalty.backward()
+    assert torch.isfinite(penalty)
+    assert all(torch.isfinite(p.grad).all() for p in discriminator.parameters()
+               if p.grad is not None)
