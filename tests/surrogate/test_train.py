@@ -223,11 +223,12 @@ def test_mode_seeking_pairs_fakes_at_one_condition_with_distinct_latents(tmp_pat
     assert metrics["mode_seeking_loss"] > 0
     torch.testing.assert_close(condition[1::2], condition[0::2], rtol=0, atol=0)
     assert not torch.equal(noise[1::2], noise[0::2])
-    # without a term that uses pairs (mode seeking, the spectral bias loss), the fakes
-    # take the real batch's conditions one by one
+    # without a term that uses pairs (mode seeking, the spectral bias loss, the ensemble
+    # discriminator), the fakes take the real batch's conditions one by one
     trainer = Trainer(SAMPLE, tmp_path / "plain",
                       dataclasses.replace(TINY, mode_seeking_weight=0.0,
-                                          spectral_bias_weight=0.0), progress=False)
+                                          spectral_bias_weight=0.0, ensemble_weight=0.0),
+                      progress=False)
     seen = _spy_on_generator(trainer)
     assert "mode_seeking_loss" not in trainer.train_step()
     assert not torch.equal(seen[0][1][1::2], seen[0][1][0::2])
