@@ -850,34 +850,48 @@ class _DownBlock(nn.Module):
         return (main + skip) * math.sqrt(0.5)
 
 
-class _SpectralBranch(nn.Module):
-    """Conditional logit from the radially averaged log power spectrum of D's input.
+class _FeatureBranch(nn.Module):
+    """The head of a discriminator branch that reads a feature vector of its input:
+    two LeakyReLU layers ``features (B, F) -> h (B, width)`` and the logit
+    ``linear(h) + <V e, h>`` (projection on the shared condition embedding ``e``, so it
+    judges the features *given* the condition)."""
 
-    Features: ``log10(N^2 P_i + 1e-6)`` for every channel and shell ``i = 1 .. N/2``
-    (``P`` from :func:`surrogate.losses.radial_power_spectrum`, float32; ``N^2 P`` is 1
-    for unit-variance white noise), flattened to ``(B, C * N/2)``; then two
-    LeakyReLU layers to ``h`` and the logit ``linear(h) + <V_s e, h>`` (projection on the
-    shared condition embedding ``e``, so it judges the spectrum *given* the condition).
-    """
-
-    def __init__(self, in_channels: int, resolution: int, width: int, embedding_dim: int,
+    def __init__(self, n_features: int, width: int, embedding_dim: int,
                  spectral_norm: bool):
         super().__init__()
-        self.register_buffer("shell_matrix", shell_average_matrix(resolution),
-                             persistent=False)
-        n_features = in_channels * (resolution // 2)
         self.hidden1 = _linear(n_features, width, _LRELU_GAIN, spectral_norm)
         self.hidden2 = _linear(width, width, _LRELU_GAIN, spectral_norm)
         self.output = _linear(width, 1, 1.0, spectral_norm)
         self.projection = _linear(embedding_dim, width, 1.0, spectral_norm, bias=False)
+
+    def head(self, features: Tensor, embedding: Tensor) -> Tensor:
+        """features (B, F), embedding (B, E) -> (B,) logits."""
+        h = _lrelu(self.hidden2(_lrelu(self.hidden1(features))))
+        return self.output(h).squeeze(1) + (self.projection(embedding) * h).sum(dim=1)
+
+
+class _SpectralBranch(_FeatureBranch):
+    """Conditional logit from the radially averaged log power spectrum of D's input.
+
+    Features: ``log10(N^2 P_i + 1e-6)`` for every channel and shell ``i = 1 .. N/2``
+    (``P`` from :func:`surrogate.losses.radial_power_spectrum`, float32; ``N^2 P`` is 1
+    for unit-variance white noise), flattened to ``(B, C * N/2)``; then the
+    :class:`_FeatureBranch` head.
+    """
+
+    def __init__(self, in_channels: int, resolution: int, width: int, embedding_dim: int,
+                 spectral_norm: bool):
+        super().__init__(in_channels * (resolution // 2), width, embedding_dim,
+                         spectral_norm)
+        self.register_buffer("shell_matrix", shell_average_matrix(resolution),
+                             persistent=False)
 
     def forward(self, fields: Tensor, embedding: Tensor) -> Tensor:
         """fields (B, C, N, N), embedding (B, E) -> (B,) logits."""
         n = fields.shape[-1]
         power = radial_power_spectrum(fields, self.shell_matrix)
         features = torch.log10(power * float(n * n) + _SPECTRAL_FLOOR).flatten(start_dim=1)
-        h = _lrelu(self.hidden2(_lrelu(self.hidden1(features))))
-        return self.output(h).squeeze(1) + (self.projection(embedding) * h).sum(dim=1)
+        return self.head(features, embedding)
 
 
 class Discriminator(nn.Module):
@@ -991,23 +1005,18 @@ def pair_correlation(first: Tensor, second: Tensor, max_wavenumber: int | None =
     return cross / norm[:, :, None, None]
 
 
-class _CorrelationBranch(nn.Module):
+class _CorrelationBranch(_FeatureBranch):
     """Conditional logit from the correlation map of a pair (:func:`pair_correlation`).
 
     Features per channel ``k``: ``max_s rho_k(s)``, ``-min_s rho_k(s)`` and the root
     mean square of ``rho_k`` over the ``N^2`` shifts (as ``sqrt(ms + 1e-8) - 1e-4``,
     differentiable twice at a map of zeros), ``(B, 3C)`` -- functions of the
     map that no shift, rotation or reflection of the pair changes, nor where its peak
-    lies; then two LeakyReLU layers to ``h`` and the logit ``linear(h) + <V_c e, h>``
-    (:class:`_SpectralBranch`'s head).
+    lies; then the :class:`_FeatureBranch` head.
     """
 
     def __init__(self, channels: int, width: int, embedding_dim: int, spectral_norm: bool):
-        super().__init__()
-        self.hidden1 = _linear(3 * channels, width, _LRELU_GAIN, spectral_norm)
-        self.hidden2 = _linear(width, width, _LRELU_GAIN, spectral_norm)
-        self.output = _linear(width, 1, 1.0, spectral_norm)
-        self.projection = _linear(embedding_dim, width, 1.0, spectral_norm, bias=False)
+        super().__init__(3 * channels, width, embedding_dim, spectral_norm)
 
     def forward(self, correlation: Tensor, embedding: Tensor) -> Tensor:
         """correlation (B, C, N, N), embedding (B, E) -> (B,) logits."""
@@ -1017,8 +1026,7 @@ class _CorrelationBranch(nn.Module):
         # the second ones of R1, for a map that is exactly 0 (a constant Ising field)
         rms = mean_square / (torch.sqrt(mean_square + _MBSTD_EPS) + math.sqrt(_MBSTD_EPS))
         features = torch.cat([flat.amax(dim=2), -flat.amin(dim=2), rms], dim=1)
-        h = _lrelu(self.hidden2(_lrelu(self.hidden1(features))))
-        return self.output(h).squeeze(1) + (self.projection(embedding) * h).sum(dim=1)
+        return self.head(features, embedding)
 
 
 class EnsembleDiscriminator(Discriminator):
