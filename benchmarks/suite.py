@@ -230,8 +230,11 @@ def range_positions(report: dict[str, Any], sweep: dict[str, Sequence[float]]
     the middle or the high end (``u >= 2/3``); per third: the number of conditions, the
     parameter values they span, and per field the median over those conditions of the
     per-condition spectrum error median. ``end_over_middle`` per field is the larger end's
-    value over the middle's (the issue's bound: <= 1.5). ``conditions`` lists every
-    held-out value with its per-field spectrum error.
+    value over the middle's (the issue's bound: <= 1.5). Where the report carries the noise
+    floor at every condition (``spectrum_rel_error_median_floor``, the simulator run again
+    and judged the same way), each third has the same median of the floors (``floor``) and
+    ``end_over_middle_floor`` is what a perfect surrogate would read; otherwise ``None``.
+    ``conditions`` lists every held-out value with its per-field spectrum error.
     """
     if not report.get("per_condition"):
         return {}
@@ -249,25 +252,35 @@ def range_positions(report: dict[str, Any], sweep: dict[str, Sequence[float]]
             rows.append({"value": value, "position": position,
                          "spectrum_rel_error_median": {
                              field: numbers["spectrum_rel_error_median"]
-                             for field, numbers in entry["fields"].items()}})
+                             for field, numbers in entry["fields"].items()},
+                         "floor": {field: numbers.get("spectrum_rel_error_median_floor")
+                                   for field, numbers in entry["fields"].items()}})
         rows.sort(key=lambda row: row["value"])
         thirds = {}
         for index, label in enumerate(RANGE_POSITIONS):
             members = [row for row in rows
                        if range_third(row["value"], low, high, log) == index]
-            errors = {}
+            errors, floors = {}, {}
             for field in (members[0]["spectrum_rel_error_median"] if members else {}):
                 values = [row["spectrum_rel_error_median"][field] for row in members
                           if row["spectrum_rel_error_median"][field] is not None]
                 errors[field] = statistics.median(values) if values else None
+                floor = [row["floor"][field] for row in members]
+                floors[field] = (statistics.median(floor) if floor and None not in floor
+                                 else None)
             thirds[label] = {"conditions": len(members),
                              "values": ([members[0]["value"], members[-1]["value"]]
                                         if members else None),
-                             "spectrum_rel_error_median": errors}
+                             "spectrum_rel_error_median": errors, "floor": floors}
+        fields = rows[0]["spectrum_rel_error_median"]
         ratio = {field: end_over_middle({label: third["spectrum_rel_error_median"].get(field)
                                          for label, third in thirds.items()})
-                 for field in rows[0]["spectrum_rel_error_median"]}
-        result[name] = {"thirds": thirds, "end_over_middle": ratio, "conditions": rows}
+                 for field in fields}
+        floor_ratio = {field: end_over_middle({label: third["floor"].get(field)
+                                               for label, third in thirds.items()})
+                       for field in fields}
+        result[name] = {"thirds": thirds, "end_over_middle": ratio,
+                        "end_over_middle_floor": floor_ratio, "conditions": rows}
     return result
 
 
@@ -317,7 +330,9 @@ def _repeat_record(seed: int, entry: dict[str, Any]) -> dict[str, Any]:
             "spread_aligned_ratio", "spread_aligned_ratio_floor")
     return {"training_seed": seed, "passed": entry["passed"], "failures": entry["failures"],
             "range_positions": {name: {"thirds": value["thirds"],
-                                       "end_over_middle": value["end_over_middle"]}
+                                       "end_over_middle": value["end_over_middle"],
+                                       "end_over_middle_floor":
+                                           value.get("end_over_middle_floor", {})}
                                 for name, value in entry.get("range_positions", {}).items()},
             "range_pooled": entry.get("range_pooled", {}),
             "mode_coverage": entry.get("mode_coverage"),
@@ -542,6 +557,11 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _bracketed(value: float | None, prefix: str = "") -> str:
+    """`` (PREFIXvalue)``, or nothing where ``value`` is ``None``."""
+    return "" if value is None else f" ({prefix}{_fmt(value)})"
+
+
 def _with_floor(numbers: dict[str, Any], key: str, floor_key: str) -> str:
     """``value (floor)``, or the value alone where no floor was measured."""
     floor = numbers.get(floor_key)
@@ -610,11 +630,14 @@ def _range_table(fidelity_results: dict[str, Any]) -> list[str]:
     for system, seed, positions in _seed_records(fidelity_results, "range_positions"):
         for parameter, value in positions.items():
             thirds = value["thirds"]
+            floors = value.get("end_over_middle_floor") or {}
             for field, ratio in value["end_over_middle"].items():
-                cells = [f"{_fmt(thirds[label]['spectrum_rel_error_median'].get(field))} "
-                         f"({thirds[label]['conditions']})" for label in RANGE_POSITIONS]
+                cells = [f"{_fmt(thirds[label]['spectrum_rel_error_median'].get(field))}"
+                         + _bracketed((thirds[label].get("floor") or {}).get(field), "floor ")
+                         + f" ({thirds[label]['conditions']})" for label in RANGE_POSITIONS]
                 rows.append(f"| {system} | {parameter} | {field} | {seed} | "
-                            + " | ".join(cells) + f" | {_fmt(ratio)} |")
+                            + " | ".join(cells) + f" | {_fmt(ratio)}"
+                            + _bracketed(floors.get(field), "floor ") + " |")
     for system, seed, ranges in _seed_records(fidelity_results, "range_pooled"):
         for parameter, value in ranges.items():
             thirds = value["thirds"]
@@ -632,7 +655,9 @@ def _range_table(fidelity_results: dict[str, Any]) -> list[str]:
     if rows:
         lines += ["", "Held-out spectrum error median by where the condition lies in the "
                       "swept range (thirds of the range, log space for a log-scaled "
-                      "parameter; (conditions)); the target is end / middle <= 1.5:", "",
+                      "parameter; (conditions); (floor F): the same median for the "
+                      "simulator run again at those conditions, what a perfect surrogate "
+                      "would read); the target is end / middle <= 1.5:", "",
                   *header, *rows]
     if pooled:
         lines += ["", "The report's own thirds (`range`: spectra pooled over the conditions "

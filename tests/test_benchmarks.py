@@ -188,6 +188,24 @@ def test_range_positions_bin_held_out_conditions_by_thirds_of_the_swept_range():
     # (on a linear scale 2.2e-3 would be in the low end: the log scale is used)
     assert suite.range_positions({"system": "navier_stokes2d", "per_condition": []},
                                  {"nu": (1e-3, 1e-2)}) == {}
+    # without per-condition floors no floor; with them the same medians of the floors
+    assert result["nu"]["end_over_middle_floor"] == {"velocity": None}
+    assert thirds["middle"]["floor"] == {"velocity": None}
+    floors = iter([0.08, 0.12, 0.05, 0.07, 0.04, 0.06])
+    for entry in report["per_condition"]:
+        entry["fields"]["velocity"]["spectrum_rel_error_median_floor"] = next(floors)
+    result = suite.range_positions(report, {"nu": (1e-3, 1e-2)})
+    floor = {label: third["floor"]["velocity"]
+             for label, third in result["nu"]["thirds"].items()}
+    assert floor == pytest.approx({"low end": 0.10, "middle": 0.06, "high end": 0.05})
+    assert result["nu"]["end_over_middle_floor"]["velocity"] == pytest.approx(0.10 / 0.06)
+    assert result["nu"]["end_over_middle"]["velocity"] == pytest.approx(0.5 / 0.15)
+    lines = suite._range_table({"navier_stokes2d": {"repeats": [
+        {"training_seed": 1, **suite._repeat_record(1, {
+            "passed": True, "failures": [], "fields": {}, "conservation": {},
+            "stage_seconds": {}, "range_positions": result})}]}})
+    assert "| navier_stokes2d | nu | velocity | 1 | 0.2 (floor 0.1) (2) | 0.15 (floor 0.06) " \
+           "(2) | 0.5 (floor 0.05) (2) | 3.33 (floor 1.67) |" in lines
 
 
 def test_the_report_s_own_thirds_reach_the_range_table_with_their_floors():

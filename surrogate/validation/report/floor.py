@@ -49,7 +49,10 @@ def attach_floor(report: dict[str, Any], floor: dict[str, Any] | None) -> None:
     ``fields.NAME.temporal_change_ratio_floor``, ``conservation.KEY.floor``,
     ``mode_coverage.floor``, ``frechet_physics_distance_floor``,
     ``range.NAME.thirds.LABEL.fields.FIELD.floor`` and ``range.NAME.end_over_middle_floor``
-    (``None`` unless the floor's thirds hold the same conditions); ``report["floor"]``
+    (``None`` unless the floor's thirds hold the same conditions),
+    ``per_condition[i].fields.NAME.spectrum_rel_error_median_floor`` (the floor's error at
+    the same parameter values; ``None`` where the floor did not compare that condition);
+    ``report["floor"]``
     says where the floor came from (or why there is none) and lists the checks whose
     floor exceeds a third of their threshold (for ratios, a third of the threshold's
     distance from 1 on a log scale): ``too_noisy``, where the reference is too small to
@@ -88,6 +91,14 @@ def attach_floor(report: dict[str, Any], floor: dict[str, Any] | None) -> None:
         report["mode_coverage"].setdefault("switching", {})["floor"] = (
             other["mode_coverage"].get("switching", {}).get("generated"))
     report["frechet_physics_distance_floor"] = other["frechet_physics_distance"]
+    floor_conditions = {_condition_key(entry["parameters"]): entry
+                        for entry in other.get("per_condition", [])}
+    for entry in report.get("per_condition", []):
+        theirs = floor_conditions.get(_condition_key(entry["parameters"]))
+        for name, numbers in entry["fields"].items():
+            numbers["spectrum_rel_error_median_floor"] = (
+                None if theirs is None else
+                theirs["fields"].get(name, {}).get("spectrum_rel_error_median"))
     for name, entry in report.get("range", {}).items():
         theirs = other.get("range", {}).get(name)
         if theirs is None:
@@ -105,3 +116,9 @@ def attach_floor(report: dict[str, Any], floor: dict[str, Any] | None) -> None:
     report["floor"] = {"source": floor["source"], "path": floor["path"],
                        "counts": floor["counts"], "too_noisy": too_noisy,
                        "passed": other["passed"], "failures": other["failures"]}
+
+
+def _condition_key(parameters: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
+    """A per-condition entry's parameter values as a dictionary key (both reports group
+    the same reference file, so equal conditions carry equal floats)."""
+    return tuple(sorted((name, float(value)) for name, value in parameters.items()))

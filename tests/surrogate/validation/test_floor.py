@@ -19,6 +19,7 @@ from simulators.store import FieldStore
 from simulators.sweep import SweepSpec, run_sweep
 from surrogate.cli import main
 from surrogate.validation.report import validate_files
+from surrogate.validation.report.floor import attach_floor
 from tests._files import modified_copy
 
 GRF = dict(system="gaussian_random_field", resolution=32)
@@ -101,6 +102,33 @@ def test_the_floor_sits_beside_each_metric_in_json_and_markdown(files, tmp_path)
     assert "| check | field | value | floor | threshold | passed |" in markdown
     # one trajectory per condition: the per-condition spectrum check is noise-limited
     assert "per_condition_spectrum_rel_error_median of delta" in report["floor"]["too_noisy"]
+
+
+def test_each_condition_carries_the_floor_s_error_at_the_same_parameter_values(files):
+    """The per-condition floor is the second simulation judged as the generated file is,
+    condition by condition (here computed again by validating it directly)."""
+    report = validate_files(files["sweep"], files["sweep1"], floor=files["sweep2"]).report
+    direct = validate_files(files["sweep"], files["sweep2"]).report
+    by_value = {entry["parameters"]["spectral_index"]: entry
+                for entry in direct["per_condition"]}
+    assert len(report["per_condition"]) == len(by_value) == 48
+    for entry in report["per_condition"]:
+        theirs = by_value[entry["parameters"]["spectral_index"]]
+        for name, numbers in entry["fields"].items():
+            assert numbers["spectrum_rel_error_median_floor"] == pytest.approx(
+                theirs["fields"][name]["spectrum_rel_error_median"], rel=1e-12)
+            # and it is not the generated file's own error
+            assert numbers["spectrum_rel_error_median_floor"] != \
+                numbers["spectrum_rel_error_median"]
+    # a floor that did not compare a condition gives none there, and the others' still
+    first = report["per_condition"][0]["parameters"]["spectral_index"]
+    attach_floor(report, {"report": {**direct, "per_condition": [
+        entry for entry in direct["per_condition"]
+        if entry["parameters"]["spectral_index"] != first]},
+        "source": "file", "path": "floor.h5", "counts": {}})
+    missing = [entry["parameters"]["spectral_index"] for entry in report["per_condition"]
+               if entry["fields"]["delta"]["spectrum_rel_error_median_floor"] is None]
+    assert missing == [first]
 
 
 def test_halves_of_the_reference_give_the_floor_when_it_has_two_per_condition(files):
