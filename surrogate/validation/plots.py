@@ -13,7 +13,8 @@ script can redraw them from ``report.json`` alone except the sample panels:
 * ``conservation.png``: invariant series over time (mean over trajectories with the
   min-max envelope), divergence on a log axis;
 * ``two_point.png``: correlation functions and Minkowski functionals over thresholds;
-* ``per_condition.png``: spectrum error, W1/std and spread ratio against the parameter
+* ``per_condition.png``: spectrum error (with its floor dashed where the report has one),
+  W1/std and spread ratio against the parameter
   that varies most across conditions;
 * ``range.png``: the spectrum ratio ``P_gen / P_ref`` in each third of every swept
   parameter's range (the report's ``range`` entry), one row per parameter.
@@ -298,7 +299,12 @@ def _per_condition_figure(report: Mapping[str, Any], directory: Path) -> str | N
     for ax, (key, title) in zip(axes[0], metrics, strict=True):
         for name in report["fields"]:
             y = _array([c["fields"][name][key] for c in conditions])
-            ax.plot(x[order], y[order], marker="o", markersize=3, label=name)
+            line, = ax.plot(x[order], y[order], marker="o", markersize=3, label=name)
+            floor = [c["fields"][name].get(f"{key}_floor") for c in conditions]
+            if key == "spectrum_rel_error_median" and None not in floor:
+                # the simulator run again at each condition: what a perfect surrogate reads
+                ax.plot(x[order], _array(floor)[order], linestyle="--", linewidth=0.9,
+                        color=line.get_color(), label=f"{name} floor")
         if axis_name and np.all(x > 0) and x.max() / x.min() > 20:
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())
