@@ -564,8 +564,7 @@ def _bracketed(value: float | None, prefix: str = "") -> str:
 
 def _with_floor(numbers: dict[str, Any], key: str, floor_key: str) -> str:
     """``value (floor)``, or the value alone where no floor was measured."""
-    floor = numbers.get(floor_key)
-    return _fmt(numbers.get(key)) + ("" if floor is None else f" ({_fmt(floor)})")
+    return _fmt(numbers.get(key)) + _bracketed(numbers.get(floor_key))
 
 
 def _repeats_table(fidelity_results: dict[str, Any]) -> list[str]:

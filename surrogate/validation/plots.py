@@ -300,8 +300,10 @@ def _per_condition_figure(report: Mapping[str, Any], directory: Path) -> str | N
         for name in report["fields"]:
             y = _array([c["fields"][name][key] for c in conditions])
             line, = ax.plot(x[order], y[order], marker="o", markersize=3, label=name)
+            if key != "spectrum_rel_error_median":
+                continue
             floor = [c["fields"][name].get(f"{key}_floor") for c in conditions]
-            if key == "spectrum_rel_error_median" and None not in floor:
+            if None not in floor:
                 # the simulator run again at each condition: what a perfect surrogate reads
                 ax.plot(x[order], _array(floor)[order], linestyle="--", linewidth=0.9,
                         color=line.get_color(), label=f"{name} floor")
