@@ -87,6 +87,10 @@ TRAIN_OPTION_HELP = (
     ("ensemble_weight", float, "weight of an ensemble discriminator that judges two "
                                "samples at one condition together: real pairs of "
                                "neighbouring trajectories against two latents (0: off)"),
+    ("ensemble_spread_target", float, "rho > 0: --ensemble-weight becomes the largest "
+                                      "weight, applied as far as the generated spread at "
+                                      "one condition stays below rho times the simulated "
+                                      "one (0: the weight at every step)"),
     ("neighbour_batches", bool, "real batches in groups of snapshots of neighbouring "
                                 "conditions, one per minibatch-stddev group, so that D "
                                 "sees the within-condition diversity (off)"),

@@ -104,9 +104,9 @@ class QuickstartPlan:
         included), so that a run trained under an earlier default is not reused as if it
         had today's; a lean generator's carry ``"lean_output_noise": true`` (its
         full-resolution output noise, ``ModelConfig.output_noise``);
-        ``shift_equivariant``, ``neighbour_batches`` and ``ensemble_weight`` enter only
-        when on (off, a run trains as runs did before the options). A sign-equivariant
-        generator's files carry ``"signs": "balanced"``
+        ``shift_equivariant``, ``neighbour_batches``, ``ensemble_weight`` and
+        ``ensemble_spread_target`` enter only when on (off, a run trains as runs did
+        before the options). A sign-equivariant generator's files carry ``"signs": "balanced"``
         (:func:`surrogate.generate.balanced_signs`): a directory generated before them
         generates again."""
         from surrogate.data.symmetry import symmetries_for
@@ -115,7 +115,8 @@ class QuickstartPlan:
         data["train"] = dict(sorted(TrainConfig(**self.train).to_dict().items()))
         if data["train"]["arch"] == "lean":     # its generator has had output noise since
             data["train"]["lean_output_noise"] = True
-        for option in ("shift_equivariant", "neighbour_batches", "ensemble_weight"):
+        for option in ("shift_equivariant", "neighbour_batches", "ensemble_weight",
+                       "ensemble_spread_target"):
             if not data["train"][option]:     # off: what runs before the option did
                 del data["train"][option]
         data["signs"] = "balanced"

@@ -125,6 +125,14 @@ class TrainConfig:
             form of packing, PacGAN, Lin et al. 2018). A step costs one discriminator
             pass of ``batch_size / 2`` pairs more. Runs written before the option
             existed resume without it.
+        ensemble_spread_target: 0 (default) applies ``ensemble_weight`` at every step;
+            ``rho > 0`` makes ``ensemble_weight`` the largest weight and scales it by a
+            strength in [0, 1] that rises while the training batches' generated spread
+            at one condition is below ``rho`` times the simulated one and falls while it
+            is above (:mod:`surrogate.train.spread_control`): the term acts where a
+            generator's samples vary too little and fades where they vary enough.
+            Needs ``ensemble_weight > 0``. Runs written before the option existed
+            resume without it.
         ema_decay: EMA decay of the generator weights: the largest ``beta`` of
             ``theta_ema <- beta theta_ema + (1 - beta) theta``.
         ema_half_life_fraction: 0 (default) ramps ``beta = min(ema_decay, (1 + step) /
@@ -238,6 +246,7 @@ class TrainConfig:
     shift_equivariant: bool = False
     neighbour_batches: bool = False
     ensemble_weight: float = 0.0
+    ensemble_spread_target: float = 0.0
     ema_decay: float = 0.999
     ema_half_life_fraction: float = 0.0
     consistency_weight: float = 0.0
@@ -277,7 +286,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         for name in ("r1_gamma", "spectral_loss_weight", "mode_seeking_weight",
                      "template_weight", "spectral_scatter_weight", "spectral_bias_weight",
-                     "temporal_weight", "ensemble_weight",
+                     "temporal_weight", "ensemble_weight", "ensemble_spread_target",
                      "consistency_weight", "budget_weight"):
             value = getattr(self, name)
             if name == "budget_weight" and value is None:       # auto
@@ -296,6 +305,9 @@ class TrainConfig:
                 and 0 <= self.lr_decay_fraction <= 1):
             raise ValueError(f"lr_decay_fraction must be in [0, 1], got "
                              f"{self.lr_decay_fraction!r}")
+        if self.ensemble_spread_target > 0 and self.ensemble_weight == 0:
+            raise ValueError("ensemble_spread_target needs ensemble_weight > 0 (the largest "
+                             "weight the spread target may apply)")
         if self.arch not in ARCHS:
             raise ValueError(f"unknown arch {self.arch!r} (choose from {', '.join(ARCHS)})")
         if self.loss not in LOSS_KINDS:

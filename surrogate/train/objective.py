@@ -22,7 +22,7 @@ Generator phase::
 
     L_G = loss_G(D(G(z, c'), c'))
         + w_t loss_G(D_t([G(z, c_i), G(z, c_i+1)], c_i))          (temporal_weight)
-        + w_e loss_G(D_e([G(z_2i, c'_2i), G(z_2i+1, c'_2i)], c'_2i))  (ensemble_weight)
+        + w_e s loss_G(D_e([G(z_2i, c'_2i), G(z_2i+1, c'_2i)], c'_2i))  (ensemble_weight)
         + w_b mean r^2, the energy-budget residual of those pairs (budget_weight)
         + w_ms MS(G(z_2i, c'_2i), G(z_2i+1, c'_2i))               (mode_seeking_weight)
         + w_tm cos(P G(z_2i, c'_2i), P G(z_2i+1, c'_2i))           (template_weight)
@@ -30,9 +30,11 @@ Generator phase::
         + w_bi B(G(z_2i, c'_2i), G(z_2i+1, c'_2i); m(c'_2i))   (spectral_bias_weight)
         + w_spec L_spec(G, x; groups)                               (spectral_loss_weight)
 
-with ``c' = c`` except that, with mode seeking, the template penalty, the ensemble
-discriminator, the scatter or the bias loss on, fakes come in pairs at one condition:
-``c'_2i+1 = c_2i``; ``P`` centres a field along the declared shift axes
+with ``s = 1``, or with ``ensemble_spread_target`` the strength of
+:mod:`surrogate.train.spread_control`; ``c' = c`` except that, with mode seeking, the
+template penalty, the ensemble discriminator, the scatter or the bias loss on, fakes
+come in pairs at one condition: ``c'_2i+1 = c_2i``; ``P`` centres a field along the
+declared shift axes
 (:func:`surrogate.data.zero_mean_axes`); ``S`` is the spectral scatter loss against the
 simulator's within-condition log-power variance ``v``
 (:func:`surrogate.losses.spectral_scatter_loss`,
@@ -207,8 +209,8 @@ class GANObjective:
                   fake: torch.Tensor, fake_condition: torch.Tensor, pairs: int,
                   noise: torch.Tensor, real: torch.Tensor, condition: torch.Tensor,
                   generated_pairs: GeneratedPairs | None,
-                  ensemble_discriminator: Callable | None = None
-                  ) -> tuple[torch.Tensor, Metrics]:
+                  ensemble_discriminator: Callable | None = None,
+                  ensemble_scale: float = 1.0) -> tuple[torch.Tensor, Metrics]:
         """``L_G`` and its metrics (``loss_g``, ``loss_g_temporal``, ``loss_g_ensemble``,
         ``energy_budget`` with its real floor ``energy_budget_real``, ``mode_seeking_loss``,
         ``template_penalty``, ``spectral_scatter_loss``, ``spectral_bias_loss``,
@@ -223,6 +225,8 @@ class GANObjective:
             generated_pairs: the temporal phase's pairs, or ``None``.
             ensemble_discriminator: the ensemble discriminator's forward, or ``None``;
                 it judges the fakes' pairs at one condition (:func:`ensemble_pairs`).
+            ensemble_scale: the strength multiplying ``ensemble_weight`` (1, or the
+                spread target's :class:`surrogate.train.spread_control.SpreadController`).
         """
         config = self.config
         metrics = {}
@@ -242,7 +246,7 @@ class GANObjective:
             with self.autocast():
                 ensemble_logits = ensemble_discriminator(together, together_condition)
             ensemble = generator_loss(ensemble_logits.float(), config.loss)
-            loss = loss + config.ensemble_weight * ensemble
+            loss = loss + config.ensemble_weight * ensemble_scale * ensemble
             metrics["loss_g_ensemble"] = float(ensemble.detach())
         if self.budget is not None and generated_pairs is not None:
             # dE/dt = P - 2 nu Z between G(z, c_i) and G(z, c_i+1) (surrogate.budget)

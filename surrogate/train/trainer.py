@@ -65,6 +65,7 @@ from surrogate.train.objective import GANObjective, GeneratedPairs, ensemble_pai
 from surrogate.train.scatter import ScatterTarget
 from surrogate.train.scoring import score_noise_summary
 from surrogate.train.spectrum_target import SpectrumTarget
+from surrogate.train.spread_control import SpreadController, pair_mean_square_difference
 from surrogate.train.state import check_run_format, read_metrics, run_config, truncate_metrics
 
 
@@ -224,6 +225,11 @@ class Trainer:
         if self.ensemble:
             self.ensemble_discriminator, self.optimizer_e = stacked_discriminator(
                 EnsembleDiscriminator)
+        # with a spread target, the ensemble term's strength follows the measured spread
+        self.spread_control: SpreadController | None = None
+        if self.ensemble and config.ensemble_spread_target > 0:
+            self.spread_control = SpreadController(config.ensemble_spread_target,
+                                                   config.steps)
         if config.budget_weight is None:
             # auto: on where it applies (a declared energy budget and generated pairs)
             applies = self.temporal and energy_budget_unavailable(
@@ -332,6 +338,8 @@ class Trainer:
         if self.ensemble:
             state["ensemble_discriminator"] = self.ensemble_discriminator.state_dict()
             state["optimizer_e"] = self.optimizer_e.state_dict()
+        if self.spread_control is not None:
+            state["spread_control"] = self.spread_control.state_dict()
         if self.config.average_checkpoints >= 2:
             state["validated_ema"] = self.validated_ema
         return state
@@ -376,6 +384,11 @@ class Trainer:
             getattr(self, f"{which}_discriminator").load_state_dict(
                 state[f"{which}_discriminator"])
             getattr(self, optimizer).load_state_dict(state[optimizer])
+        if self.spread_control is not None:
+            if "spread_control" not in state:
+                raise CheckpointError(f"{path}: written without a spread target "
+                                      f"(ensemble_spread_target 0); cannot resume with one")
+            self.spread_control.load_state_dict(state["spread_control"])
         self.step = int(state["step"])
         self.best_score = float(state["best_score"])
         self.best_step = int(state["best_step"])
@@ -433,11 +446,13 @@ class Trainer:
         local = items.reshape(world, n_groups, group).transpose(1, 2).reshape(world, -1)
         return local.T.reshape(-1)
 
-    def _ensemble_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _ensemble_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """This replica's ``B_r / 2`` real ensemble pairs: a random training snapshot
         and the snapshot at the same time of its trajectory's nearest neighbour
         (:attr:`partners`), stacked on channels ``(b, 2C, N, N)``, each half with its
-        own symmetry element (two independent samples); with the first's condition."""
+        own symmetry element (two independent samples); with the first's condition and
+        the pairs' mean square difference before the symmetry elements (0-d,
+        :func:`pair_mean_square_difference`)."""
         train = self.data.splits["train"]
         world = self.ddp.world_size
         first = torch.randint(len(train), (self.local_batch // 2 * world,),
@@ -446,11 +461,12 @@ class Trainer:
             + first % train.n_times
         real_a, condition = train.get_batch(first.numpy())
         real_b, _ = train.get_batch(partner.numpy())
+        difference = pair_mean_square_difference(torch.cat([real_a, real_b], dim=1))
         if self.config.augment and self.data.augmentation.enabled:
             real_a = self.data.augmentation(real_a, self.augment_generator)
             real_b = self.data.augmentation(real_b, self.augment_generator)
         return (torch.cat([real_a, real_b], dim=1).to(self.device),
-                condition.to(self.device))
+                condition.to(self.device), difference)
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         train = self.data.splits["train"]
@@ -556,18 +572,24 @@ class Trainer:
                 self.temporal_discriminator, self.temporal_discriminator, self.optimizer_t,
                 real_pairs, condition_a, generated_pairs.fake, condition_a, "_temporal",
                 self.pair_augmentation))
+        ensemble_scale = 1.0
         if self.ensemble:
-            real_together, condition_together = self._ensemble_batch()
+            real_together, condition_together, real_difference = self._ensemble_batch()
             fake_together, fake_condition_together = ensemble_pairs(fake, fake_condition,
                                                                     pairs)
             metrics.update(self._update_discriminator(
                 self.ensemble_discriminator, self.ensemble_discriminator, self.optimizer_e,
                 real_together, condition_together, fake_together, fake_condition_together,
                 "_ensemble", self.pair_augmentation))
+            if self.spread_control is not None:
+                ensemble_scale = self._control_spread(fake_together, real_difference)
+                metrics["ensemble_strength"] = ensemble_scale
+                metrics["ensemble_spread_ratio"] = self.spread_control.ratio
         loss_g, generator_metrics = self.objective.generator(
             self.d_forward, self.temporal_discriminator if self.temporal else None, fake,
             fake_condition, pairs, noise, real, condition, generated_pairs,
-            self.ensemble_discriminator if self.ensemble else None)
+            self.ensemble_discriminator if self.ensemble and ensemble_scale > 0 else None,
+            ensemble_scale)
         metrics.update(generator_metrics)
         self._check_finite(loss_g, "generator")
         self.optimizer_g.zero_grad(set_to_none=True)
@@ -577,6 +599,22 @@ class Trainer:
         _ema_update(self.generator_ema, self.generator, ema_beta(config, self.step))
         self.step += 1
         return metrics
+
+    def _control_spread(self, fake_together: torch.Tensor, real_difference: torch.Tensor
+                        ) -> float:
+        """Feed this step's generated and real pair differences (averaged over replicas)
+        to :attr:`spread_control`, let it adjust, and return the strength for this
+        step's generator update."""
+        with torch.no_grad():
+            differences = torch.stack([pair_mean_square_difference(fake_together),
+                                       real_difference.to(self.device)])
+        if self.ddp.world_size > 1:
+            dist.all_reduce(differences)
+            differences /= self.ddp.world_size
+        fake_difference, real_difference = differences.tolist()
+        self.spread_control.observe(fake_difference, real_difference)
+        self.spread_control.adjust()
+        return self.spread_control.strength
 
     def _check_finite(self, loss: torch.Tensor, which: str) -> None:
         bad = torch.tensor([0.0 if torch.isfinite(loss).item() else 1.0], device=self.device)

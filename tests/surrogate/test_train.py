@@ -808,11 +808,13 @@ def test_the_ensemble_discriminator_reads_neighbouring_trajectories_at_one_time(
     first = torch.randint(len(train_split), (config.batch_size // 2,),
                           generator=trainer.data_generator)
     trainer.data_generator.set_state(state)
-    together, condition = trainer._ensemble_batch()
+    together, condition, difference = trainer._ensemble_batch()
     partner = nearest[first.numpy() // times] * times + first.numpy() % times
     channels = together.shape[1] // 2
     torch.testing.assert_close(together[:, :channels], train_split.get_batch(first.numpy())[0])
     torch.testing.assert_close(together[:, channels:], train_split.get_batch(partner)[0])
+    torch.testing.assert_close(difference, (together[:, :channels] - together[:, channels:])
+                               .square().mean())
     torch.testing.assert_close(condition, train_split.get_batch(first.numpy())[1])
     assert (nearest != np.arange(len(nearest))).all()
     metrics = trainer.train_step()
