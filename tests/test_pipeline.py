@@ -212,6 +212,14 @@ def test_an_option_added_later_enters_the_train_key_only_when_on(option, on):
     assert turned_on.stage_key("simulate") == plan.stage_key("simulate")
 
 
+def test_a_spread_target_enters_the_train_key_only_when_on():
+    plan = default_plan("cpu")
+    assert "ensemble_spread_target" not in json.loads(plan.stage_key("train"))["train"]
+    turned_on = dataclasses.replace(plan, train={**plan.train, "ensemble_weight": 0.3,
+                                                 "ensemble_spread_target": 0.9})
+    assert json.loads(turned_on.stage_key("train"))["train"]["ensemble_spread_target"] == 0.9
+
+
 def test_a_sign_equivariant_plan_generates_again_with_balanced_signs():
     """Ising files generated before the balanced signs are not reused: its generate key
     names them; a system without the sign symmetry keeps its keys."""

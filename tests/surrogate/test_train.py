@@ -842,6 +842,53 @@ def test_an_ensemble_run_resumes_exactly_and_refuses_a_run_without_it(tmp_path):
         train(SAMPLE, plain, resume=True, progress=False, steps=12)
 
 
+@pytest.mark.parametrize(("target", "on_from"), [(100.0, 4), (1e-6, None)])
+def test_a_spread_target_applies_the_ensemble_term_as_far_as_the_spread_is_short(
+        tmp_path, target, on_from):
+    """A target no generator reaches turns the term fully on at the first adjustment
+    (step 4: TINY's 12 steps ramp 0 -> 1 in one adjustment) and keeps it; one every
+    generator exceeds keeps it off (the ensemble discriminator still trains)."""
+    config = TrainConfig(**{**TINY.to_dict(), "ensemble_weight": 0.5,
+                            "ensemble_spread_target": target})
+    trainer = Trainer(SAMPLE, tmp_path / "run", config, device="cpu", progress=False)
+    for step in range(1, 9):
+        metrics = trainer.train_step()
+        on = on_from is not None and step >= on_from
+        assert metrics["ensemble_strength"] == (1.0 if on else 0.0)
+        assert ("loss_g_ensemble" in metrics) == on and "loss_d_ensemble" in metrics
+        assert math.isnan(metrics["ensemble_spread_ratio"]) == (step < 4)
+    assert 0 < metrics["ensemble_spread_ratio"] < 100
+    assert trainer._state()["spread_control"]["strength"] == (1.0 if on_from else 0.0)
+
+
+def test_a_spread_target_needs_the_ensemble_weight():
+    with pytest.raises(ValueError, match="ensemble_spread_target needs ensemble_weight"):
+        TrainConfig(ensemble_spread_target=0.9)
+    with pytest.raises(ValueError, match="ensemble_spread_target must be a number >= 0"):
+        TrainConfig(ensemble_weight=0.3, ensemble_spread_target=-1.0)
+
+
+@pytest.mark.slow   # an option off by default
+def test_a_spread_target_run_resumes_exactly_and_refuses_a_run_without_it(tmp_path):
+    config = TrainConfig(**{**TINY.to_dict(), "ensemble_weight": 0.5,
+                            "ensemble_spread_target": 0.9, "steps": 14})
+    train(SAMPLE, tmp_path / "a", config, progress=False)
+    train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)    # mid-interval
+    train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=14)
+    a, b = _last_checkpoints_agree(tmp_path / "a", tmp_path / "b",
+                                   ("generator", "discriminator", "generator_ema",
+                                    "ensemble_discriminator"))
+    assert a["spread_control"] == b["spread_control"]
+    plain = tmp_path / "plain"
+    train(SAMPLE, plain, TrainConfig(**{**TINY.to_dict(), "ensemble_weight": 0.5,
+                                        "steps": 6}), progress=False)
+    saved = json.loads((plain / "config.json").read_text())
+    saved["train"]["ensemble_spread_target"] = 0.9
+    (plain / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(CheckpointError, match="without a spread target"):
+        train(SAMPLE, plain, resume=True, progress=False, steps=12)
+
+
 def test_neighbour_batches_and_the_ensemble_need_groups_of_two(tmp_path):
     config = TrainConfig(**{**TINY.to_dict(), "neighbour_batches": True, "batch_size": 7})
     with pytest.raises(ValueError, match="minibatch-stddev groups of >= 2"):
