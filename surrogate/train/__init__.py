@@ -53,6 +53,7 @@ from surrogate.train.objective import GANObjective, GeneratedPairs
 from surrogate.train.scatter import ScatterTarget
 from surrogate.train.scoring import physics_score, score_noise_summary, two_draw_score
 from surrogate.train.spectrum_target import SpectrumTarget
+from surrogate.train.spread_control import SpreadController
 from surrogate.train.state import read_metrics
 from surrogate.train.trainer import (
     Trainer,
@@ -63,7 +64,8 @@ from surrogate.train.trainer import (
 )
 
 __all__ = ["RUN_FORMAT", "GANObjective", "GeneratedPairs", "ScatterTarget", "SpectrumTarget",
-           "TrainConfig", "Trainer", "TrainingDivergedError", "autocast_dtype", "build_models",
+           "SpreadController", "TrainConfig", "Trainer", "TrainingDivergedError",
+           "autocast_dtype", "build_models",
            "check_sign_equivariance", "ema_beta", "physics_score", "read_metrics",
            "resolve_device", "score_noise_summary", "train", "train_restarts",
            "two_draw_score"]
