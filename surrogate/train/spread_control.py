@@ -10,7 +10,10 @@ probability from a measured overfitting heuristic (Karras et al. 2020):
 * every step, the ensemble pairs give two mean squared differences in normalised
   units, ``d_fake = <|G(z_1, c) - G(z_2, c)|^2>`` (two latents at one condition) and
   ``d_real = <|x_a - x_b|^2>`` (two training trajectories of neighbouring conditions at
-  one time, before their symmetry elements);
+  one time, before their symmetry elements), each pair aligned over the declared
+  periodic shifts first (:func:`pair_mean_square_difference`): a generator that draws
+  one pattern at a different place for every latent has a large plain difference and
+  no aligned one;
 * every ``interval`` steps, ``r = sqrt(sum d_fake / sum d_real)`` over those steps (an
   estimate of the report's spread ratio, the ratio of generated to simulated standard
   deviations at one condition: ``E|x_1 - x_2|^2 = 2 Var x`` for independent samples),
@@ -38,12 +41,29 @@ ADJUST_INTERVAL = 4
 RAMP_FRACTION = 0.1
 
 
-def pair_mean_square_difference(together: torch.Tensor) -> torch.Tensor:
+def pair_mean_square_difference(together: torch.Tensor, shift_x: bool = False,
+                                shift_y: bool = False) -> torch.Tensor:
     """``<|a - b|^2>`` over every pixel, channel and pair of ``together`` (B, 2C, N, N),
     two fields stacked on channels (``a`` the first C, ``b`` the last C); a 0-d float
-    tensor."""
+    tensor. With declared periodic shifts along x (axis -2) and / or y (axis -1) each
+    pair is first aligned: ``min_s |a - T_s b|^2 = |a|^2 + |b|^2 - 2 max_s <a, T_s b>``,
+    the circular cross-correlation ``<a, T_s b>`` from one real FFT per field, so that
+    one pattern drawn at two places reads as no difference at all (as the report's
+    aligned spread reads it)."""
     first, second = together.float().chunk(2, dim=1)
-    return (first - second).square().mean()
+    if not (shift_x or shift_y):
+        return (first - second).square().mean()
+    n_x, n_y = first.shape[-2:]
+    # <a, T_s b> = sum_x a(x) b(x - s) = irfft2(fft a * conj(fft b))(s), summed over channels
+    correlation = torch.fft.irfft2(torch.fft.rfft2(first) * torch.fft.rfft2(second).conj(),
+                                   s=(n_x, n_y)).sum(dim=1)               # (B, N, N)
+    if not shift_y:
+        correlation = correlation[:, :, :1]
+    if not shift_x:
+        correlation = correlation[:, :1, :]
+    best = correlation.flatten(1).max(dim=1).values
+    energy = first.square().sum(dim=(1, 2, 3)) + second.square().sum(dim=(1, 2, 3))
+    return ((energy - 2 * best).clamp_min(0) / first[0].numel()).mean()
 
 
 class SpreadController:

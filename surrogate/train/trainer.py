@@ -227,9 +227,11 @@ class Trainer:
                 EnsembleDiscriminator)
         # with a spread target, the ensemble term's strength follows the measured spread
         self.spread_control: SpreadController | None = None
+        self.spread_shifts = (False, False)     # the pairs are aligned along these axes
         if self.ensemble and config.ensemble_spread_target > 0:
             self.spread_control = SpreadController(config.ensemble_spread_target,
                                                    config.steps)
+            self.spread_shifts = point_group(self.data.augmentation.symmetries)[1]
         if config.budget_weight is None:
             # auto: on where it applies (a declared energy budget and generated pairs)
             applies = self.temporal and energy_budget_unavailable(
@@ -451,8 +453,8 @@ class Trainer:
         and the snapshot at the same time of its trajectory's nearest neighbour
         (:attr:`partners`), stacked on channels ``(b, 2C, N, N)``, each half with its
         own symmetry element (two independent samples); with the first's condition and
-        the pairs' mean square difference before the symmetry elements (0-d,
-        :func:`pair_mean_square_difference`)."""
+        the pairs' mean square difference before the symmetry elements, aligned along
+        :attr:`spread_shifts` (0-d, :func:`pair_mean_square_difference`)."""
         train = self.data.splits["train"]
         world = self.ddp.world_size
         first = torch.randint(len(train), (self.local_batch // 2 * world,),
@@ -461,7 +463,8 @@ class Trainer:
             + first % train.n_times
         real_a, condition = train.get_batch(first.numpy())
         real_b, _ = train.get_batch(partner.numpy())
-        difference = pair_mean_square_difference(torch.cat([real_a, real_b], dim=1))
+        difference = pair_mean_square_difference(torch.cat([real_a, real_b], dim=1),
+                                                 *self.spread_shifts)
         if self.config.augment and self.data.augmentation.enabled:
             real_a = self.data.augmentation(real_a, self.augment_generator)
             real_b = self.data.augmentation(real_b, self.augment_generator)
@@ -606,7 +609,8 @@ class Trainer:
         to :attr:`spread_control`, let it adjust, and return the strength for this
         step's generator update."""
         with torch.no_grad():
-            differences = torch.stack([pair_mean_square_difference(fake_together),
+            differences = torch.stack([pair_mean_square_difference(fake_together,
+                                                                   *self.spread_shifts),
                                        real_difference.to(self.device)])
         if self.ddp.world_size > 1:
             dist.all_reduce(differences)

@@ -67,3 +67,25 @@ def test_the_ratio_is_the_ratio_of_the_interval_sums_and_the_state_round_trips()
 def test_a_target_must_be_positive(target):
     with pytest.raises(ValueError, match="spread target"):
         SpreadController(target, steps=10)
+
+
+def test_aligned_pairs_read_one_pattern_at_two_places_as_no_difference():
+    """min_s |a - T_s b|^2 by brute force over every shift equals the FFT form; a pair
+    that is one field rolled reads 0 aligned along the rolled axes only."""
+    generator = torch.Generator().manual_seed(1)
+    first = torch.randn(3, 2, 8, 8, generator=generator, dtype=torch.float64)
+    second = torch.randn(3, 2, 8, 8, generator=generator, dtype=torch.float64)
+    brute = torch.stack([torch.stack([(first - torch.roll(second, (sx, sy), (-2, -1)))
+                                      .square().mean(dim=(1, 2, 3))
+                                      for sy in range(8)]) for sx in range(8)])  # (8, 8, 3)
+    together = torch.cat([first, second], dim=1)
+    for shift_x, shift_y, minimum in ((True, True, brute.amin(dim=(0, 1))),
+                                      (True, False, brute[:, 0].amin(dim=0)),
+                                      (False, True, brute[0].amin(dim=0)),
+                                      (False, False, brute[0, 0])):
+        assert float(pair_mean_square_difference(together, shift_x, shift_y)) == \
+            pytest.approx(float(minimum.mean()), rel=1e-5)
+    rolled = torch.cat([first, torch.roll(first, (3, 5), (-2, -1))], dim=1)
+    assert float(pair_mean_square_difference(rolled, True, True)) == pytest.approx(0, abs=1e-5)
+    assert float(pair_mean_square_difference(rolled, True, False)) > 0.5
+    assert float(pair_mean_square_difference(rolled)) > 0.5
