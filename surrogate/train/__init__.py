@@ -58,6 +58,7 @@ from surrogate.train.state import read_metrics
 from surrogate.train.trainer import (
     Trainer,
     TrainingDivergedError,
+    UnscoredRangeWarning,
     build_models,
     check_sign_equivariance,
     ema_beta,
@@ -65,7 +66,7 @@ from surrogate.train.trainer import (
 
 __all__ = ["RUN_FORMAT", "GANObjective", "GeneratedPairs", "ScatterTarget", "SpectrumTarget",
            "SpreadController", "TrainConfig", "Trainer", "TrainingDivergedError",
-           "autocast_dtype", "build_models",
+           "UnscoredRangeWarning", "autocast_dtype", "build_models",
            "check_sign_equivariance", "ema_beta", "physics_score", "read_metrics",
            "resolve_device", "score_noise_summary", "train", "train_restarts",
            "two_draw_score"]

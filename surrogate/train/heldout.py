@@ -19,7 +19,13 @@ from scipy.spatial import cKDTree
 from surrogate.constraints import OutputHeads
 from surrogate.data import TrainingData, to_store_layout
 from surrogate.train.config import TrainConfig
-from surrogate.train.scoring import physics_score, range_thirds, two_draw_score
+from surrogate.train.scoring import (
+    MIN_SNAPSHOTS_PER_THIRD,
+    physics_score,
+    range_thirds,
+    two_draw_score,
+    unscored_thirds,
+)
 from surrogate.validation.report.summaries import sign_symmetric
 
 __all__ = ["HeldOutScorer"]
@@ -53,6 +59,37 @@ class HeldOutScorer:
         #: generator's to learn, and the plain W1 watches it)
         self.sign_symmetric = (sign_symmetric(data.schema.system)
                                and bool(config.sign_equivariant))
+
+    def unscored_ranges(self) -> list[str]:
+        """One line for each third of a swept training range in which the score sees
+        fewer than :data:`MIN_SNAPSHOTS_PER_THIRD` validation snapshots
+        (:func:`surrogate.train.scoring.unscored_thirds`): the best checkpoint is chosen
+        blind to that end of the range. Empty without a training or validation split,
+        or with fewer than ``3 *`` :data:`MIN_SNAPSHOTS_PER_THIRD` validation snapshots
+        (no split could cover each third: the score judges the range as a whole)."""
+        train, valid = self.data.splits.get("train"), self.data.splits.get("valid")
+        if train is None or valid is None or len(train) == 0:
+            return []
+        indices = self.validation_indices(valid, self.config.validation_samples)
+        encoder = self.data.encoder
+        if len(indices) < 3 * MIN_SNAPSHOTS_PER_THIRD:
+            return []    # too few for any split to cover each third: the range as a whole
+        blind = unscored_thirds(train.conditions.numpy()[:, :-1],
+                                valid.conditions.numpy()[indices, :-1])
+        lines = []
+        for column, third, count, low, high in blind:
+            bounds = np.zeros((2, encoder.dim))
+            bounds[:, column] = (low, high)
+            physical = encoder.decode(bounds)[0][encoder.names[column]]
+            units = "" if encoder.units[column] in ("", "1") else " " + encoder.units[column]
+            lines.append(
+                f"validation split: the {('low end', 'middle', 'high end')[third]} of "
+                f"{encoder.names[column]}'s training range ({physical[0]:.4g} to "
+                f"{physical[1]:.4g}{units}) holds {count} of the "
+                f"score's {len(indices)} validation snapshots (fewer than "
+                f"{MIN_SNAPSHOTS_PER_THIRD}): the best checkpoint is chosen blind to it; "
+                f"a sweep simulated with --split-layout stratified validates every third")
+        return lines
 
     @staticmethod
     def validation_indices(dataset, count: int) -> np.ndarray:

@@ -59,6 +59,46 @@ def range_thirds(parameters: np.ndarray) -> list[np.ndarray]:
     return columns
 
 
+def unscored_thirds(train_parameters: np.ndarray, valid_parameters: np.ndarray
+                    ) -> list[tuple[int, int, int, float, float]]:
+    """The thirds of the training split's swept ranges that the validation score cannot see.
+
+    The checkpoint score (:func:`physics_score` with ``thirds``) judges each third of a
+    swept range only where >= :data:`MIN_SNAPSHOTS_PER_THIRD` validation snapshots lie
+    in it; a random split can leave a whole end of a range without any (the Ising
+    fidelity data's ordered end: 1 of 24 validation trajectories below T = 2.17), and the
+    best checkpoint is then chosen blind to it.
+
+    Args:
+        train_parameters: ``(S_train, P)`` encoded parameters (the condition vector
+            without its time entry) of the training snapshots.
+        valid_parameters: ``(S_valid, P)`` the same for the validation snapshots.
+    Returns:
+        ``(column, third, snapshots, low, high)`` for each third (0 low end, 1 middle,
+        2 high end of the column's training ``[min, max]``) of each column taking >= 3
+        distinct training values that holds fewer than :data:`MIN_SNAPSHOTS_PER_THIRD`
+        validation snapshots; ``low, high``: the third's bounds in the encoding.
+    """
+    from surrogate.validation.report.summaries import range_third
+
+    train_parameters = np.asarray(train_parameters, dtype=np.float64)
+    valid_parameters = np.asarray(valid_parameters, dtype=np.float64)
+    blind = []
+    for column in range(train_parameters.shape[1]):
+        values = train_parameters[:, column]
+        if not np.all(np.isfinite(values)) or np.unique(values).size < 3:
+            continue
+        low, high = float(values.min()), float(values.max())
+        counts = np.bincount([range_third(value, low, high)
+                              for value in valid_parameters[:, column]], minlength=3)
+        for third in range(3):
+            if counts[third] < MIN_SNAPSHOTS_PER_THIRD:
+                blind.append((column, third, int(counts[third]),
+                              low + (high - low) * third / 3,
+                              low + (high - low) * (third + 1) / 3))
+    return blind
+
+
 def _thirds_spectrum_errors(k: np.ndarray, p_ref: np.ndarray, p_gen: np.ndarray,
                             thirds: Sequence[np.ndarray]) -> list[list[float]]:
     """Per swept parameter, the spectrum error (:func:`_spectrum_error`) of the snapshots

@@ -73,6 +73,11 @@ class TrainingDivergedError(RuntimeError):
     """A loss became NaN/Inf; the message names the last good checkpoint."""
 
 
+class UnscoredRangeWarning(UserWarning):
+    """A third of a swept training range holds too few validation snapshots for the
+    checkpoint score to judge it (:meth:`HeldOutScorer.unscored_ranges`)."""
+
+
 def check_sign_equivariance(heads: OutputHeads, normalizer: FieldNormalizer) -> None:
     """Raise ``ValueError`` unless negating raw outputs negates the physical and the
     normalised fields (odd heads, no normalisation offset): what ``ModelConfig.negate``
@@ -305,6 +310,10 @@ class Trainer:
                                                         or self.model_config.shift_y) else None)
         self.scorer = HeldOutScorer(self.data, self.heads, self.generator_ema, config,
                                     self.device, self.autocast, self.temporal)
+        if self.ddp.main:
+            for line in self.scorer.unscored_ranges():
+                warnings.warn(line, UnscoredRangeWarning, stacklevel=2)
+                self.log(line)
         self.g_forward = torch.compile(self.generator) if config.compile else self.generator
         # a compiled D with spectral norm fails in backward after two forwards (the power
         # iteration updates its buffers in place), so only G is compiled then

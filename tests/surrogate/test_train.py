@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -1416,3 +1417,53 @@ def test_score_range_thirds_is_on_by_default_and_older_runs_resume_without_it(tm
     train(SAMPLE, tmp_path / "old", resume=True, progress=False, steps=4)
     saved = json.loads((tmp_path / "old" / "config.json").read_text())["train"]
     assert saved["score_range_thirds"] is False                # recorded as it ran
+
+
+def test_unscored_thirds_names_each_third_of_the_training_range_without_validation():
+    from surrogate.train.scoring import MIN_SNAPSHOTS_PER_THIRD, unscored_thirds
+    train_parameters = np.stack([np.linspace(-1.0, 0.5, 30), np.zeros(30)], axis=1)
+    even = np.repeat([-0.9, -0.25, 0.4], MIN_SNAPSHOTS_PER_THIRD)
+    assert unscored_thirds(train_parameters, np.stack([even, np.zeros(even.size)], 1)) == []
+    # one snapshot short in the low third, none in the middle; the constant column is
+    # not a swept range
+    high = np.r_[np.full(MIN_SNAPSHOTS_PER_THIRD - 1, -0.9), np.full(9, 0.4)]
+    blind = unscored_thirds(train_parameters, np.stack([high, np.zeros(high.size)], 1))
+    assert [entry[:3] for entry in blind] == [(0, 0, MIN_SNAPSHOTS_PER_THIRD - 1), (0, 1, 0)]
+    assert blind[0][3:] == pytest.approx((-1.0, -0.5)) and blind[1][3:] == pytest.approx(
+        (-0.5, 0.0))
+
+
+def test_a_training_whose_validation_misses_an_end_of_the_range_says_so(tmp_path):
+    """A stratified sweep validates every third; the same file with its validation
+    trajectories moved to the top of the range warns, naming the two thirds left blind
+    in physical units (the log-scaled range's own thirds)."""
+    import h5py
+
+    from simulators.sweep import SweepSpec, run_sweep
+    from surrogate.train import UnscoredRangeWarning
+    data = run_sweep(SweepSpec("gaussian_random_field", 240, resolution=16,
+                               ranges={"spectral_index": (1.5, 3.5)},
+                               split_layout="stratified"),
+                     tmp_path / "grf.h5", progress=False)
+    logged = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnscoredRangeWarning)
+        Trainer(data, tmp_path / "even", TINY, progress=False, log=logged.append)
+    assert logged == []
+    with h5py.File(data, "r+") as handle:
+        index = handle["scalars/spectral_index"][...]
+        split = handle["split"][...]
+        valid = split == 1
+        top = np.argsort(index)[::-1]
+        top = top[split[top] != 2][:valid.sum()]          # the highest non-test ones
+        split[valid] = 0
+        split[top] = 1
+        handle["split"][...] = split
+        low, high = index[split == 0].min(), index[split == 0].max()
+    with pytest.warns(UnscoredRangeWarning) as caught:
+        Trainer(data, tmp_path / "top", TINY, progress=False, log=logged.append)
+    lines = [str(item.message) for item in caught]
+    assert logged == lines and len(lines) == 2
+    assert lines[0].startswith("validation split: the low end of spectral_index's training "
+                               f"range ({low:.4g} to {low + (high - low) / 3:.4g}")
+    assert "the middle of spectral_index" in lines[1] and "stratified" in lines[1]
