@@ -84,13 +84,15 @@ TRAIN_OPTION_HELP = (
                                "both global signs by construction (on)"),
     ("shift_equivariant", bool, "build declared periodic shifts into G: every output "
                                 "rolled by a uniform shift read off its latent (off)"),
-    ("ensemble_weight", float, "weight of an ensemble discriminator that judges two "
-                               "samples at one condition together: real pairs of "
-                               "neighbouring trajectories against two latents (0: off)"),
-    ("ensemble_spread_target", float, "rho > 0: --ensemble-weight becomes the largest "
-                                      "weight, applied as far as the generated spread at "
-                                      "one condition stays below rho times the simulated "
-                                      "one (0: the weight at every step)"),
+    ("ensemble_weight", float, "largest weight of an ensemble discriminator that judges "
+                               "two samples at one condition together: real pairs of "
+                               "neighbouring trajectories against two latents (default: "
+                               "0.3 with a batch of >= 2 and >= 2 training "
+                               "trajectories; 0: off)"),
+    ("ensemble_spread_target", float, "the ensemble weight is applied as far as the "
+                                      "generated spread at one condition stays below "
+                                      "rho times the simulated one (0.9; 0: the weight "
+                                      "at every step)"),
     ("neighbour_batches", bool, "real batches in groups of snapshots of neighbouring "
                                 "conditions, one per minibatch-stddev group, so that D "
                                 "sees the within-condition diversity (off)"),

@@ -117,7 +117,8 @@ class QuickstartPlan:
             data["train"]["lean_output_noise"] = True
         for option in ("shift_equivariant", "neighbour_batches", "ensemble_weight",
                        "ensemble_spread_target"):
-            if not data["train"][option]:     # off: what runs before the option did
+            value = data["train"][option]
+            if value is not None and not value:  # off: what runs before the option did
                 del data["train"][option]
         data["signs"] = "balanced"
         keys = {"simulate": ("system", "n_trajectories", "resolution", "sweep", "fixed",

@@ -200,8 +200,7 @@ def test_the_split_layout_enters_the_stage_keys_only_when_stratified(tmp_path):
 
 
 @pytest.mark.parametrize(("option", "on"), [("shift_equivariant", True),
-                                            ("neighbour_batches", True),
-                                            ("ensemble_weight", 1.0)])
+                                            ("neighbour_batches", True)])
 def test_an_option_added_later_enters_the_train_key_only_when_on(option, on):
     """Off, a plan keeps the keys of directories trained before the option existed (they
     are reused); on, it trains again."""
@@ -212,12 +211,18 @@ def test_an_option_added_later_enters_the_train_key_only_when_on(option, on):
     assert turned_on.stage_key("simulate") == plan.stage_key("simulate")
 
 
-def test_a_spread_target_enters_the_train_key_only_when_on():
+def test_the_ensemble_default_enters_the_train_key_and_an_explicit_off_does_not():
+    """The auto ensemble term (``None``) and its spread target are in the key, so that a
+    directory trained before they were the default trains again; turned off (weight 0)
+    the key is that of runs before the option, which are reused."""
     plan = default_plan("cpu")
-    assert "ensemble_spread_target" not in json.loads(plan.stage_key("train"))["train"]
-    turned_on = dataclasses.replace(plan, train={**plan.train, "ensemble_weight": 0.3,
-                                                 "ensemble_spread_target": 0.9})
-    assert json.loads(turned_on.stage_key("train"))["train"]["ensemble_spread_target"] == 0.9
+    key = json.loads(plan.stage_key("train"))["train"]
+    assert key["ensemble_weight"] is None and key["ensemble_spread_target"] == 0.9
+    off = dataclasses.replace(plan, train={**plan.train, "ensemble_weight": 0.0,
+                                           "ensemble_spread_target": 0.0})
+    off_key = json.loads(off.stage_key("train"))["train"]
+    assert "ensemble_weight" not in off_key and "ensemble_spread_target" not in off_key
+    assert off.stage_key("simulate") == plan.stage_key("simulate")
 
 
 def test_a_sign_equivariant_plan_generates_again_with_balanced_signs():

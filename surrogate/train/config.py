@@ -19,6 +19,13 @@ RUN_FORMAT = 1
 
 #: the energy-budget weight that ``budget_weight=None`` (auto) uses where a budget applies
 AUTO_BUDGET_WEIGHT = 1.0
+#: ... and with the ensemble discriminator on, whose wider samples need a stronger budget
+AUTO_BUDGET_WEIGHT_ENSEMBLE = 3.0
+#: the largest ensemble weight that ``ensemble_weight=None`` (auto) uses where the
+#: ensemble discriminator applies (a batch of >= 2 per replica, >= 2 training trajectories)
+AUTO_ENSEMBLE_WEIGHT = 0.3
+#: the default spread target of the ensemble term's strength
+DEFAULT_SPREAD_TARGET = 0.9
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,9 @@ class TrainConfig:
             every latent of one condition shares is hidden by the differences between
             conditions. Off by default; runs written before the option existed resume
             without it.
-        ensemble_weight: weight of the ensemble discriminator's loss on G (0 disables).
+        ensemble_weight: the largest weight of the ensemble discriminator's loss on G
+            (0 disables; ``None``, the default: 0.3 where it applies, a batch of >= 2
+            per replica and >= 2 training trajectories, 0 elsewhere).
             A third discriminator judges two samples at one condition stacked on
             channels: two training trajectories of neighbouring conditions
             (:func:`surrogate.data.neighbour_groups`, each one's nearest) at one
@@ -125,14 +134,13 @@ class TrainConfig:
             form of packing, PacGAN, Lin et al. 2018). A step costs one discriminator
             pass of ``batch_size / 2`` pairs more. Runs written before the option
             existed resume without it.
-        ensemble_spread_target: 0 (default) applies ``ensemble_weight`` at every step;
-            ``rho > 0`` makes ``ensemble_weight`` the largest weight and scales it by a
+        ensemble_spread_target: ``rho > 0`` (default 0.9) scales ``ensemble_weight`` by a
             strength in [0, 1] that rises while the training batches' generated spread
             at one condition is below ``rho`` times the simulated one and falls while it
             is above (:mod:`surrogate.train.spread_control`): the term acts where a
-            generator's samples vary too little and fades where they vary enough.
-            Needs ``ensemble_weight > 0``. Runs written before the option existed
-            resume without it.
+            generator's samples vary too little and fades where they vary enough. 0
+            applies ``ensemble_weight`` at every step. Without the ensemble term it has
+            no effect. Runs written before the option existed resume without it.
         ema_decay: EMA decay of the generator weights: the largest ``beta`` of
             ``theta_ema <- beta theta_ema + (1 - beta) theta``.
         ema_half_life_fraction: 0 (default) ramps ``beta = min(ema_decay, (1 + step) /
@@ -149,7 +157,8 @@ class TrainConfig:
             :mod:`surrogate.budget`): ``mean(r^2)`` of the trapezoid-rule residual of
             ``dE/dt = P - 2 nu Z`` between the temporal discriminator's generated pairs
             ``(G(z, c, t_i), G(z, c, t_i+1))``, relative to ``2 nu Z + |P|``. ``None``
-            (default, auto) applies it where it can: :data:`AUTO_BUDGET_WEIGHT` for a
+            (default, auto) applies it where it can: :data:`AUTO_BUDGET_WEIGHT` (with
+            the ensemble discriminator on :data:`AUTO_BUDGET_WEIGHT_ENSEMBLE`) for a
             system that declares ``energy_budget`` trained with temporal pairs
             (``temporal_weight > 0``, >= 2 snapshot times), 0 elsewhere; the run's
             ``config.json`` records the number used. An explicit weight > 0 where it
@@ -245,8 +254,8 @@ class TrainConfig:
     sign_equivariant: bool = True
     shift_equivariant: bool = False
     neighbour_batches: bool = False
-    ensemble_weight: float = 0.0
-    ensemble_spread_target: float = 0.0
+    ensemble_weight: float | None = None
+    ensemble_spread_target: float = DEFAULT_SPREAD_TARGET
     ema_decay: float = 0.999
     ema_half_life_fraction: float = 0.0
     consistency_weight: float = 0.0
@@ -289,7 +298,7 @@ class TrainConfig:
                      "temporal_weight", "ensemble_weight", "ensemble_spread_target",
                      "consistency_weight", "budget_weight"):
             value = getattr(self, name)
-            if name == "budget_weight" and value is None:       # auto
+            if name in ("budget_weight", "ensemble_weight") and value is None:   # auto
                 continue
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
@@ -305,9 +314,6 @@ class TrainConfig:
                 and 0 <= self.lr_decay_fraction <= 1):
             raise ValueError(f"lr_decay_fraction must be in [0, 1], got "
                              f"{self.lr_decay_fraction!r}")
-        if self.ensemble_spread_target > 0 and self.ensemble_weight == 0:
-            raise ValueError("ensemble_spread_target needs ensemble_weight > 0 (the largest "
-                             "weight the spread target may apply)")
         if self.arch not in ARCHS:
             raise ValueError(f"unknown arch {self.arch!r} (choose from {', '.join(ARCHS)})")
         if self.loss not in LOSS_KINDS:

@@ -55,7 +55,12 @@ from surrogate.models import (
     periodic_shift,
     same_model,
 )
-from surrogate.train.config import AUTO_BUDGET_WEIGHT, TrainConfig
+from surrogate.train.config import (
+    AUTO_BUDGET_WEIGHT,
+    AUTO_BUDGET_WEIGHT_ENSEMBLE,
+    AUTO_ENSEMBLE_WEIGHT,
+    TrainConfig,
+)
 from surrogate.train.distributed import (
     _all_reduce_gradients,
     _distributed_from_environment,
@@ -225,6 +230,13 @@ class Trainer:
         if self.temporal:
             self.temporal_discriminator, self.optimizer_t = stacked_discriminator()
         # the ensemble discriminator reads two samples at one condition stacked on channels
+        if config.ensemble_weight is None:
+            # auto: on where it applies (pairs in a replica's batch, >= 2 trajectories)
+            applies = (self.local_batch >= 2
+                       and self.data.splits["train"].trajectories.size >= 2)
+            config = dataclasses.replace(
+                config, ensemble_weight=AUTO_ENSEMBLE_WEIGHT if applies else 0.0)
+            self.config = config
         self.ensemble = config.ensemble_weight > 0
         self.ensemble_discriminator: Discriminator | None = None
         if self.ensemble:
@@ -241,8 +253,8 @@ class Trainer:
             # auto: on where it applies (a declared energy budget and generated pairs)
             applies = self.temporal and energy_budget_unavailable(
                 schema, self.data.encoder) is None
-            config = dataclasses.replace(
-                config, budget_weight=AUTO_BUDGET_WEIGHT if applies else 0.0)
+            weight = AUTO_BUDGET_WEIGHT_ENSEMBLE if self.ensemble else AUTO_BUDGET_WEIGHT
+            config = dataclasses.replace(config, budget_weight=weight if applies else 0.0)
             self.config = config
         self.budget: EnergyBudget | None = None
         if config.budget_weight > 0:

@@ -19,7 +19,7 @@ from surrogate.cli import main
 from surrogate.constraints import OutputHeads
 from surrogate.data import EmptySplitWarning, load_training_data
 from surrogate.train import TrainConfig, train
-from surrogate.train.config import AUTO_BUDGET_WEIGHT
+from surrogate.train.config import AUTO_BUDGET_WEIGHT, AUTO_BUDGET_WEIGHT_ENSEMBLE
 from surrogate.validation.conservation import energy_enstrophy, kolmogorov_forcing_work
 from tests._files import forget_option
 
@@ -146,13 +146,15 @@ def _logs_the_budget(run) -> bool:
 
 
 def test_the_default_applies_the_budget_where_the_system_declares_it(tmp_path):
-    """``budget_weight=None`` (auto): AUTO_BUDGET_WEIGHT on a Navier–Stokes file with
-    snapshot pairs; 0 without pairs or for a system with no energy budget (no error);
+    """``budget_weight=None`` (auto): AUTO_BUDGET_WEIGHT_ENSEMBLE on a Navier–Stokes file
+    with snapshot pairs and the (default) ensemble discriminator, AUTO_BUDGET_WEIGHT
+    without it; 0 without pairs or for a system with no energy budget (no error);
     config.json records the number used."""
     grf = run_sweep(SweepSpec("gaussian_random_field", 12, resolution=16, seed=0),
                     tmp_path / "grf.h5", progress=False)
-    cases = ((SAMPLE, {}, AUTO_BUDGET_WEIGHT), (SAMPLE, {"temporal_weight": 0.0}, 0.0),
-             (grf, {}, 0.0))
+    cases = ((SAMPLE, {}, AUTO_BUDGET_WEIGHT_ENSEMBLE),
+             (SAMPLE, {"ensemble_weight": 0.0}, AUTO_BUDGET_WEIGHT),
+             (SAMPLE, {"temporal_weight": 0.0}, 0.0), (grf, {}, 0.0))
     for index, (path, options, expected) in enumerate(cases):
         config = TrainConfig(**{**TINY.to_dict(), "steps": 4, **options})
         assert config.budget_weight is None

@@ -799,7 +799,8 @@ def test_the_ensemble_discriminator_reads_neighbouring_trajectories_at_one_time(
     flow = run_sweep(SweepSpec("navier_stokes2d", n_trajectories=24, resolution=16,
                                t_end=0.5, n_snapshots=3, ranges={"nu": (1e-3, 1e-2)}),
                      tmp_path / "flow.h5", progress=False)
-    config = TrainConfig(**{**TINY.to_dict(), "ensemble_weight": 1.0, "augment": False})
+    config = TrainConfig(**{**TINY.to_dict(), "ensemble_weight": 1.0, "augment": False,
+                            "ensemble_spread_target": 0.0})
     trainer = Trainer(flow, tmp_path / "run", config, device="cpu", progress=False)
     train_split = trainer.data.splits["train"]
     times = train_split.n_times
@@ -821,7 +822,9 @@ def test_the_ensemble_discriminator_reads_neighbouring_trajectories_at_one_time(
     metrics = trainer.train_step()
     assert {"loss_d_ensemble", "loss_g_ensemble"} <= set(metrics)
     assert "ensemble_discriminator" in trainer._state()
-    off = Trainer(flow, tmp_path / "off", TINY, device="cpu", progress=False)
+    off = Trainer(flow, tmp_path / "off", TrainConfig(**{**TINY.to_dict(),
+                                                         "ensemble_weight": 0.0}),
+                  device="cpu", progress=False)
     assert off.ensemble_discriminator is None and "loss_d_ensemble" not in off.train_step()
 
 
@@ -862,9 +865,26 @@ def test_a_spread_target_applies_the_ensemble_term_as_far_as_the_spread_is_short
     assert trainer._state()["spread_control"]["strength"] == (1.0 if on_from else 0.0)
 
 
-def test_a_spread_target_needs_the_ensemble_weight():
-    with pytest.raises(ValueError, match="ensemble_spread_target needs ensemble_weight"):
-        TrainConfig(ensemble_spread_target=0.9)
+def test_the_ensemble_term_is_on_by_default_where_it_applies(tmp_path):
+    """Auto (``None``): 0.3 with a spread target of 0.9 where a replica's batch holds
+    pairs and the training split >= 2 trajectories, written resolved to config.json; 0
+    with a batch of 1; an explicit 0 turns it off."""
+    assert TrainConfig().ensemble_weight is None
+    assert TrainConfig().ensemble_spread_target == 0.9
+    trainer = Trainer(SAMPLE, tmp_path / "run", TINY, device="cpu", progress=False)
+    assert trainer.config.ensemble_weight == 0.3 and trainer.spread_control is not None
+    assert trainer.spread_control.target == 0.9
+    trainer._write_config()
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert saved["ensemble_weight"] == 0.3
+    single = Trainer(SAMPLE, tmp_path / "single",
+                     TrainConfig(**{**TINY.to_dict(), "batch_size": 1}), device="cpu",
+                     progress=False)
+    assert single.config.ensemble_weight == 0.0 and single.ensemble_discriminator is None
+    off = Trainer(SAMPLE, tmp_path / "off", TrainConfig(**{**TINY.to_dict(),
+                                                           "ensemble_weight": 0.0}),
+                  device="cpu", progress=False)
+    assert off.ensemble_discriminator is None and off.spread_control is None
     with pytest.raises(ValueError, match="ensemble_spread_target must be a number >= 0"):
         TrainConfig(ensemble_weight=0.3, ensemble_spread_target=-1.0)
 
