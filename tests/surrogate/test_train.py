@@ -837,8 +837,9 @@ def test_an_ensemble_run_resumes_exactly_and_refuses_a_run_without_it(tmp_path):
     _last_checkpoints_agree(tmp_path / "a", tmp_path / "b",
                             ("generator", "discriminator", "generator_ema",
                              "ensemble_discriminator"))
-    plain = tmp_path / "plain"
-    train(SAMPLE, plain, TrainConfig(**{**TINY.to_dict(), "steps": 6}), progress=False)
+    plain = tmp_path / "plain"                       # the term off (on by default)
+    train(SAMPLE, plain, TrainConfig(**{**TINY.to_dict(), "steps": 6, "ensemble_weight": 0.0}),
+          progress=False)
     saved = json.loads((plain / "config.json").read_text())
     saved["train"]["ensemble_weight"] = 1.0
     (plain / "config.json").write_text(json.dumps(saved))
@@ -902,7 +903,8 @@ def test_a_spread_target_run_resumes_exactly_and_refuses_a_run_without_it(tmp_pa
     assert a["spread_control"] == b["spread_control"]
     plain = tmp_path / "plain"
     train(SAMPLE, plain, TrainConfig(**{**TINY.to_dict(), "ensemble_weight": 0.5,
-                                        "steps": 6}), progress=False)
+                                        "ensemble_spread_target": 0.0, "steps": 6}),
+          progress=False)
     saved = json.loads((plain / "config.json").read_text())
     saved["train"]["ensemble_spread_target"] = 0.9
     (plain / "config.json").write_text(json.dumps(saved))
