@@ -71,9 +71,9 @@ class HeldOutScorer:
         if train is None or valid is None or len(train) == 0:
             return []
         indices = self.validation_indices(valid, self.config.validation_samples)
-        encoder = self.data.encoder
         if len(indices) < 3 * MIN_SNAPSHOTS_PER_THIRD:
             return []    # too few for any split to cover each third: the range as a whole
+        encoder = self.data.encoder
         blind = unscored_thirds(train.conditions.numpy()[:, :-1],
                                 valid.conditions.numpy()[indices, :-1])
         lines = []

@@ -50,13 +50,17 @@ def range_thirds(parameters: np.ndarray) -> list[np.ndarray]:
     """
     from surrogate.validation.report.summaries import range_third
 
-    columns = []
-    for column in np.asarray(parameters, dtype=np.float64).reshape(len(parameters), -1).T:
-        if not np.all(np.isfinite(column)) or np.unique(column).size < 3:
-            continue
-        low, high = float(column.min()), float(column.max())
-        columns.append(np.array([range_third(value, low, high) for value in column]))
-    return columns
+    return [np.array([range_third(value, low, high) for value in column])
+            for _, column, low, high in _swept_columns(parameters)]
+
+
+def _swept_columns(parameters: np.ndarray):
+    """``(index, column, min, max)`` of each column of ``(S, P)`` ``parameters`` that is
+    a swept range the thirds can split: finite, taking >= 3 distinct values."""
+    parameters = np.asarray(parameters, dtype=np.float64).reshape(len(parameters), -1)
+    for index, column in enumerate(parameters.T):
+        if np.all(np.isfinite(column)) and np.unique(column).size >= 3:
+            yield index, column, float(column.min()), float(column.max())
 
 
 def unscored_thirds(train_parameters: np.ndarray, valid_parameters: np.ndarray
@@ -81,14 +85,9 @@ def unscored_thirds(train_parameters: np.ndarray, valid_parameters: np.ndarray
     """
     from surrogate.validation.report.summaries import range_third
 
-    train_parameters = np.asarray(train_parameters, dtype=np.float64)
     valid_parameters = np.asarray(valid_parameters, dtype=np.float64)
     blind = []
-    for column in range(train_parameters.shape[1]):
-        values = train_parameters[:, column]
-        if not np.all(np.isfinite(values)) or np.unique(values).size < 3:
-            continue
-        low, high = float(values.min()), float(values.max())
+    for column, _, low, high in _swept_columns(train_parameters):
         counts = np.bincount([range_third(value, low, high)
                               for value in valid_parameters[:, column]], minlength=3)
         for third in range(3):
