@@ -230,13 +230,14 @@ class Trainer:
         if self.temporal:
             self.temporal_discriminator, self.optimizer_t = stacked_discriminator()
         # the ensemble discriminator reads two samples at one condition stacked on channels
+        ensemble_blocker = self._ensemble_unavailable()
         if config.ensemble_weight is None:
             # auto: on where it applies (pairs in a replica's batch, >= 2 trajectories)
-            applies = (self.local_batch >= 2
-                       and self.data.splits["train"].trajectories.size >= 2)
-            config = dataclasses.replace(
-                config, ensemble_weight=AUTO_ENSEMBLE_WEIGHT if applies else 0.0)
+            config = dataclasses.replace(config, ensemble_weight=(
+                AUTO_ENSEMBLE_WEIGHT if ensemble_blocker is None else 0.0))
             self.config = config
+        elif config.ensemble_weight > 0 and ensemble_blocker is not None:
+            raise ValueError(f"ensemble_weight needs {ensemble_blocker}")
         self.ensemble = config.ensemble_weight > 0
         self.ensemble_discriminator: Discriminator | None = None
         if self.ensemble:
@@ -276,9 +277,6 @@ class Trainer:
         # each training trajectory's nearest other: the real partner of an ensemble pair
         self.partners: torch.Tensor | None = None
         if self.ensemble:
-            if self.local_batch < 2:
-                raise ValueError(f"ensemble_weight needs a batch of >= 2 per replica, "
-                                 f"got {self.local_batch}")
             self.partners = self._neighbour_table(2, "ensemble_weight")[:, 1]
         # per replica: augmentation choices and the generator's pixel noise (global torch
         # stream) differ between replicas; data indices and latents are drawn globally
@@ -440,6 +438,18 @@ class Trainer:
             dist.barrier()
 
     # -------------------------------------------------------------- one step
+    def _ensemble_unavailable(self) -> str | None:
+        """Why the ensemble term cannot run here (what it needs, with what this training
+        has), or None: it pairs two samples of one condition inside a replica's batch
+        (``B_r >= 2``) and a training trajectory with its nearest other (>= 2 training
+        trajectories). The auto weight and an explicit weight read the same rule."""
+        n_train = self.data.splits["train"].trajectories.size
+        if self.local_batch < 2:
+            return f"a batch of >= 2 per replica, got {self.local_batch}"
+        if n_train < 2:
+            return f">= 2 training trajectories, the training split has {n_train}"
+        return None
+
     def _neighbour_table(self, group: int, option: str) -> torch.Tensor:
         """``(n_train, group)``: each training trajectory and its ``group - 1`` nearest
         in the encoded parameters (:func:`surrogate.data.neighbour_groups`): the

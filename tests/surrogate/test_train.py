@@ -890,6 +890,22 @@ def test_the_ensemble_term_is_on_by_default_where_it_applies(tmp_path):
         TrainConfig(ensemble_weight=0.3, ensemble_spread_target=-1.0)
 
 
+def test_auto_and_explicit_ensemble_weights_read_one_rule_for_a_lone_training_trajectory(
+        tmp_path):
+    """A one-trajectory file trains on it alone: no real pair partner exists, so auto
+    turns the term off and an explicit weight is refused, naming the count."""
+    from simulators.sweep import SweepSpec, run_sweep
+    path = run_sweep(SweepSpec(system="gaussian_random_field", n_trajectories=1,
+                               resolution=16), tmp_path / "grf.h5", progress=False)
+    auto = Trainer(path, tmp_path / "auto", TINY, device="cpu", progress=False)
+    assert auto.data.splits["train"].trajectories.size == 1
+    assert auto.config.ensemble_weight == 0.0 and auto.ensemble_discriminator is None
+    explicit = TrainConfig(**{**TINY.to_dict(), "ensemble_weight": 0.3})
+    with pytest.raises(ValueError, match=r"ensemble_weight needs >= 2 training "
+                                         r"trajectories, the training split has 1"):
+        Trainer(path, tmp_path / "explicit", explicit, device="cpu", progress=False)
+
+
 @pytest.mark.slow   # an option off by default
 def test_a_spread_target_run_resumes_exactly_and_refuses_a_run_without_it(tmp_path):
     config = TrainConfig(**{**TINY.to_dict(), "ensemble_weight": 0.5,
