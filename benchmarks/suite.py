@@ -739,8 +739,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="override training options of every fidelity plan (TrainConfig "
                              "fields, e.g. consistency_weight=10); values are JSON numbers, "
                              "booleans or strings")
-    parser.add_argument("--fidelity-split-layout", choices=SPLIT_LAYOUTS, default="random",
-                        help="split layout of every fidelity plan's training data (random)")
+    parser.add_argument("--fidelity-split-layout", choices=SPLIT_LAYOUTS, default="stratified",
+                        help="split layout of every fidelity plan's training data (stratified)")
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32],
                         help="generator widths of the speed table (16 32)")
     parser.add_argument("--validation-sizes", type=int, nargs="+", default=[250])

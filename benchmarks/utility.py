@@ -209,9 +209,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="override training options of every plan, as python -m "
                              "benchmarks --fidelity-train does (so that the GAN runs it "
                              "kept with --keep are reused)")
-    parser.add_argument("--fidelity-split-layout", choices=SPLIT_LAYOUTS, default="random",
+    parser.add_argument("--fidelity-split-layout", choices=SPLIT_LAYOUTS, default="stratified",
                         help="split layout of every plan's training data, as python -m "
-                             "benchmarks --fidelity-split-layout (random)")
+                             "benchmarks --fidelity-split-layout (stratified)")
     parser.add_argument("--retrain", action="store_true",
                         help="retrain a GAN kept in --runs whose settings differ from the "
                              "plan's (default: refuse, naming the differences)")

@@ -90,9 +90,11 @@ class SweepSpec:
             ``fixed`` must then be empty); :meth:`like` builds such a spec from a file.
         split_layout: how the train/valid/test split is laid out
             (``simulators.store.SPLIT_LAYOUTS``):
-            ``"random"`` (a seeded permutation) or ``"stratified"`` (each stretch of the
-            swept range holds its share of the validation and test trajectories, over
-            :func:`design_positions`; :func:`simulators.store.assign_split`).
+            ``"stratified"`` (the default: each stretch of the swept range holds its
+            share of the validation and test trajectories, over :func:`design_positions`;
+            :func:`simulators.store.assign_split`) or ``"random"`` (a seeded permutation,
+            the default before 2026-12-08, which can leave an end of the range without
+            validation: the checkpoint score is then blind there).
     """
 
     system: str
@@ -107,7 +109,7 @@ class SweepSpec:
     box_size: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     design: Mapping[str, tuple[float, ...]] | None = None
-    split_layout: str = "random"
+    split_layout: str = "stratified"
 
     def key(self) -> str:
         """Canonical JSON of the spec (identifies the job for ``resume``); an explicit

@@ -455,10 +455,11 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
                                "--t-end, --snapshots and --init are taken from REF")
     simulate.add_argument("--init", default="random", help="initial condition (random)")
     # simulators.store.SPLIT_LAYOUTS, spelled out: the parser imports nothing heavy
-    simulate.add_argument("--split-layout", default="random", choices=("random", "stratified"),
-                          help="how the train/valid/test split is laid out: random (a seeded "
-                               "draw, the default) or stratified (every stretch of the swept "
-                               "range holds its share of the validation and test trajectories)")
+    simulate.add_argument("--split-layout", default="stratified",
+                          choices=("random", "stratified"),
+                          help="how the train/valid/test split is laid out: stratified (every "
+                               "stretch of the swept range holds its share of the validation "
+                               "and test trajectories, the default) or random (a seeded draw)")
     simulate.add_argument("--workers", type=int, default=1, help="worker processes (1)")
     simulate.add_argument("--batch-size", type=int, default=None,
                           help="trajectories per simulator call (system default; larger "

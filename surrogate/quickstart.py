@@ -72,9 +72,10 @@ class QuickstartPlan:
             floor) is small beside the thresholds.
         seed: seed of the sweep, the training run and the generation (a ``"seed"`` in
             ``train`` seeds the training run instead: one dataset, several trainings).
-        split_layout: the sweep's split layout, ``"random"`` or ``"stratified"``
-            (:class:`simulators.sweep.SweepSpec`); it enters the stage keys only when
-            not ``"random"``, so directories made before it keep theirs.
+        split_layout: the sweep's split layout, ``"stratified"`` (default) or
+            ``"random"`` (:class:`simulators.sweep.SweepSpec`); it enters the stage keys
+            only when not ``"random"``, so a directory made with the random split (the
+            default before 2026-12-08) simulates again.
     """
 
     system: str
@@ -88,7 +89,7 @@ class QuickstartPlan:
     samples_per_condition: int = 4
     reference_per_condition: int = 0
     seed: int = 0
-    split_layout: str = "random"
+    split_layout: str = "stratified"
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

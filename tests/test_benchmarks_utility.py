@@ -66,10 +66,10 @@ def test_fidelity_train_overrides_reach_the_gan_plan(tmp_path, monkeypatch):
                   "--output", str(tmp_path / "u.json")])
     assert plans[0].train["steps"] == 7
     assert plans[0].train["budget_weight"] == 1 and plans[0].train["seed"] == 2
-    assert plans[0].split_layout == "random"
+    assert plans[0].split_layout == "stratified"
     utility.main(["--systems", "ising", "--device", "cpu", "--fidelity-split-layout",
-                  "stratified", "--no-floor", "--output", str(tmp_path / "w.json")])
-    assert plans[1].system == "ising" and plans[1].split_layout == "stratified"
+                  "random", "--no-floor", "--output", str(tmp_path / "w.json")])
+    assert plans[1].system == "ising" and plans[1].split_layout == "random"
     assert floors == [True, False]                     # the floor unless --no-floor
     with pytest.raises(SystemExit):
         utility.main(["--fidelity-train", "no_such_option=1",

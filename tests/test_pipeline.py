@@ -186,13 +186,15 @@ def test_default_plans_are_valid_training_configs():
 
 
 def test_the_split_layout_enters_the_stage_keys_only_when_stratified(tmp_path):
-    """A random-split plan keeps the keys of directories made before the option (so they
-    are reused); a stratified one simulates again; a bad layout stops before any work."""
+    """Stratified by default, and keyed: a directory made with the random split (the
+    default before it) simulates again; a random-split plan keeps the keys of directories
+    made before the option (so they are reused); a bad layout stops before any work."""
     plan = default_plan("cpu")
-    assert '"split_layout"' not in plan.stage_key("validate")
-    stratified = dataclasses.replace(plan, split_layout="stratified")
-    assert json.loads(stratified.stage_key("simulate"))["split_layout"] == "stratified"
-    assert stratified.stage_key("simulate") != plan.stage_key("simulate")
+    assert plan.split_layout == "stratified"
+    assert json.loads(plan.stage_key("simulate"))["split_layout"] == "stratified"
+    random = dataclasses.replace(plan, split_layout="random")
+    assert '"split_layout"' not in random.stage_key("validate")
+    assert random.stage_key("simulate") != plan.stage_key("simulate")
     with pytest.raises(ValueError, match=r"plan\.split_layout"):
         quickstart(tmp_path / "q", device="cpu",
                    plan=dataclasses.replace(plan, split_layout="even"), progress=False)

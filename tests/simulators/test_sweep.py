@@ -1,5 +1,6 @@
 """Sweeps: Sobol designs, seeds independent of workers, resume after interruption."""
 
+import dataclasses
 import json
 
 import h5py
@@ -158,8 +159,8 @@ def test_design_positions_map_each_varying_parameter_to_the_unit_interval():
 
 def test_a_stratified_sweep_writes_its_split_layout_and_keys_it(tmp_path):
     """30 trajectories, 3 held out of each kind: one of each per tercile of the swept
-    index; the layout is the split dataset's attribute; a random spec's key is the one of
-    files written before the option existed, a stratified one's differs."""
+    index; the layout (the default) is the split dataset's attribute; a random spec's key
+    is the one of files written before the option existed, a stratified one's differs."""
     spec = SweepSpec("gaussian_random_field", n_trajectories=30, resolution=16, seed=5,
                      ranges={"spectral_index": (1.5, 3.5)}, split_layout="stratified")
     path = run_sweep(spec, tmp_path / "s.h5", progress=False)
@@ -170,8 +171,11 @@ def test_a_stratified_sweep_writes_its_split_layout_and_keys_it(tmp_path):
     ranked = split[np.argsort(index)].reshape(3, 10)
     assert ((ranked == 1).sum(axis=1) == 1).all() and ((ranked == 2).sum(axis=1) == 1).all()
     random = SweepSpec("gaussian_random_field", n_trajectories=30, resolution=16, seed=5,
-                       ranges={"spectral_index": (1.5, 3.5)})
+                       ranges={"spectral_index": (1.5, 3.5)}, split_layout="random")
     assert "split_layout" not in json.loads(random.key())
+    assert dataclasses.replace(spec, split_layout="stratified") == spec == SweepSpec(
+        "gaussian_random_field", n_trajectories=30, resolution=16, seed=5,
+        ranges={"spectral_index": (1.5, 3.5)})                 # stratified by default
     assert json.loads(spec.key())["split_layout"] == "stratified"
     plain = run_sweep(random, tmp_path / "r.h5", progress=False)
     with FieldStore(plain) as store, FieldStore(path) as stratified:

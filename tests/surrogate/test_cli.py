@@ -35,10 +35,10 @@ def test_simulate_split_layout_choices_are_the_store_s(tmp_path, capsys):
     path = tmp_path / "s.h5"
     status, out, _ = _run(capsys, "simulate", "gaussian_random_field", "-o", str(path), "-n",
                           "20", "--resolution", "16", "--sweep", "spectral_index=1.5:3.5",
-                          "--split-layout", "stratified", "-q")
+                          "-q")
     assert status == 0
     with FieldStore(path) as store:
-        assert store.split_layout == "stratified"
+        assert store.split_layout == "stratified"              # the default
     status, out, _ = _run(capsys, "info", str(path))
     assert "valid 2, test 2; stratified" in out
 
