@@ -93,7 +93,7 @@ class SweepSpec:
             ``"stratified"`` (the default: each stretch of the swept range holds its
             share of the validation and test trajectories, over :func:`design_positions`;
             :func:`simulators.store.assign_split`) or ``"random"`` (a seeded permutation,
-            the default before 2026-12-08, which can leave an end of the range without
+            the default until 2026-12-07, which can leave an end of the range without
             validation: the checkpoint score is then blind there).
     """
 

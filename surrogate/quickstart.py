@@ -75,7 +75,7 @@ class QuickstartPlan:
         split_layout: the sweep's split layout, ``"stratified"`` (default) or
             ``"random"`` (:class:`simulators.sweep.SweepSpec`); it enters the stage keys
             only when not ``"random"``, so a directory made with the random split (the
-            default before 2026-12-08) simulates again.
+            default until 2026-12-07) simulates again.
     """
 
     system: str
