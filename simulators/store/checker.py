@@ -237,6 +237,7 @@ def _check_fields(handle: h5py.File, schema: StoreSchema, n: int,
                   problems: list[str]) -> None:
     """Every declared field: listed, float32 of shape (B, T, N, N[, 2]), one snapshot per
     chunk, its attributes, and the dimension scale of each axis attached."""
+    attached: list[tuple[str, list[str]]] = []      # (dataset path, its dims) to read
     for rank in (0, 1):
         group = handle[f"t{rank}_fields"]
         declared = [spec.name for spec in schema.fields if spec.rank == rank]
@@ -264,10 +265,32 @@ def _check_fields(handle: h5py.File, schema: StoreSchema, n: int,
                 if key not in dataset.attrs:
                     problems.append(f"{where} lacks attribute {key!r}")
             dims = ["trajectory", "time", "x", "y"] + (["component"] if rank else [])
-            for axis, dim in enumerate(dims[:dataset.ndim]):
-                scales = list(dataset.dims[axis].values())
+            attached.append((where, dims[:dataset.ndim]))
+    if attached:
+        # HDF5's dimension-scale code follows references stored in the file: a damaged
+        # one can crash the library, so the attachments are read in a child process
+        problems += in_child_process(_scale_attachment_problems, handle.filename, attached,
+                                     what="reading its dimension scales")
+
+
+def _scale_attachment_problems(filename: str, attached: list[tuple[str, list[str]]]
+                               ) -> list[str]:
+    """Each ``(dataset path, dims)``: axis ``i`` attached to exactly the ``dims[i]``
+    scale (so that xarray shows named dims); run by :func:`in_child_process`."""
+    problems: list[str] = []
+    with h5py.File(filename, "r") as handle:
+        for where, dims in attached:
+            dataset = handle[where]
+            for axis, dim in enumerate(dims):
+                try:
+                    scales = list(dataset.dims[axis].values())
+                except _READ_ERRORS as error:
+                    problems.append(f"{where} axis {axis}: its dimension scales cannot be "
+                                    f"read: {_first_line(error)}")
+                    continue
                 if len(scales) != 1 or scales[0].name.rsplit("/", 1)[-1] != dim:
                     problems.append(f"{where} axis {axis} is not attached to the {dim!r} scale")
+    return problems
 
 
 def _check_statistics(handle: h5py.File, schema: StoreSchema, problems: list[str]) -> None:
@@ -284,8 +307,9 @@ def in_child_process(function: Any, *args: Any, what: str) -> list[str]:
     """``function(*args)`` (a list of problem lines) in a forked child process, so that a
     damaged file that crashes the HDF5 library there (a flipped byte in a dimension
     list's global-heap reference makes its dimension-scale code dereference garbage)
-    gives one problem line instead of killing the caller. Where ``os.fork`` is missing
-    (Windows) it runs in this process."""
+    gives one problem line instead of killing the caller; the child's standard error is
+    discarded, so a C-library abort message does not add a second line. Where
+    ``os.fork`` is missing (Windows) it runs in this process."""
     if not hasattr(os, "fork"):
         return function(*args)
     read, write = os.pipe()
@@ -294,6 +318,12 @@ def in_child_process(function: Any, *args: Any, what: str) -> list[str]:
         code = 1
         try:
             os.close(read)
+            # the crash is reported by the parent in one line: the C library's own abort
+            # message ("double free detected") goes nowhere, not to stderr or the terminal
+            os.environ["LIBC_FATAL_STDERR_"] = "1"
+            quiet = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(quiet, 2)
+            os.close(quiet)
             with os.fdopen(write, "wb") as pipe:
                 pipe.write(json.dumps(function(*args)).encode())
             code = 0
