@@ -98,18 +98,23 @@ def range_errors(run_dir: Path, plan: QuickstartPlan, conditions: int, per_condi
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [machine_line(result["machine"]), "",
-             "| seed | passed | field | report spectrum err | fresh: pooled | fresh: quarters "
-             "of the range | worst quarter | best step |",
-             "|---:|---|---|---:|---:|---|---:|---:|"]
+             "| seed | passed | field | report spectrum err | report spread | fresh: pooled "
+             "| fresh: quarters of the range | worst quarter | best step | quickstart s |",
+             "|---:|---|---|---:|---:|---:|---|---:|---:|---:|"]
     for seed, entry in result["seeds"].items():
         for i, (name, values) in enumerate(entry["range"]["fields"].items()):
-            report = entry["report"][name]["spectrum_rel_error_median"]
+            report = entry["report"][name]
             quarters = " / ".join(_fmt(v) for v in values["quarters"])
+            # files written before the spread and wall-time columns lack the seconds
+            seconds = entry.get("quickstart_seconds")
             lines.append(f"| {seed if i == 0 else ''} | "
                          f"{('yes' if entry['passed'] else 'no') if i == 0 else ''} | {name} | "
-                         f"{_fmt(report)} | {_fmt(values['spectrum_rel_error_median'])} | "
+                         f"{_fmt(report['spectrum_rel_error_median'])} | "
+                         f"{_fmt(report.get('spread_ratio'), '.2f')} | "
+                         f"{_fmt(values['spectrum_rel_error_median'])} | "
                          f"{quarters} | {_fmt(max(values['quarters']))} | "
-                         f"{entry['range']['step'] if i == 0 else ''} |")
+                         f"{entry['range']['step'] if i == 0 else ''} | "
+                         f"{_fmt(seconds, '.0f') if i == 0 and seconds is not None else ''} |")
     budget = result["budget"]
     lines += ["", f"(fresh: {budget['conditions']} conditions drawn uniformly over the range x "
               f"{budget['per_condition']} new simulations and generated samples each; "
@@ -163,6 +168,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "passed": summary["passed"], "failures": summary["failures"],
                 "report": summary["fields"],
                 "train_seconds": summary["stages"]["train"]["seconds"],
+                # the whole quickstart (simulate, train, generate, validate), this process
+                "quickstart_seconds": sum(stage.get("seconds") or 0.0
+                                          for stage in summary["stages"].values()),
                 "range": range_errors(directory / "run", plan, args.conditions,
                                       args.per_condition),
                 "plan": plan.to_dict()}

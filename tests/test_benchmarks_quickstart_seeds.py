@@ -62,4 +62,26 @@ def test_smoke_run_writes_the_table(tmp_path):
     entry = result["seeds"]["1"]
     assert set(entry["range"]["fields"]) == {"delta", "density"}
     assert len(entry["range"]["fields"]["delta"]["quarters"]) == quickstart_seeds.QUARTERS
-    assert "| 1 |" in output.with_suffix(".md").read_text()
+    assert entry["quickstart_seconds"] >= entry["train_seconds"] > 0
+    row = next(line for line in output.with_suffix(".md").read_text().splitlines()
+               if line.startswith("| 1 |"))
+    spread = f"{entry['report'][next(iter(entry['range']['fields']))]['spread_ratio']:.2f}"
+    assert f"| {spread} |" in row
+
+
+def test_the_table_reads_a_results_file_written_before_its_last_columns():
+    """An entry without ``quickstart_seconds`` (files of 2026-12-05) still renders, with
+    the report's spread and an empty wall-time cell."""
+    fields = {"spectrum_rel_error_median": 0.1, "quarters": [0.1, 0.2, 0.3, 0.4]}
+    entry = {"passed": True, "report": {"delta": {"spectrum_rel_error_median": 0.12,
+                                                  "spread_ratio": 0.987}},
+             "range": {"parameter": "spectral_index", "step": 600,
+                       "fields": {"delta": fields}}}
+    result = {"machine": {"name": "cpu-2core", "device": "cpu", "cpu_count": 2,
+                          "torch": "2", "date": "2026-12-05"},
+              "budget": {"conditions": 256, "per_condition": 4, "train_overrides": {}},
+              "seeds": {"0": entry}}
+    row = quickstart_seeds.markdown(result).splitlines()[4]
+    assert row == "| 0 | yes | delta | 0.12 | 0.99 | 0.1 | 0.1 / 0.2 / 0.3 / 0.4 | 0.4 | 600 |  |"
+    entry["quickstart_seconds"] = 131.4
+    assert quickstart_seeds.markdown(result).splitlines()[4].endswith("| 600 | 131 |")

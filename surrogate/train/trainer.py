@@ -437,7 +437,7 @@ class Trainer:
         if self.ddp.world_size > 1:
             dist.barrier()
 
-    # -------------------------------------------------------------- one step
+    # -------------------------------------------------------------- what can run here
     def _ensemble_unavailable(self) -> str | None:
         """Why the ensemble term cannot run here (what it needs, with what this training
         has), or None: it pairs two samples of one condition inside a replica's batch
@@ -450,6 +450,7 @@ class Trainer:
             return f">= 2 training trajectories, the training split has {n_train}"
         return None
 
+    # -------------------------------------------------------------- one step
     def _neighbour_table(self, group: int, option: str) -> torch.Tensor:
         """``(n_train, group)``: each training trajectory and its ``group - 1`` nearest
         in the encoded parameters (:func:`surrogate.data.neighbour_groups`): the
