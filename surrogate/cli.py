@@ -58,6 +58,9 @@ TRAIN_OPTION_HELP = (
     ("spectral_bias_weight", float, "loss on the bias of the log shell power at each "
                                     "condition against the simulator's mean there, from "
                                     "pairs of generated samples (1; 0: off)"),
+    ("spectral_bias_space", str, "what the spectral bias loss matches: log (the mean log "
+                                 "shell power, default) or power (the mean shell power, "
+                                 "as the report's spectra)"),
     ("temporal_weight", float, "weight of the temporal discriminator on consecutive "
                                "snapshots (1.0; 0 disables)"),
     ("ema_half_life_fraction", float, "EMA half-life as a fraction of the steps seen "

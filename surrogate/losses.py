@@ -53,6 +53,7 @@ from torch import Tensor
 
 __all__ = [
     "LOSS_KINDS",
+    "SPECTRAL_BIAS_SPACES",
     "condition_order",
     "consistency_penalty",
     "discriminator_loss",
@@ -71,6 +72,10 @@ __all__ = [
 ]
 
 LOSS_KINDS = ("hinge", "nonsaturating")
+
+#: what :func:`spectral_bias_loss` matches at each condition: the mean log shell power
+#: or the mean shell power
+SPECTRAL_BIAS_SPACES = ("log", "power")
 
 
 # ------------------------------------------------------------------ radial power spectrum
@@ -434,8 +439,9 @@ def _check_shell_pairs(loss: str, fake_a: Tensor, fake_b: Tensor, target: Tensor
 
 
 def spectral_bias_loss(fake_a: Tensor, fake_b: Tensor, target_mean: Tensor,
-                       eps: float = 1e-6) -> Tensor:
-    """Squared bias of the generated log shell power at each condition, unbiased by pairs.
+                       eps: float = 1e-6, space: str = "log") -> Tensor:
+    """Squared bias of the generated log shell power (or shell power) at each condition,
+    unbiased by pairs.
 
     ``fake_a[i]`` and ``fake_b[i]`` are generated at one condition from independent
     latents, ``y = log_shell_power(.)`` (:func:`log_shell_power`) and ``m_i`` the
@@ -454,15 +460,31 @@ def spectral_bias_loss(fake_a: Tensor, fake_b: Tensor, target_mean: Tensor,
     opposite sign at different conditions cancel, this one sees each condition. One
     batch's value is noisy and may be negative; its expectation is >= 0.
 
+    With ``space="power"`` the deviations are relative ones of the shell power itself,
+    ``r = exp(y - m) - 1 = P_gen / M - 1`` with ``m = log M`` the log of the simulator's
+    mean power ``M`` at the condition, so that ``E[L_bias] = mean_{c, k} E_i[(E P_gen(c_i)
+    / M_i - 1)^2]``: the relative squared bias of the mean spectrum, which the report's
+    pooled spectra compare. The two targets differ where the generated per-sample
+    scatter differs from the simulator's: ``E[log P] = log E[P] - Var(log P) / 2`` to
+    second order, so a generator whose lowest shells (a few modes, ``Var(log P)`` ~0.3
+    on a 32^2 grid) scatter too little meets the log target with too little mean power.
+
     Args:
         fake_a, fake_b: (n, C, N, N) pairs, same conditions row by row.
-        target_mean: (n, C, N // 2) the simulator's mean of ``y`` per row.
+        target_mean: (n, C, N // 2) per row, the simulator's mean of ``y`` (``"log"``)
+            or the log of its mean of ``exp(y)`` (``"power"``).
         eps: the spectral floor of :func:`log_shell_power`.
+        space: ``"log"`` or ``"power"`` (:data:`SPECTRAL_BIAS_SPACES`).
     """
     _check_shell_pairs("spectral_bias_loss", fake_a, fake_b, target_mean, "target_mean")
+    if space not in SPECTRAL_BIAS_SPACES:
+        raise ValueError(f"unknown spectral bias space {space!r} (choose from "
+                         f"{', '.join(SPECTRAL_BIAS_SPACES)})")
     target = target_mean.float()
     deviation_a = log_shell_power(fake_a.float(), eps) - target
     deviation_b = log_shell_power(fake_b.float(), eps) - target
+    if space == "power":
+        deviation_a, deviation_b = torch.expm1(deviation_a), torch.expm1(deviation_b)
     return (deviation_a * deviation_b).mean()
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from surrogate.losses import (
     LOSS_KINDS,
+    SPECTRAL_BIAS_SPACES,
 )
 from surrogate.models import ARCHS
 
@@ -91,6 +92,12 @@ class TrainConfig:
             within-condition spread (velocity 0.63-0.69 against 0.68-0.73). Runs written
             before the option existed resume without it; runs written while it was off by
             default keep their recorded 0.
+        spectral_bias_space: what the spectral bias loss matches at each condition:
+            ``"log"`` the mean log shell power (the default), ``"power"`` the mean shell
+            power, which the report's spectra compare (``space`` of
+            :func:`surrogate.losses.spectral_bias_loss`). They differ where the generated
+            per-sample scatter of a shell's power differs from the simulator's. Runs
+            written before the option existed resume with ``"log"``.
         temporal_weight: weight of the temporal discriminator's loss on G (0 disables;
             active only for files with >= 2 snapshot times; a step then costs one more
             generator pass of ``batch_size`` snapshots and a discriminator pass of
@@ -250,6 +257,7 @@ class TrainConfig:
     template_weight: float = 0.0
     spectral_scatter_weight: float = 0.0
     spectral_bias_weight: float = 1.0
+    spectral_bias_space: str = "log"
     temporal_weight: float = 1.0
     sign_equivariant: bool = True
     shift_equivariant: bool = False
@@ -316,6 +324,9 @@ class TrainConfig:
                              f"{self.lr_decay_fraction!r}")
         if self.arch not in ARCHS:
             raise ValueError(f"unknown arch {self.arch!r} (choose from {', '.join(ARCHS)})")
+        if self.spectral_bias_space not in SPECTRAL_BIAS_SPACES:
+            raise ValueError(f"unknown spectral_bias_space {self.spectral_bias_space!r} "
+                             f"(choose from {', '.join(SPECTRAL_BIAS_SPACES)})")
         if self.loss not in LOSS_KINDS:
             raise ValueError(f"unknown loss {self.loss!r} (choose from {', '.join(LOSS_KINDS)})")
         if isinstance(self.average_checkpoints, bool) or not isinstance(

@@ -70,6 +70,7 @@ def train(data_path: str | os.PathLike, run_dir: str | os.PathLike,
                                             "template_weight": 0.0,
                                             "spectral_scatter_weight": 0.0,
                                             "spectral_bias_weight": 0.0,
+                                            "spectral_bias_space": "log",
                                             **saved["train"]})
         except (KeyError, TypeError) as error:
             raise CheckpointError(f"{run_dir}/config.json: no valid training settings "

@@ -280,7 +280,8 @@ class GANObjective:
             metrics["spectral_scatter_loss"] = float(scatter.detach())
         if pairs and config.spectral_bias_weight > 0:
             bias = spectral_bias_loss(paired[0::2], paired[1::2],
-                                      self.spectrum_target.rows(fake_condition[0:pairs:2]))
+                                      self.spectrum_target.rows(fake_condition[0:pairs:2]),
+                                      space=config.spectral_bias_space)
             loss = loss + config.spectral_bias_weight * bias
             metrics["spectral_bias_loss"] = float(bias.detach())
         if config.spectral_loss_weight > 0:

@@ -311,7 +311,7 @@ class Trainer:
         spectrum_target = None
         if config.spectral_bias_weight > 0:
             spectrum_target = SpectrumTarget.from_dataset(
-                self.data.splits["train"]).to(self.device)
+                self.data.splits["train"], space=config.spectral_bias_space).to(self.device)
         self.objective = GANObjective(config, self.data.normalizer, self.budget,
                                       self.autocast, self.augment_generator,
                                       zero_mean_axes(self.data.augmentation.symmetries),

@@ -565,6 +565,59 @@ def test_spectral_bias_loss_learns_a_slope_that_follows_the_condition():
     assert float(alpha.detach()) == pytest.approx(1.0, abs=0.1)
 
 
+def _phase_only(fields: torch.Tensor) -> torch.Tensor:
+    """The fields with every Fourier amplitude set to its white-noise mean ``n`` (unit
+    variance white noise has ``E|F|^2 = n^2``) and the phases kept: the mean shell power
+    of white noise in every sample, no scatter."""
+    transform = torch.fft.fft2(fields)
+    return torch.fft.ifft2(fields.shape[-1] * transform / transform.abs()).real
+
+
+def test_spectral_bias_loss_in_power_space_matches_the_mean_power_not_the_mean_log():
+    """White noise (``P`` flat) has shell power ``M Gamma(nu) / nu`` per sample, ``nu =
+    n_k / 2`` independent modes: ``E[y] = log M + psi(nu) - log nu``. Samples whose every
+    mode sits at its mean power (random phases) have ``y = log M`` exactly: the
+    power-space loss reads ~0 for them, the log-space loss the squared Jensen gap
+    ``(log nu - psi(nu))^2`` (0.017 at shell 1), what a generator whose lowest shells
+    scatter too little pays until it lowers its power. Fields of the target's law read ~0
+    in both spaces; fields scaled by 0.9 read ``(0.81 - 1)^2`` in power space."""
+    generator = torch.Generator().manual_seed(5)
+    pairs, n, shells = 32, 32, slice(0, 15)   # the last shell holds self-conjugate modes
+    ensemble = log_shell_power(_gaussian_fields(generator, 8192, n, slope=0.0))
+    targets = {"log": ensemble.mean(dim=0, keepdim=True).expand(pairs, 1, -1),
+               "power": (torch.logsumexp(ensemble, dim=0, keepdim=True)
+                         - math.log(ensemble.shape[0])).expand(pairs, 1, -1)}
+    nu = radial_shell_counts(n).double() / 2
+    gap = (torch.log(nu) - torch.special.digamma(nu))[shells]
+    right, scaled = [], []
+    for _ in range(50):
+        a, b = (_gaussian_fields(generator, pairs, n, slope=0.0) for _ in range(2))
+        right.append(float(spectral_bias_loss(a, b, targets["power"], space="power")))
+        scaled.append(float(spectral_bias_loss(0.9 * a, 0.9 * b, targets["power"],
+                                               space="power")))
+    # one batch: std ~0.005 (32 pairs x 16 shells of products of std ~0.3); 50 -> 0.0007
+    assert abs(np.mean(right)) < 0.004
+    assert np.mean(scaled) == pytest.approx((0.81 - 1.0) ** 2, rel=0.1)
+    # per shell, the pinned fields' deviation from each target: the Jensen gap from the
+    # mean log, ~0 from the log mean power, each within the noise of the ensemble's
+    # estimate of the target (standard error sqrt(psi'(nu) / 8192): 0.006 at shell 1)
+    pinned_a, pinned_b = _phase_only(a), _phase_only(b)
+    pinned = log_shell_power(pinned_a)
+    standard_error = torch.sqrt(torch.special.polygamma(1, nu) / ensemble.shape[0])[shells]
+    from_log = (pinned - targets["log"]).mean(dim=(0, 1))[shells].double()
+    from_power = (pinned - targets["power"]).mean(dim=(0, 1))[shells].double()
+    assert float(((from_log - gap).abs() / standard_error).max()) < 4
+    assert float((from_power.abs() / standard_error).max()) < 4
+    # the losses on them: no bias in power space, the mean squared gap in log space
+    pinned_log = float(spectral_bias_loss(pinned_a, pinned_b, targets["log"], space="log"))
+    pinned_power = float(spectral_bias_loss(pinned_a, pinned_b, targets["power"],
+                                            space="power"))
+    assert pinned_log == pytest.approx(float(gap.square().sum()) / (n // 2), rel=0.15)
+    assert abs(pinned_power) < 1e-3 < pinned_log / 2
+    with pytest.raises(ValueError, match="unknown spectral bias space"):
+        spectral_bias_loss(a, b, targets["log"], space="linear")
+
+
 @pytest.mark.parametrize("loss, target_name", [(spectral_bias_loss, "target_mean"),
                                                (spectral_scatter_loss, "target_variance")])
 def test_paired_shell_losses_reject_bad_shapes(loss, target_name):

@@ -580,6 +580,9 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
     assert "steps must be a positive integer" in capsys.readouterr().err
     assert main(["train", SAMPLE, "-o", str(tmp_path / "r"), "--loss", "wgan", "-q"]) == 2
     assert "unknown loss 'wgan'" in capsys.readouterr().err
+    assert main(["train", SAMPLE, "-o", str(tmp_path / "r"), "--spectral-bias-space",
+                 "linear", "-q"]) == 2
+    assert "unknown spectral_bias_space 'linear'" in capsys.readouterr().err
     assert main(["train", "missing.h5", "-o", str(tmp_path / "r"), "-q"]) == 2
     assert "missing.h5" in capsys.readouterr().err
     assert main(["train", SAMPLE, "-o", str(tmp_path / "r"), "--device", "cuda:7", "-q"]) == 2
@@ -1337,6 +1340,15 @@ def test_spectrum_target_follows_the_spectral_index_of_a_gaussian_field_sweep(tm
     fixed = SpectrumTarget.from_dataset(train_split)
     everything = log_shell_power(train_split.get_batch(np.arange(len(train_split)))[0])
     torch.testing.assert_close(fixed.mean[5, 0], everything.mean(0).float())
+    # the power space: the log of the mean power, at or above the mean log (Jensen)
+    power = SpectrumTarget.from_dataset(train_split, space="power")
+    torch.testing.assert_close(power.mean[5, 0],
+                               torch.log(torch.exp(everything.double()).mean(0)).float())
+    assert power.space == "power" and power.to("cpu").space == "power"
+    swept_power = SpectrumTarget.from_dataset(data.splits["train"], space="power")
+    assert bool(torch.all(swept_power.mean >= target.mean - 1e-5))
+    with pytest.raises(ValueError, match="unknown spectral bias space"):
+        SpectrumTarget.from_dataset(train_split, space="linear")
     table = SpectrumTarget(torch.arange(6.0).reshape(2, 3, 1, 1).expand(2, 3, 2, 4),
                            np.array([[-0.5], [0.5]]), torch.tensor([-1.0, 0.0, 1.0]))
     picked = table.rows(torch.tensor([[0.4, 0.9], [-0.9, -0.8], [0.1, 0.2]]))
@@ -1347,16 +1359,20 @@ def test_spectrum_target_follows_the_spectral_index_of_a_gaussian_field_sweep(tm
         SpectrumTarget.from_dataset(train_split, neighbours=0)
 
 
-def test_spectral_bias_loss_pairs_fakes_against_the_neighbourhood_mean(tmp_path):
+@pytest.mark.parametrize("space", ["log", "power"])
+def test_spectral_bias_loss_pairs_fakes_against_the_neighbourhood_mean(tmp_path, space):
     from surrogate.losses import spectral_bias_loss
-    config = dataclasses.replace(TINY, mode_seeking_weight=0.0, spectral_bias_weight=1.0)
+    config = dataclasses.replace(TINY, mode_seeking_weight=0.0, spectral_bias_weight=1.0,
+                                 spectral_bias_space=space)
     trainer = Trainer(SAMPLE, tmp_path / "one", config, progress=False)
+    assert trainer.objective.spectrum_target.space == space
     metrics, noise, condition, fakes = _step_keeping_the_fakes(trainer)
     torch.testing.assert_close(condition[1::2], condition[0::2], rtol=0, atol=0)
     assert not torch.equal(noise[1::2], noise[0::2])
     target = trainer.objective.spectrum_target.rows(condition[0::2])
     assert metrics["spectral_bias_loss"] == pytest.approx(
-        float(spectral_bias_loss(fakes[0][0::2], fakes[0][1::2], target)), rel=1e-6)
+        float(spectral_bias_loss(fakes[0][0::2], fakes[0][1::2], target, space=space)),
+        rel=1e-6)
 
 
 @pytest.mark.slow
