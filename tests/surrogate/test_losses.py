@@ -618,6 +618,31 @@ def test_spectral_bias_loss_in_power_space_matches_the_mean_power_not_the_mean_l
         spectral_bias_loss(a, b, targets["log"], space="linear")
 
 
+def test_power_space_deviation_is_linear_in_log_power_above_four_times_the_target():
+    """A target that claims the upper shells are empty (a steep spectrum's tail at the
+    eps floor): white noise there holds ~1e6 times the target's power. expm1 would give a
+    deviation of ~1e6 and a loss of ~1e12; continued linearly in log P above P/M = 4
+    (slope 4, as expm1 has there) it is 3 + 4 (log 1e6 - log 4) ~ 53, and descent on
+    the loss still lowers that power."""
+    generator = torch.Generator().manual_seed(9)
+    pairs, n = 8, 32
+    white = log_shell_power(_gaussian_fields(generator, 4096, n, slope=0.0))
+    target = (torch.logsumexp(white, dim=0, keepdim=True) - math.log(4096)).expand(pairs, 1, -1)
+    empty = target.clone()
+    empty[..., 8:] -= math.log(1e6)
+    scale = torch.tensor(1.0, requires_grad=True)
+    a, b = (_gaussian_fields(generator, pairs, n, slope=0.0) for _ in range(2))
+    loss = spectral_bias_loss(scale * a, scale * b, empty, space="power")
+    expected_tail = 3.0 + 4.0 * (math.log(1e6) - math.log(4.0))
+    assert float(loss.detach()) == pytest.approx(expected_tail ** 2 * 8 / 16, rel=0.05)
+    loss.backward()
+    assert float(scale.grad) > 0                        # lowering the power lowers the loss
+    # below 4x the deviation is the exact relative one: twice the power reads (2 - 1)^2
+    doubled = float(spectral_bias_loss(math.sqrt(2) * a, math.sqrt(2) * b, target,
+                                       space="power"))
+    assert doubled == pytest.approx(1.0, abs=0.15)
+
+
 @pytest.mark.parametrize("loss, target_name", [(spectral_bias_loss, "target_mean"),
                                                (spectral_scatter_loss, "target_variance")])
 def test_paired_shell_losses_reject_bad_shapes(loss, target_name):
