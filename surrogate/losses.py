@@ -56,6 +56,7 @@ from torch import Tensor
 __all__ = [
     "LOSS_KINDS",
     "SPECTRAL_BIAS_SPACES",
+    "check_spectral_bias_space",
     "condition_order",
     "consistency_penalty",
     "discriminator_loss",
@@ -78,6 +79,14 @@ LOSS_KINDS = ("hinge", "nonsaturating")
 #: what :func:`spectral_bias_loss` matches at each condition: the mean log shell power
 #: or the mean shell power
 SPECTRAL_BIAS_SPACES = ("log", "power")
+
+
+def check_spectral_bias_space(space: str) -> None:
+    """Raise ``ValueError`` naming ``space`` unless it is one of
+    :data:`SPECTRAL_BIAS_SPACES`."""
+    if space not in SPECTRAL_BIAS_SPACES:
+        raise ValueError(f"unknown spectral bias space {space!r} (choose from "
+                         f"{', '.join(SPECTRAL_BIAS_SPACES)})")
 
 
 # ------------------------------------------------------------------ radial power spectrum
@@ -481,9 +490,7 @@ def spectral_bias_loss(fake_a: Tensor, fake_b: Tensor, target_mean: Tensor,
         space: ``"log"`` or ``"power"`` (:data:`SPECTRAL_BIAS_SPACES`).
     """
     _check_shell_pairs("spectral_bias_loss", fake_a, fake_b, target_mean, "target_mean")
-    if space not in SPECTRAL_BIAS_SPACES:
-        raise ValueError(f"unknown spectral bias space {space!r} (choose from "
-                         f"{', '.join(SPECTRAL_BIAS_SPACES)})")
+    check_spectral_bias_space(space)
     target = target_mean.float()
     deviation_a = log_shell_power(fake_a.float(), eps) - target
     deviation_b = log_shell_power(fake_b.float(), eps) - target

@@ -122,8 +122,9 @@ class GANObjective:
             (:func:`surrogate.data.zero_mean_axes`), required with ``template_weight``.
         scatter_target: the simulator's log-power scatter, required with
             ``spectral_scatter_weight``.
-        spectrum_target: the simulator's mean log power per condition, required with
-            ``spectral_bias_weight``.
+        spectrum_target: the simulator's mean log power (or log mean power) per
+            condition, required with ``spectral_bias_weight``; the bias loss works in the
+            space the table was built in (``SpectrumTarget.space``).
         unshift: for a shift-equivariant generator (``shift_equivariant``), the map
             ``(fakes, latents) -> fakes`` rolled back by the shifts their latents carry
             (:func:`surrogate.models.latent_shift`). The paired terms (mode seeking,
@@ -281,7 +282,7 @@ class GANObjective:
         if pairs and config.spectral_bias_weight > 0:
             bias = spectral_bias_loss(paired[0::2], paired[1::2],
                                       self.spectrum_target.rows(fake_condition[0:pairs:2]),
-                                      space=config.spectral_bias_space)
+                                      space=self.spectrum_target.space)
             loss = loss + config.spectral_bias_weight * bias
             metrics["spectral_bias_loss"] = float(bias.detach())
         if config.spectral_loss_weight > 0:

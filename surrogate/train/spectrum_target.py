@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from surrogate.losses import SPECTRAL_BIAS_SPACES
+from surrogate.losses import check_spectral_bias_space
 from surrogate.train.scatter import log_power_table, nearest_time_index
 
 __all__ = ["SpectrumTarget"]
@@ -57,9 +57,7 @@ class SpectrumTarget:
 
     def __init__(self, mean: torch.Tensor, parameters: np.ndarray, times: torch.Tensor,
                  neighbour_distance: float = 0.0, space: str = "log") -> None:
-        if space not in SPECTRAL_BIAS_SPACES:
-            raise ValueError(f"unknown spectral bias space {space!r} (choose from "
-                             f"{', '.join(SPECTRAL_BIAS_SPACES)})")
+        check_spectral_bias_space(space)
         parameters = np.asarray(parameters, dtype=np.float64)
         if (mean.ndim != 4 or parameters.ndim != 2 or parameters.shape[0] != mean.shape[0]
                 or times.shape != (mean.shape[1],)):
@@ -84,9 +82,7 @@ class SpectrumTarget:
         Raises:
             ValueError: no trajectory, ``neighbours < 1`` or an unknown ``space``.
         """
-        if space not in SPECTRAL_BIAS_SPACES:
-            raise ValueError(f"unknown spectral bias space {space!r} (choose from "
-                             f"{', '.join(SPECTRAL_BIAS_SPACES)})")
+        check_spectral_bias_space(space)
         if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 1:
             raise ValueError(f"neighbours must be a positive integer, got {neighbours!r}")
         n_trajectories = int(dataset.trajectories.size)
