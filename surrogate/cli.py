@@ -77,6 +77,10 @@ TRAIN_OPTION_HELP = (
                   "FLOPs at 128^2)"),
     ("spectral_envelope", bool, "end G in a conditional isotropic filter: one gain per "
                                 "wavenumber shell, set by the condition (on)"),
+    ("noise_dim", int, "length of the generator's latent vector (64)"),
+    ("low_modes", int, "Gaussian path for the lowest K wavenumber shells of G's output: "
+                       "their modes are latent coordinates times a conditional "
+                       "amplitude (0: off)"),
     ("envelope_lr_multiplier", float, "the spectral envelope learns at this multiple of "
                                       "the generator's learning rate (1)"),
     ("straight_through", bool, "discrete fields (Ising spins) reach the discriminators "

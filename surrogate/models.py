@@ -73,16 +73,19 @@ from surrogate.losses import radial_power_spectrum, shell_average_matrix, shell_
 
 __all__ = [
     "ARCHS",
+    "LOW_MODE_LATENT_START",
     "SHIFT_LATENT_INDEX",
     "UPSAMPLE_MODES",
     "ConditionEmbedding",
     "Discriminator",
     "EnsembleDiscriminator",
+    "GaussianLowModes",
     "Generator",
     "MinibatchStdDev",
     "ModelConfig",
     "SpectralEnvelope",
     "latent_shift",
+    "low_mode_wavenumbers",
     "mbstd_group",
     "pair_correlation",
     "parameter_count",
@@ -174,6 +177,13 @@ class ModelConfig:
             every latent of one condition (which a discriminator with circular padding
             and global pooling cannot see) then lands at a uniformly random place, as in
             the simulations. Checkpoints written before the keys existed have neither.
+        low_modes: ``K``, the number of lowest wavenumber shells (1 .. K) whose Fourier
+            modes get a Gaussian path (:class:`GaussianLowModes`): each independent mode
+            of those shells gets, on every raw channel, a coefficient read off its own
+            latent coordinates times a conditional amplitude, so the largest scales --
+            a few modes a sample, which a convolutional generator makes with too little
+            amplitude scatter -- are Gaussian by construction. 0 (the default, and
+            checkpoints written before the key existed): none.
     """
 
     resolution: int
@@ -195,6 +205,7 @@ class ModelConfig:
     output_noise: bool = False
     shift_x: bool = False
     shift_y: bool = False
+    low_modes: int = 0
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -212,6 +223,18 @@ class ModelConfig:
                 f"ModelConfig.resolution must be a power of two in {_MIN_RESOLUTION}.."
                 f"{_MAX_RESOLUTION}, got {n}"
             )
+        if self.low_modes < 0 or self.low_modes > self.resolution // 4:
+            raise ValueError(f"ModelConfig.low_modes must be in 0..{self.resolution // 4} "
+                             f"(N / 4), got {self.low_modes}")
+        if self.low_modes:
+            needed = self.raw_channels * 2 * len(low_mode_wavenumbers(self.low_modes))
+            if self.noise_dim < needed + LOW_MODE_LATENT_START:
+                raise ValueError(
+                    f"ModelConfig.low_modes = {self.low_modes} reads {needed} latent "
+                    f"coordinates ({self.raw_channels} raw channels x 2 x "
+                    f"{needed // (2 * self.raw_channels)} modes) after the first "
+                    f"{LOW_MODE_LATENT_START}: noise_dim must be >= "
+                    f"{needed + LOW_MODE_LATENT_START}, got {self.noise_dim}")
         for name in ("raw_channels", "in_channels", "condition_dim", "noise_dim",
                      "embedding_dim", "base_width", "mbstd_group_size"):
             if getattr(self, name) < 1:
@@ -574,6 +597,97 @@ class SpectralEnvelope(nn.Module):
             return torch.fft.irfft2(spectrum * gain, s=tuple(raw.shape[-2:]), dim=(-2, -1))
 
 
+#: latent coordinates 0 .. 2 carry the sign and the shifts; the Gaussian low modes read
+#: theirs from the end of the latent and never reach below this index
+LOW_MODE_LATENT_START = 3
+
+
+def low_mode_wavenumbers(shells: int) -> list[tuple[int, int]]:
+    """The independent Fourier modes of the shells ``1 .. shells``: integer mode numbers
+    ``(m_x, m_y)`` with ``round(|m|)`` in ``1 .. shells`` (the shells of
+    :func:`surrogate.losses.shell_index`), one of each conjugate pair ``+-m`` (``m_y > 0``,
+    or ``m_y = 0`` and ``m_x > 0``), ordered by shell, then ``m_x``, then ``m_y``.
+    4 modes in shell 1, 6 in shell 2, 8 in shell 3 (a real field of these modes has
+    twice as many real degrees of freedom: a cosine and a sine each)."""
+    reach = shells + 1
+    modes = [(m_x, m_y) for m_x in range(-reach, reach + 1) for m_y in range(0, reach + 1)
+             if (m_y > 0 or m_x > 0) and 1 <= math.floor(math.hypot(m_x, m_y) + 0.5) <= shells]
+    return sorted(modes, key=lambda m: (math.floor(math.hypot(*m) + 0.5), m))
+
+
+class GaussianLowModes(nn.Module):
+    """Gaussian path for the lowest wavenumber shells (``ModelConfig.low_modes = K``).
+
+    A sample of a statistically homogeneous Gaussian field has, at every mode ``m``, a
+    coefficient ``a_m cos(m.x') + b_m sin(m.x')`` with ``a_m, b_m`` independent normal
+    of variance ``P(|m|)``: at the lowest shells of a small grid (4 independent modes
+    at ``|m| ~ 1``) the shell power of one sample scatters by a chi-square law with 8
+    degrees of freedom, and a convolutional generator, which makes its largest scales
+    from a 4x4 map, draws them with too little of that scatter. This module adds to
+    raw channel ``r`` of one sample with condition embedding ``e`` (B, E) and latent
+    ``z`` (B, noise_dim)
+
+        ``sum_j sigma_{r, s_j}(e) sqrt(2) (xi_{r,j,0} cos(m_j.x') + xi_{r,j,1} sin(m_j.x'))``,
+
+    over the independent modes ``m_j`` of shells ``s_j = 1 .. K``
+    (:func:`low_mode_wavenumbers`; ``x' = 2 pi (i, j) / N`` on the grid), where the
+    coefficients ``xi`` are the last ``R * 2 * M`` coordinates of ``z`` (``R`` raw
+    channels, ``M`` modes; standard normal, so the added field is Gaussian with shell
+    power set by ``sigma`` alone) and ``sigma_{r, s}(e) = (A e + b)_{r, s}`` a linear map
+    of the embedding, zero at initialisation (the generator starts as without it). The
+    coordinates are read from the latent, not drawn afresh, so the snapshots of one latent
+    share their large scales, and the convolutional network, which sees the same ``z``,
+    can build the rest of the field around them. Every added mode has zero mean and
+    ``sign(z_0)`` and the shifts read off ``z_1, z_2`` are left alone
+    (:data:`LOW_MODE_LATENT_START`), so the heads' invariants, sign equivariance and
+    shift equivariance hold as without it. Cost: ``R 2 M N^2`` multiply-adds per sample.
+    """
+
+    def __init__(self, embedding_dim: int, channels: int, resolution: int, shells: int):
+        super().__init__()
+        modes = low_mode_wavenumbers(shells)
+        index = torch.arange(resolution, dtype=torch.float64) * (2 * math.pi / resolution)
+        phase = torch.stack([m_x * index[:, None] + m_y * index[None, :] for m_x, m_y in modes])
+        basis = math.sqrt(2) * torch.stack([phase.cos(), phase.sin()], dim=1)  # (M, 2, N, N)
+        # float64, cast to the input's dtype at use: exact also for a float64 forward
+        self.register_buffer("basis", basis.reshape(-1, resolution * resolution),
+                             persistent=False)
+        self.register_buffer("mode_shells", torch.tensor(
+            [math.floor(math.hypot(*m) + 0.5) - 1 for m in modes]), persistent=False)
+        self.channels = channels
+        self.shells = shells
+        self.n_coefficients = 2 * len(modes)
+        self.amplitude = nn.Linear(embedding_dim, channels * shells)
+        nn.init.zeros_(self.amplitude.weight)
+        nn.init.zeros_(self.amplitude.bias)
+
+    @property
+    def latent_dim(self) -> int:
+        """Latent coordinates read, ``R * 2 * M`` (the last ones of ``z``)."""
+        return self.channels * self.n_coefficients
+
+    def amplitudes(self, embedding: Tensor) -> Tensor:
+        """``sigma`` (B, channels, K) of embeddings (B, E), float32 also under autocast."""
+        with torch.autocast(device_type=embedding.device.type, enabled=False):
+            weight = self.amplitude.weight
+            return self.amplitude(embedding.to(weight.dtype)).reshape(
+                -1, self.channels, self.shells)
+
+    def forward(self, raw: Tensor, noise: Tensor, embedding: Tensor) -> Tensor:
+        """Raw channels (B, channels, N, N), the latent (B, noise_dim) as drawn and the
+        embeddings (B, E) -> raw channels plus the low-mode field, float32 (float64 for
+        a float64 input)."""
+        dtype = torch.float64 if raw.dtype == torch.float64 else torch.float32
+        batch = raw.shape[0]
+        with torch.autocast(device_type=raw.device.type, enabled=False):
+            xi = noise[:, -self.latent_dim:].to(dtype).reshape(
+                batch, self.channels, -1, 2)                         # (B, R, M, 2)
+            sigma = self.amplitudes(embedding).to(dtype)[..., self.mode_shells]  # (B, R, M)
+            coefficients = (xi * sigma[..., None]).reshape(batch, self.channels, -1)
+            field = coefficients @ self.basis.to(dtype)              # (B, R, N*N)
+            return raw.to(dtype) + field.reshape(raw.shape)
+
+
 class Generator(nn.Module):
     """Conditional generator ``(z, c) -> raw fields``, of architecture ``config.arch``.
 
@@ -588,7 +702,9 @@ class Generator(nn.Module):
     3. ``Linear(s)`` -> (B, C_4, 4, 4), styled activation, one styled 3x3 conv.
     4. For each later stage size r: periodic 2x upsampling + two styled 3x3 convs (C_r).
     5. Output layer -> (B, raw_channels, N, N), returned as float32; with
-       ``config.spectral_envelope`` filtered by :class:`SpectralEnvelope` of ``e``.
+       ``config.low_modes``, plus the Gaussian low modes read off ``z``
+       (:class:`GaussianLowModes`); with ``config.spectral_envelope`` filtered by
+       :class:`SpectralEnvelope` of ``e``.
     6. With ``config.shift_x`` / ``shift_y``, rolled by the whole-cell shift read off
        ``z`` (:func:`latent_shift`, before step 1 replaces the coordinates it reads);
        with ``config.negate``, multiplied by the global sign.
@@ -621,8 +737,9 @@ class Generator(nn.Module):
     Both keep the module names ``embedding``, ``mapping``, ``input``, ``input_activation``,
     ``input_conv``, ``blocks``, ``to_raw`` (``to_raw.weight`` is the output weight),
     ``output_noise`` (full-resolution noise on the raw channels, or ``None`` without
-    ``config.output_noise``) and ``envelope`` (a :class:`SpectralEnvelope`, or ``None``
-    without ``config.spectral_envelope``).
+    ``config.output_noise``), ``low_modes`` (a :class:`GaussianLowModes`, or ``None``
+    without ``config.low_modes``) and ``envelope`` (a :class:`SpectralEnvelope`, or
+    ``None`` without ``config.spectral_envelope``).
     """
 
     def __init__(self, config: ModelConfig):
@@ -655,6 +772,9 @@ class Generator(nn.Module):
                              if config.output_noise else None)
         self.envelope = (SpectralEnvelope(width, config.raw_channels, config.resolution)
                          if config.spectral_envelope else None)
+        self.low_modes = (GaussianLowModes(width, config.raw_channels, config.resolution,
+                                           config.low_modes)
+                          if config.low_modes else None)
 
     def forward(self, noise: Tensor, condition: Tensor, pixel_noise: bool = True,
                 sign: Tensor | None = None) -> Tensor:
@@ -681,6 +801,7 @@ class Generator(nn.Module):
                 f"noise must have shape (B, {config.noise_dim}), got {tuple(noise.shape)}"
             )
         _check_condition(condition, config)
+        drawn = noise
         if sign is not None:
             sign = _check_sign(sign, noise, config)
         elif config.negate and config.negate_each_snapshot and pixel_noise:
@@ -706,6 +827,8 @@ class Generator(nn.Module):
         raw = self.to_raw(x).float()
         if self.output_noise is not None:
             raw = self.output_noise(raw, pixel_noise)
+        if self.low_modes is not None:
+            raw = self.low_modes(raw, drawn, embedding)
         if self.envelope is not None:
             raw = self.envelope(raw, embedding)
         if shifts is not None:

@@ -205,6 +205,14 @@ class TrainConfig:
             quickstart (600 steps, 3 training seeds): 10 did not make the envelope
             useful (2 of 3 pass, worst quarter of the range up to 1.95; the spectral bias
             loss is what the quickstart uses). Ignored without ``spectral_envelope``.
+        low_modes: ``K``, a Gaussian path for the lowest ``K`` wavenumber shells of the
+            generator's raw channels (``ModelConfig.low_modes``,
+            :class:`surrogate.models.GaussianLowModes`): their modes' coefficients are
+            latent coordinates times a conditional amplitude, so the few modes a sample
+            of the largest scales scatter as a Gaussian field's do. It reads ``raw
+            channels x 2 x modes`` latent coordinates (8 per raw channel for ``K = 1``,
+            20 for 2), which ``noise_dim`` must hold beside the first 3. 0 (default):
+            off. Runs written before the option existed resume without it.
         noise_dim: latent size.
         spectral_branch: D's log-spectrum branch.
         amp: bf16 autocast on CUDA (ignored on CPU).
@@ -274,6 +282,7 @@ class TrainConfig:
     arch: str = "default"
     spectral_envelope: bool = True
     envelope_lr_multiplier: float = 1.0
+    low_modes: int = 0
     noise_dim: int = 64
     spectral_branch: bool = True
     amp: bool = True
@@ -333,6 +342,9 @@ class TrainConfig:
                 self.average_checkpoints, int) or self.average_checkpoints < 0:
             raise ValueError(f"average_checkpoints must be an integer >= 0, got "
                              f"{self.average_checkpoints!r}")
+        if isinstance(self.low_modes, bool) or not isinstance(
+                self.low_modes, int) or self.low_modes < 0:
+            raise ValueError(f"low_modes must be an integer >= 0, got {self.low_modes!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
 

@@ -203,7 +203,7 @@ class Trainer:
             spectral_branch=config.spectral_branch, negate=negate, arch=config.arch,
             spectral_envelope=config.spectral_envelope,
             negate_each_snapshot=each_snapshot, output_noise=output_noise,
-            shift_x=shift_x, shift_y=shift_y)
+            shift_x=shift_x, shift_y=shift_y, low_modes=config.low_modes)
         generator, discriminator = build_models(self.model_config)
         self.generator = generator.to(self.device)
         self.discriminator = discriminator.to(self.device)

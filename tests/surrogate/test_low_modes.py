@@ -1,0 +1,188 @@
+"""The Gaussian path for the lowest wavenumber shells (``ModelConfig.low_modes``): the
+added field's shell power checked against numpy's FFT, the modes enumerated as
+``shell_index`` bins them, identity at initialisation, sign and shift equivariance kept,
+trained, resumed and recorded; bad settings refused."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from surrogate.checkpoint import load_checkpoint
+from surrogate.cli import main
+from surrogate.generate import load_surrogate
+from surrogate.losses import shell_index
+from surrogate.models import (
+    LOW_MODE_LATENT_START,
+    GaussianLowModes,
+    Generator,
+    ModelConfig,
+    low_mode_wavenumbers,
+)
+from surrogate.train import TrainConfig, train
+
+SAMPLE = "data/sample_navier_stokes2d.h5"
+
+
+@pytest.mark.parametrize("shells", [1, 2, 3, 4])
+def test_the_modes_are_half_of_each_shell_of_the_full_plane(shells):
+    n = 32
+    k = np.rint(np.fft.fftfreq(n) * n).astype(int)
+    full = np.rint(np.hypot(k[:, None], k[None, :])).astype(int)
+    modes = low_mode_wavenumbers(shells)
+    assert len(set(modes)) == len(modes)
+    for shell in range(1, shells + 1):
+        ours = [m for m in modes if np.rint(np.hypot(*m)) == shell]
+        assert 2 * len(ours) == int((full == shell).sum())       # one of each +-m pair
+        assert all((-m_x, -m_y) not in modes for m_x, m_y in ours)
+    # the binning agrees with the loss's shells (rfft2 half plane: m_y >= 0)
+    rfft_shells = shell_index(n).numpy()
+    for m_x, m_y in modes:
+        assert rfft_shells[m_x % n, m_y] == np.rint(np.hypot(m_x, m_y))
+
+
+def _shell_power(field: np.ndarray, n_shells: int) -> np.ndarray:
+    """Summed |fft2|^2 per integer shell round(|k|), numpy, shells 0 .. n_shells."""
+    n = field.shape[-1]
+    k = np.fft.fftfreq(n) * n
+    shells = np.rint(np.hypot(k[:, None], k[None, :])).astype(int)
+    power = np.abs(np.fft.fft2(field)) ** 2
+    return np.bincount(shells.ravel(), weights=power.ravel(), minlength=n_shells + 1)
+
+
+def test_each_shell_holds_n4_sigma2_times_the_sum_of_its_squared_latents():
+    """f = sqrt 2 sigma (a cos + b sin) per mode: |F(+-m)|^2 = N^4 sigma^2 (a^2 + b^2) / 2,
+    so a shell's full-plane power is N^4 sigma_s^2 times the sum of its coefficients'
+    squares, and nothing lands outside shells 1 .. K."""
+    n, shells, channels, embedding_dim = 32, 3, 2, 5
+    module = GaussianLowModes(embedding_dim, channels, n, shells).double()
+    sigma = torch.tensor([[0.7, -1.3, 0.25], [2.0, 0.5, 1.1]], dtype=torch.float64)
+    with torch.no_grad():
+        module.amplitude.bias.copy_(sigma.reshape(-1))
+    batch = 3
+    noise = torch.randn(batch, 4 + module.latent_dim, dtype=torch.float64)
+    raw = torch.zeros(batch, channels, n, n, dtype=torch.float64)
+    with torch.no_grad():
+        out = module(raw, noise, torch.zeros(batch, embedding_dim, dtype=torch.float64))
+    xi = noise[:, -module.latent_dim:].reshape(batch, channels, -1, 2).numpy()
+    modes = low_mode_wavenumbers(shells)
+    mode_shell = np.array([np.rint(np.hypot(*m)) for m in modes])
+    for b in range(batch):
+        for r in range(channels):
+            power = _shell_power(out[b, r].numpy(), n // 2)
+            expected = np.zeros_like(power)
+            for s in range(1, shells + 1):
+                expected[s] = n**4 * float(sigma[r, s - 1]) ** 2 * np.sum(
+                    xi[b, r, mode_shell == s] ** 2)
+            np.testing.assert_allclose(power, expected, rtol=1e-10,
+                                       atol=1e-9 * expected.max())
+
+
+def test_the_latent_coordinates_read_are_the_last_ones():
+    module = GaussianLowModes(4, 1, 16, 1)
+    with torch.no_grad():
+        module.amplitude.bias.fill_(1.0)
+    noise = torch.randn(2, 20)
+    raw = torch.zeros(2, 1, 16, 16)
+    embedding = torch.zeros(2, 4)
+    changed = noise.clone()
+    changed[:, : 20 - module.latent_dim] = torch.randn(2, 20 - module.latent_dim)
+    torch.testing.assert_close(module(raw, noise, embedding), module(raw, changed, embedding))
+    changed[:, -1] += 1.0
+    assert not torch.allclose(module(raw, noise, embedding), module(raw, changed, embedding))
+
+
+def test_an_untrained_low_mode_path_is_the_generator_without_one():
+    config = ModelConfig.for_resolution(32, 2, 3, 4, width=8, noise_dim=48)
+    plain = Generator(config).eval()
+    with_modes = Generator(ModelConfig(**{**config.to_dict(), "low_modes": 2})).eval()
+    missing, unexpected = with_modes.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["low_modes.amplitude.bias", "low_modes.amplitude.weight"]
+    assert not unexpected
+    noise, condition = torch.randn(5, 48), torch.rand(5, 4) * 2 - 1
+    with torch.no_grad():
+        a = plain(noise, condition, pixel_noise=False)
+        b = with_modes(noise, condition, pixel_noise=False)
+        torch.testing.assert_close(b, a)
+        with_modes.low_modes.amplitude.weight.normal_(0.0, 0.5)
+        c = with_modes(noise, condition, pixel_noise=False)
+    assert not torch.allclose(c, a, atol=1e-3)
+
+
+def test_every_low_mode_parameter_gets_a_gradient():
+    config = ModelConfig.for_resolution(16, 1, 2, 3, width=8, noise_dim=16, low_modes=1)
+    generator = Generator(config)
+    out = generator(torch.randn(4, 16), torch.rand(4, 3) * 2 - 1)
+    (out * torch.randn_like(out)).sum().backward()
+    for name, parameter in generator.low_modes.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_sign_and_shift_equivariance_hold_with_the_low_modes():
+    config = ModelConfig.for_resolution(16, 1, 1, 2, width=8, noise_dim=24, low_modes=2,
+                                        negate=True, shift_x=True, shift_y=True)
+    generator = Generator(config).eval()
+    with torch.no_grad():
+        generator.low_modes.amplitude.weight.normal_(0.0, 1.0)
+        generator.low_modes.amplitude.bias.normal_(0.0, 1.0)
+        noise, condition = torch.randn(6, 24), torch.rand(6, 2) * 2 - 1
+        flipped = noise.clone()
+        flipped[:, 0] = -flipped[:, 0]
+        a = generator(noise, condition, pixel_noise=False)
+        b = generator(flipped, condition, pixel_noise=False)
+    torch.testing.assert_close(b, -a)
+    assert a.abs().max() > 0
+
+
+def test_config_round_trips_and_bad_settings_are_refused():
+    config = ModelConfig.for_resolution(32, 2, 3, 4, low_modes=2)
+    assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    old = {key: value for key, value in config.to_dict().items() if key != "low_modes"}
+    assert Generator(ModelConfig.from_dict(old)).low_modes is None
+    with pytest.raises(ValueError, match=r"low_modes must be in 0\.\.8"):
+        ModelConfig.for_resolution(32, 2, 3, 4, low_modes=9)
+    # 2 raw channels x 2 x 10 modes = 40 coordinates after the first 3
+    needed = 2 * 2 * len(low_mode_wavenumbers(2)) + LOW_MODE_LATENT_START
+    assert needed == 43
+    ModelConfig.for_resolution(32, 2, 3, 4, noise_dim=43, low_modes=2)
+    with pytest.raises(ValueError, match="noise_dim must be >= 43, got 42"):
+        ModelConfig.for_resolution(32, 2, 3, 4, noise_dim=42, low_modes=2)
+    with pytest.raises(ValueError, match="low_modes must be an integer >= 0"):
+        TrainConfig(low_modes=-1)
+
+
+SHORT = TrainConfig(steps=3, batch_size=4, width=8, noise_dim=48, log_every=1,
+                    validate_every=3, checkpoint_every=2, sample_every=1000, r1_interval=2,
+                    validation_samples=8, temporal_weight=0.0, low_modes=2)
+
+
+def test_a_low_mode_run_trains_resumes_exactly_and_records_the_option(tmp_path):
+    train(SAMPLE, tmp_path / "straight", SHORT, progress=False)
+    train(SAMPLE, tmp_path / "split", SHORT, progress=False, steps=2)
+    train(SAMPLE, tmp_path / "split", resume=True, progress=False, steps=3)
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
+    assert a["model"]["low_modes"] == 2
+    for key in ("generator", "discriminator", "generator_ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)
+    assert a["generator"]["low_modes.amplitude.weight"].abs().max() > 0     # it trained
+    saved = json.loads((tmp_path / "split" / "config.json").read_text())
+    assert saved["train"]["low_modes"] == saved["model"]["low_modes"] == 2
+    model = load_surrogate(tmp_path / "straight", "last", device="cpu")
+    fields = model.sample(np.zeros((2, model.encoder.dim), dtype=np.float32),
+                          torch.randn(2, model.model_config.noise_dim))
+    assert fields.shape == (2, 3, 32, 32) and np.all(np.isfinite(fields))
+
+
+def test_the_cli_refuses_a_latent_too_small_for_the_low_modes(tmp_path, capsys):
+    run = tmp_path / "run"
+    code = main(["train", SAMPLE, "-o", str(run), "--steps", "1", "--width", "8",
+                 "--low-modes", "2", "--noise-dim", "16", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "noise_dim must be >= 43" in err[0]
+    assert not run.exists()
