@@ -73,6 +73,7 @@ from surrogate.losses import radial_power_spectrum, shell_average_matrix, shell_
 
 __all__ = [
     "ARCHS",
+    "LOW_MODE_INITIAL_AMPLITUDE",
     "LOW_MODE_LATENT_START",
     "SHIFT_LATENT_INDEX",
     "UPSAMPLE_MODES",
@@ -600,6 +601,8 @@ class SpectralEnvelope(nn.Module):
 #: latent coordinates 0 .. 2 carry the sign and the shifts; the Gaussian low modes read
 #: theirs from the end of the latent and never reach below this index
 LOW_MODE_LATENT_START = 3
+#: initial low-mode amplitude ``sigma`` in units of ``1 / N`` (:class:`GaussianLowModes`)
+LOW_MODE_INITIAL_AMPLITUDE = 1.0
 
 
 def low_mode_wavenumbers(shells: int) -> list[tuple[int, int]]:
@@ -634,7 +637,11 @@ class GaussianLowModes(nn.Module):
     coefficients ``xi`` are the last ``R * 2 * M`` coordinates of ``z`` (``R`` raw
     channels, ``M`` modes; standard normal, so the added field is Gaussian with shell
     power set by ``sigma`` alone) and ``sigma_{r, s}(e) = (A e + b)_{r, s}`` a linear map
-    of the embedding, zero at initialisation (the generator starts as without it). The
+    of the embedding, starting at ``A = 0``, ``b = 1 / N`` (:data:`LOW_MODE_INITIAL_AMPLITUDE`
+    times ``1 / N``: the amplitude of one mode of a white field of unit variance). Not
+    zero: the generated law is even in ``sigma`` (``xi`` and ``-xi`` are equally likely),
+    so ``sigma = 0`` is a stationary point of every loss and an amplitude started there
+    stays near it (measured: 0.001--0.005 after 2,000 GRF steps). The
     coordinates are read from the latent, not drawn afresh, so the snapshots of one latent
     share their large scales, and the convolutional network, which sees the same ``z``,
     can build the rest of the field around them. Every added mode has zero mean and
@@ -659,7 +666,7 @@ class GaussianLowModes(nn.Module):
         self.n_coefficients = 2 * len(modes)
         self.amplitude = nn.Linear(embedding_dim, channels * shells)
         nn.init.zeros_(self.amplitude.weight)
-        nn.init.zeros_(self.amplitude.bias)
+        nn.init.constant_(self.amplitude.bias, LOW_MODE_INITIAL_AMPLITUDE / resolution)
 
     @property
     def latent_dim(self) -> int:

@@ -16,6 +16,7 @@ from surrogate.cli import main
 from surrogate.generate import load_surrogate
 from surrogate.losses import shell_index
 from surrogate.models import (
+    LOW_MODE_INITIAL_AMPLITUDE,
     LOW_MODE_LATENT_START,
     GaussianLowModes,
     Generator,
@@ -95,7 +96,9 @@ def test_the_latent_coordinates_read_are_the_last_ones():
     assert not torch.allclose(module(raw, noise, embedding), module(raw, changed, embedding))
 
 
-def test_an_untrained_low_mode_path_is_the_generator_without_one():
+def test_an_untrained_path_adds_modes_of_amplitude_1_over_n_and_nothing_else():
+    """At initialisation sigma = 1 / N for every channel and shell (not 0, a stationary
+    point); with the amplitude zeroed the generator is the one without the path."""
     config = ModelConfig.for_resolution(32, 2, 3, 4, width=8, noise_dim=48)
     plain = Generator(config).eval()
     with_modes = Generator(ModelConfig(**{**config.to_dict(), "low_modes": 2})).eval()
@@ -103,13 +106,18 @@ def test_an_untrained_low_mode_path_is_the_generator_without_one():
     assert sorted(missing) == ["low_modes.amplitude.bias", "low_modes.amplitude.weight"]
     assert not unexpected
     noise, condition = torch.randn(5, 48), torch.rand(5, 4) * 2 - 1
+    torch.testing.assert_close(
+        with_modes.low_modes.amplitudes(torch.randn(5, 128)),
+        torch.full((5, 2, 2), LOW_MODE_INITIAL_AMPLITUDE / 32))
     with torch.no_grad():
         a = plain(noise, condition, pixel_noise=False)
         b = with_modes(noise, condition, pixel_noise=False)
-        torch.testing.assert_close(b, a)
-        with_modes.low_modes.amplitude.weight.normal_(0.0, 0.5)
-        c = with_modes(noise, condition, pixel_noise=False)
-    assert not torch.allclose(c, a, atol=1e-3)
+        added = with_modes.low_modes(torch.zeros_like(a), noise, torch.zeros(5, 128))
+        torch.testing.assert_close(b, a + added)
+        power = _shell_power(added[0, 0].double().numpy(), 16)
+        assert power[1] > 0 and power[2] > 0 and power[3:].max() < 1e-8 * power[1]
+        with_modes.low_modes.amplitude.bias.zero_()
+        torch.testing.assert_close(with_modes(noise, condition, pixel_noise=False), a)
 
 
 def test_every_low_mode_parameter_gets_a_gradient():
