@@ -78,8 +78,8 @@ TRAIN_OPTION_HELP = (
     ("spectral_envelope", bool, "end G in a conditional isotropic filter: one gain per "
                                 "wavenumber shell, set by the condition (on)"),
     ("noise_dim", int, "length of the generator's latent vector (64)"),
-    ("low_modes", int, "Gaussian path for the lowest K wavenumber shells of G's output: "
-                       "their modes are latent coordinates times a conditional "
+    ("low_modes", int, "make the lowest K wavenumber shells of G's output Gaussian: "
+                       "their modes become latent coordinates times a conditional "
                        "amplitude (0: off)"),
     ("envelope_lr_multiplier", float, "the spectral envelope learns at this multiple of "
                                       "the generator's learning rate (1)"),

@@ -179,11 +179,12 @@ class ModelConfig:
             and global pooling cannot see) then lands at a uniformly random place, as in
             the simulations. Checkpoints written before the keys existed have neither.
         low_modes: ``K``, the number of lowest wavenumber shells (1 .. K) whose Fourier
-            modes get a Gaussian path (:class:`GaussianLowModes`): each independent mode
-            of those shells gets, on every raw channel, a coefficient read off its own
-            latent coordinates times a conditional amplitude, so the largest scales --
-            a few modes a sample, which a convolutional generator makes with too little
-            amplitude scatter -- are Gaussian by construction. 0 (the default, and
+            modes are Gaussian by construction (:class:`GaussianLowModes`): on every raw
+            channel the network's content in those shells is replaced by a coefficient
+            per independent mode read off its own latent coordinates times a
+            conditional amplitude, so the largest scales -- a few modes a sample, which
+            a convolutional generator makes with too little power and scatter -- have
+            a Gaussian field's law. 0 (the default, and
             checkpoints written before the key existed): none.
     """
 
@@ -619,35 +620,43 @@ def low_mode_wavenumbers(shells: int) -> list[tuple[int, int]]:
 
 
 class GaussianLowModes(nn.Module):
-    """Gaussian path for the lowest wavenumber shells (``ModelConfig.low_modes = K``).
+    """Gaussian lowest wavenumber shells (``ModelConfig.low_modes = K``).
 
     A sample of a statistically homogeneous Gaussian field has, at every mode ``m``, a
     coefficient ``a_m cos(m.x') + b_m sin(m.x')`` with ``a_m, b_m`` independent normal
     of variance ``P(|m|)``: at the lowest shells of a small grid (4 independent modes
     at ``|m| ~ 1``) the shell power of one sample scatters by a chi-square law with 8
     degrees of freedom, and a convolutional generator, which makes its largest scales
-    from a 4x4 map, draws them with too little of that scatter. This module adds to
-    raw channel ``r`` of one sample with condition embedding ``e`` (B, E) and latent
-    ``z`` (B, noise_dim)
+    from a 4x4 map, draws them with too little power and too little of that scatter
+    (GRF surrogates: 0.84--0.92 of the simulator's power at ``|m| = 1``). This module
+    replaces the modes of shells ``1 .. K`` of raw channel ``r`` (of one sample with
+    condition embedding ``e`` (B, E) and latent ``z`` (B, noise_dim)) by
 
         ``sum_j sigma_{r, s_j}(e) sqrt(2) (xi_{r,j,0} cos(m_j.x') + xi_{r,j,1} sin(m_j.x'))``,
 
-    over the independent modes ``m_j`` of shells ``s_j = 1 .. K``
-    (:func:`low_mode_wavenumbers`; ``x' = 2 pi (i, j) / N`` on the grid), where the
-    coefficients ``xi`` are the last ``R * 2 * M`` coordinates of ``z`` (``R`` raw
-    channels, ``M`` modes; standard normal, so the added field is Gaussian with shell
-    power set by ``sigma`` alone) and ``sigma_{r, s}(e) = (A e + b)_{r, s}`` a linear map
-    of the embedding, starting at ``A = 0``, ``b = 1 / N`` (:data:`LOW_MODE_INITIAL_AMPLITUDE`
-    times ``1 / N``: the amplitude of one mode of a white field of unit variance). Not
-    zero: the generated law is even in ``sigma`` (``xi`` and ``-xi`` are equally likely),
-    so ``sigma = 0`` is a stationary point of every loss and an amplitude started there
-    stays near it (measured: 0.001--0.005 after 2,000 GRF steps). The
-    coordinates are read from the latent, not drawn afresh, so the snapshots of one latent
-    share their large scales, and the convolutional network, which sees the same ``z``,
-    can build the rest of the field around them. Every added mode has zero mean and
-    ``sign(z_0)`` and the shifts read off ``z_1, z_2`` are left alone
-    (:data:`LOW_MODE_LATENT_START`), so the heads' invariants, sign equivariance and
-    shift equivariance hold as without it. Cost: ``R 2 M N^2`` multiply-adds per sample.
+    over the independent modes ``m_j`` of those shells (:func:`low_mode_wavenumbers`;
+    ``x' = 2 pi (i, j) / N`` on the grid): the network's own content there is projected
+    out (the basis is orthogonal, ``<b_j, b_k> = N^2 delta_jk``), every other mode,
+    the mean included, is left as it was. The coefficients ``xi`` are the last
+    ``R * 2 * M`` coordinates of ``z`` (``R`` raw channels, ``M`` modes; standard normal,
+    so these shells are Gaussian with power ``N^4 sigma^2`` per mode pair, set by
+    ``sigma`` alone, whatever the weights) and ``sigma_{r, s}(e) = (A e + b)_{r, s}`` a
+    linear map of the embedding, starting at ``A = 0``, ``b = 1 / N``
+    (:data:`LOW_MODE_INITIAL_AMPLITUDE` times ``1 / N``: the amplitude of one mode of a
+    white field of unit variance). Not zero: the generated law is even in ``sigma``
+    (``xi`` and ``-xi`` are equally likely), so ``sigma = 0`` is a stationary point of
+    every loss. (An earlier form added the Gaussian field to the network's, starting at
+    zero: its amplitude stayed at 0.001--0.005 over 2,000 GRF steps, and at 0.005--0.009
+    after 250 steps started at ``1 / N``: the network kept making the modes.) The
+    coordinates are read from the latent, not drawn afresh, so the snapshots of one
+    latent share their large scales, and the network, which sees the same ``z``, can
+    build the rest of the field around them. The projection and the added modes have
+    zero mean and are linear, ``sign(z_0)`` and the shifts read off ``z_1, z_2`` are
+    left alone (:data:`LOW_MODE_LATENT_START`), so the heads' invariants, sign
+    equivariance and shift equivariance hold as without it. What it gives up: the
+    lowest shells are independent of the rest of the field (right for a Gaussian field;
+    a coherent structure's large scales lose their phase coupling to its small ones).
+    Cost: ``2 R 2 M N^2`` multiply-adds per sample.
     """
 
     def __init__(self, embedding_dim: int, channels: int, resolution: int, shells: int):
@@ -682,8 +691,8 @@ class GaussianLowModes(nn.Module):
 
     def forward(self, raw: Tensor, noise: Tensor, embedding: Tensor) -> Tensor:
         """Raw channels (B, channels, N, N), the latent (B, noise_dim) as drawn and the
-        embeddings (B, E) -> raw channels plus the low-mode field, float32 (float64 for
-        a float64 input)."""
+        embeddings (B, E) -> raw channels with shells 1 .. K replaced by the Gaussian
+        modes, float32 (float64 for a float64 input)."""
         dtype = torch.float64 if raw.dtype == torch.float64 else torch.float32
         batch = raw.shape[0]
         with torch.autocast(device_type=raw.device.type, enabled=False):
@@ -691,8 +700,10 @@ class GaussianLowModes(nn.Module):
                 batch, self.channels, -1, 2)                         # (B, R, M, 2)
             sigma = self.amplitudes(embedding).to(dtype)[..., self.mode_shells]  # (B, R, M)
             coefficients = (xi * sigma[..., None]).reshape(batch, self.channels, -1)
-            field = coefficients @ self.basis.to(dtype)              # (B, R, N*N)
-            return raw.to(dtype) + field.reshape(raw.shape)
+            basis = self.basis.to(dtype)                             # (2M, N*N)
+            flat = raw.to(dtype).reshape(batch, self.channels, -1)
+            own = flat @ basis.T / flat.shape[-1]                     # the network's modes
+            return (flat + (coefficients - own) @ basis).reshape(raw.shape)
 
 
 class Generator(nn.Module):
@@ -709,8 +720,8 @@ class Generator(nn.Module):
     3. ``Linear(s)`` -> (B, C_4, 4, 4), styled activation, one styled 3x3 conv.
     4. For each later stage size r: periodic 2x upsampling + two styled 3x3 convs (C_r).
     5. Output layer -> (B, raw_channels, N, N), returned as float32; with
-       ``config.low_modes``, plus the Gaussian low modes read off ``z``
-       (:class:`GaussianLowModes`); with ``config.spectral_envelope`` filtered by
+       ``config.low_modes``, its lowest shells replaced by Gaussian modes read off
+       ``z`` (:class:`GaussianLowModes`); with ``config.spectral_envelope`` filtered by
        :class:`SpectralEnvelope` of ``e``.
     6. With ``config.shift_x`` / ``shift_y``, rolled by the whole-cell shift read off
        ``z`` (:func:`latent_shift`, before step 1 replaces the coordinates it reads);

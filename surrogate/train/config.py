@@ -205,14 +205,14 @@ class TrainConfig:
             quickstart (600 steps, 3 training seeds): 10 did not make the envelope
             useful (2 of 3 pass, worst quarter of the range up to 1.95; the spectral bias
             loss is what the quickstart uses). Ignored without ``spectral_envelope``.
-        low_modes: ``K``, a Gaussian path for the lowest ``K`` wavenumber shells of the
-            generator's raw channels (``ModelConfig.low_modes``,
-            :class:`surrogate.models.GaussianLowModes`): their modes' coefficients are
-            latent coordinates times a conditional amplitude, so the few modes a sample
-            of the largest scales scatter as a Gaussian field's do. It reads ``raw
-            channels x 2 x modes`` latent coordinates (8 per raw channel for ``K = 1``,
-            20 for 2), which ``noise_dim`` must hold beside the first 3. 0 (default):
-            off. Runs written before the option existed resume without it.
+        low_modes: ``K``, the lowest ``K`` wavenumber shells of the generator's raw
+            channels made Gaussian by construction (``ModelConfig.low_modes``,
+            :class:`surrogate.models.GaussianLowModes`): the network's content there is
+            replaced by latent coordinates times a conditional amplitude, so the few
+            modes a sample of the largest scales scatter as a Gaussian field's do. It
+            reads ``raw channels x 2 x modes`` latent coordinates (8 per raw channel for
+            ``K = 1``, 20 for 2), which ``noise_dim`` must hold beside the first 3. 0
+            (default): off. Runs written before the option existed resume without it.
         noise_dim: latent size.
         spectral_branch: D's log-spectrum branch.
         amp: bf16 autocast on CUDA (ignored on CPU).

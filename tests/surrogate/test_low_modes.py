@@ -54,10 +54,11 @@ def _shell_power(field: np.ndarray, n_shells: int) -> np.ndarray:
     return np.bincount(shells.ravel(), weights=power.ravel(), minlength=n_shells + 1)
 
 
-def test_each_shell_holds_n4_sigma2_times_the_sum_of_its_squared_latents():
+def test_shells_1_to_k_hold_n4_sigma2_times_the_squared_latents_and_the_rest_is_untouched():
     """f = sqrt 2 sigma (a cos + b sin) per mode: |F(+-m)|^2 = N^4 sigma^2 (a^2 + b^2) / 2,
     so a shell's full-plane power is N^4 sigma_s^2 times the sum of its coefficients'
-    squares, and nothing lands outside shells 1 .. K."""
+    squares, whatever the network put there; every mode outside shells 1 .. K (the mean
+    included) keeps the network's value (numpy's FFT)."""
     n, shells, channels, embedding_dim = 32, 3, 2, 5
     module = GaussianLowModes(embedding_dim, channels, n, shells).double()
     sigma = torch.tensor([[0.7, -1.3, 0.25], [2.0, 0.5, 1.1]], dtype=torch.float64)
@@ -65,29 +66,30 @@ def test_each_shell_holds_n4_sigma2_times_the_sum_of_its_squared_latents():
         module.amplitude.bias.copy_(sigma.reshape(-1))
     batch = 3
     noise = torch.randn(batch, 4 + module.latent_dim, dtype=torch.float64)
-    raw = torch.zeros(batch, channels, n, n, dtype=torch.float64)
+    raw = 3.0 + torch.randn(batch, channels, n, n, dtype=torch.float64)
     with torch.no_grad():
         out = module(raw, noise, torch.zeros(batch, embedding_dim, dtype=torch.float64))
     xi = noise[:, -module.latent_dim:].reshape(batch, channels, -1, 2).numpy()
     modes = low_mode_wavenumbers(shells)
     mode_shell = np.array([np.rint(np.hypot(*m)) for m in modes])
+    k = np.fft.fftfreq(n) * n
+    full_shells = np.rint(np.hypot(k[:, None], k[None, :])).astype(int)
+    outside = (full_shells == 0) | (full_shells > shells)
     for b in range(batch):
         for r in range(channels):
-            power = _shell_power(out[b, r].numpy(), n // 2)
-            expected = np.zeros_like(power)
-            for s in range(1, shells + 1):
-                expected[s] = n**4 * float(sigma[r, s - 1]) ** 2 * np.sum(
-                    xi[b, r, mode_shell == s] ** 2)
-            np.testing.assert_allclose(power, expected, rtol=1e-10,
-                                       atol=1e-9 * expected.max())
+            power = _shell_power(out[b, r].numpy(), shells)[1: shells + 1]
+            expected = [n**4 * float(sigma[r, s - 1]) ** 2 * np.sum(xi[b, r, mode_shell == s] ** 2)
+                        for s in range(1, shells + 1)]
+            np.testing.assert_allclose(power, expected, rtol=1e-10)
+            np.testing.assert_allclose(np.fft.fft2(out[b, r].numpy())[outside],
+                                       np.fft.fft2(raw[b, r].numpy())[outside],
+                                       rtol=0, atol=1e-9 * n * n)
 
 
 def test_the_latent_coordinates_read_are_the_last_ones():
     module = GaussianLowModes(4, 1, 16, 1)
-    with torch.no_grad():
-        module.amplitude.bias.fill_(1.0)
     noise = torch.randn(2, 20)
-    raw = torch.zeros(2, 1, 16, 16)
+    raw = torch.randn(2, 1, 16, 16)
     embedding = torch.zeros(2, 4)
     changed = noise.clone()
     changed[:, : 20 - module.latent_dim] = torch.randn(2, 20 - module.latent_dim)
@@ -96,9 +98,9 @@ def test_the_latent_coordinates_read_are_the_last_ones():
     assert not torch.allclose(module(raw, noise, embedding), module(raw, changed, embedding))
 
 
-def test_an_untrained_path_adds_modes_of_amplitude_1_over_n_and_nothing_else():
+def test_an_untrained_generator_has_low_modes_of_amplitude_1_over_n_and_the_rest_its_own():
     """At initialisation sigma = 1 / N for every channel and shell (not 0, a stationary
-    point); with the amplitude zeroed the generator is the one without the path."""
+    point); outside shells 1 .. K the output is the generator's without the path."""
     config = ModelConfig.for_resolution(32, 2, 3, 4, width=8, noise_dim=48)
     plain = Generator(config).eval()
     with_modes = Generator(ModelConfig(**{**config.to_dict(), "low_modes": 2})).eval()
@@ -110,14 +112,21 @@ def test_an_untrained_path_adds_modes_of_amplitude_1_over_n_and_nothing_else():
         with_modes.low_modes.amplitudes(torch.randn(5, 128)),
         torch.full((5, 2, 2), LOW_MODE_INITIAL_AMPLITUDE / 32))
     with torch.no_grad():
-        a = plain(noise, condition, pixel_noise=False)
-        b = with_modes(noise, condition, pixel_noise=False)
-        added = with_modes.low_modes(torch.zeros_like(a), noise, torch.zeros(5, 128))
-        torch.testing.assert_close(b, a + added)
-        power = _shell_power(added[0, 0].double().numpy(), 16)
-        assert power[1] > 0 and power[2] > 0 and power[3:].max() < 1e-8 * power[1]
-        with_modes.low_modes.amplitude.bias.zero_()
-        torch.testing.assert_close(with_modes(noise, condition, pixel_noise=False), a)
+        a = plain(noise, condition, pixel_noise=False).double().numpy()
+        b = with_modes(noise, condition, pixel_noise=False).double().numpy()
+    k = np.fft.fftfreq(32) * 32
+    shells = np.rint(np.hypot(k[:, None], k[None, :])).astype(int)
+    low = (shells >= 1) & (shells <= 2)
+    a_hat, b_hat = np.fft.fft2(a), np.fft.fft2(b)
+    np.testing.assert_allclose(b_hat[..., ~low], a_hat[..., ~low], rtol=0,
+                               atol=1e-4 * np.abs(a_hat).max())
+    xi = noise[:, -40:].reshape(5, 2, 10, 2).numpy()
+    for sample in range(5):
+        for r in range(2):
+            power = _shell_power(b[sample, r], 2)[1:3]
+            expected = [32**4 / 32**2 * np.sum(xi[sample, r, :4] ** 2),
+                        32**4 / 32**2 * np.sum(xi[sample, r, 4:] ** 2)]
+            np.testing.assert_allclose(power, expected, rtol=1e-4)
 
 
 def test_every_low_mode_parameter_gets_a_gradient():
