@@ -66,6 +66,7 @@ from surrogate.train.distributed import (
     _distributed_from_environment,
 )
 from surrogate.train.heldout import HeldOutScorer
+from surrogate.train.low_modes import CALIBRATION_SAMPLES, calibrate_low_modes
 from surrogate.train.objective import GANObjective, GeneratedPairs, ensemble_pairs
 from surrogate.train.scatter import ScatterTarget
 from surrogate.train.scoring import score_noise_summary
@@ -207,6 +208,20 @@ class Trainer:
         generator, discriminator = build_models(self.model_config)
         self.generator = generator.to(self.device)
         self.discriminator = discriminator.to(self.device)
+        self.low_mode_calibration: dict[str, float] | None = None
+        if config.low_modes and saved is None:
+            # start the Gaussian low modes at the training split's power (low_modes.py)
+            train_split = self.data.splits["train"]
+            rows = np.unique(np.linspace(0, len(train_split) - 1,
+                                         CALIBRATION_SAMPLES).round().astype(np.int64))
+            real, real_condition = train_split.get_batch(rows)
+            self.low_mode_calibration = calibrate_low_modes(
+                self.generator, self.heads.forward_normalised, real.to(self.device),
+                real_condition.to(self.device), seed=config.seed)
+            self.log("low modes: amplitude x {factor:.3g} at the start (power in the "
+                     "lowest shells {generated_power_before:.3g} -> "
+                     "{generated_power_after:.3g}; training data "
+                     "{real_power:.3g})".format(**self.low_mode_calibration))
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         betas = (config.beta1, config.beta2)
         self.optimizer_g = torch.optim.Adam(generator_parameter_groups(self.generator, config),
