@@ -24,6 +24,7 @@ from surrogate.models import (
     low_mode_wavenumbers,
 )
 from surrogate.train import TrainConfig, train
+from surrogate.train.low_modes import calibrate_low_modes
 
 SAMPLE = "data/sample_navier_stokes2d.h5"
 
@@ -203,3 +204,45 @@ def test_the_cli_refuses_a_latent_too_small_for_the_low_modes(tmp_path, capsys):
     assert code == 2 and len(err) == 1
     assert "noise_dim must be >= 43" in err[0]
     assert not run.exists()
+
+
+def test_calibration_finds_the_factor_that_made_the_real_fields():
+    """Fields made by the same generator with its amplitude 4x (a factor on the grid,
+    same latents) are matched by exactly that factor; the map's weights stay zero."""
+    config = ModelConfig.for_resolution(16, 1, 1, 2, width=8, noise_dim=24, low_modes=2)
+    generator = Generator(config).eval()
+    condition = torch.rand(16, 2) * 2 - 1
+    noise = torch.randn(16, 24, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        generator.low_modes.amplitude.bias.mul_(4.0)
+        real = generator(noise, condition, pixel_noise=False)
+        generator.low_modes.amplitude.bias.div_(4.0)
+    result = calibrate_low_modes(generator, lambda raw, c: raw, real, condition, seed=7)
+    assert result["factor"] == 4.0
+    assert result["generated_power_after"] == pytest.approx(result["real_power"], rel=1e-5)
+    assert result["generated_power_before"] == pytest.approx(result["real_power"] / 16,
+                                                             rel=0.05)
+    torch.testing.assert_close(generator.low_modes.amplitude.bias,
+                               torch.full((2,), 4.0 * LOW_MODE_INITIAL_AMPLITUDE / 16))
+    assert generator.low_modes.amplitude.weight.abs().max() == 0
+    with pytest.raises(ValueError, match="needs a generator with low_modes"):
+        calibrate_low_modes(Generator(ModelConfig.for_resolution(16, 1, 1, 2, width=8)),
+                            lambda raw, c: raw, real, condition, seed=7)
+
+
+def test_a_fresh_training_starts_at_the_data_power_and_a_resumed_one_is_not_recalibrated(
+        tmp_path):
+    from surrogate.train.trainer import Trainer
+    messages: list[str] = []
+    trainer = Trainer(SAMPLE, tmp_path / "run", SHORT, progress=False, log=messages.append)
+    calibration = trainer.low_mode_calibration
+    ratio = calibration["generated_power_after"] / calibration["real_power"]
+    assert abs(np.log(ratio)) <= np.log(2) / 4     # the factors' grid: 2^(1/8) in amplitude
+    assert any(message.startswith("low modes: amplitude x") for message in messages)
+    plain = Trainer(SAMPLE, tmp_path / "plain", TrainConfig(**{**SHORT.to_dict(),
+                                                               "low_modes": 0}),
+                    progress=False)
+    assert plain.low_mode_calibration is None
+    train(SAMPLE, tmp_path / "resumed", SHORT, progress=False, steps=2)
+    resumed = Trainer(SAMPLE, tmp_path / "resumed", SHORT, resume=True, progress=False)
+    assert resumed.low_mode_calibration is None
