@@ -229,12 +229,11 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.low_modes must be in 0..{self.resolution // 4} "
                              f"(N / 4), got {self.low_modes}")
         if self.low_modes:
-            needed = self.raw_channels * 2 * len(low_mode_wavenumbers(self.low_modes))
+            needed = 2 * len(low_mode_wavenumbers(self.low_modes))
             if self.noise_dim < needed + LOW_MODE_LATENT_START:
                 raise ValueError(
                     f"ModelConfig.low_modes = {self.low_modes} reads {needed} latent "
-                    f"coordinates ({self.raw_channels} raw channels x 2 x "
-                    f"{needed // (2 * self.raw_channels)} modes) after the first "
+                    f"coordinates (2 x {needed // 2} modes) after the first "
                     f"{LOW_MODE_LATENT_START}: noise_dim must be >= "
                     f"{needed + LOW_MODE_LATENT_START}, got {self.noise_dim}")
         for name in ("raw_channels", "in_channels", "condition_dim", "noise_dim",
@@ -632,15 +631,19 @@ class GaussianLowModes(nn.Module):
     replaces the modes of shells ``1 .. K`` of raw channel ``r`` (of one sample with
     condition embedding ``e`` (B, E) and latent ``z`` (B, noise_dim)) by
 
-        ``sum_j sigma_{r, s_j}(e) sqrt(2) (xi_{r,j,0} cos(m_j.x') + xi_{r,j,1} sin(m_j.x'))``,
+        ``sum_j sigma_{r, s_j}(e) sqrt(2) (xi_{j,0} cos(m_j.x') + xi_{j,1} sin(m_j.x'))``,
 
     over the independent modes ``m_j`` of those shells (:func:`low_mode_wavenumbers`;
     ``x' = 2 pi (i, j) / N`` on the grid): the network's own content there is projected
     out (the basis is orthogonal, ``<b_j, b_k> = N^2 delta_jk``), every other mode,
-    the mean included, is left as it was. The coefficients ``xi`` are the last
-    ``R * 2 * M`` coordinates of ``z`` (``R`` raw channels, ``M`` modes; standard normal,
-    so these shells are Gaussian with power ``N^4 sigma^2`` per mode pair, set by
-    ``sigma`` alone, whatever the weights) and ``sigma_{r, s}(e) = (A e + b)_{r, s}`` a
+    the mean included, is left as it was. The coefficients ``xi`` are the last ``2 M``
+    coordinates of ``z`` (``M`` modes; standard normal, so these shells are Gaussian
+    with power ``N^4 sigma^2`` per mode pair, set by ``sigma`` alone, whatever the
+    weights), one draw shared by the ``R`` raw channels: the channels' largest scales
+    are then fully correlated, each with its own signed amplitude, as two fields of one
+    system are (a GRF's density is a function of its contrast; with a draw per channel
+    the discriminator won outright within 250 GRF steps). ``sigma_{r, s}(e) = (A e +
+    b)_{r, s}`` is a
     linear map of the embedding, starting at ``A = 0``, ``b = 1 / N``
     (:data:`LOW_MODE_INITIAL_AMPLITUDE` times ``1 / N``: the amplitude of one mode of a
     white field of unit variance). Not zero: the generated law is even in ``sigma``
@@ -656,7 +659,8 @@ class GaussianLowModes(nn.Module):
     equivariance and shift equivariance hold as without it. What it gives up: the
     lowest shells are independent of the rest of the field (right for a Gaussian field;
     a coherent structure's large scales lose their phase coupling to its small ones).
-    Cost: ``2 R 2 M N^2`` multiply-adds per sample.
+    Cost: ``2 R 2 M N^2`` multiply-adds per sample. The trainer starts the amplitude at
+    the training data's power (:mod:`surrogate.train.low_modes`).
     """
 
     def __init__(self, embedding_dim: int, channels: int, resolution: int, shells: int):
@@ -679,8 +683,8 @@ class GaussianLowModes(nn.Module):
 
     @property
     def latent_dim(self) -> int:
-        """Latent coordinates read, ``R * 2 * M`` (the last ones of ``z``)."""
-        return self.channels * self.n_coefficients
+        """Latent coordinates read, ``2 M`` (the last ones of ``z``)."""
+        return self.n_coefficients
 
     def amplitudes(self, embedding: Tensor) -> Tensor:
         """``sigma`` (B, channels, K) of embeddings (B, E), float32 also under autocast."""
@@ -697,7 +701,7 @@ class GaussianLowModes(nn.Module):
         batch = raw.shape[0]
         with torch.autocast(device_type=raw.device.type, enabled=False):
             xi = noise[:, -self.latent_dim:].to(dtype).reshape(
-                batch, self.channels, -1, 2)                         # (B, R, M, 2)
+                batch, 1, -1, 2)                                     # (B, 1, M, 2)
             sigma = self.amplitudes(embedding).to(dtype)[..., self.mode_shells]  # (B, R, M)
             coefficients = (xi * sigma[..., None]).reshape(batch, self.channels, -1)
             basis = self.basis.to(dtype)                             # (2M, N*N)

@@ -210,8 +210,9 @@ class TrainConfig:
             :class:`surrogate.models.GaussianLowModes`): the network's content there is
             replaced by latent coordinates times a conditional amplitude, so the few
             modes a sample of the largest scales scatter as a Gaussian field's do. It
-            reads ``raw channels x 2 x modes`` latent coordinates (8 per raw channel for
-            ``K = 1``, 20 for 2), which ``noise_dim`` must hold beside the first 3. 0
+            reads ``2 x modes`` latent coordinates, one draw shared by the raw channels
+            (8 for ``K = 1``, 20 for 2), which ``noise_dim`` must hold beside the first
+            3; training starts at the data's power in those shells. 0
             (default): off. Runs written before the option existed resume without it.
         noise_dim: latent size.
         spectral_branch: D's log-spectrum branch.

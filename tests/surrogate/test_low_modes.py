@@ -70,7 +70,7 @@ def test_shells_1_to_k_hold_n4_sigma2_times_the_squared_latents_and_the_rest_is_
     raw = 3.0 + torch.randn(batch, channels, n, n, dtype=torch.float64)
     with torch.no_grad():
         out = module(raw, noise, torch.zeros(batch, embedding_dim, dtype=torch.float64))
-    xi = noise[:, -module.latent_dim:].reshape(batch, channels, -1, 2).numpy()
+    xi = noise[:, -module.latent_dim:].reshape(batch, -1, 2).numpy()       # shared by r
     modes = low_mode_wavenumbers(shells)
     mode_shell = np.array([np.rint(np.hypot(*m)) for m in modes])
     k = np.fft.fftfreq(n) * n
@@ -79,7 +79,7 @@ def test_shells_1_to_k_hold_n4_sigma2_times_the_squared_latents_and_the_rest_is_
     for b in range(batch):
         for r in range(channels):
             power = _shell_power(out[b, r].numpy(), shells)[1: shells + 1]
-            expected = [n**4 * float(sigma[r, s - 1]) ** 2 * np.sum(xi[b, r, mode_shell == s] ** 2)
+            expected = [n**4 * float(sigma[r, s - 1]) ** 2 * np.sum(xi[b, mode_shell == s] ** 2)
                         for s in range(1, shells + 1)]
             np.testing.assert_allclose(power, expected, rtol=1e-10)
             np.testing.assert_allclose(np.fft.fft2(out[b, r].numpy())[outside],
@@ -121,12 +121,12 @@ def test_an_untrained_generator_has_low_modes_of_amplitude_1_over_n_and_the_rest
     a_hat, b_hat = np.fft.fft2(a), np.fft.fft2(b)
     np.testing.assert_allclose(b_hat[..., ~low], a_hat[..., ~low], rtol=0,
                                atol=1e-4 * np.abs(a_hat).max())
-    xi = noise[:, -40:].reshape(5, 2, 10, 2).numpy()
+    xi = noise[:, -20:].reshape(5, 10, 2).numpy()
     for sample in range(5):
         for r in range(2):
             power = _shell_power(b[sample, r], 2)[1:3]
-            expected = [32**4 / 32**2 * np.sum(xi[sample, r, :4] ** 2),
-                        32**4 / 32**2 * np.sum(xi[sample, r, 4:] ** 2)]
+            expected = [32**4 / 32**2 * np.sum(xi[sample, :4] ** 2),
+                        32**4 / 32**2 * np.sum(xi[sample, 4:] ** 2)]
             np.testing.assert_allclose(power, expected, rtol=1e-4)
 
 
@@ -162,12 +162,12 @@ def test_config_round_trips_and_bad_settings_are_refused():
     assert Generator(ModelConfig.from_dict(old)).low_modes is None
     with pytest.raises(ValueError, match=r"low_modes must be in 0\.\.8"):
         ModelConfig.for_resolution(32, 2, 3, 4, low_modes=9)
-    # 2 raw channels x 2 x 10 modes = 40 coordinates after the first 3
-    needed = 2 * 2 * len(low_mode_wavenumbers(2)) + LOW_MODE_LATENT_START
-    assert needed == 43
-    ModelConfig.for_resolution(32, 2, 3, 4, noise_dim=43, low_modes=2)
-    with pytest.raises(ValueError, match="noise_dim must be >= 43, got 42"):
-        ModelConfig.for_resolution(32, 2, 3, 4, noise_dim=42, low_modes=2)
+    # 2 x 10 modes = 20 coordinates after the first 3, whatever the raw channels
+    needed = 2 * len(low_mode_wavenumbers(2)) + LOW_MODE_LATENT_START
+    assert needed == 23
+    ModelConfig.for_resolution(32, 2, 3, 4, noise_dim=23, low_modes=2)
+    with pytest.raises(ValueError, match="noise_dim must be >= 23, got 22"):
+        ModelConfig.for_resolution(32, 2, 3, 4, noise_dim=22, low_modes=2)
     with pytest.raises(ValueError, match="low_modes must be an integer >= 0"):
         TrainConfig(low_modes=-1)
 
@@ -202,7 +202,7 @@ def test_the_cli_refuses_a_latent_too_small_for_the_low_modes(tmp_path, capsys):
                  "--low-modes", "2", "--noise-dim", "16", "-q"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
-    assert "noise_dim must be >= 43" in err[0]
+    assert "noise_dim must be >= 23" in err[0]
     assert not run.exists()
 
 
