@@ -8,6 +8,9 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import torch
+
+from surrogate.checkpoint import load_checkpoint
 
 #: root attributes that record when and by which command a file was written
 RUN_ATTRS = ("created", "command")
@@ -71,3 +74,17 @@ def modified_copy(source: Path, target: Path, transform) -> Path:
             for name, dataset in handle[group].items():
                 dataset[...] = transform(name, dataset[...]).astype(dataset.dtype)
     return target
+
+
+def last_checkpoints_agree(run_a: Path, run_b: Path,
+                           keys: tuple[str, ...] = ("generator", "discriminator",
+                                                    "generator_ema")) -> tuple[dict, dict]:
+    """Both runs' ``last.pt``, after asserting that their ``keys`` state dicts hold the same
+    names and bit-identical tensors (e.g. a run trained straight and one resumed)."""
+    a = load_checkpoint(run_a / "checkpoints" / "last.pt")
+    b = load_checkpoint(run_b / "checkpoints" / "last.pt")
+    for key in keys:
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)
+    return a, b

@@ -16,7 +16,7 @@ import torch
 from surrogate.checkpoint import CheckpointError, load_checkpoint
 from surrogate.cli import main
 from surrogate.train import TrainConfig, Trainer, TrainingDivergedError, physics_score, train
-from tests._files import forget_option
+from tests._files import forget_option, last_checkpoints_agree
 
 SAMPLE = "data/sample_navier_stokes2d.h5"
 TINY = TrainConfig(steps=12, batch_size=8, width=8, noise_dim=16, log_every=3,
@@ -30,24 +30,13 @@ def _losses(path):
             for line in path.read_text().splitlines()]
 
 
-def _last_checkpoints_agree(run_a, run_b, keys=("generator", "discriminator", "generator_ema")):
-    """Both runs' last.pt, after asserting their ``keys`` state dicts are bit-identical."""
-    a = load_checkpoint(run_a / "checkpoints" / "last.pt")
-    b = load_checkpoint(run_b / "checkpoints" / "last.pt")
-    for key in keys:
-        assert a[key].keys() == b[key].keys()
-        for name in a[key]:
-            assert torch.equal(a[key][name], b[key][name]), (key, name)
-    return a, b
-
-
 def test_resume_gives_the_same_weights_as_training_straight(tmp_path):
     straight = train(SAMPLE, tmp_path / "a", TINY, progress=False)
     train(SAMPLE, tmp_path / "b", TINY, progress=False, steps=6)
     resumed = train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
     assert straight["steps"] == resumed["steps"] == 12
     assert resumed["steps_this_run"] == 6
-    a, b = _last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
+    a, b = last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
     assert _losses(tmp_path / "a" / "metrics.jsonl") == _losses(tmp_path / "b" / "metrics.jsonl")
     assert a["best_step"] == b["best_step"]
     # a different seed gives different weights (the comparison above can fail)
@@ -80,7 +69,7 @@ def test_consistency_regularisation_trains_logs_and_resumes_exactly(tmp_path):
     train(SAMPLE, tmp_path / "a", config, progress=False)
     train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)
     train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
-    _last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
+    last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
     lines = [json.loads(line) for line in
              (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     logged = [line for line in lines if "consistency" in line]
@@ -113,7 +102,7 @@ def test_learning_rates_decay_linearly_and_an_interrupted_run_resumes_exactly(
     trainer.step = 12
     assert trainer.learning_rate_factor() == 0.0
     train(SAMPLE, tmp_path / "b", resume=True, progress=False)
-    _, b = _last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
+    _, b = last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
     # the last step ran at 1/6 of the rate: lr 1e-4 * (12 - 11) / 6
     assert b["optimizer_g"]["param_groups"][0]["lr"] == pytest.approx(1e-4 / 6)
     assert b["optimizer_d"]["param_groups"][0]["lr"] == pytest.approx(2e-4 / 6)
@@ -258,7 +247,7 @@ def _resumes_exactly_and_older_runs_without(tmp_path, config: TrainConfig, optio
     train(SAMPLE, tmp_path / "a", config, progress=False)
     train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)
     train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
-    _last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
+    last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
     train(SAMPLE, tmp_path / "old", dataclasses.replace(TINY, steps=6), progress=False)
     forget_option(tmp_path / "old", option)
     train(SAMPLE, tmp_path / "old", resume=True, progress=False, steps=12)
@@ -355,7 +344,7 @@ def test_temporal_run_resumes_exactly_and_logs_the_temporal_ratio(tmp_path):
     straight = train(SAMPLE, tmp_path / "a", TEMPORAL, progress=False)
     train(SAMPLE, tmp_path / "b", TEMPORAL, progress=False, steps=6)
     train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
-    _last_checkpoints_agree(tmp_path / "a", tmp_path / "b",
+    last_checkpoints_agree(tmp_path / "a", tmp_path / "b",
                             ("generator", "discriminator", "temporal_discriminator",
                              "generator_ema"))
     assert straight["steps"] == 12
@@ -778,7 +767,7 @@ def test_a_run_with_neighbour_batches_resumes_exactly(tmp_path):
     train(SAMPLE, tmp_path / "a", config, progress=False)
     train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)
     train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
-    _last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
+    last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
     assert json.loads((tmp_path / "a" / "config.json").read_text()
                       )["train"]["neighbour_batches"] is True
 
@@ -837,7 +826,7 @@ def test_an_ensemble_run_resumes_exactly_and_refuses_a_run_without_it(tmp_path):
     train(SAMPLE, tmp_path / "a", config, progress=False)
     train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)
     train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
-    _last_checkpoints_agree(tmp_path / "a", tmp_path / "b",
+    last_checkpoints_agree(tmp_path / "a", tmp_path / "b",
                             ("generator", "discriminator", "generator_ema",
                              "ensemble_discriminator"))
     plain = tmp_path / "plain"                       # the term off (on by default)
@@ -916,7 +905,7 @@ def test_a_spread_target_run_resumes_exactly_and_refuses_a_run_without_it(tmp_pa
     train(SAMPLE, tmp_path / "a", config, progress=False)
     train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)    # mid-interval
     train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=14)
-    a, b = _last_checkpoints_agree(tmp_path / "a", tmp_path / "b",
+    a, b = last_checkpoints_agree(tmp_path / "a", tmp_path / "b",
                                    ("generator", "discriminator", "generator_ema",
                                     "ensemble_discriminator"))
     assert a["spread_control"] == b["spread_control"]
@@ -947,7 +936,7 @@ def test_a_shift_equivariant_run_resumes_exactly(tmp_path):
     train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)
     train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
     assert straight["steps"] == 12
-    a, _ = _last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
+    a, _ = last_checkpoints_agree(tmp_path / "a", tmp_path / "b")
     assert (a["model"]["shift_x"], a["model"]["shift_y"]) == (True, False)
 
 
@@ -1043,8 +1032,8 @@ def test_screened_restarts_continue_only_the_best_seed_to_the_run_trained_straig
     assert listing["seconds"] == pytest.approx(sum(e["seconds"] for e in listing["restarts"]))
     straight = train(SAMPLE, tmp_path / "straight", dataclasses.replace(config, seed=kept),
                      progress=False)
-    _last_checkpoints_agree(tmp_path / "straight", run / "restarts" / f"seed_{kept}")
-    _last_checkpoints_agree(tmp_path / "straight", run)
+    last_checkpoints_agree(tmp_path / "straight", run / "restarts" / f"seed_{kept}")
+    last_checkpoints_agree(tmp_path / "straight", run)
     best = [load_checkpoint(path / "checkpoints" / "best.pt")
             for path in (tmp_path / "straight", run)]
     assert best[0]["step"] == best[1]["step"] and best[0]["score"] == best[1]["score"]
@@ -1189,7 +1178,7 @@ def test_average_checkpoints_scores_the_mean_of_the_last_validated_generators(tm
     train(SAMPLE, tmp_path / "plain", base, progress=False)
     config = dataclasses.replace(base, average_checkpoints=2)
     summary = train(SAMPLE, tmp_path / "avg", config, progress=False)
-    _last_checkpoints_agree(tmp_path / "plain", tmp_path / "avg")
+    last_checkpoints_agree(tmp_path / "plain", tmp_path / "avg")
     plain, lines = _valid_lines(tmp_path / "plain"), _valid_lines(tmp_path / "avg")
     assert [line["valid/score"] for line in lines] == [line["valid/score"] for line in plain]
     assert "valid/average_score" not in lines[0]             # one generator: nothing to average
