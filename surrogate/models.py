@@ -676,15 +676,14 @@ class GaussianLowModes(nn.Module):
             [math.floor(math.hypot(*m) + 0.5) - 1 for m in modes]), persistent=False)
         self.channels = channels
         self.shells = shells
-        self.n_coefficients = 2 * len(modes)
         self.amplitude = nn.Linear(embedding_dim, channels * shells)
         nn.init.zeros_(self.amplitude.weight)
         nn.init.constant_(self.amplitude.bias, LOW_MODE_INITIAL_AMPLITUDE / resolution)
 
     @property
     def latent_dim(self) -> int:
-        """Latent coordinates read, ``2 M`` (the last ones of ``z``)."""
-        return self.n_coefficients
+        """Latent coordinates read, ``2 M`` (the last ones of ``z``): one per basis row."""
+        return self.basis.shape[0]
 
     def amplitudes(self, embedding: Tensor) -> Tensor:
         """``sigma`` (B, channels, K) of embeddings (B, E), float32 also under autocast."""

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from surrogate.losses import radial_power_spectrum
+from surrogate.losses import radial_power_spectrum, radial_shell_counts
 from surrogate.models import Generator
 
 #: calibration: real snapshots (spread evenly over the training split) and scale factors
@@ -34,10 +34,7 @@ def low_shell_power(fields: Tensor, shells: int) -> float:
     """Mean over samples of ``sum_c sum_{i=1..K} n_i P_i`` of fields (B, C, N, N): their
     mean square carried by shells 1 .. K (:func:`surrogate.losses.radial_power_spectrum`
     times the shells' mode counts, so a shell of more modes weighs more)."""
-    n = fields.shape[-1]
-    k = np.fft.fftfreq(n) * n
-    counts = np.bincount(np.rint(np.hypot(k[:, None], k[None, :])).astype(int).ravel())
-    weights = torch.as_tensor(counts[1: shells + 1], dtype=torch.float32, device=fields.device)
+    weights = radial_shell_counts(fields.shape[-1])[:shells].to(fields.device)
     spectrum = radial_power_spectrum(fields.float())[..., :shells]
     return float((spectrum * weights).sum(dim=(-2, -1)).mean())
 
@@ -74,9 +71,8 @@ def calibrate_low_modes(generator: Generator,
         raw = generator(noise, condition, pixel_noise=False)
         return low_shell_power(normalised_fields(raw, condition), module.shells)
 
-    before = power(1.0)
-    misfit = [(abs(np.log(max(power(f), 1e-30) / target)), f) for f in CALIBRATION_FACTORS]
-    factor = min(misfit)[1]
-    after = power(factor)
-    return {"factor": factor, "real_power": target, "generated_power_before": before,
-            "generated_power_after": after}
+    powers = {factor: power(factor) for factor in CALIBRATION_FACTORS}   # 1.0 among them
+    factor = min(powers, key=lambda f: abs(np.log(max(powers[f], 1e-30) / target)))
+    module.amplitude.bias.copy_(start * factor)
+    return {"factor": factor, "real_power": target, "generated_power_before": powers[1.0],
+            "generated_power_after": powers[factor]}
