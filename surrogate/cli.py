@@ -354,7 +354,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                                 config=regressor, progress=progress, floor=args.floor)
         for warning in utility.report["warnings"]:
             print(f"surrogate: warning: {warning}", file=sys.stderr)
-    page = write_report(result, args.output, utility=utility)
+    page = write_report(result, args.output, utility=utility, figures=not args.no_figures)
     report = result.report
     print(f"{'PASSED' if result.passed else 'FAILED'}: {args.generated} against "
           f"{args.reference} ({report['counts']['matched_conditions']} conditions)")
@@ -362,7 +362,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                             worst_third(report.get("range") or {}, name),
                             entry["pdf"]["w1_over_std"], entry["spread_ratio"])
                      for name, entry in report["fields"].items()}, report["failures"])
-    print(f"report: {page} (+ report.json and PNG figures)")
+    print(f"report: {page} (+ report.json{'' if args.no_figures else ' and PNG figures'})")
     return 1 if args.strict and not result.passed else 0
 
 
@@ -391,7 +391,7 @@ def cmd_utility(args: argparse.Namespace) -> int:
                            fractions=args.fractions, progress=progress, floor=args.floor)
     for warning in result.report["warnings"]:
         print(f"surrogate: warning: {warning}", file=sys.stderr)
-    page = write_utility(result, args.output)
+    page = write_utility(result, args.output, figures=not args.no_figures)
     print(f"  {'parameter':<20} {'rmse real':>10} {'rmse gen':>10} {'ratio':>7} "
           f"{'floor':>7} {'cov95 real':>10} {'cov95 gen':>10} {'prior std':>10}")
     for name, s in result.report["parameters"].items():
@@ -400,7 +400,7 @@ def cmd_utility(args: argparse.Namespace) -> int:
               f"{s['ratio']:>7.3g} {'n/a' if floor is None else format(floor, '.3g'):>7} "
               f"{s['coverage95_real']:>10.2f} {s['coverage95_generated']:>10.2f} "
               f"{s['prior_std']:>10.3g}")
-    print(f"report: {page} (+ utility.json and PNG figures)")
+    print(f"report: {page} (+ utility.json{'' if args.no_figures else ' and PNG figures'})")
     return 0
 
 
@@ -631,6 +631,10 @@ def _add_validate(commands: argparse._SubParsersAction) -> None:
                           help="torch CPU threads of the utility regressor (default: torch's)")
     validate.add_argument("--strict", action="store_true",
                           help="exit with status 1 when the validation fails")
+    validate.add_argument("--no-figures", action="store_true",
+                          help="write report.json and report.md without the PNG figures "
+                               "(drawing them is most of a small validation's time; for "
+                               "scripts that read only report.json)")
     validate.add_argument("-q", "--quiet", action="store_true", help="no stage messages")
     validate.set_defaults(func=cmd_validate)
 
@@ -675,6 +679,8 @@ def _add_utility(commands: argparse._SubParsersAction) -> None:
     utility.add_argument("--threads", type=int, default=None,
                          help="torch CPU threads (default: torch's; 1 is fastest on busy "
                               "cores)")
+    utility.add_argument("--no-figures", action="store_true",
+                         help="write utility.json and utility.md without the PNG figures")
     utility.add_argument("-q", "--quiet", action="store_true", help="no stage messages")
     utility.set_defaults(func=cmd_utility)
 

@@ -1130,6 +1130,7 @@ def test_killed_generation_leaves_no_file_and_resume_gives_the_same_fields(bases
 
 
 # ------------------------------------------------------------ paths stored inside files
+@pytest.mark.slow
 def test_paths_and_commands_stored_in_files_are_printed_never_run(bases, tmp_path):
     """Provenance text (``command``, ``producer``, ...) and names that look like paths
     are data: ``info`` prints them on one line, ``validate`` and ``convert`` carry
@@ -1168,6 +1169,7 @@ def test_paths_and_commands_stored_in_files_are_printed_never_run(bases, tmp_pat
     assert b"SECRET-CONTENT" not in everything, "a file named inside the file was read"
 
 
+@pytest.mark.slow
 def test_links_out_of_the_file_are_refused_and_never_followed(bases, tmp_path):
     """External links (one to a named pipe, which would block if opened), virtual
     datasets and external raw storage: every reader refuses them by name."""

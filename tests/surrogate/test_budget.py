@@ -107,6 +107,7 @@ def test_budget_terms_equal_the_validation_library_terms(dense_files):
     assert np.all(np.abs(expected_work) > 1e-4)          # the forcing term is exercised
 
 
+@pytest.mark.slow
 def test_training_with_the_budget_logs_it(tmp_path):
     config = TrainConfig(**{**TINY.to_dict(), "steps": 4, "budget_weight": 1.0})
     train(SAMPLE, tmp_path / "run", config, progress=False)
@@ -145,6 +146,7 @@ def _logs_the_budget(run) -> bool:
                for line in (run / "metrics.jsonl").read_text().splitlines())
 
 
+@pytest.mark.slow
 def test_the_default_applies_the_budget_where_the_system_declares_it(tmp_path):
     """``budget_weight=None`` (auto): AUTO_BUDGET_WEIGHT_ENSEMBLE on a Navier–Stokes file
     with snapshot pairs and the (default) ensemble discriminator, AUTO_BUDGET_WEIGHT

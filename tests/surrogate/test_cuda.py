@@ -70,6 +70,7 @@ def _saved_as_if_on_cuda():
         registry[:] = before
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a CPU-only machine")
 def test_a_checkpoint_written_on_a_gpu_generates_on_a_cpu_only_machine(tmp_path):
     run = tmp_path / "run"

@@ -143,6 +143,7 @@ SHORT = TrainConfig(steps=3, batch_size=4, width=8, noise_dim=16, log_every=1,
                     validation_samples=8, temporal_weight=0.0, spectral_envelope=True)
 
 
+@pytest.mark.slow
 def test_an_envelope_run_trains_resumes_exactly_and_records_the_option(tmp_path):
     train(SAMPLE, tmp_path / "straight", SHORT, progress=False)
     train(SAMPLE, tmp_path / "split", SHORT, progress=False, steps=2)

@@ -118,6 +118,7 @@ def test_condition_changes_the_output(run):
     assert not np.allclose(a, b)
 
 
+@pytest.mark.slow
 def test_like_reuses_parameters_and_times(run, tmp_path):
     path = generate(run, tmp_path / "like.h5", like=SAMPLE, n=2, seed=0, split=None)
     with FieldStore(path) as generated, FieldStore(SAMPLE) as reference:

@@ -177,6 +177,7 @@ SHORT = TrainConfig(steps=3, batch_size=4, width=8, noise_dim=48, log_every=1,
                     validation_samples=8, temporal_weight=0.0, low_modes=2)
 
 
+@pytest.mark.slow
 def test_a_low_mode_run_trains_resumes_exactly_and_records_the_option(tmp_path):
     train(SAMPLE, tmp_path / "straight", SHORT, progress=False)
     train(SAMPLE, tmp_path / "split", SHORT, progress=False, steps=2)
@@ -226,6 +227,7 @@ def test_calibration_finds_the_factor_that_made_the_real_fields():
                             lambda raw, c: raw, real, condition, seed=7)
 
 
+@pytest.mark.slow
 def test_a_fresh_training_starts_at_the_data_power_and_a_resumed_one_is_not_recalibrated(
         tmp_path):
     from surrogate.train.trainer import Trainer

@@ -30,6 +30,7 @@ def _losses(path):
             for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_weights_as_training_straight(tmp_path):
     straight = train(SAMPLE, tmp_path / "a", TINY, progress=False)
     train(SAMPLE, tmp_path / "b", TINY, progress=False, steps=6)
@@ -620,6 +621,7 @@ def ising_file(tmp_path_factory):
     return run_sweep(spec, tmp_path_factory.mktemp("ising") / "ising.h5", progress=False)
 
 
+@pytest.mark.slow
 def test_ising_trains_sign_equivariant_and_generates_both_signs_in_pairs(ising_file, tmp_path):
     import numpy as np
 
@@ -1110,6 +1112,7 @@ def test_spectral_loss_groups_are_checked_against_the_batch(tmp_path):
         Trainer(SAMPLE, tmp_path / "run", config, progress=False)
 
 
+@pytest.mark.slow
 def test_keep_validated_keeps_every_validated_ema_generator(tmp_path):
     """``keep_validated``: one ``ema_step_NNNNNN.pt`` per validation, in best.pt's layout;
     best.pt equals the kept file of its step, generation reads any of them, and
@@ -1208,6 +1211,7 @@ def test_average_checkpoints_scores_the_mean_of_the_last_validated_generators(tm
         TrainConfig(average_checkpoints=-1)
 
 
+@pytest.mark.slow
 def test_an_averaged_generator_that_scores_best_becomes_best_pt(tmp_path, monkeypatch):
     """Scripted scores (single, then average, per validation): the average of steps 2 and 4
     scores lowest, so best.pt holds the mean weights with its averaged steps; the EMA

@@ -55,8 +55,11 @@ def _utility_markdown(section: dict[str, Any]) -> str:
 
 
 def write_report(result: ValidationResult, directory: str | os.PathLike,
-                 utility: UtilityResult | None = None) -> Path:
+                 utility: UtilityResult | None = None, *, figures: bool = True) -> Path:
     """Write ``report.json``, ``report.md`` and the PNG figures into ``directory``.
+
+    With ``figures=False`` no PNG is drawn and ``report.md`` links none; ``report.json``
+    is the same either way (drawing is most of a small validation's time).
 
     With ``utility`` (:func:`surrogate.validation.utility.utility_files` of the same
     reference and generated files and a held-out test file), ``report.json`` also holds
@@ -76,13 +79,13 @@ def write_report(result: ValidationResult, directory: str | os.PathLike,
     if utility is not None:
         report = {**report, "utility": utility_section(utility)}
     with staged_directory(directory) as staging:          # all or nothing
-        figures = save_figures(result, staging)
+        drawn = save_figures(result, staging) if figures else {}
         (staging / "report.json").write_text(json.dumps(report, indent=1,
                                                         allow_nan=False) + "\n")
-        markdown = render_markdown(result.report, figures)
+        markdown = render_markdown(result.report, drawn)
         if utility is not None:
             from surrogate.validation.utility import write_utility
-            write_utility(utility, staging / UTILITY_FOLDER)
+            write_utility(utility, staging / UTILITY_FOLDER, figures=figures)
             markdown += _utility_markdown(report["utility"])
         (staging / "report.md").write_text(markdown)
     return Path(directory) / "report.md"

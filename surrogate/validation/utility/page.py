@@ -165,8 +165,10 @@ def render_markdown(report: Mapping[str, Any], figures: Mapping[str, str]) -> st
     return "\n".join(lines)
 
 
-def write_utility(result: UtilityResult, directory: str | os.PathLike) -> Path:
-    """Write ``utility.json``, ``utility.md`` and the figures into ``directory``.
+def write_utility(result: UtilityResult, directory: str | os.PathLike, *,
+                  figures: bool = True) -> Path:
+    """Write ``utility.json``, ``utility.md`` and the figures into ``directory``
+    (``figures=False``: no PNG, and ``utility.md`` links none).
 
     Everything is first written into a temporary directory beside ``directory`` and then
     moved in file by file, so a failure while plotting leaves the previous files (if
@@ -176,9 +178,9 @@ def write_utility(result: UtilityResult, directory: str | os.PathLike) -> Path:
         The path of ``utility.md``.
     """
     with staged_directory(directory) as staging:          # all or nothing
-        figures = save_figures(result, staging)
+        drawn = save_figures(result, staging) if figures else {}
         report = json_safe(result.report)
         (staging / "utility.json").write_text(json.dumps(report, indent=1, allow_nan=False)
                                               + "\n")
-        (staging / "utility.md").write_text(render_markdown(report, figures))
+        (staging / "utility.md").write_text(render_markdown(report, drawn))
     return Path(directory) / "utility.md"

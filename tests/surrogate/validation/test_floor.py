@@ -84,9 +84,11 @@ def test_a_second_simulator_ensemble_scores_at_its_floor_and_broken_copies_far_a
             assert check["value"] > 5 * check["floor"], (broken.name, field)
 
 
+@pytest.mark.slow
 def test_the_floor_sits_beside_each_metric_in_json_and_markdown(files, tmp_path):
     assert main(["validate", str(files["sweep"]), str(files["sweep1"]), "-o",
-                 str(tmp_path / "report"), "--floor", str(files["sweep2"]), "-q"]) == 0
+                 str(tmp_path / "report"), "--floor", str(files["sweep2"]), "--no-figures",
+                 "-q"]) == 0
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     checks = {(c["check"], c["field"]): c["floor"] for c in report["checks"]}
     for name, entry in report["fields"].items():

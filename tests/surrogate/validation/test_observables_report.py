@@ -228,6 +228,7 @@ def test_sign_balance_is_a_standard_normal_under_fair_signs():
     assert np.isnan(sign_balance([], list(magnitudes))["z"])
 
 
+@pytest.mark.slow
 def test_state_switching_between_snapshots_is_reported(ising_files, tmp_path):
     """Under Swendsen-Wang an ordered trajectory changes sign between snapshots about half
     the time, in both independent runs; a copy whose every snapshot takes its

@@ -176,6 +176,7 @@ def test_one_trajectory_at_random_shifts_passes_the_spread_but_not_the_aligned_s
         assert honest[name]["spread_aligned_ratio"] == pytest.approx(1.0, abs=0.2), name
 
 
+@pytest.mark.slow
 def test_snapshots_scrambled_across_trajectories_fail_only_in_time(navier_stokes):
     """Each snapshot a true one at its time, but consecutive ones from other trajectories:
     every per-snapshot statistic is unchanged; the change in time and the energy
@@ -485,19 +486,39 @@ def test_cli_writes_report_files_with_stable_keys(navier_stokes, tmp_path, capsy
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".r.")]   # no staging left
 
 
+def test_no_figures_writes_the_same_json_and_a_page_without_images(navier_stokes, tmp_path,
+                                                                  capsys):
+    _, reference, independent = navier_stokes
+    for name, extra in (("drawn", []), ("bare", ["--no-figures"])):
+        assert main(["validate", str(reference), str(independent), "-o",
+                     str(tmp_path / name), "-q", *extra]) == 0
+    assert "PNG" not in capsys.readouterr().out.splitlines()[-1]
+    drawn = json.loads((tmp_path / "drawn" / "report.json").read_text())
+    bare = json.loads((tmp_path / "bare" / "report.json").read_text())
+    assert bare == drawn
+    assert sorted(p.name for p in (tmp_path / "bare").iterdir()) == ["report.json",
+                                                                     "report.md"]
+    markdown = (tmp_path / "bare" / "report.md").read_text()
+    assert "![" not in markdown and ".png" not in markdown
+    # the page keeps its tables: the same verdict line as the drawn page
+    assert markdown.splitlines()[0] == (tmp_path / "drawn" / "report.md").read_text() \
+        .splitlines()[0]
+
+
 def test_strict_exit_status_and_thresholds_file(grf, tmp_path):
     root, reference, _ = grf
     broken = root / "scaled.h5"
     if not broken.exists():
         modified_copy(reference, broken, lambda name, v: 1.3 * v)
-    assert main(["validate", str(reference), str(broken), "-o", str(tmp_path / "a"), "-q"]) == 0
+    assert main(["validate", str(reference), str(broken), "-o", str(tmp_path / "a"), "-q",
+                 "--no-figures"]) == 0
     assert main(["validate", str(reference), str(broken), "-o", str(tmp_path / "b"), "-q",
-                 "--strict"]) == 1
+                 "--no-figures", "--strict"]) == 1
     loose = tmp_path / "loose.toml"
     loose.write_text("pdf_w1_over_std = 2.0\nspectrum_rel_error_median = 1.0\n"
                      "per_condition_spectrum_rel_error_median = 1.0\n")
     assert main(["validate", str(reference), str(broken), "-o", str(tmp_path / "c"), "-q",
-                 "--strict", "--thresholds", str(loose)]) == 0
+                 "--no-figures", "--strict", "--thresholds", str(loose)]) == 0
     saved = json.loads((tmp_path / "c" / "report.json").read_text())
     assert saved["thresholds"]["pdf_w1_over_std"] == 2.0
     assert saved["thresholds"]["spread_ratio_min"] == DEFAULT_THRESHOLDS["spread_ratio_min"]
@@ -584,6 +605,7 @@ def test_empty_and_truncated_files_are_refused(navier_stokes, tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_existing_report_is_not_touched_by_a_failed_run(navier_stokes, grf, tmp_path):
     _, reference, independent = navier_stokes
     out = tmp_path / "r"

@@ -60,6 +60,7 @@ def test_gaussian_fields_scatter_by_the_trigamma_of_their_mode_count_whatever_th
     assert abs(np.median(measured / expected) - 1) < 0.03
 
 
+@pytest.mark.slow
 def test_a_second_ensemble_scores_one_and_the_floor_sits_beside_it(files, tmp_path):
     report = validate_files(files["ref"], files["ref1"], floor=files["ref2"]).report
     for name in report["fields"]:

@@ -340,7 +340,7 @@ def test_validate_with_a_utility_test_file_adds_the_utility_to_the_report(files,
     arguments = ["validate", str(files["ref"]), str(files["second"]), "-o", str(output),
                  "--floor", str(files["third"]),
                  "--utility-test", str(files["test"]), "--utility-steps", "20",
-                 "--utility-threads", "1", "-q"]
+                 "--utility-threads", "1", "--no-figures", "-q"]
     assert main(arguments) == 0
     report = json.loads((output / "report.json").read_text())
     page = json.loads((output / "utility" / "utility.json").read_text())
