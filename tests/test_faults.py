@@ -964,6 +964,7 @@ def test_every_corruption_with_every_command_as_subprocesses(bases, tmp_path):
     assert bases.fingerprint() == before
 
 
+@pytest.mark.slow
 def test_a_flipped_byte_in_a_field_chunk_fails_its_fletcher32_checksum(bases, tmp_path):
     """Fields carry Fletcher-32 checksums: one flipped bit inside a chunk is caught by
     ``surrogate check`` (naming the dataset, trajectory and time index) and by every

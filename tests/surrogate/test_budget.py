@@ -169,6 +169,7 @@ def test_the_default_applies_the_budget_where_the_system_declares_it(tmp_path):
         assert _logs_the_budget(run) is (expected > 0)
 
 
+@pytest.mark.slow
 def test_a_run_written_before_the_auto_default_resumes_without_the_budget(tmp_path):
     run = tmp_path / "old"
     train(SAMPLE, run, TrainConfig(**{**TINY.to_dict(), "steps": 2, "budget_weight": 0.0}),

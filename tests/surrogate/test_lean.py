@@ -303,6 +303,7 @@ def test_cli_takes_the_arch_and_refuses_an_unknown_one_writing_nothing(tmp_path,
     assert saved["train"]["arch"] == saved["model"]["arch"] == "lean"
 
 
+@pytest.mark.slow
 def test_a_run_written_before_the_arch_option_loads_and_resumes_as_default(tmp_path):
     run = tmp_path / "old"
     train(SAMPLE, run, SHORT, progress=False, steps=2)
@@ -314,6 +315,7 @@ def test_a_run_written_before_the_arch_option_loads_and_resumes_as_default(tmp_p
     assert load_checkpoint(run / "checkpoints" / "last.pt")["model"]["arch"] == "default"
 
 
+@pytest.mark.slow
 def test_a_lean_run_written_before_the_output_noise_resumes_without_it(tmp_path,
                                                                        monkeypatch):
     """A lean run of an older version (no full-resolution output noise, no key) loads

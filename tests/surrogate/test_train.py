@@ -841,7 +841,8 @@ def test_an_ensemble_run_resumes_exactly_and_refuses_a_run_without_it(tmp_path):
         train(SAMPLE, plain, resume=True, progress=False, steps=12)
 
 
-@pytest.mark.parametrize(("target", "on_from"), [(100.0, 4), (1e-6, None)])
+@pytest.mark.parametrize(("target", "on_from"),
+                         [(100.0, 4), pytest.param(1e-6, None, marks=pytest.mark.slow)])
 def test_a_spread_target_applies_the_ensemble_term_as_far_as_the_spread_is_short(
         tmp_path, target, on_from):
     """A target no generator reaches turns the term fully on at the first adjustment
@@ -983,6 +984,7 @@ def test_a_sign_equivariant_run_from_before_the_per_snapshot_sign_resumes_with_o
     assert model["negate"] is True and model["negate_each_snapshot"] is False
 
 
+@pytest.mark.slow
 def test_restarts_keep_the_best_scored_run(tmp_path):
     from surrogate.generate import generate
     from surrogate.train import train_restarts
@@ -1456,6 +1458,7 @@ def test_the_validation_score_takes_the_thirds_only_when_on(tmp_path):
     assert by_third["score"] - pooled["score"] == pytest.approx(difference, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_score_range_thirds_is_on_by_default_and_older_runs_resume_without_it(tmp_path):
     assert TrainConfig().score_range_thirds is True
     config = dataclasses.replace(TINY, steps=4, validate_every=2, checkpoint_every=2)
