@@ -118,7 +118,9 @@ def test_exact_functions_refuse_non_positive_temperatures(function, temperature)
 
 # --------------------------------------------------------------- Monte Carlo vs exact
 @pytest.mark.parametrize(("temperature", "resolution"),
-                         [(1.5, 32), (2.0, 32), (2.2, 64), (2.8, 32), (3.5, 32)])
+                         [(1.5, 32), (2.0, 32),
+                          pytest.param(2.2, 64, marks=pytest.mark.slow), (2.8, 32),
+                          (3.5, 32)])
 def test_energy_and_magnetisation_agree_with_onsager(temperature, resolution):
     """Mean energy per spin and <|m|> against the exact values.
 

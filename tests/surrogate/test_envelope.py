@@ -160,6 +160,7 @@ def test_an_envelope_run_trains_resumes_exactly_and_records_the_option(tmp_path)
     assert fields.shape == (2, 3, 32, 32) and np.all(np.isfinite(fields))
 
 
+@pytest.mark.slow
 def test_the_envelope_is_on_by_default_and_the_cli_switches_it_off(tmp_path):
     assert TrainConfig().spectral_envelope is True
     fast = ["--steps", "1", "--batch-size", "4", "--width", "8", "--validate-every", "1",

@@ -73,6 +73,7 @@ def test_gray_scott_wavelength_of_a_single_mode_pattern():
     np.testing.assert_allclose(series["mean(v)"], [0.2, 0.3])
 
 
+@pytest.mark.slow
 def test_independent_ising_runs_cover_both_signs_and_pass(ising_files, tmp_path):
     _root, reference, independent = ising_files
     result = validate_files(reference, independent)
