@@ -346,8 +346,8 @@ def test_temporal_run_resumes_exactly_and_logs_the_temporal_ratio(tmp_path):
     train(SAMPLE, tmp_path / "b", TEMPORAL, progress=False, steps=6)
     train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
     last_checkpoints_agree(tmp_path / "a", tmp_path / "b",
-                            ("generator", "discriminator", "temporal_discriminator",
-                             "generator_ema"))
+                           ("generator", "discriminator", "temporal_discriminator",
+                            "generator_ema"))
     assert straight["steps"] == 12
     lines = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text()
              .splitlines()]
@@ -829,8 +829,8 @@ def test_an_ensemble_run_resumes_exactly_and_refuses_a_run_without_it(tmp_path):
     train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)
     train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=12)
     last_checkpoints_agree(tmp_path / "a", tmp_path / "b",
-                            ("generator", "discriminator", "generator_ema",
-                             "ensemble_discriminator"))
+                           ("generator", "discriminator", "generator_ema",
+                            "ensemble_discriminator"))
     plain = tmp_path / "plain"                       # the term off (on by default)
     train(SAMPLE, plain, TrainConfig(**{**TINY.to_dict(), "steps": 6, "ensemble_weight": 0.0}),
           progress=False)
@@ -909,8 +909,8 @@ def test_a_spread_target_run_resumes_exactly_and_refuses_a_run_without_it(tmp_pa
     train(SAMPLE, tmp_path / "b", config, progress=False, steps=6)    # mid-interval
     train(SAMPLE, tmp_path / "b", resume=True, progress=False, steps=14)
     a, b = last_checkpoints_agree(tmp_path / "a", tmp_path / "b",
-                                   ("generator", "discriminator", "generator_ema",
-                                    "ensemble_discriminator"))
+                                  ("generator", "discriminator", "generator_ema",
+                                   "ensemble_discriminator"))
     assert a["spread_control"] == b["spread_control"]
     plain = tmp_path / "plain"
     train(SAMPLE, plain, TrainConfig(**{**TINY.to_dict(), "ensemble_weight": 0.5,
