@@ -660,7 +660,8 @@ class GaussianLowModes(nn.Module):
     lowest shells are independent of the rest of the field (right for a Gaussian field;
     a coherent structure's large scales lose their phase coupling to its small ones).
     Cost: ``2 R 2 M N^2`` multiply-adds per sample. The trainer starts the amplitude at
-    the training data's power (:mod:`surrogate.train.low_modes`).
+    the training data's power in each shell as a function of the condition, weights of
+    the map included (:mod:`surrogate.train.low_modes`).
     """
 
     def __init__(self, embedding_dim: int, channels: int, resolution: int, shells: int):

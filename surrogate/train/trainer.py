@@ -66,7 +66,12 @@ from surrogate.train.distributed import (
     _distributed_from_environment,
 )
 from surrogate.train.heldout import HeldOutScorer
-from surrogate.train.low_modes import CALIBRATION_SAMPLES, calibrate_low_modes
+from surrogate.train.low_modes import (
+    CALIBRATION_SAMPLES,
+    CONDITION_SAMPLES,
+    calibrate_low_modes,
+    fit_low_modes_to_conditions,
+)
 from surrogate.train.objective import GANObjective, GeneratedPairs, ensemble_pairs
 from surrogate.train.scatter import ScatterTarget
 from surrogate.train.scoring import score_noise_summary
@@ -218,10 +223,18 @@ class Trainer:
             self.low_mode_calibration = calibrate_low_modes(
                 self.generator, self.heads.forward_normalised, real.to(self.device),
                 real_condition.to(self.device), seed=config.seed)
+            # then the map's weights, so that the power follows the condition
+            rows = np.unique(np.linspace(0, len(train_split) - 1,
+                                         CONDITION_SAMPLES).round().astype(np.int64))
+            real, real_condition = train_split.get_batch(rows)
+            self.low_mode_calibration.update(fit_low_modes_to_conditions(
+                self.generator, self.heads.forward_normalised, real.to(self.device),
+                real_condition.to(self.device), seed=config.seed))
             self.log("low modes: amplitude x {factor:.3g} at the start (power in the "
                      "lowest shells {generated_power_before:.3g} -> "
-                     "{generated_power_after:.3g}; training data "
-                     "{real_power:.3g})".format(**self.low_mode_calibration))
+                     "{generated_power_after:.3g}; training data {real_power:.3g}), then "
+                     "fitted per condition (largest factor off {mismatch_before:.3g} -> "
+                     "{mismatch_after:.3g})".format(**self.low_mode_calibration))
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         betas = (config.beta1, config.beta2)
         self.optimizer_g = torch.optim.Adam(generator_parameter_groups(self.generator, config),
