@@ -54,6 +54,7 @@ import simulators
 from benchmarks import gan_throughput, lean_generator, validation_throughput
 from benchmarks.output import RESULTS, write_results
 from simulators.store import SPLIT_LAYOUTS
+from surrogate.checkpoint import read_run_config
 from surrogate.quickstart import QuickstartPlan, default_plan, quickstart
 from surrogate.train import read_metrics, resolve_device, score_noise_summary
 from surrogate.validation.report import RANGE_THIRDS, end_over_middle, range_third
@@ -201,6 +202,8 @@ def _fidelity_entry(summary: dict[str, Any], report: dict[str, Any]) -> dict[str
     floor = report.get("floor") or {}
     return {"passed": report["passed"], "failures": report["failures"], "fields": fields,
             "validation_score": _validation_score(Path(summary["directory"]) / "run"),
+            "low_mode_calibration": read_run_config(Path(summary["directory"]) / "run").get(
+                "low_mode_calibration"),
             "floor_source": floor.get("source"), "floor_too_noisy": floor.get("too_noisy", []),
             "mode_coverage": (report.get("mode_coverage") or {}).get("coverage"),
             "mode_coverage_floor": (report.get("mode_coverage") or {}).get("floor"),
@@ -342,6 +345,7 @@ def _repeat_record(seed: int, entry: dict[str, Any]) -> dict[str, Any]:
                                    "passed": value["passed"]}
                              for key, value in entry["conservation"].items()},
             "validation_score": entry.get("validation_score"),
+            "low_mode_calibration": entry.get("low_mode_calibration"),
             "train_seconds": entry["stage_seconds"].get("train")}
 
 

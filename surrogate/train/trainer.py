@@ -370,7 +370,10 @@ class Trainer:
 
     # -------------------------------------------------------------- config and state
     def _write_config(self) -> None:
-        write_run_config(self.run_dir, run_config(self.data, self.config, self.model_config))
+        config = run_config(self.data, self.config, self.model_config)
+        if self.low_mode_calibration is not None:     # the start it was given (low_modes.py)
+            config["low_mode_calibration"] = self.low_mode_calibration
+        write_run_config(self.run_dir, config)
 
     def _state(self) -> dict[str, Any]:
         state = {"generator": self.generator.state_dict(),

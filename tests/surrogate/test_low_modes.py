@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from surrogate.checkpoint import read_run_config
 from surrogate.cli import main
 from surrogate.generate import load_surrogate
 from surrogate.losses import shell_index
@@ -286,10 +287,12 @@ def test_a_fresh_training_starts_at_the_data_power_and_a_resumed_one_is_not_reca
     assert abs(np.log(ratio)) <= np.log(2) / 4     # the factors' grid: 2^(1/8) in amplitude
     assert any(message.startswith("low modes: amplitude x") for message in messages)
     assert calibration["mismatch_after"] < calibration["mismatch_before"]
+    assert read_run_config(tmp_path / "run")["low_mode_calibration"] == calibration
     plain = Trainer(SAMPLE, tmp_path / "plain", TrainConfig(**{**SHORT.to_dict(),
                                                                "low_modes": 0}),
                     progress=False)
     assert plain.low_mode_calibration is None
+    assert "low_mode_calibration" not in read_run_config(tmp_path / "plain")
     train(SAMPLE, tmp_path / "resumed", SHORT, progress=False, steps=2)
     resumed = Trainer(SAMPLE, tmp_path / "resumed", SHORT, resume=True, progress=False)
     assert resumed.low_mode_calibration is None
