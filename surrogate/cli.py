@@ -362,8 +362,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
                             worst_third(report.get("range") or {}, name),
                             entry["pdf"]["w1_over_std"], entry["spread_ratio"])
                      for name, entry in report["fields"].items()}, report["failures"])
-    print(f"report: {page} (+ report.json{'' if args.no_figures else ' and PNG figures'})")
+    _print_report_path(page, "report.json", args.no_figures)
     return 1 if args.strict and not result.passed else 0
+
+
+def _print_report_path(page: Path, data_name: str, no_figures: bool) -> None:
+    """The report line: the Markdown page, its JSON and, unless left out, its figures."""
+    print(f"report: {page} (+ {data_name}{'' if no_figures else ' and PNG figures'})")
 
 
 def _print_headline(fields: dict[str, tuple], failures: Sequence[str]) -> None:
@@ -400,7 +405,7 @@ def cmd_utility(args: argparse.Namespace) -> int:
               f"{s['ratio']:>7.3g} {'n/a' if floor is None else format(floor, '.3g'):>7} "
               f"{s['coverage95_real']:>10.2f} {s['coverage95_generated']:>10.2f} "
               f"{s['prior_std']:>10.3g}")
-    print(f"report: {page} (+ utility.json{'' if args.no_figures else ' and PNG figures'})")
+    _print_report_path(page, "utility.json", args.no_figures)
     return 0
 
 

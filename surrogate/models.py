@@ -605,6 +605,12 @@ LOW_MODE_LATENT_START = 3
 LOW_MODE_INITIAL_AMPLITUDE = 1.0
 
 
+def mode_shell(mode: tuple[int, int]) -> int:
+    """The shell ``round(|m|)`` of integer mode numbers ``m = (m_x, m_y)``, halves rounded
+    up as :func:`surrogate.losses.shell_index` bins them."""
+    return math.floor(math.hypot(*mode) + 0.5)
+
+
 def low_mode_wavenumbers(shells: int) -> list[tuple[int, int]]:
     """The independent Fourier modes of the shells ``1 .. shells``: integer mode numbers
     ``(m_x, m_y)`` with ``round(|m|)`` in ``1 .. shells`` (the shells of
@@ -614,8 +620,8 @@ def low_mode_wavenumbers(shells: int) -> list[tuple[int, int]]:
     twice as many real degrees of freedom: a cosine and a sine each)."""
     reach = shells + 1
     modes = [(m_x, m_y) for m_x in range(-reach, reach + 1) for m_y in range(0, reach + 1)
-             if (m_y > 0 or m_x > 0) and 1 <= math.floor(math.hypot(m_x, m_y) + 0.5) <= shells]
-    return sorted(modes, key=lambda m: (math.floor(math.hypot(*m) + 0.5), m))
+             if (m_y > 0 or m_x > 0) and 1 <= mode_shell((m_x, m_y)) <= shells]
+    return sorted(modes, key=lambda m: (mode_shell(m), m))
 
 
 class GaussianLowModes(nn.Module):
@@ -674,7 +680,7 @@ class GaussianLowModes(nn.Module):
         self.register_buffer("basis", basis.reshape(-1, resolution * resolution),
                              persistent=False)
         self.register_buffer("mode_shells", torch.tensor(
-            [math.floor(math.hypot(*m) + 0.5) - 1 for m in modes]), persistent=False)
+            [mode_shell(m) - 1 for m in modes]), persistent=False)
         self.channels = channels
         self.shells = shells
         self.amplitude = nn.Linear(embedding_dim, channels * shells)
