@@ -80,7 +80,8 @@ TRAIN_OPTION_HELP = (
     ("noise_dim", int, "length of the generator's latent vector (64)"),
     ("low_modes", int, "make the lowest K wavenumber shells of G's output Gaussian: "
                        "their modes become latent coordinates times a conditional "
-                       "amplitude (0: off)"),
+                       "amplitude started at the data's power per shell and "
+                       "condition (0: off)"),
     ("envelope_lr_multiplier", float, "the spectral envelope learns at this multiple of "
                                       "the generator's learning rate (1)"),
     ("straight_through", bool, "discrete fields (Ising spins) reach the discriminators "

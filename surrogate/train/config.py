@@ -212,8 +212,9 @@ class TrainConfig:
             modes a sample of the largest scales scatter as a Gaussian field's do. It
             reads ``2 x modes`` latent coordinates, one draw shared by the raw channels
             (8 for ``K = 1``, 20 for 2), which ``noise_dim`` must hold beside the first
-            3; training starts at the data's power in those shells. 0
-            (default): off. Runs written before the option existed resume without it.
+            3; training starts at the data's power in each of those shells as a
+            function of the condition (:mod:`surrogate.train.low_modes`). 0 (default):
+            off. Runs written before the option existed resume without it.
         noise_dim: latent size.
         spectral_branch: D's log-spectrum branch.
         amp: bf16 autocast on CUDA (ignored on CPU).
