@@ -110,6 +110,11 @@ def test_fidelity_over_training_seeds_reports_each_seed_and_the_spread(tmp_path,
                   "floor": {"too_noisy": ["pdf_w1_over_std of u"] if seed == 1 else []}}
         (work / "report.json").write_text(json.dumps(report))
         (work / "run").mkdir()
+        # a --low-modes run records the start it was given (seed 3 here)
+        calibration = {"factor": 5.0, "mismatch_after": 1.001} if seed == 3 else None
+        (work / "run" / "config.json").write_text(json.dumps(
+            {"train": {"seed": seed}} if calibration is None else
+            {"train": {"seed": seed}, "low_mode_calibration": calibration}))
         scores = [(2, 0.9, 0.1), (4, 0.5, 0.05), (6, 0.6, 0.02)]
         # seed 1's mean of the last generators scores best at step 6
         averages = {6: 0.4 if seed == 1 else 0.7}
@@ -143,6 +148,8 @@ def test_fidelity_over_training_seeds_reports_each_seed_and_the_spread(tmp_path,
     assert entry["repeats"][1]["validation_score"]["best"] == 0.4
     assert entry["repeats"][1]["validation_score"]["best_step"] == 6
     assert entry["repeats"][1]["validation_score"]["best_averaged"] is True
+    assert [r["low_mode_calibration"] for r in entry["repeats"]] == [
+        {"factor": 5.0, "mismatch_after": 1.001}, None]
     table = suite.markdown({"machine": {"name": "m", "device": "cpu", "cpu_count": 2,
                                         "torch": "x", "gpu": None, "date": "d"},
                             "budget": {}, "fidelity": result})
