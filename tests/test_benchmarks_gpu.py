@@ -20,6 +20,7 @@ def smoke(tmp_path_factory):
     return status, output
 
 
+@pytest.mark.slow
 def test_smoke_runs_every_stage_and_writes_json_and_markdown(smoke):
     status, output = smoke
     saved = json.loads((output / "smoke-cpu.json").read_text())
@@ -40,6 +41,7 @@ def test_smoke_runs_every_stage_and_writes_json_and_markdown(smoke):
     assert "not_run" in stages["cuda_tests"]["result"]
 
 
+@pytest.mark.slow
 def test_smoke_numbers_are_the_quotients_of_what_was_measured(smoke):
     _, output = smoke
     stages = json.loads((output / "smoke-cpu.json").read_text())["stages"]
@@ -66,6 +68,7 @@ def test_smoke_numbers_are_the_quotients_of_what_was_measured(smoke):
     assert first != second
 
 
+@pytest.mark.slow
 def test_a_run_of_some_stages_keeps_the_others(smoke):
     _, output = smoke
     before = json.loads((output / "smoke-cpu.json").read_text())["stages"]

@@ -53,6 +53,7 @@ def test_trajectory_seeds_are_distinct_and_depend_only_on_master_seed():
     assert not np.array_equal(seeds[:10], trajectory_seeds(8, 10))
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_whatever_workers_and_batching(tmp_path):
     spec = SweepSpec("diffusion", n_trajectories=6, resolution=16, n_snapshots=3,
                      ranges={"diffusivity": (1e-3, 1e-1)}, seed=11)

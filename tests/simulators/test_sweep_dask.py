@@ -32,6 +32,7 @@ def _finished_batches(address: str) -> int:
                                        if name.endswith("run_batch")))
 
 
+@pytest.mark.slow
 def test_cli_sweep_on_a_cluster_gives_the_same_bytes_as_a_local_run(tmp_path,
                                                                     scheduler_address):
     assert scheduler_address.startswith("tcp://127.0.0.1:")

@@ -122,6 +122,7 @@ def test_training_with_the_budget_logs_it(tmp_path):
                       )["train"]["budget_weight"] == 1.0
 
 
+@pytest.mark.slow
 def test_systems_without_a_budget_are_refused_with_the_reason(tmp_path, capsys):
     field_file = run_sweep(SweepSpec("gaussian_random_field", 6, resolution=16, seed=0),
                            tmp_path / "grf.h5", progress=False)

@@ -174,6 +174,7 @@ def test_the_envelope_is_on_by_default_and_the_cli_switches_it_off(tmp_path):
         assert saved["model"]["spectral_envelope"] is expected
 
 
+@pytest.mark.slow
 def test_a_run_written_before_the_option_loads_and_resumes_without_an_envelope(tmp_path):
     run = tmp_path / "old"
     old = TrainConfig(**{**SHORT.to_dict(), "spectral_envelope": False})

@@ -118,6 +118,7 @@ def _envelope_names(trainer: Trainer) -> set[str]:
     return {f"envelope.{name}" for name, _ in trainer.generator.envelope.named_parameters()}
 
 
+@pytest.mark.slow
 def test_envelope_learning_rate_multiplier_scales_only_the_envelopes_adam_steps(tmp_path):
     """Adam's first step is ``lr * g / (|g| + eps)`` per weight: from the same weights and
     batch, the envelope's weights move ``multiplier`` times as far, every other weight
@@ -204,6 +205,7 @@ def _spy_on_generator(trainer: Trainer) -> list[tuple[torch.Tensor, torch.Tensor
     return seen
 
 
+@pytest.mark.slow
 def test_mode_seeking_pairs_fakes_at_one_condition_with_distinct_latents(tmp_path):
     import dataclasses
     config = dataclasses.replace(TINY, mode_seeking_weight=0.5)
@@ -784,6 +786,7 @@ def test_ensemble_pairs_stack_the_fakes_of_one_condition():
     assert torch.equal(together_condition, condition[[0, 2]])
 
 
+@pytest.mark.slow
 def test_the_ensemble_discriminator_reads_neighbouring_trajectories_at_one_time(tmp_path):
     """Real ensemble pairs: a training snapshot and the same time of the nearest other
     trajectory (without augmentation the halves are those snapshots exactly); the

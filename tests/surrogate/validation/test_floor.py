@@ -106,6 +106,7 @@ def test_the_floor_sits_beside_each_metric_in_json_and_markdown(files, tmp_path)
     assert "per_condition_spectrum_rel_error_median of delta" in report["floor"]["too_noisy"]
 
 
+@pytest.mark.slow
 def test_each_condition_carries_the_floor_s_error_at_the_same_parameter_values(files):
     """The per-condition floor is the second simulation judged as the generated file is,
     condition by condition (here computed again by validating it directly)."""

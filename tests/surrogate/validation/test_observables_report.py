@@ -209,6 +209,7 @@ def test_symmetrised_laws_keep_what_the_sign_leaves():
     assert not sign_symmetric("not_a_system")
 
 
+@pytest.mark.slow
 def test_sign_balance_is_a_standard_normal_under_fair_signs():
     """Fair random signs on fixed magnitudes (per trajectory and per snapshot): z has mean
     0 and std 1 within sampling error; a generator that always draws + reads |z| >> 4."""

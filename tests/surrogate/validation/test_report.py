@@ -73,6 +73,7 @@ def _failed(report: dict) -> set[tuple[str, str | None]]:
 
 
 # ------------------------------------------------------------------ independent runs pass
+@pytest.mark.slow
 def test_two_independent_grf_runs_pass(grf):
     _, reference, independent = grf
     report = validate_files(reference, independent).report
@@ -496,6 +497,7 @@ def test_cli_writes_report_files_with_stable_keys(navier_stokes, tmp_path, capsy
     assert bare.splitlines()[0] == markdown.splitlines()[0]
 
 
+@pytest.mark.slow
 def test_strict_exit_status_and_thresholds_file(grf, tmp_path):
     root, reference, _ = grf
     broken = root / "scaled.h5"

@@ -156,6 +156,7 @@ def test_regressor_trained_on_simulations_learns(real_scores):
     assert real_scores["rmse"] < 0.35 * real_scores["prior_std"]
 
 
+@pytest.mark.slow
 def test_second_simulator_ensemble_as_generated_scores_like_the_simulations(arrays,
                                                                             controls):
     """A perfect generator (the simulator again, other seeds, same conditions), here the
@@ -194,6 +195,7 @@ def test_generator_that_ignores_its_condition_teaches_nothing(arrays):
     assert 0.75 <= scores["rmse"] / scores["prior_std"] <= 1.3
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_report(files, tmp_path):
     """Two runs with one seed write byte-identical utility.json; the report holds the
     issue's keys."""
