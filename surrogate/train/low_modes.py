@@ -10,12 +10,13 @@ So before the first step the trainer scales the amplitude's bias by the one fact
 that makes the generated fields' power in shells ``1 .. K`` -- summed over shells and
 channels, in the normalised units the discriminator sees -- equal to the training
 split's (:func:`calibrate_low_modes`). One factor is not enough where the lowest shells'
-power changes across the parameter range (several-fold over a GRF's spectral-index
-range): started the same at every condition, the map's weights did not learn the change
-in 2,000 steps (the steep third of the range kept 0.73--0.83 of the simulator's power at
-``|k| = 1``, the flat third 0.80--0.87 at ``|k| = 2``). So the trainer then fits the
-whole map, weights included, to the training split's power per condition and shell
-(:func:`fit_low_modes_to_conditions`); the training adjusts it from there.
+power changes differently across the parameter range: over a GRF's spectral-index range
+the data's ``|k| = 2`` power falls 2.8-fold and its ``|k| = 1`` power by 0.88, and the
+one-factor start held ``|k| = 2`` at 1.6--4.7 times the data's power and ``|k| = 1`` at
+0.56--0.65 of it (K = 2, per third of the range). So the trainer then fits the whole map,
+weights included, to the training split's power per condition and shell
+(:func:`fit_low_modes_to_conditions`; 0.96--1.04 in every third and shell); the training
+adjusts it from there.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 from torch import Tensor
 
 from surrogate.losses import radial_power_spectrum, radial_shell_counts
-from surrogate.models import Generator
+from surrogate.models import GaussianLowModes, Generator
 
 #: calibration: real snapshots (spread evenly over the training split) and scale factors
 #: tried, 2^(i/8) for i in -16 .. 48 (1/4 .. 64 times the initial amplitude)
@@ -46,6 +47,20 @@ def shell_powers(fields: Tensor, shells: int) -> Tensor:
     (:func:`surrogate.losses.radial_power_spectrum` times the shells' mode counts)."""
     weights = radial_shell_counts(fields.shape[-1])[:shells].to(fields.device)
     return (radial_power_spectrum(fields.float())[..., :shells] * weights).sum(dim=-2)
+
+
+def _low_modes_and_latents(generator: Generator, real: Tensor, seed: int, caller: str
+                           ) -> tuple[GaussianLowModes, Tensor]:
+    """The generator's low-mode module and ``len(real)`` latents drawn from a generator of
+    their own seeded ``seed`` (the training's random streams are not touched), on
+    ``real``'s device; ``ValueError`` naming ``caller`` for a generator without them."""
+    module = generator.low_modes
+    if module is None:
+        raise ValueError(f"{caller} needs a generator with low_modes")
+    draw = torch.Generator().manual_seed(seed)
+    noise = torch.randn(real.shape[0], generator.config.noise_dim, generator=draw
+                        ).to(real.device)
+    return module, noise
 
 
 def low_shell_power(fields: Tensor, shells: int) -> float:
@@ -99,12 +114,7 @@ def calibrate_low_modes(generator: Generator,
     Returns:
         ``{"factor", "real_power", "generated_power_before", "generated_power_after"}``.
     """
-    module = generator.low_modes
-    if module is None:
-        raise ValueError("calibrate_low_modes needs a generator with low_modes")
-    draw = torch.Generator().manual_seed(seed)
-    noise = torch.randn(real.shape[0], generator.config.noise_dim, generator=draw
-                        ).to(real.device)
+    module, noise = _low_modes_and_latents(generator, real, seed, "calibrate_low_modes")
     target = low_shell_power(real, module.shells)
     start = module.amplitude.bias.detach().clone()
 
@@ -135,10 +145,10 @@ def fit_low_modes_to_conditions(generator: Generator,
     quadratic in the condition (:func:`smooth_log_power`); the wanted amplitude of
     every raw channel ``r`` at sample ``i`` is ``sigma_{r,s}(e_i) exp((L_real - L_gen) /
     2)`` (power goes as ``sigma^2``); ``A`` and ``b`` are its least-squares fit over the
-    samples' embeddings ``e_i = embed(c_i)`` (minimum-norm ``A``: the embedding has more
-    dimensions than the split has conditions). The channels keep their relative
-    amplitudes. Start from :func:`calibrate_low_modes`, whose single factor sets the
-    overall level.
+    samples' embeddings ``e_i = embed(c_i)`` (minimum-norm ``A`` where the samples leave it
+    underdetermined, e.g. fewer distinct conditions than embedding dimensions). The
+    channels keep their relative amplitudes. Start from :func:`calibrate_low_modes`,
+    whose single factor sets the overall level.
 
     Args:
         generator: a generator with ``low_modes`` (its amplitude map changed in place).
@@ -149,16 +159,13 @@ def fit_low_modes_to_conditions(generator: Generator,
         ``{"mismatch_before", "mismatch_after"}``: the largest factor, over the samples
         and shells, between the fitted generated and real power before and after.
     """
-    module = generator.low_modes
-    if module is None:
-        raise ValueError("fit_low_modes_to_conditions needs a generator with low_modes")
-    draw = torch.Generator().manual_seed(seed)
-    noise = torch.randn(real.shape[0], generator.config.noise_dim, generator=draw
-                        ).to(real.device)
+    module, noise = _low_modes_and_latents(generator, real, seed,
+                                           "fit_low_modes_to_conditions")
     features = condition_features(condition)
     target = smooth_log_power(shell_powers(real, module.shells), features)
-    embedding = generator.embedding(condition).double().cpu().numpy()       # (B, E)
-    centred = embedding - embedding.mean(axis=0)
+    embedding = generator.embedding(condition)                              # (B, E)
+    embedding_values = embedding.double().cpu().numpy()
+    centred = embedding_values - embedding_values.mean(axis=0)
 
     # the drawn modes' own chi-square scatter, divided out of the generated powers:
     # sum_j (xi_j0^2 + xi_j1^2) / (2 M_s) per sample and shell (exact for linear heads)
@@ -175,11 +182,11 @@ def fit_low_modes_to_conditions(generator: Generator,
     mismatch = log_mismatch()
     before = float(np.exp(np.abs(mismatch).max()))
     for _ in range(passes):
-        sigma = module.amplitudes(generator.embedding(condition)).double().cpu().numpy()
+        sigma = module.amplitudes(embedding).double().cpu().numpy()
         wanted = (sigma * np.exp(mismatch / 2)[:, None, :]).reshape(len(sigma), -1)
         mean = wanted.mean(axis=0)
         weight, *_ = np.linalg.lstsq(centred, wanted - mean, rcond=1e-6)     # (E, R K)
-        bias = mean - embedding.mean(axis=0) @ weight
+        bias = mean - embedding_values.mean(axis=0) @ weight
         parameter = module.amplitude.weight
         parameter.copy_(torch.from_numpy(weight.T).to(parameter))
         module.amplitude.bias.copy_(torch.from_numpy(bias).to(parameter))

@@ -217,16 +217,14 @@ class Trainer:
         if config.low_modes and saved is None:
             # start the Gaussian low modes at the training split's power (low_modes.py)
             train_split = self.data.splits["train"]
-            rows = np.unique(np.linspace(0, len(train_split) - 1,
-                                         CALIBRATION_SAMPLES).round().astype(np.int64))
-            real, real_condition = train_split.get_batch(rows)
+            real, real_condition = train_split.get_batch(
+                HeldOutScorer.validation_indices(train_split, CALIBRATION_SAMPLES))
             self.low_mode_calibration = calibrate_low_modes(
                 self.generator, self.heads.forward_normalised, real.to(self.device),
                 real_condition.to(self.device), seed=config.seed)
             # then the map's weights, so that the power follows the condition
-            rows = np.unique(np.linspace(0, len(train_split) - 1,
-                                         CONDITION_SAMPLES).round().astype(np.int64))
-            real, real_condition = train_split.get_batch(rows)
+            real, real_condition = train_split.get_batch(
+                HeldOutScorer.validation_indices(train_split, CONDITION_SAMPLES))
             self.low_mode_calibration.update(fit_low_modes_to_conditions(
                 self.generator, self.heads.forward_normalised, real.to(self.device),
                 real_condition.to(self.device), seed=config.seed))
